@@ -1,0 +1,537 @@
+package bot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/computebot/computebot"
+	"github.com/computebot/computebot/policy"
+	"github.com/computebot/computebot/reply"
+)
+
+type jobKind int
+
+const (
+	jobNewRequest jobKind = iota // post a persisted request (or refuse it)
+	jobApprove
+	jobDeny
+	jobLaunch // launch an approved request
+)
+
+// job is one unit of slow work, queued after the ack.
+type job struct {
+	kind      jobKind
+	requestID string
+	actor     string // who clicked
+	channel   string // where they clicked
+	threadTS  string
+}
+
+func (b *Bot) enqueue(j job) {
+	b.jobs <- j
+}
+
+func (b *Bot) runJob(ctx context.Context, j job) {
+	defer func() {
+		// A bug in one request must not take the bot down with it.
+		if p := recover(); p != nil {
+			b.log.Error("job panicked", "request_id", j.requestID, "panic", p)
+		}
+	}()
+	switch j.kind {
+	case jobNewRequest:
+		b.postRequest(ctx, j.requestID)
+	case jobApprove, jobDeny:
+		b.decide(ctx, j)
+	case jobLaunch:
+		b.launch(ctx, j.requestID)
+	}
+}
+
+// resume picks up every request a previous run left unfinished.
+func (b *Bot) resume(ctx context.Context) {
+	reqs, err := b.store.Requests(ctx, computebot.RequestNew, computebot.RequestApproved,
+		computebot.RequestLaunching, computebot.RequestLaunched)
+	if err != nil {
+		b.log.Error("resume: list requests", "err", err)
+		return
+	}
+	for _, r := range reqs {
+		b.log.Info("resuming request", "request_id", r.ID, "state", r.State)
+		switch r.State {
+		case computebot.RequestNew:
+			b.enqueue(job{kind: jobNewRequest, requestID: r.ID})
+		case computebot.RequestApproved, computebot.RequestLaunching:
+			b.enqueue(job{kind: jobLaunch, requestID: r.ID})
+		case computebot.RequestLaunched:
+			b.startWaiter(ctx, r.ID)
+		}
+	}
+}
+
+// refuse tells the requester why, privately, and closes the request.
+func (b *Bot) refuse(ctx context.Context, r *computebot.Request, reason string) {
+	b.log.Info("request refused", "request_id", r.ID, "user", r.Requester, "reason", reason)
+	if err := b.chat.Respond(ctx, r.ResponseURL, reply.Plain(reason)); err != nil {
+		b.log.Error("tell requester about refusal", "request_id", r.ID, "err", err)
+	}
+	_, err := b.store.UpdateRequest(ctx, r.ID, func(cur *computebot.Request) error {
+		if cur.State != computebot.RequestNew {
+			return computebot.ErrConflict
+		}
+		cur.State = computebot.RequestRefused
+		cur.Failure = reason
+		return nil
+	})
+	if err != nil {
+		b.log.Error("mark request refused", "request_id", r.ID, "err", err)
+	}
+}
+
+// postRequest authorizes a new request, looks up what the message shows,
+// posts it and moves it to pending (or approved, when auto-approved).
+func (b *Bot) postRequest(ctx context.Context, id string) {
+	r, err := b.store.Request(ctx, id)
+	if err != nil {
+		b.log.Error("load request", "request_id", id, "err", err)
+		return
+	}
+	if r.State != computebot.RequestNew {
+		return
+	}
+	unlock := b.lockUser(r.Requester)
+	d, err := b.authz.Authorize(ctx, policy.Action{Kind: policy.ActionLaunch, Actor: r.Requester, Request: r})
+	unlock()
+	if err != nil {
+		b.log.Error("authorize launch", "request_id", id, "err", err)
+	}
+	if d.Verdict == policy.Deny {
+		b.refuse(ctx, r, d.Reason)
+		return
+	}
+
+	actx, cancel := b.awsCtx(ctx)
+	defer cancel()
+	it, err := b.cloud.InstanceType(actx, r.InstanceType)
+	if err != nil {
+		b.refuse(ctx, r, fmt.Sprintf("I could not look up `%s`: %s Nothing was launched.", r.InstanceType, computebot.UserMessage(err)))
+		return
+	}
+	img, err := b.cloud.ResolveImage(actx, r.ImageRef)
+	if err != nil {
+		b.refuse(ctx, r, fmt.Sprintf("I could not use AMI `%s`: %s Nothing was launched.", r.ImageRef, computebot.UserMessage(err)))
+		return
+	}
+	price, priceKnown := b.price(actx, r.InstanceType)
+
+	now := b.now()
+	r.VCPUs, r.MemoryMiB = it.VCPUs, it.MemoryMiB
+	r.ImageID, r.ImageName, r.ImageRoot = img.ID, img.Name, img.RootDeviceName
+	r.PricePerHour, r.PriceKnown = price, priceKnown
+	auto := d.Verdict == policy.Allow
+	if auto {
+		r.State = computebot.RequestApproved
+		r.AutoApproved = true
+		r.DecidedAt = now
+	} else {
+		r.State = computebot.RequestPending
+		r.ApprovalExpiresAt = now.Add(b.set.ApprovalTTL)
+	}
+
+	ts, err := b.chat.Post(ctx, r.ChannelID, "", reply.LaunchRequest(r))
+	if err != nil {
+		reason := "I could not post your request in this channel, so nothing was launched. Please try again."
+		if strings.Contains(err.Error(), "not_in_channel") || strings.Contains(err.Error(), "channel_not_found") {
+			reason = "I can't post in this channel: invite me first (`/invite @computebot`), then run the command again. Nothing was launched."
+		}
+		b.log.Error("post request message", "request_id", id, "err", err)
+		b.refuse(ctx, r, reason)
+		return
+	}
+	r.MessageTS = ts
+	enriched := *r
+	r, err = b.store.UpdateRequest(ctx, id, func(cur *computebot.Request) error {
+		if cur.State != computebot.RequestNew {
+			return computebot.ErrConflict
+		}
+		*cur = enriched
+		return nil
+	})
+	if err != nil {
+		b.log.Error("save posted request", "request_id", id, "err", err)
+		return
+	}
+
+	if auto {
+		b.audit(ctx, computebot.AuditEntry{Actor: "policy", Action: "approve", RequestID: r.ID, Result: "ok", Detail: "auto-approved type " + r.InstanceType})
+		b.launch(ctx, r.ID)
+		return
+	}
+	if _, err := b.chat.Post(ctx, r.ChannelID, r.MessageTS, reply.ApproversNote(r, b.authz.ApproverMentions(), b.set.AllowSelfApproval)); err != nil {
+		b.log.Error("post approvers note", "request_id", id, "err", err)
+	}
+}
+
+// price answers from the configured overrides first (negotiated rates),
+// then the Pricing API; false when neither knows.
+func (b *Bot) price(ctx context.Context, instanceType string) (float64, bool) {
+	if p, ok := b.set.Prices[instanceType]; ok {
+		return p, true
+	}
+	p, err := b.cloud.HourlyPrice(ctx, instanceType)
+	if err != nil {
+		if !errors.Is(err, computebot.ErrPriceUnknown) {
+			b.log.Warn("price lookup failed; showing price unknown", "type", instanceType, "err", err)
+		}
+		return 0, false
+	}
+	return p, true
+}
+
+var errExpired = errors.New("approval expired")
+
+// decide applies an Approve or Deny click.
+func (b *Bot) decide(ctx context.Context, j job) {
+	kind := policy.ActionApprove
+	if j.kind == jobDeny {
+		kind = policy.ActionDeny
+	}
+	tell := func(text string) {
+		if err := b.chat.Ephemeral(ctx, j.channel, j.actor, "", reply.Plain(text)); err != nil {
+			b.log.Error("tell clicker", "request_id", j.requestID, "user", j.actor, "err", err)
+		}
+	}
+	r, err := b.store.Request(ctx, j.requestID)
+	if errors.Is(err, computebot.ErrNotFound) {
+		tell(fmt.Sprintf("I don't know request `%s`; it may come from another computebot installation.", j.requestID))
+		return
+	}
+	if err != nil {
+		b.log.Error("load request", "request_id", j.requestID, "err", err)
+		tell("Something went wrong on my side (internal error); please click again in a minute.")
+		return
+	}
+	if r.State != computebot.RequestPending {
+		tell(alreadyDecided(r))
+		b.refreshMessage(ctx, r) // the click came from a stale message
+		return
+	}
+	if b.now().After(r.ApprovalExpiresAt) {
+		b.expire(ctx, r)
+		tell(fmt.Sprintf("Request `%s` expired at %s, so it can't be %s. Nothing was launched; <@%s> can run `/launch` again.",
+			r.ID, reply.SlackDate(r.ApprovalExpiresAt), pastTense(kind), r.Requester))
+		return
+	}
+
+	unlock := b.lockUser(r.Requester)
+	defer unlock()
+	d, err := b.authz.Authorize(ctx, policy.Action{Kind: kind, Actor: j.actor, Request: r})
+	if err != nil {
+		b.log.Error("authorize decision", "request_id", r.ID, "user", j.actor, "err", err)
+	}
+	if d.Verdict == policy.Deny {
+		b.log.Info("click refused", "request_id", r.ID, "user", j.actor, "action", kind, "reason", d.Reason)
+		tell(d.Reason)
+		return
+	}
+	now := b.now()
+	r, err = b.store.UpdateRequest(ctx, r.ID, func(cur *computebot.Request) error {
+		if cur.State != computebot.RequestPending {
+			return computebot.ErrConflict
+		}
+		if now.After(cur.ApprovalExpiresAt) {
+			return errExpired
+		}
+		cur.State = computebot.RequestApproved
+		if kind == policy.ActionDeny {
+			cur.State = computebot.RequestDenied
+		}
+		cur.DecidedBy, cur.DecidedAt = j.actor, now
+		return nil
+	})
+	switch {
+	case errors.Is(err, computebot.ErrConflict):
+		// Someone (or a double click) got there first.
+		if cur, lerr := b.store.Request(ctx, j.requestID); lerr == nil {
+			tell(alreadyDecided(cur))
+		}
+		return
+	case errors.Is(err, errExpired):
+		tell(fmt.Sprintf("Request `%s` expired; nothing was launched.", j.requestID))
+		return
+	case err != nil:
+		b.log.Error("record decision", "request_id", j.requestID, "err", err)
+		tell("I could not record your decision (internal error); please click again.")
+		return
+	}
+	b.audit(ctx, computebot.AuditEntry{Actor: j.actor, Action: string(kind), RequestID: r.ID, Result: "ok"})
+	b.refreshMessage(ctx, r)
+	if _, err := b.chat.Post(ctx, r.ChannelID, r.MessageTS, reply.Decision(r)); err != nil {
+		b.log.Error("post decision", "request_id", r.ID, "err", err)
+	}
+	if r.State == computebot.RequestApproved {
+		b.launch(ctx, r.ID)
+	}
+}
+
+func pastTense(k policy.ActionKind) string {
+	if k == policy.ActionDeny {
+		return "denied"
+	}
+	return "approved"
+}
+
+func alreadyDecided(r *computebot.Request) string {
+	switch r.State {
+	case computebot.RequestDenied:
+		return fmt.Sprintf("Request `%s` was already denied by <@%s>.", r.ID, r.DecidedBy)
+	case computebot.RequestExpired:
+		return fmt.Sprintf("Request `%s` has expired; <@%s> can run `/launch` again.", r.ID, r.Requester)
+	case computebot.RequestRefused, computebot.RequestNew:
+		return fmt.Sprintf("Request `%s` is not waiting for approval.", r.ID)
+	}
+	if r.AutoApproved {
+		return fmt.Sprintf("Request `%s` was auto-approved by policy.", r.ID)
+	}
+	return fmt.Sprintf("Request `%s` was already approved by <@%s>.", r.ID, r.DecidedBy)
+}
+
+// refreshMessage re-renders the request message from the stored state.
+func (b *Bot) refreshMessage(ctx context.Context, r *computebot.Request) {
+	if r.MessageTS == "" {
+		return
+	}
+	if err := b.chat.Update(ctx, r.ChannelID, r.MessageTS, reply.LaunchRequest(r)); err != nil {
+		b.log.Error("update request message", "request_id", r.ID, "err", err)
+	}
+}
+
+// expire closes a pending request whose approval window has passed.
+func (b *Bot) expire(ctx context.Context, r *computebot.Request) {
+	now := b.now()
+	r, err := b.store.UpdateRequest(ctx, r.ID, func(cur *computebot.Request) error {
+		if cur.State != computebot.RequestPending || !now.After(cur.ApprovalExpiresAt) {
+			return computebot.ErrConflict
+		}
+		cur.State = computebot.RequestExpired
+		return nil
+	})
+	if err != nil {
+		if !errors.Is(err, computebot.ErrConflict) {
+			b.log.Error("expire request", "err", err)
+		}
+		return
+	}
+	b.log.Info("request expired", "request_id", r.ID)
+	b.refreshMessage(ctx, r)
+	if _, err := b.chat.Post(ctx, r.ChannelID, r.MessageTS, reply.Expired(r)); err != nil {
+		b.log.Error("post expiry", "request_id", r.ID, "err", err)
+	}
+}
+
+func (b *Bot) sweepLoop(ctx, workCtx context.Context) {
+	t := time.NewTicker(b.opts.SweepInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			b.sweep(workCtx)
+		}
+	}
+}
+
+// sweep expires pending requests nobody decided on in time.
+func (b *Bot) sweep(ctx context.Context) {
+	reqs, err := b.store.Requests(ctx, computebot.RequestPending)
+	if err != nil {
+		b.log.Error("sweep: list pending requests", "err", err)
+		return
+	}
+	now := b.now()
+	for _, r := range reqs {
+		if now.After(r.ApprovalExpiresAt) {
+			b.expire(ctx, r)
+		}
+	}
+}
+
+// launch runs an approved request. RunInstances carries a ClientToken
+// derived from the request ID, so running this again (a restart, a retry)
+// returns the same instance instead of a second one.
+func (b *Bot) launch(ctx context.Context, id string) {
+	var resumed bool
+	r, err := b.store.UpdateRequest(ctx, id, func(cur *computebot.Request) error {
+		switch cur.State {
+		case computebot.RequestApproved:
+		case computebot.RequestLaunching:
+			resumed = true
+		default:
+			return computebot.ErrConflict
+		}
+		cur.State = computebot.RequestLaunching
+		return nil
+	})
+	if err != nil {
+		if !errors.Is(err, computebot.ErrConflict) {
+			b.log.Error("start launch", "request_id", id, "err", err)
+		}
+		return
+	}
+	if !resumed {
+		if _, err := b.chat.Post(ctx, r.ChannelID, r.MessageTS, reply.Launching(r)); err != nil {
+			b.log.Error("post launching", "request_id", id, "err", err)
+		}
+	}
+
+	actx, cancel := b.awsCtx(ctx)
+	inst, err := b.cloud.Launch(actx, b.launchSpec(r))
+	cancel()
+	if err != nil {
+		b.failLaunch(ctx, r, computebot.UserMessage(err), computebot.ErrorCode(err))
+		b.log.Error("launch failed", "request_id", id, "err", err)
+		return
+	}
+	r, err = b.store.UpdateRequest(ctx, id, func(cur *computebot.Request) error {
+		if cur.State != computebot.RequestLaunching {
+			return computebot.ErrConflict
+		}
+		cur.State = computebot.RequestLaunched
+		cur.InstanceID = inst.ID
+		return nil
+	})
+	if err != nil {
+		b.log.Error("record launched instance", "request_id", id, "instance", inst.ID, "err", err)
+		return
+	}
+	b.audit(ctx, computebot.AuditEntry{Actor: r.DecidedByOrPolicy(), Action: "launch", RequestID: id, Target: inst.ID, Result: "ok",
+		Detail: fmt.Sprintf("%s for %s", r.InstanceType, r.Requester)})
+	if _, err := b.chat.Post(ctx, r.ChannelID, r.MessageTS, reply.Pending(r)); err != nil {
+		b.log.Error("post pending", "request_id", id, "err", err)
+	}
+	b.startWaiter(ctx, id)
+}
+
+func (b *Bot) launchSpec(r *computebot.Request) computebot.LaunchSpec {
+	return computebot.LaunchSpec{
+		ClientToken:      r.ClientToken(),
+		InstanceType:     r.InstanceType,
+		ImageID:          r.ImageID,
+		RootDeviceName:   r.ImageRoot,
+		KeyName:          b.set.KeyName,
+		SecurityGroupIDs: b.set.SecurityGroupIDs,
+		SubnetID:         b.set.SubnetID,
+		Tags: map[string]string{
+			computebot.TagName:    r.Name,
+			computebot.TagManaged: "true",
+			computebot.TagOwner:   r.Requester,
+			computebot.TagRequest: r.ID,
+			computebot.TagChannel: r.ChannelID,
+			computebot.TagThread:  r.MessageTS,
+			// From the decision time, not "now", so that a resumed launch
+			// sends identical parameters with the same ClientToken.
+			computebot.TagExpiresAt: r.DecidedAt.Add(r.Lease).UTC().Format(time.RFC3339),
+		},
+	}
+}
+
+// failLaunch marks the request failed and says so in plain words.
+func (b *Bot) failLaunch(ctx context.Context, r *computebot.Request, why, code string) {
+	if code == "" {
+		code = "error"
+	}
+	r, err := b.store.UpdateRequest(ctx, r.ID, func(cur *computebot.Request) error {
+		if cur.State.Terminal() {
+			return computebot.ErrConflict
+		}
+		cur.State = computebot.RequestFailed
+		cur.Failure = why
+		return nil
+	})
+	if err != nil {
+		b.log.Error("mark launch failed", "request_id", r.ID, "err", err)
+		return
+	}
+	b.audit(ctx, computebot.AuditEntry{Actor: r.DecidedByOrPolicy(), Action: "launch", RequestID: r.ID, Target: r.InstanceID, Result: code, Detail: why})
+	if _, err := b.chat.Post(ctx, r.ChannelID, r.MessageTS, reply.Failed(r)); err != nil {
+		b.log.Error("post failure", "request_id", r.ID, "err", err)
+	}
+	b.refreshMessage(ctx, r)
+}
+
+func (b *Bot) startWaiter(ctx context.Context, id string) {
+	b.waiters.Add(1)
+	go func() {
+		defer b.waiters.Done()
+		b.waitRunning(ctx, id)
+	}()
+}
+
+// waitRunning polls the instance every PollInterval (the SDK waiter's 15 s
+// minimum would leave the requester waiting) and posts the connection
+// details as soon as it runs.
+func (b *Bot) waitRunning(ctx context.Context, id string) {
+	r, err := b.store.Request(ctx, id)
+	if err != nil || r.State != computebot.RequestLaunched {
+		return
+	}
+	deadline := b.now().Add(b.opts.LaunchWait)
+	t := time.NewTicker(b.opts.PollInterval)
+	defer t.Stop()
+	for {
+		actx, cancel := b.awsCtx(ctx)
+		inst, err := b.cloud.Instance(actx, r.InstanceID)
+		cancel()
+		switch {
+		case err != nil:
+			// Right after RunInstances EC2 may not know the ID yet
+			// (eventual consistency); keep polling until the deadline.
+			b.log.Debug("poll instance", "request_id", id, "instance", r.InstanceID, "err", err)
+		case inst.State == computebot.InstanceRunning:
+			b.ready(ctx, r, inst)
+			return
+		case inst.State == computebot.InstanceTerminated || inst.State == computebot.InstanceShuttingDown:
+			b.failLaunch(ctx, r, fmt.Sprintf("`%s` was terminated before it started running (state %s). Nothing is running; try again or pick another type.", r.InstanceID, inst.State), "Terminated")
+			return
+		}
+		if b.now().After(deadline) {
+			b.failLaunch(ctx, r, fmt.Sprintf("`%s` did not reach running within %s. It may still start; check it in the EC2 console.", r.InstanceID, b.opts.LaunchWait), "Timeout")
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return // resumed on the next start
+		case <-t.C:
+		}
+	}
+}
+
+func (b *Bot) ready(ctx context.Context, r *computebot.Request, inst computebot.Instance) {
+	r.PublicIP, r.PrivateIP = inst.PublicIP, inst.PrivateIP
+	// Post before recording: a crash in between repeats the reply on the
+	// next start rather than losing it.
+	user := reply.SSHUser(b.set.SSHUser, r.ImageName)
+	if _, err := b.chat.Post(ctx, r.ChannelID, r.MessageTS, reply.Ready(r, user, b.set.KeyName)); err != nil {
+		b.log.Error("post ready", "request_id", r.ID, "err", err)
+	}
+	r, err := b.store.UpdateRequest(ctx, r.ID, func(cur *computebot.Request) error {
+		if cur.State != computebot.RequestLaunched {
+			return computebot.ErrConflict
+		}
+		cur.State = computebot.RequestReady
+		cur.PublicIP, cur.PrivateIP = inst.PublicIP, inst.PrivateIP
+		return nil
+	})
+	if err != nil {
+		if !errors.Is(err, computebot.ErrConflict) {
+			b.log.Error("record ready", "request_id", inst.ID, "err", err)
+		}
+		return
+	}
+	b.refreshMessage(ctx, r)
+	b.log.Info("instance ready", "request_id", r.ID, "instance", r.InstanceID, "public_ip", r.PublicIP)
+}

@@ -1,0 +1,140 @@
+// Package computebot holds the domain types and the interfaces at the seams
+// between the packages: the bot (Slack) depends on Cloud and Store, never on
+// the AWS SDK or on bbolt; aws/ implements Cloud, store/ implements Store.
+package computebot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Tag keys put on every instance and volume computebot launches. Other
+// features (listing, idle shutdown) find the bot's instances by these.
+const (
+	TagName      = "Name"
+	TagManaged   = "computebot:managed"
+	TagOwner     = "computebot:owner"
+	TagRequest   = "computebot:request"
+	TagChannel   = "computebot:channel"
+	TagThread    = "computebot:thread"
+	TagExpiresAt = "computebot:expires-at"
+)
+
+// EC2 instance state names, as EC2 spells them.
+const (
+	InstancePending      = "pending"
+	InstanceRunning      = "running"
+	InstanceStopping     = "stopping"
+	InstanceStopped      = "stopped"
+	InstanceShuttingDown = "shutting-down"
+	InstanceTerminated   = "terminated"
+)
+
+// Instance is an EC2 instance as the bot sees it.
+type Instance struct {
+	ID         string
+	Type       string
+	State      string
+	ImageID    string
+	PublicIP   string
+	PrivateIP  string
+	LaunchTime time.Time
+	Tags       map[string]string
+}
+
+// InstanceType describes an EC2 instance type (from DescribeInstanceTypes).
+type InstanceType struct {
+	Name      string
+	VCPUs     int32
+	MemoryMiB int64
+}
+
+// Image is an AMI (from DescribeImages). Name drives SSH user inference;
+// RootDeviceName lets the launch encrypt the root volume.
+type Image struct {
+	ID             string
+	Name           string
+	RootDeviceName string
+}
+
+// LaunchSpec is everything RunInstances needs for one instance.
+type LaunchSpec struct {
+	// ClientToken makes RunInstances idempotent: the same token always
+	// returns the same instance, so a retry or a restart never launches twice.
+	ClientToken      string
+	InstanceType     string
+	ImageID          string // a resolved ami-… ID
+	RootDeviceName   string // from the Image; empty skips the explicit root mapping
+	KeyName          string
+	SecurityGroupIDs []string
+	SubnetID         string
+	// Tags are applied to the instance and its volumes at launch.
+	Tags map[string]string
+}
+
+// InstanceFilter selects managed instances (tag computebot:managed=true).
+type InstanceFilter struct {
+	Owner  string   // computebot:owner tag; empty means any owner
+	States []string // instance-state-name; empty means any state
+}
+
+// Cloud is the small slice of AWS the bot needs. Implemented by package aws;
+// every method is bounded by the context it is given.
+type Cloud interface {
+	InstanceType(ctx context.Context, name string) (InstanceType, error)
+	// ResolveImage accepts an AMI ID or a "resolve:ssm:PARAMETER" reference.
+	ResolveImage(ctx context.Context, ref string) (Image, error)
+	// HourlyPrice is the on-demand Linux price in USD; ErrPriceUnknown when
+	// the Pricing API has no answer.
+	HourlyPrice(ctx context.Context, instanceType string) (float64, error)
+	Launch(ctx context.Context, spec LaunchSpec) (Instance, error)
+	Instance(ctx context.Context, id string) (Instance, error)
+	ManagedInstances(ctx context.Context, filter InstanceFilter) ([]Instance, error)
+}
+
+// Sentinel errors shared across packages.
+var (
+	ErrNotFound     = errors.New("not found")
+	ErrExists       = errors.New("already exists")
+	ErrConflict     = errors.New("state changed concurrently")
+	ErrPriceUnknown = errors.New("price unknown")
+)
+
+// Error is a failure whose Message is safe and useful to show to a user in
+// plain words ("AWS has no t2.micro capacity…"). Code is the machine-readable
+// cause (an AWS error code, or one of ours); Err is the underlying error for logs.
+type Error struct {
+	Code    string
+	Message string
+	Err     error
+}
+
+func (e *Error) Error() string {
+	if e.Err != nil {
+		return fmt.Sprintf("%s: %s: %v", e.Code, e.Message, e.Err)
+	}
+	return fmt.Sprintf("%s: %s", e.Code, e.Message)
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// UserMessage returns the text to show a user for err: the Message of the
+// first *Error in its chain, or a generic line (internal details stay in logs).
+func UserMessage(err error) string {
+	var e *Error
+	if errors.As(err, &e) && e.Message != "" {
+		return e.Message
+	}
+	return "internal error (details are in the bot's log)"
+}
+
+// ErrorCode returns the Code of the first *Error in err's chain, or "".
+func ErrorCode(err error) string {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	return ""
+}

@@ -1,0 +1,129 @@
+package policy_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/computebot/computebot"
+	"github.com/computebot/computebot/policy"
+)
+
+type groups map[string][]string
+
+func (g groups) UserGroupMembers(_ context.Context, id string) ([]string, error) {
+	m, ok := g[id]
+	if !ok {
+		return nil, errors.New("no_such_subteam")
+	}
+	return m, nil
+}
+
+type fixedUsage map[string]int
+
+func (u fixedUsage) ActiveLaunches(_ context.Context, owner string) (int, error) { return u[owner], nil }
+
+func newAuthz(t *testing.T, u fixedUsage) *policy.Authorizer {
+	t.Helper()
+	return policy.New(policy.Rules{
+		Approvers:         []string{"UBO", "SPLATFORM"},
+		AllowedTypes:      []string{"t2.micro", "t3.small"},
+		AutoApproveTypes:  []string{"t2.micro"},
+		MaxRunningPerUser: 2,
+		MaxLease:          72 * time.Hour,
+	}, policy.Options{Groups: groups{"SPLATFORM": {"UCARL", "UANA"}}, Usage: u})
+}
+
+func TestAuthorize(t *testing.T) {
+	ctx := context.Background()
+	req := func(typ string) *computebot.Request {
+		return &computebot.Request{ID: "R-1", Requester: "UANA", InstanceType: typ, Lease: 4 * time.Hour}
+	}
+	cases := []struct {
+		name    string
+		usage   fixedUsage
+		act     policy.Action
+		verdict policy.Verdict
+		reason  string
+	}{
+		{"auto-approved type", nil, policy.Action{Kind: policy.ActionLaunch, Actor: "UANA", Request: req("t2.micro")}, policy.Allow, ""},
+		{"needs approval", nil, policy.Action{Kind: policy.ActionLaunch, Actor: "UANA", Request: req("t3.small")}, policy.NeedsApproval, ""},
+		{"type not allowed", nil, policy.Action{Kind: policy.ActionLaunch, Actor: "UANA", Request: req("p5.48xlarge")}, policy.Deny, "Allowed types: `t2.micro`, `t3.small`"},
+		{"quota reached", fixedUsage{"UANA": 2}, policy.Action{Kind: policy.ActionLaunch, Actor: "UANA", Request: req("t3.small")}, policy.Deny, "the limit is 2 per person"},
+		{"direct approver", nil, policy.Action{Kind: policy.ActionApprove, Actor: "UBO", Request: req("t3.small")}, policy.Allow, ""},
+		{"group approver", nil, policy.Action{Kind: policy.ActionApprove, Actor: "UCARL", Request: req("t3.small")}, policy.Allow, ""},
+		{"stranger", nil, policy.Action{Kind: policy.ActionApprove, Actor: "UEVE", Request: req("t3.small")}, policy.Deny, "Only approvers can approve"},
+		{"stranger deny", nil, policy.Action{Kind: policy.ActionDeny, Actor: "UEVE", Request: req("t3.small")}, policy.Deny, "Only approvers can deny"},
+		{"self approval", nil, policy.Action{Kind: policy.ActionApprove, Actor: "UANA", Request: req("t3.small")}, policy.Deny, "can't approve your own request"},
+		{"approval over quota", fixedUsage{"UANA": 2}, policy.Action{Kind: policy.ActionApprove, Actor: "UBO", Request: req("t3.small")}, policy.Deny, "<@UANA> already has 2"},
+		{"deny ignores quota", fixedUsage{"UANA": 5}, policy.Action{Kind: policy.ActionDeny, Actor: "UBO", Request: req("t3.small")}, policy.Allow, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			d, err := newAuthz(t, tc.usage).Authorize(ctx, tc.act)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d.Verdict != tc.verdict {
+				t.Fatalf("verdict = %v (%q), want %v", d.Verdict, d.Reason, tc.verdict)
+			}
+			if !strings.Contains(d.Reason, tc.reason) {
+				t.Fatalf("reason = %q, want it to contain %q", d.Reason, tc.reason)
+			}
+		})
+	}
+}
+
+func TestPrecheckLease(t *testing.T) {
+	a := newAuthz(t, nil)
+	d := a.Precheck(policy.Action{Kind: policy.ActionLaunch, Request: &computebot.Request{InstanceType: "t2.micro", Lease: 100 * time.Hour}})
+	if d.Verdict != policy.Deny || !strings.Contains(d.Reason, "maximum of 72 h") {
+		t.Fatalf("got %+v", d)
+	}
+}
+
+type countingGroups struct {
+	calls int
+	fail  bool
+}
+
+func (c *countingGroups) UserGroupMembers(context.Context, string) ([]string, error) {
+	c.calls++
+	if c.fail {
+		return nil, errors.New("slack down")
+	}
+	return []string{"UCARL"}, nil
+}
+
+func TestGroupMembersCachedAndStaleOnError(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	g := &countingGroups{}
+	a := policy.New(policy.Rules{Approvers: []string{"SOPS"}}, policy.Options{Groups: g, GroupTTL: time.Minute, Now: func() time.Time { return now }})
+	ctx := context.Background()
+	for range 3 {
+		if ok, err := a.IsApprover(ctx, "UCARL"); !ok || err != nil {
+			t.Fatalf("IsApprover = %v, %v", ok, err)
+		}
+	}
+	if g.calls != 1 {
+		t.Fatalf("usergroups.users.list calls = %d, want 1 (cached)", g.calls)
+	}
+	now = now.Add(2 * time.Minute)
+	g.fail = true
+	if ok, _ := a.IsApprover(ctx, "UCARL"); !ok {
+		t.Fatal("a failed refresh should fall back to the cached members")
+	}
+	if g.calls != 2 {
+		t.Fatalf("calls = %d, want a refresh attempt", g.calls)
+	}
+}
+
+func TestUnresolvableGroupIsAnError(t *testing.T) {
+	a := policy.New(policy.Rules{Approvers: []string{"SNOPE"}}, policy.Options{Groups: groups{}})
+	d, err := a.Authorize(context.Background(), policy.Action{Kind: policy.ActionApprove, Actor: "UX", Request: &computebot.Request{ID: "R-1", Requester: "UY"}})
+	if err == nil || d.Verdict != policy.Deny {
+		t.Fatalf("got %+v, %v; want deny with error", d, err)
+	}
+}
