@@ -53,17 +53,24 @@ func (b *Bot) runJob(ctx context.Context, j job) {
 
 // resume picks up every request a previous run left unfinished.
 func (b *Bot) resume(ctx context.Context) {
-	reqs, err := b.store.Requests(ctx, computebot.RequestNew, computebot.RequestApproved,
+	reqs, err := b.store.Requests(ctx, computebot.RequestNew, computebot.RequestPending, computebot.RequestApproved,
 		computebot.RequestLaunching, computebot.RequestLaunched)
 	if err != nil {
 		b.log.Error("resume: list requests", "err", err)
 		return
 	}
 	for _, r := range reqs {
-		b.log.Info("resuming request", "request_id", r.ID, "state", r.State)
-		switch r.State {
-		case computebot.RequestNew:
+		if r.State != computebot.RequestPending {
+			b.log.Info("resuming request", "request_id", r.ID, "state", r.State)
+		}
+		switch {
+		case r.State == computebot.RequestPending && r.MessageTS != "":
+			continue // stays approvable; the sweeper expires it
+		case r.State == computebot.RequestNew, r.MessageTS == "":
 			b.enqueue(job{kind: jobNewRequest, requestID: r.ID})
+			continue
+		}
+		switch r.State {
 		case computebot.RequestApproved, computebot.RequestLaunching:
 			b.enqueue(job{kind: jobLaunch, requestID: r.ID})
 		case computebot.RequestLaunched:
@@ -92,25 +99,71 @@ func (b *Bot) refuse(ctx context.Context, r *computebot.Request, reason string) 
 }
 
 // postRequest authorizes a new request, looks up what the message shows,
-// posts it and moves it to pending (or approved, when auto-approved).
+// records it as pending (or approved, when auto-approved) and posts it.
+// The state is saved before the message goes out, so a click arriving right
+// after the post always finds the request approvable; a request whose post
+// never happened (a crash in between) is posted on the next start.
 func (b *Bot) postRequest(ctx context.Context, id string) {
 	r, err := b.store.Request(ctx, id)
 	if err != nil {
 		b.log.Error("load request", "request_id", id, "err", err)
 		return
 	}
-	if r.State != computebot.RequestNew {
+	if r.State == computebot.RequestNew {
+		if r = b.admit(ctx, r); r == nil {
+			return
+		}
+	}
+	if r.MessageTS != "" || r.State.Terminal() {
 		return
 	}
+
+	ts, err := b.chat.Post(ctx, r.ChannelID, "", reply.LaunchRequest(r))
+	if err != nil {
+		b.log.Error("post request message", "request_id", id, "err", err)
+		reason := "I could not post your request in this channel, so nothing was launched. Please try again."
+		if strings.Contains(err.Error(), "not_in_channel") || strings.Contains(err.Error(), "channel_not_found") {
+			reason = "I can't post in this channel: invite me first (`/invite @computebot`), then run the command again. Nothing was launched."
+		}
+		b.withdraw(ctx, r, reason)
+		return
+	}
+	r, err = b.store.UpdateRequest(ctx, id, func(cur *computebot.Request) error {
+		if cur.MessageTS == "" {
+			cur.MessageTS = ts
+		}
+		return nil
+	})
+	if err != nil {
+		b.log.Error("save request message", "request_id", id, "err", err)
+		return
+	}
+	switch r.State {
+	case computebot.RequestApproved:
+		b.launch(ctx, r.ID)
+	case computebot.RequestPending:
+		if _, err := b.chat.Post(ctx, r.ChannelID, r.MessageTS, reply.ApproversNote(r, b.authz.ApproverMentions(), b.set.AllowSelfApproval)); err != nil {
+			b.log.Error("post approvers note", "request_id", id, "err", err)
+		}
+	default:
+		// Decided while the message was going out (a very fast click):
+		// show the decision instead of the buttons.
+		b.refreshMessage(ctx, r)
+	}
+}
+
+// admit authorizes a new request and fills in what the message shows. It
+// returns the pending or approved request, or nil when it was refused.
+func (b *Bot) admit(ctx context.Context, r *computebot.Request) *computebot.Request {
 	unlock := b.lockUser(r.Requester)
 	d, err := b.authz.Authorize(ctx, policy.Action{Kind: policy.ActionLaunch, Actor: r.Requester, Request: r})
 	unlock()
 	if err != nil {
-		b.log.Error("authorize launch", "request_id", id, "err", err)
+		b.log.Error("authorize launch", "request_id", r.ID, "err", err)
 	}
 	if d.Verdict == policy.Deny {
 		b.refuse(ctx, r, d.Reason)
-		return
+		return nil
 	}
 
 	actx, cancel := b.awsCtx(ctx)
@@ -118,60 +171,57 @@ func (b *Bot) postRequest(ctx context.Context, id string) {
 	it, err := b.cloud.InstanceType(actx, r.InstanceType)
 	if err != nil {
 		b.refuse(ctx, r, fmt.Sprintf("I could not look up `%s`: %s Nothing was launched.", r.InstanceType, computebot.UserMessage(err)))
-		return
+		return nil
 	}
 	img, err := b.cloud.ResolveImage(actx, r.ImageRef)
 	if err != nil {
 		b.refuse(ctx, r, fmt.Sprintf("I could not use AMI `%s`: %s Nothing was launched.", r.ImageRef, computebot.UserMessage(err)))
-		return
+		return nil
 	}
 	price, priceKnown := b.price(actx, r.InstanceType)
 
-	now := b.now()
-	r.VCPUs, r.MemoryMiB = it.VCPUs, it.MemoryMiB
-	r.ImageID, r.ImageName, r.ImageRoot = img.ID, img.Name, img.RootDeviceName
-	r.PricePerHour, r.PriceKnown = price, priceKnown
 	auto := d.Verdict == policy.Allow
-	if auto {
-		r.State = computebot.RequestApproved
-		r.AutoApproved = true
-		r.DecidedAt = now
-	} else {
-		r.State = computebot.RequestPending
-		r.ApprovalExpiresAt = now.Add(b.set.ApprovalTTL)
-	}
-
-	ts, err := b.chat.Post(ctx, r.ChannelID, "", reply.LaunchRequest(r))
-	if err != nil {
-		reason := "I could not post your request in this channel, so nothing was launched. Please try again."
-		if strings.Contains(err.Error(), "not_in_channel") || strings.Contains(err.Error(), "channel_not_found") {
-			reason = "I can't post in this channel: invite me first (`/invite @computebot`), then run the command again. Nothing was launched."
-		}
-		b.log.Error("post request message", "request_id", id, "err", err)
-		b.refuse(ctx, r, reason)
-		return
-	}
-	r.MessageTS = ts
-	enriched := *r
-	r, err = b.store.UpdateRequest(ctx, id, func(cur *computebot.Request) error {
+	now := b.now()
+	r, err = b.store.UpdateRequest(ctx, r.ID, func(cur *computebot.Request) error {
 		if cur.State != computebot.RequestNew {
 			return computebot.ErrConflict
 		}
-		*cur = enriched
+		cur.VCPUs, cur.MemoryMiB = it.VCPUs, it.MemoryMiB
+		cur.ImageID, cur.ImageName, cur.ImageRoot = img.ID, img.Name, img.RootDeviceName
+		cur.PricePerHour, cur.PriceKnown = price, priceKnown
+		if auto {
+			cur.State, cur.AutoApproved, cur.DecidedAt = computebot.RequestApproved, true, now
+		} else {
+			cur.State, cur.ApprovalExpiresAt = computebot.RequestPending, now.Add(b.set.ApprovalTTL)
+		}
 		return nil
 	})
 	if err != nil {
-		b.log.Error("save posted request", "request_id", id, "err", err)
-		return
+		if !errors.Is(err, computebot.ErrConflict) {
+			b.log.Error("save admitted request", "request_id", r.ID, "err", err)
+		}
+		return nil
 	}
-
 	if auto {
 		b.audit(ctx, computebot.AuditEntry{Actor: "policy", Action: "approve", RequestID: r.ID, Result: "ok", Detail: "auto-approved type " + r.InstanceType})
-		b.launch(ctx, r.ID)
-		return
 	}
-	if _, err := b.chat.Post(ctx, r.ChannelID, r.MessageTS, reply.ApproversNote(r, b.authz.ApproverMentions(), b.set.AllowSelfApproval)); err != nil {
-		b.log.Error("post approvers note", "request_id", id, "err", err)
+	return r
+}
+
+// withdraw closes a request whose message could not be posted.
+func (b *Bot) withdraw(ctx context.Context, r *computebot.Request, reason string) {
+	if err := b.chat.Respond(ctx, r.ResponseURL, reply.Plain(reason)); err != nil {
+		b.log.Error("tell requester", "request_id", r.ID, "err", err)
+	}
+	_, err := b.store.UpdateRequest(ctx, r.ID, func(cur *computebot.Request) error {
+		if cur.MessageTS != "" || (cur.State != computebot.RequestPending && cur.State != computebot.RequestApproved) {
+			return computebot.ErrConflict
+		}
+		cur.State, cur.Failure = computebot.RequestRefused, reason
+		return nil
+	})
+	if err != nil {
+		b.log.Error("withdraw request", "request_id", r.ID, "err", err)
 	}
 }
 
@@ -250,6 +300,11 @@ func (b *Bot) decide(ctx context.Context, j job) {
 			cur.State = computebot.RequestDenied
 		}
 		cur.DecidedBy, cur.DecidedAt = j.actor, now
+		if cur.MessageTS == "" {
+			// The click raced the save of the message's ts: the click
+			// itself says which message it came from.
+			cur.MessageTS = j.threadTS
+		}
 		return nil
 	})
 	switch {

@@ -1,0 +1,141 @@
+// Package aws implements computebot.Cloud with the AWS SDK for Go v2 (EC2,
+// SSM and the Pricing API). It is the only package that imports the SDK: the
+// rest of the bot sees computebot types, and every failure comes back as a
+// *computebot.Error whose Message can be shown to a Slack user as is.
+package aws
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	awssdk "github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/aws/aws-sdk-go-v2/service/pricing"
+	"github.com/aws/aws-sdk-go-v2/service/ssm"
+
+	"github.com/computebot/computebot"
+)
+
+// Defaults for Options' zero values.
+const (
+	DefaultRegion        = "us-east-1"
+	DefaultCallTimeout   = 20 * time.Second
+	DefaultPriceCacheTTL = 24 * time.Hour
+	// The Pricing API only answers in a few regions; us-east-1 is one of them.
+	DefaultPricingRegion = "us-east-1"
+)
+
+// unknownPriceTTL bounds how long "no price for this type" is remembered:
+// long enough that a type without a price does not cost a Pricing call per
+// /launch, short enough that a newly listed price shows up the same day.
+const unknownPriceTTL = time.Hour
+
+// Options configures a Client. The zero value is usable.
+type Options struct {
+	Region        string        // optional; default from the SDK chain, fallback us-east-1
+	CallTimeout   time.Duration // bounds each AWS call, retries included (default 20s)
+	PriceCacheTTL time.Duration // how long a known price is reused (default 24h)
+	PricingRegion string        // region of the Pricing API endpoint (default us-east-1)
+	Logger        *slog.Logger  // debug lines per call; nil discards
+}
+
+// Client talks to EC2, SSM and the Pricing API. It is safe for concurrent use.
+type Client struct {
+	ec2     *ec2.Client
+	ssm     *ssm.Client
+	pricing *pricing.Client
+
+	region        string
+	callTimeout   time.Duration
+	priceCacheTTL time.Duration
+	log           *slog.Logger
+	now           func() time.Time // replaced in tests to age the price cache
+
+	mu      sync.Mutex
+	prices  map[string]priceEntry   // instance type → cached answer
+	flights map[string]*priceFlight // instance type → lookup in progress
+}
+
+var _ computebot.Cloud = (*Client)(nil)
+
+// New loads the SDK's default configuration (environment, shared config,
+// instance role; AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_EC2…, AWS_MAX_ATTEMPTS
+// are honoured) and returns a Client.
+func New(ctx context.Context, opts Options) (*Client, error) {
+	var loadOpts []func(*config.LoadOptions) error
+	if opts.Region != "" {
+		loadOpts = append(loadOpts, config.WithRegion(opts.Region))
+	}
+	cfg, err := config.LoadDefaultConfig(ctx, loadOpts...)
+	if err != nil {
+		return nil, &computebot.Error{
+			Code:    "AWSConfig",
+			Message: "The bot could not load its AWS configuration. Ask an admin to check its AWS settings.",
+			Err:     fmt.Errorf("load AWS config: %w", err),
+		}
+	}
+	return NewFromConfig(cfg, opts), nil
+}
+
+// NewFromConfig returns a Client using cfg (tests point cfg.BaseEndpoint at a
+// fake). opts.Region, when set, overrides cfg.Region.
+func NewFromConfig(cfg awssdk.Config, opts Options) *Client {
+	cfg = cfg.Copy()
+	if opts.Region != "" {
+		cfg.Region = opts.Region
+	}
+	if cfg.Region == "" {
+		cfg.Region = DefaultRegion
+	}
+	if opts.CallTimeout <= 0 {
+		opts.CallTimeout = DefaultCallTimeout
+	}
+	if opts.PriceCacheTTL <= 0 {
+		opts.PriceCacheTTL = DefaultPriceCacheTTL
+	}
+	if opts.PricingRegion == "" {
+		opts.PricingRegion = DefaultPricingRegion
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	pricingRegion := opts.PricingRegion
+	return &Client{
+		ec2: ec2.NewFromConfig(cfg),
+		ssm: ssm.NewFromConfig(cfg),
+		pricing: pricing.NewFromConfig(cfg, func(o *pricing.Options) {
+			o.Region = pricingRegion
+		}),
+		region:        cfg.Region,
+		callTimeout:   opts.CallTimeout,
+		priceCacheTTL: opts.PriceCacheTTL,
+		log:           opts.Logger.With("component", "aws"),
+		now:           time.Now,
+		prices:        map[string]priceEntry{},
+		flights:       map[string]*priceFlight{},
+	}
+}
+
+// Region is the EC2 region the client works in.
+func (c *Client) Region() string { return c.region }
+
+// call runs one AWS request under the per-call timeout and turns its error
+// into a *computebot.Error (see mapError).
+func call[T any](ctx context.Context, c *Client, info callInfo, fn func(context.Context) (T, error)) (T, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.callTimeout)
+	defer cancel()
+	start := time.Now()
+	out, err := fn(ctx)
+	if err != nil {
+		mapped := mapError(info, c.callTimeout, err)
+		c.log.Debug("aws call failed", "api", info.API, "took", time.Since(start),
+			"code", computebot.ErrorCode(mapped), "err", err)
+		return out, mapped
+	}
+	c.log.Debug("aws call", "api", info.API, "took", time.Since(start))
+	return out, nil
+}

@@ -1,0 +1,273 @@
+package aws
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	awssdk "github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	"github.com/aws/aws-sdk-go-v2/service/ssm"
+
+	"github.com/computebot/computebot"
+)
+
+// ssmPrefix marks an AMI reference resolved through an SSM parameter, the
+// same syntax RunInstances accepts (e.g. the public
+// "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64").
+const ssmPrefix = "resolve:ssm:"
+
+// maxPageSize is DescribeInstances' largest page.
+const maxPageSize = 1000
+
+// InstanceType describes name (vCPUs, memory) with DescribeInstanceTypes.
+func (c *Client) InstanceType(ctx context.Context, name string) (computebot.InstanceType, error) {
+	info := callInfo{API: "ec2:DescribeInstanceTypes", Type: name}
+	out, err := call(ctx, c, info, func(ctx context.Context) (*ec2.DescribeInstanceTypesOutput, error) {
+		return c.ec2.DescribeInstanceTypes(ctx, &ec2.DescribeInstanceTypesInput{
+			InstanceTypes: []types.InstanceType{types.InstanceType(name)},
+		})
+	})
+	if err != nil {
+		return computebot.InstanceType{}, err
+	}
+	for _, t := range out.InstanceTypes {
+		if string(t.InstanceType) != name {
+			continue
+		}
+		it := computebot.InstanceType{Name: name}
+		if t.VCpuInfo != nil {
+			it.VCPUs = awssdk.ToInt32(t.VCpuInfo.DefaultVCpus)
+		}
+		if t.MemoryInfo != nil {
+			it.MemoryMiB = awssdk.ToInt64(t.MemoryInfo.SizeInMiB)
+		}
+		return it, nil
+	}
+	return computebot.InstanceType{}, notFoundError(info, "InvalidInstanceType")
+}
+
+// ResolveImage looks up an AMI by ID ("ami-…") or through an SSM parameter
+// ("resolve:ssm:/path"), so the launch knows its name and root device.
+func (c *Client) ResolveImage(ctx context.Context, ref string) (computebot.Image, error) {
+	ref = strings.TrimSpace(ref)
+	id := ref
+	if param, ok := strings.CutPrefix(ref, ssmPrefix); ok {
+		info := callInfo{API: "ssm:GetParameter", Param: param}
+		out, err := call(ctx, c, info, func(ctx context.Context) (*ssm.GetParameterOutput, error) {
+			return c.ssm.GetParameter(ctx, &ssm.GetParameterInput{Name: awssdk.String(param)})
+		})
+		if err != nil {
+			return computebot.Image{}, err
+		}
+		if out.Parameter != nil {
+			id = strings.TrimSpace(awssdk.ToString(out.Parameter.Value))
+		}
+		if !strings.HasPrefix(id, "ami-") {
+			return computebot.Image{}, &computebot.Error{
+				Code:    "InvalidAMIReference",
+				Message: fmt.Sprintf("SSM parameter %s does not hold an AMI ID (it holds %q).", param, truncate(id, 64)),
+			}
+		}
+	} else if !strings.HasPrefix(ref, "ami-") {
+		return computebot.Image{}, &computebot.Error{
+			Code:    "InvalidAMIReference",
+			Message: fmt.Sprintf("%q is neither an AMI ID (ami-…) nor an SSM reference (resolve:ssm:/parameter/path).", truncate(ref, 64)),
+		}
+	}
+
+	info := callInfo{API: "ec2:DescribeImages", Image: id}
+	out, err := call(ctx, c, info, func(ctx context.Context) (*ec2.DescribeImagesOutput, error) {
+		return c.ec2.DescribeImages(ctx, &ec2.DescribeImagesInput{ImageIds: []string{id}})
+	})
+	if err != nil {
+		return computebot.Image{}, err
+	}
+	for _, img := range out.Images {
+		if awssdk.ToString(img.ImageId) == id {
+			return computebot.Image{
+				ID:             id,
+				Name:           awssdk.ToString(img.Name),
+				RootDeviceName: awssdk.ToString(img.RootDeviceName),
+			}, nil
+		}
+	}
+	// EC2 usually answers InvalidAMIID.NotFound; an empty list means the same.
+	return computebot.Image{}, notFoundError(info, "InvalidAMIID.NotFound")
+}
+
+// Launch starts one instance with RunInstances. The same spec.ClientToken
+// always yields the same instance. Instances require IMDSv2, the root volume
+// is encrypted when spec.RootDeviceName is known, and instance and volumes
+// carry spec.Tags from the start. It never creates security groups.
+func (c *Client) Launch(ctx context.Context, spec computebot.LaunchSpec) (computebot.Instance, error) {
+	if spec.InstanceType == "" || spec.ImageID == "" {
+		return computebot.Instance{}, &computebot.Error{
+			Code:    "InvalidLaunchSpec",
+			Message: "The launch has no instance type or AMI; nothing was launched.",
+		}
+	}
+	info := callInfo{
+		API:      "ec2:RunInstances",
+		IAM:      "ec2:RunInstances and ec2:CreateTags",
+		Type:     spec.InstanceType,
+		Image:    spec.ImageID,
+		KeyName:  spec.KeyName,
+		SubnetID: spec.SubnetID,
+		Groups:   spec.SecurityGroupIDs,
+	}
+	in := runInstancesInput(spec)
+	out, err := call(ctx, c, info, func(ctx context.Context) (*ec2.RunInstancesOutput, error) {
+		return c.ec2.RunInstances(ctx, in)
+	})
+	if err != nil {
+		return computebot.Instance{}, err
+	}
+	if len(out.Instances) == 0 {
+		return computebot.Instance{}, &computebot.Error{
+			Code:    "EmptyResponse",
+			Message: "AWS accepted the launch but returned no instance. Check the EC2 console before retrying.",
+		}
+	}
+	inst := convertInstance(out.Instances[0])
+	if len(inst.Tags) == 0 && len(spec.Tags) > 0 {
+		// RunInstances does not always echo tags; they were applied at launch.
+		inst.Tags = make(map[string]string, len(spec.Tags))
+		for k, v := range spec.Tags {
+			inst.Tags[k] = v
+		}
+	}
+	return inst, nil
+}
+
+// runInstancesInput builds the request; kept apart so it reads as the policy
+// it is (one instance, IMDSv2, encrypted root, tags on create).
+func runInstancesInput(spec computebot.LaunchSpec) *ec2.RunInstancesInput {
+	in := &ec2.RunInstancesInput{
+		MinCount:     awssdk.Int32(1),
+		MaxCount:     awssdk.Int32(1),
+		ImageId:      awssdk.String(spec.ImageID),
+		InstanceType: types.InstanceType(spec.InstanceType),
+		MetadataOptions: &types.InstanceMetadataOptionsRequest{
+			HttpTokens:   types.HttpTokensStateRequired,
+			HttpEndpoint: types.InstanceMetadataEndpointStateEnabled,
+		},
+	}
+	if spec.ClientToken != "" {
+		// Without it the SDK invents a token per call, which only covers its
+		// own retries, not a bot restart.
+		in.ClientToken = awssdk.String(spec.ClientToken)
+	}
+	if spec.KeyName != "" {
+		in.KeyName = awssdk.String(spec.KeyName)
+	}
+	if len(spec.SecurityGroupIDs) > 0 {
+		in.SecurityGroupIds = append([]string(nil), spec.SecurityGroupIDs...)
+	}
+	if spec.SubnetID != "" {
+		in.SubnetId = awssdk.String(spec.SubnetID)
+	}
+	if spec.RootDeviceName != "" {
+		in.BlockDeviceMappings = []types.BlockDeviceMapping{{
+			DeviceName: awssdk.String(spec.RootDeviceName),
+			Ebs:        &types.EbsBlockDevice{Encrypted: awssdk.Bool(true)},
+		}}
+	}
+	if len(spec.Tags) > 0 {
+		tags := make([]types.Tag, 0, len(spec.Tags))
+		for _, k := range sortedMapKeys(spec.Tags) {
+			tags = append(tags, types.Tag{Key: awssdk.String(k), Value: awssdk.String(spec.Tags[k])})
+		}
+		in.TagSpecifications = []types.TagSpecification{
+			{ResourceType: types.ResourceTypeInstance, Tags: tags},
+			{ResourceType: types.ResourceTypeVolume, Tags: tags},
+		}
+	}
+	return in
+}
+
+// Instance describes one instance. An unknown ID gives an error wrapping
+// computebot.ErrNotFound; note EC2 is eventually consistent, so an instance
+// launched a moment ago can briefly be "not found".
+func (c *Client) Instance(ctx context.Context, id string) (computebot.Instance, error) {
+	info := callInfo{API: "ec2:DescribeInstances", InstanceID: id}
+	out, err := call(ctx, c, info, func(ctx context.Context) (*ec2.DescribeInstancesOutput, error) {
+		return c.ec2.DescribeInstances(ctx, &ec2.DescribeInstancesInput{InstanceIds: []string{id}})
+	})
+	if err != nil {
+		return computebot.Instance{}, err
+	}
+	for _, r := range out.Reservations {
+		for _, inst := range r.Instances {
+			if awssdk.ToString(inst.InstanceId) == id {
+				return convertInstance(inst), nil
+			}
+		}
+	}
+	return computebot.Instance{}, notFoundError(info, "InvalidInstanceID.NotFound")
+}
+
+// ManagedInstances lists the instances tagged computebot:managed=true,
+// narrowed by owner and states, across all pages.
+func (c *Client) ManagedInstances(ctx context.Context, filter computebot.InstanceFilter) ([]computebot.Instance, error) {
+	filters := []types.Filter{{Name: awssdk.String("tag:" + computebot.TagManaged), Values: []string{"true"}}}
+	if filter.Owner != "" {
+		filters = append(filters, types.Filter{Name: awssdk.String("tag:" + computebot.TagOwner), Values: []string{filter.Owner}})
+	}
+	if len(filter.States) > 0 {
+		filters = append(filters, types.Filter{Name: awssdk.String("instance-state-name"), Values: append([]string(nil), filter.States...)})
+	}
+	p := ec2.NewDescribeInstancesPaginator(c.ec2, &ec2.DescribeInstancesInput{
+		Filters:    filters,
+		MaxResults: awssdk.Int32(maxPageSize),
+	})
+	info := callInfo{API: "ec2:DescribeInstances"}
+	var list []computebot.Instance
+	for p.HasMorePages() {
+		// Each page is its own call with its own timeout.
+		page, err := call(ctx, c, info, func(ctx context.Context) (*ec2.DescribeInstancesOutput, error) {
+			return p.NextPage(ctx)
+		})
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range page.Reservations {
+			for _, inst := range r.Instances {
+				list = append(list, convertInstance(inst))
+			}
+		}
+	}
+	return list, nil
+}
+
+// convertInstance keeps what the bot shows or decides on.
+func convertInstance(in types.Instance) computebot.Instance {
+	out := computebot.Instance{
+		ID:         awssdk.ToString(in.InstanceId),
+		Type:       string(in.InstanceType),
+		ImageID:    awssdk.ToString(in.ImageId),
+		PublicIP:   awssdk.ToString(in.PublicIpAddress),
+		PrivateIP:  awssdk.ToString(in.PrivateIpAddress),
+		LaunchTime: awssdk.ToTime(in.LaunchTime),
+	}
+	if in.State != nil {
+		out.State = string(in.State.Name)
+	}
+	if len(in.Tags) > 0 {
+		out.Tags = make(map[string]string, len(in.Tags))
+		for _, t := range in.Tags {
+			out.Tags[awssdk.ToString(t.Key)] = awssdk.ToString(t.Value)
+		}
+	}
+	return out
+}
+
+// truncate keeps user-facing echoes of odd input short.
+func truncate(s string, n int) string {
+	r := []rune(s)
+	if len(r) <= n {
+		return s
+	}
+	return string(r[:n]) + "…"
+}

@@ -1,0 +1,303 @@
+package aws
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	smithy "github.com/aws/smithy-go"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
+
+	"github.com/computebot/computebot"
+)
+
+// Codes of our own, for failures that carry no AWS error code.
+const (
+	CodeTimeout       = "Timeout"       // the call outlived CallTimeout (or the caller's deadline)
+	CodeCanceled      = "Canceled"      // the caller gave up
+	CodeNoCredentials = "NoCredentials" // the SDK found no usable credentials
+	CodeUnreachable   = "Unreachable"   // no HTTP answer (DNS, connection refused…)
+	CodeUnexpected    = "AWSError"      // anything else without an AWS code
+	CodePriceUnknown  = "PriceUnknown"  // the Pricing API had no price for the type
+)
+
+// callInfo names the request that failed, in the words the messages need.
+// Only the fields relevant to the call are set.
+type callInfo struct {
+	API        string // the operation as an IAM action, e.g. "ec2:RunInstances"
+	IAM        string // the IAM actions it needs, when more than API
+	Type       string // instance type
+	Image      string // AMI ID
+	KeyName    string
+	SubnetID   string
+	Groups     []string
+	InstanceID string
+	Param      string // SSM parameter name
+}
+
+func (c callInfo) iam() string {
+	if c.IAM != "" {
+		return c.IAM
+	}
+	return c.API
+}
+
+// errorRule turns some AWS error codes into a message for a Slack user.
+type errorRule struct {
+	codes    []string // exact codes; a trailing "*" matches a prefix
+	notFound bool     // also wrap computebot.ErrNotFound
+	message  func(c callInfo, code, awsMessage string) string
+}
+
+// errorRules is checked in order; the first rule with a matching code wins.
+var errorRules = []errorRule{
+	{
+		codes: []string{"InsufficientInstanceCapacity", "InsufficientCapacity"},
+		message: func(c callInfo, _, _ string) string {
+			return fmt.Sprintf("AWS has no spare %s capacity in this Availability Zone right now. "+
+				"Try again in a few minutes or pick another instance type.", or(c.Type, "instance"))
+		},
+	},
+	{
+		codes:    []string{"InvalidAMIID.NotFound", "InvalidAMIID.Malformed", "InvalidAMIID.Unavailable"},
+		notFound: true,
+		message: func(c callInfo, _, _ string) string {
+			return fmt.Sprintf("AMI %s does not exist in this region (or is not shared with this account).", or(c.Image, "(unknown)"))
+		},
+	},
+	{
+		codes: []string{"UnauthorizedOperation", "AccessDenied*"},
+		message: func(c callInfo, code, _ string) string {
+			return fmt.Sprintf("The bot's AWS role is not allowed to call %s (%s). Ask an admin to check the IAM policy.", c.iam(), code)
+		},
+	},
+	{
+		codes: []string{"AuthFailure", "InvalidClientTokenId", "UnrecognizedClientException", "ExpiredToken",
+			"ExpiredTokenException", "SignatureDoesNotMatch", "InvalidSignatureException", "IncompleteSignature",
+			"MissingAuthenticationToken"},
+		message: func(_ callInfo, code, _ string) string {
+			return fmt.Sprintf("AWS rejected the bot's credentials (%s). Ask an admin to check its AWS role or keys.", code)
+		},
+	},
+	{
+		codes: []string{"VcpuLimitExceeded"},
+		message: func(callInfo, string, string) string {
+			return "This AWS account has reached its vCPU limit for this instance family. Ask an admin to request a quota increase."
+		},
+	},
+	{
+		codes: []string{"InstanceLimitExceeded"},
+		message: func(callInfo, string, string) string {
+			return "This AWS account has reached its instance limit in this region. Ask an admin to request a quota increase."
+		},
+	},
+	{
+		codes: []string{"RequestLimitExceeded", "Throttling", "ThrottlingException", "ThrottledException",
+			"TooManyRequestsException", "RequestThrottled", "RequestThrottledException", "PriorRequestNotComplete"},
+		message: func(callInfo, string, string) string {
+			return "AWS is throttling requests right now; try again shortly."
+		},
+	},
+	{
+		codes:    []string{"InvalidInstanceType"},
+		notFound: true,
+		message: func(c callInfo, _, _ string) string {
+			return fmt.Sprintf("%s is not an EC2 instance type offered in this region.", or(c.Type, "That"))
+		},
+	},
+	{
+		codes: []string{"InvalidParameterValue", "InvalidParameterCombination"},
+		message: func(c callInfo, code, msg string) string {
+			low := strings.ToLower(msg)
+			if c.Type != "" && (strings.Contains(low, "instancetype") || strings.Contains(low, "instance type")) {
+				return fmt.Sprintf("AWS does not accept %s as an instance type here (%s). Pick another instance type.", c.Type, code)
+			}
+			return fmt.Sprintf("AWS rejected a parameter of %s (%s): %s", c.API, code, or(truncate(msg, 200), "no details"))
+		},
+	},
+	{
+		codes: []string{"Unsupported"},
+		message: func(c callInfo, _, _ string) string {
+			return fmt.Sprintf("%s is not supported in this Availability Zone or with this AMI (Unsupported). "+
+				"Pick another instance type, or ask an admin to change the subnet.", or(c.Type, "This instance type"))
+		},
+	},
+	{
+		codes:    []string{"InvalidKeyPair.NotFound", "InvalidKeyPair.Malformed"},
+		notFound: true,
+		message: func(c callInfo, _, _ string) string {
+			return fmt.Sprintf("Key pair %q does not exist in this region. Ask an admin to create it or fix launch.key_name.", c.KeyName)
+		},
+	},
+	{
+		codes:    []string{"InvalidSubnetID.NotFound", "InvalidSubnetID.Malformed", "InvalidSubnet*"},
+		notFound: true,
+		message: func(c callInfo, _, _ string) string {
+			return fmt.Sprintf("Subnet %s does not exist in this region. Ask an admin to fix launch.subnet_id.", or(c.SubnetID, "(default)"))
+		},
+	},
+	{
+		codes:    []string{"InvalidGroup.NotFound", "InvalidGroupId.Malformed", "InvalidGroup.*"},
+		notFound: true,
+		message: func(c callInfo, _, _ string) string {
+			return fmt.Sprintf("Security group %s does not exist in this region or not in the subnet's VPC. "+
+				"Ask an admin to fix launch.security_group_ids.", or(strings.Join(c.Groups, ", "), "(default)"))
+		},
+	},
+	{
+		codes: []string{"InsufficientFreeAddressesInSubnet"},
+		message: func(c callInfo, _, _ string) string {
+			return fmt.Sprintf("Subnet %s has no free IP addresses left. Ask an admin to pick another subnet (launch.subnet_id).", or(c.SubnetID, "(default)"))
+		},
+	},
+	{
+		codes: []string{"IdempotentParameterMismatch"},
+		message: func(callInfo, string, string) string {
+			return "This request was already launched once with different settings, so AWS refused to launch it again " +
+				"(IdempotentParameterMismatch). Make a new request."
+		},
+	},
+	{
+		codes:    []string{"ParameterNotFound", "ParameterVersionNotFound"},
+		notFound: true,
+		message: func(c callInfo, _, _ string) string {
+			return fmt.Sprintf("SSM parameter %s does not exist in this region, so the AMI cannot be resolved. Ask an admin to fix launch.ami.", c.Param)
+		},
+	},
+	{
+		codes:    []string{"InvalidInstanceID.NotFound", "InvalidInstanceID.Malformed"},
+		notFound: true,
+		message: func(c callInfo, _, _ string) string {
+			return fmt.Sprintf("Instance %s does not exist in this region.", or(c.InstanceID, "(unknown)"))
+		},
+	},
+	{
+		codes: []string{"OptInRequired"},
+		message: func(callInfo, string, string) string {
+			return "This AWS account is not subscribed to this service or region (OptInRequired). Ask an admin to enable it."
+		},
+	},
+	{
+		codes: []string{"InternalError", "InternalFailure", "InternalServerError", "InternalServerException",
+			"ServiceUnavailable", "ServiceUnavailableException", "Unavailable"},
+		message: func(_ callInfo, code, _ string) string {
+			return fmt.Sprintf("AWS had an internal error (%s); try again shortly.", code)
+		},
+	},
+}
+
+// mapError turns any error from an SDK call into a *computebot.Error whose
+// Message a Slack user understands. AWS's own message is kept only in Err
+// (for logs), except for parameter validation where it is the useful part.
+// The chain still matches context.DeadlineExceeded / context.Canceled and,
+// for "does not exist" codes, computebot.ErrNotFound.
+func mapError(info callInfo, timeout time.Duration, err error) error {
+	if err == nil {
+		return nil
+	}
+	var ce *computebot.Error
+	if errors.As(err, &ce) {
+		return err
+	}
+
+	// An answer from AWS wins over everything else: it says what happened.
+	var apiErr smithy.APIError
+	if errors.As(err, &apiErr) {
+		code := apiErr.ErrorCode()
+		for _, r := range errorRules {
+			if !matchCode(r.codes, code) {
+				continue
+			}
+			wrapped := err
+			if r.notFound {
+				wrapped = fmt.Errorf("%w: %w", computebot.ErrNotFound, err)
+			}
+			return &computebot.Error{Code: code, Message: r.message(info, code, apiErr.ErrorMessage()), Err: wrapped}
+		}
+		if code == "" {
+			code = CodeUnexpected
+		}
+		return &computebot.Error{Code: code, Message: fmt.Sprintf("AWS refused %s: %s.", info.API, code), Err: err}
+	}
+
+	var netErr net.Error
+	var respTimeout *awshttp.ResponseTimeoutError
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		return &computebot.Error{Code: CodeTimeout, Message: timeoutMessage(timeout), Err: err}
+	case errors.As(err, &respTimeout), errors.As(err, &netErr) && netErr.Timeout():
+		return &computebot.Error{Code: CodeTimeout, Message: timeoutMessage(timeout),
+			Err: fmt.Errorf("%w: %w", context.DeadlineExceeded, err)}
+	case errors.Is(err, context.Canceled):
+		return &computebot.Error{Code: CodeCanceled, Message: fmt.Sprintf("The call to %s was cancelled.", info.API), Err: err}
+	case isCredentialError(err):
+		return &computebot.Error{Code: CodeNoCredentials,
+			Message: "The bot has no usable AWS credentials. Ask an admin to check its AWS role or environment.", Err: err}
+	}
+	var sendErr *smithyhttp.RequestSendError
+	if errors.As(err, &sendErr) {
+		return &computebot.Error{Code: CodeUnreachable,
+			Message: fmt.Sprintf("The bot could not reach AWS (%s). Try again shortly; if it persists, ask an admin to check the network.", info.API),
+			Err:     err}
+	}
+	return &computebot.Error{Code: CodeUnexpected,
+		Message: fmt.Sprintf("Something went wrong calling AWS (%s); details are in the bot's log.", info.API), Err: err}
+}
+
+// notFoundError reports an empty answer (no image, no instance…) exactly as
+// if AWS had answered with code.
+func notFoundError(info callInfo, code string) error {
+	return mapError(info, 0, &smithy.GenericAPIError{Code: code, Message: "not in the response", Fault: smithy.FaultClient})
+}
+
+func matchCode(patterns []string, code string) bool {
+	for _, p := range patterns {
+		if prefix, ok := strings.CutSuffix(p, "*"); ok {
+			if strings.HasPrefix(code, prefix) {
+				return true
+			}
+		} else if p == code {
+			return true
+		}
+	}
+	return false
+}
+
+// isCredentialError recognises the SDK's "no credentials" failures, which
+// carry no type of their own (only text).
+func isCredentialError(err error) bool {
+	s := err.Error()
+	return strings.Contains(s, "get identity:") ||
+		strings.Contains(s, "failed to retrieve credentials") ||
+		strings.Contains(s, "failed to refresh cached credentials")
+}
+
+func timeoutMessage(d time.Duration) string {
+	if d <= 0 {
+		return "AWS did not answer in time."
+	}
+	return fmt.Sprintf("AWS did not answer within %s.", formatDuration(d))
+}
+
+// formatDuration prints 20s, 1m30s, 1.5s, 2m rather than 2m0s.
+func formatDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}
+
+func or(s, fallback string) string {
+	if s == "" {
+		return fallback
+	}
+	return s
+}

@@ -1,0 +1,247 @@
+package commands
+
+import (
+	"strings"
+)
+
+// Definition declares one command: its syntax (Args, Flags), its help
+// (Summary, Who, Examples) and how its words become a typed Command. The
+// parser and HelpText both read Definitions, so they cannot disagree.
+type Definition struct {
+	// Name is the command as typed after the slash or the mention:
+	// "launch", "lambda invoke".
+	Name string
+	// Usage is the one-line syntax, generated from Args and Flags:
+	// "/launch TYPE [--hours N] [--ami AMI] [--name NAME] [--reason TEXT]".
+	Usage   string
+	Summary string
+	// Who may use the command (documentation; policy enforces it).
+	Who      string
+	Args     []Arg
+	Flags    []Flag
+	Examples []string
+	// Notes is optional further help shown with the command's own topic.
+	Notes string
+
+	mentionOnly bool   // no slash command of its own: usage is "@computebot NAME"
+	extraHint   string // added to "unexpected argument" replies
+	build       func(p *parsed) Result
+}
+
+// Arg is a positional argument.
+type Arg struct {
+	Name     string // placeholder in the usage line: TYPE, INSTANCE, HOURS
+	Help     string
+	Optional bool
+}
+
+// Flag is a --flag. Value is the placeholder of its value ("N", "AMI"); ""
+// for a switch that takes none (--all).
+type Flag struct {
+	Name  string // without dashes: "hours"
+	Value string
+	Help  string
+}
+
+// Definitions returns every command, in the order help lists them. It
+// builds a fresh table on each call; there is no global registry.
+func Definitions() []Definition {
+	target := Arg{Name: "INSTANCE", Help: "an instance ID (i-0123456789abcdef0) or the name of one of your instances"}
+	quoteName := `quote a name that has spaces: "my box"`
+	defs := []Definition{
+		{
+			Name:    "launch",
+			Summary: "Request an EC2 instance. The request is posted in the channel; an approver approves it in the thread, then the bot launches the instance and posts its IP and an SSH command.",
+			Who:     "anyone; an approver must approve the request unless the type is auto-approved by policy",
+			Args:    []Arg{{Name: "TYPE", Help: "an instance type such as t3.micro (the allowed types are in the config)"}},
+			Flags: []Flag{
+				{Name: "hours", Value: "N", Help: "lease in hours, 1 to 720 (default: launch.default_ttl in the config)"},
+				{Name: "ami", Value: "AMI", Help: "image to launch: an AMI ID (ami-…) or resolve:ssm:/parameter/name (default: launch.ami in the config)"},
+				{Name: "name", Value: "NAME", Help: "the instance's Name tag, up to 128 characters"},
+				{Name: "reason", Value: "TEXT", Help: "why you need it, shown to approvers (up to 500 characters; quote it)"},
+			},
+			Examples: []string{
+				`/launch t2.micro`,
+				`/launch t3.small --hours 4 --reason "feature engineering"`,
+				`/launch g4dn.xlarge --hours 8 --name training-box --ami resolve:ssm:/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64`,
+			},
+			extraHint: `put a reason in quotes: --reason "feature engineering"`,
+			build:     buildLaunch,
+		},
+		{
+			Name:     "instances",
+			Summary:  "List instances launched by computebot: name, ID, type, state, IP, uptime, cost so far and lease expiry, with buttons to act on them.",
+			Who:      "anyone, for their own instances; --all: approvers only",
+			Flags:    []Flag{{Name: "all", Help: "everyone's instances, not just yours (approvers only)"}},
+			Examples: []string{`/instances`, `/instances --all`},
+			build: func(p *parsed) Result {
+				_, all := p.flags["all"]
+				return run(&Instances{All: all})
+			},
+		},
+		{
+			Name:      "stop",
+			extraHint: quoteName,
+			Summary:   "Stop an instance (its disk is kept; start it again later).",
+			Who:       "the instance's owner or an approver",
+			Args:      []Arg{target},
+			Examples:  []string{`/stop i-0123456789abcdef0`, `/stop training-box`},
+			build:     buildTarget(func(t string) Command { return &Stop{Target: t} }),
+		},
+		{
+			Name:      "start",
+			extraHint: quoteName,
+			Summary:   "Start a stopped instance; the bot posts its new public IP and SSH command.",
+			Who:       "the instance's owner or an approver",
+			Args:      []Arg{target},
+			Examples:  []string{`/start i-0123456789abcdef0`, `/start training-box`},
+			build:     buildTarget(func(t string) Command { return &Start{Target: t} }),
+		},
+		{
+			Name:      "terminate",
+			extraHint: quoteName,
+			Summary:   "Terminate an instance. This deletes it and its disk for good.",
+			Who:       "the instance's owner or an approver",
+			Args:      []Arg{target},
+			Examples:  []string{`/terminate i-0123456789abcdef0`},
+			build:     buildTarget(func(t string) Command { return &Terminate{Target: t} }),
+		},
+		{
+			Name:      "extend",
+			extraHint: quoteName,
+			Summary:   "Extend an instance's lease by a number of hours.",
+			Who:       "the instance's owner (up to launch.max_lease in total) or an approver (no cap)",
+			Args:      []Arg{target, {Name: "HOURS", Help: "hours to add, 1 to 720"}},
+			Examples:  []string{`/extend i-0123456789abcdef0 4`, `/extend training-box 24`},
+			build:     buildExtend,
+		},
+		{
+			Name:     "lambda list",
+			Summary:  "List the Lambda functions you may invoke, with runtime, memory and last change.",
+			Who:      "anyone; only functions matching lambda.allowed_functions are shown",
+			Examples: []string{`/lambda list`},
+			build:    func(*parsed) Result { return run(&LambdaList{}) },
+		},
+		{
+			Name:    "lambda invoke",
+			Summary: "Invoke a Lambda function and post its result and the end of its log in the thread.",
+			Who:     "anyone, for functions matching lambda.allowed_functions; those matching lambda.require_approval need an approver's approval first",
+			Args: []Arg{
+				{Name: "FUNCTION", Help: "the function's name or ARN"},
+				{Name: "JSON", Help: "the payload: everything after the function name, as JSON of up to 256 KiB; no quotes needed around it", Optional: true},
+			},
+			Flags: []Flag{{Name: "async", Help: "invoke asynchronously (Event) and report the accepted request ID"}},
+			Notes: "The payload is kept as typed, spaces and all; it may be wrapped in `code` formatting, and Slack's curly quotes are straightened when that makes it valid JSON.",
+			Examples: []string{
+				`/lambda invoke nightly-report`,
+				`/lambda invoke resize-images {"bucket": "photos", "max": 100}`,
+				`/lambda invoke --async rebuild-index {"full": true}`,
+			},
+			build: nil, // parsed by parseInvoke: the payload is raw text
+		},
+		{
+			Name:        "status",
+			Summary:     "In a request's thread: show where that request is (pending, approved, launched, …).",
+			Who:         "anyone",
+			Examples:    []string{`@computebot status`},
+			mentionOnly: true,
+			build:       func(*parsed) Result { return run(&Status{}) },
+		},
+		{
+			Name:     "help",
+			Summary:  "Show this help, or the help of one command.",
+			Who:      "anyone",
+			Args:     []Arg{{Name: "COMMAND", Help: "a command name, e.g. launch or lambda invoke", Optional: true}},
+			Examples: []string{`/computebot help`, `/computebot help launch`, `/launch help`},
+			build:    nil, // parsed by parseHelp: the topic may be two words
+		},
+	}
+	for i := range defs {
+		defs[i].Usage = usageLine(&defs[i])
+	}
+	return defs
+}
+
+func usageLine(d *Definition) string {
+	var b strings.Builder
+	if d.mentionOnly {
+		b.WriteString("@computebot ")
+	} else if d.Name == "help" {
+		b.WriteString("/computebot ")
+	} else {
+		b.WriteString("/")
+	}
+	b.WriteString(d.Name)
+	for _, a := range d.Args {
+		b.WriteByte(' ')
+		if a.Optional {
+			b.WriteString("[" + a.Name + "]")
+		} else {
+			b.WriteString(a.Name)
+		}
+	}
+	for _, f := range d.Flags {
+		b.WriteString(" [" + f.usage() + "]")
+	}
+	return b.String()
+}
+
+func (f Flag) usage() string {
+	if f.Value == "" {
+		return "--" + f.Name
+	}
+	return "--" + f.Name + " " + f.Value
+}
+
+// slashName is how replies name a command: "/launch", "/lambda invoke".
+func (d *Definition) slashName() string {
+	if d.mentionOnly {
+		return "@computebot " + d.Name
+	}
+	return "/" + d.Name
+}
+
+func (d *Definition) flag(name string) (Flag, bool) {
+	for _, f := range d.Flags {
+		if f.Name == name {
+			return f, true
+		}
+	}
+	return Flag{}, false
+}
+
+// lookup returns the definition called name ("launch", "lambda invoke").
+func lookup(defs []Definition, name string) (*Definition, bool) {
+	for i := range defs {
+		if defs[i].Name == name {
+			return &defs[i], true
+		}
+	}
+	return nil, false
+}
+
+// commandWords returns the first words of all commands ("launch", "lambda",
+// …), without duplicates, in table order.
+func commandWords(defs []Definition) []string {
+	var words []string
+	seen := map[string]bool{}
+	for _, d := range defs {
+		w, _, _ := strings.Cut(d.Name, " ")
+		if !seen[w] {
+			seen[w] = true
+			words = append(words, w)
+		}
+	}
+	return words
+}
+
+// subcommands returns the second words of the commands starting with word.
+func subcommands(defs []Definition, word string) []string {
+	var subs []string
+	for _, d := range defs {
+		if w, sub, ok := strings.Cut(d.Name, " "); ok && w == word {
+			subs = append(subs, sub)
+		}
+	}
+	return subs
+}

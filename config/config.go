@@ -1,0 +1,274 @@
+// Package config reads and validates computebot's YAML configuration.
+//
+// Everything wrong with a file is reported at start-up, all at once, each
+// problem naming its key (and line): a bot that starts is a bot whose config
+// makes sense. example.yaml in this directory documents every key.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Config is the whole configuration file.
+type Config struct {
+	// Approvers are Slack user IDs (U…, W…) and user-group IDs (S…) whose
+	// click on Approve counts.
+	Approvers         []string `yaml:"approvers"`
+	AllowSelfApproval bool     `yaml:"allow_self_approval"`
+	ApprovalTTL       Duration `yaml:"approval_ttl"`
+	// NotifyChannel is an optional channel ID (C…, G…, D…) for the bot's
+	// own notices.
+	NotifyChannel string `yaml:"notify_channel"`
+	Launch        Launch `yaml:"launch"`
+	Idle          Idle   `yaml:"idle"`
+	Lambda        Lambda `yaml:"lambda"`
+	Store         Store  `yaml:"store"`
+	AWS           AWS    `yaml:"aws"`
+}
+
+// Launch configures /launch.
+type Launch struct {
+	AllowedTypes     []string `yaml:"allowed_types"`
+	AutoApproveTypes []string `yaml:"auto_approve_types"`
+	// AMI is an AMI ID or "resolve:ssm:/parameter/name".
+	AMI string `yaml:"ami"`
+	// SSHUser is the login for the SSH line; "" infers it from the AMI name.
+	SSHUser           string   `yaml:"ssh_user"`
+	KeyName           string   `yaml:"key_name"`
+	SecurityGroupIDs  []string `yaml:"security_group_ids"`
+	SubnetID          string   `yaml:"subnet_id"`
+	MaxRunningPerUser int      `yaml:"max_running_per_user"`
+	DefaultTTL        Duration `yaml:"default_ttl"`
+	MaxLease          Duration `yaml:"max_lease"`
+	// Prices maps instance types to USD per hour, overriding the Pricing API.
+	Prices map[string]float64 `yaml:"prices"`
+}
+
+// Idle configures the idle-instance check.
+type Idle struct {
+	Schedule        string   `yaml:"schedule"` // cron, 5 fields or @every …
+	CPUBelowPercent float64  `yaml:"cpu_below_percent"`
+	For             Duration `yaml:"for"`
+	Grace           Duration `yaml:"grace"`
+}
+
+// Lambda configures /lambda.
+type Lambda struct {
+	AllowedFunctions []string `yaml:"allowed_functions"` // glob patterns
+	RequireApproval  []string `yaml:"require_approval"`  // glob patterns
+	Timeout          Duration `yaml:"timeout"`
+}
+
+// Store configures persistence.
+type Store struct {
+	Path string `yaml:"path"`
+}
+
+// AWS configures the AWS clients beyond the SDK's default chain.
+type AWS struct {
+	Region string `yaml:"region"` // "" uses the SDK's default (AWS_REGION, profile)
+}
+
+// Defaults.
+const (
+	DefaultApprovalTTL       = 24 * time.Hour
+	DefaultLeaseTTL          = 8 * time.Hour
+	DefaultMaxLease          = 72 * time.Hour
+	DefaultMaxRunningPerUser = 3
+	DefaultIdleSchedule      = "*/10 * * * *"
+	DefaultIdleCPUPercent    = 5
+	DefaultIdleFor           = time.Hour
+	DefaultIdleGrace         = 30 * time.Minute
+	DefaultLambdaTimeout     = 60 * time.Second
+	DefaultStorePath         = "computebot.db"
+)
+
+// Default returns a Config with every default applied. It is not valid on
+// its own: approvers, launch.allowed_types and launch.ami have no default.
+func Default() *Config {
+	return &Config{
+		ApprovalTTL: Duration(DefaultApprovalTTL),
+		Launch: Launch{
+			MaxRunningPerUser: DefaultMaxRunningPerUser,
+			DefaultTTL:        Duration(DefaultLeaseTTL),
+			MaxLease:          Duration(DefaultMaxLease),
+		},
+		Idle: Idle{
+			Schedule:        DefaultIdleSchedule,
+			CPUBelowPercent: DefaultIdleCPUPercent,
+			For:             Duration(DefaultIdleFor),
+			Grace:           Duration(DefaultIdleGrace),
+		},
+		Lambda: Lambda{
+			AllowedFunctions: []string{"*"},
+			Timeout:          Duration(DefaultLambdaTimeout),
+		},
+		Store: Store{Path: DefaultStorePath},
+	}
+}
+
+// Load reads and validates the config file at path.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	c, err := Parse(data)
+	if err != nil {
+		if m, ok := err.(interface{ Unwrap() []error }); ok && len(m.Unwrap()) > 1 {
+			return nil, fmt.Errorf("config %s has %d problems:\n%w", path, len(m.Unwrap()), err)
+		}
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	return c, nil
+}
+
+// Parse decodes and validates a config file's contents. Keys left out keep
+// their defaults; unknown keys are errors. When anything is wrong it returns
+// every problem joined (errors.Join), each a *Problem naming its key.
+func Parse(data []byte) (*Config, error) {
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return nil, fmt.Errorf("not valid YAML: %w", err)
+	}
+	if len(root.Content) == 1 {
+		if doc := root.Content[0]; doc.Kind != yaml.MappingNode && doc.ShortTag() != "!!null" {
+			return nil, joinProblems([]*Problem{{Line: doc.Line, Message: "the file must be a mapping of keys to values (approvers: …, launch: …); see config/example.yaml"}})
+		}
+	}
+	ix := newIndex(&root)
+
+	c := Default()
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	var problems []*Problem
+	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+		var te *yaml.TypeError
+		if !errors.As(err, &te) {
+			return nil, fmt.Errorf("not valid YAML: %w", err)
+		}
+		problems = append(problems, ix.typeErrors(te.Errors)...)
+	}
+	c.normalize()
+	// A value that failed to decode keeps its default, so validation would
+	// only repeat the decoding problem ("approvers: expected a list" then
+	// "approvers: required"); after a duplicate key yaml.v3 drops the whole
+	// mapping, so validation would report keys that are in the file.
+	decoded := map[string]bool{}
+	for _, p := range problems {
+		if p.Message == duplicateKey {
+			return nil, joinProblems(problems)
+		}
+		decoded[p.Key] = true
+	}
+	for _, p := range c.problems() {
+		if decoded[p.Key] {
+			continue
+		}
+		if p.Line == 0 {
+			p.Line = ix.lineOf(p.Key)
+		}
+		problems = append(problems, p)
+	}
+	if err := joinProblems(problems); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Validate checks a Config built in code (Parse has already done so for a
+// file) and returns every problem joined, or nil.
+func (c *Config) Validate() error {
+	return joinProblems(c.problems())
+}
+
+// Problem is one thing wrong with a config.
+type Problem struct {
+	Key     string // the key's path: "approval_ttl", "launch.allowed_types[1]"
+	Line    int    // line in the file; 0 when not known
+	Message string // what is wrong and what is expected
+}
+
+func (p *Problem) Error() string {
+	var b strings.Builder
+	if p.Line > 0 {
+		fmt.Fprintf(&b, "line %d: ", p.Line)
+	}
+	if p.Key != "" {
+		b.WriteString(p.Key + ": ")
+	}
+	b.WriteString(p.Message)
+	return b.String()
+}
+
+func joinProblems(ps []*Problem) error {
+	if len(ps) == 0 {
+		return nil
+	}
+	slices.SortStableFunc(ps, func(a, b *Problem) int { return a.Line - b.Line })
+	errs := make([]error, len(ps))
+	for i, p := range ps {
+		errs[i] = p
+	}
+	return errors.Join(errs...)
+}
+
+// normalize trims IDs and lower-cases instance type names, so that
+// "T3.Micro" in the file matches what the parser hands over.
+func (c *Config) normalize() {
+	for i, a := range c.Approvers {
+		c.Approvers[i] = strings.TrimSpace(a)
+	}
+	lower := func(s []string) {
+		for i, t := range s {
+			s[i] = strings.ToLower(strings.TrimSpace(t))
+		}
+	}
+	lower(c.Launch.AllowedTypes)
+	lower(c.Launch.AutoApproveTypes)
+	if len(c.Launch.Prices) > 0 {
+		prices := make(map[string]float64, len(c.Launch.Prices))
+		for t, p := range c.Launch.Prices {
+			prices[strings.ToLower(strings.TrimSpace(t))] = p
+		}
+		c.Launch.Prices = prices
+	}
+	c.Launch.AMI = strings.TrimSpace(c.Launch.AMI)
+	c.Launch.SubnetID = strings.TrimSpace(c.Launch.SubnetID)
+	for i, g := range c.Launch.SecurityGroupIDs {
+		c.Launch.SecurityGroupIDs[i] = strings.TrimSpace(g)
+	}
+	c.NotifyChannel = strings.TrimSpace(c.NotifyChannel)
+}
+
+// IsAllowedType reports whether launch.allowed_types lists t.
+func (c *Config) IsAllowedType(t string) bool {
+	return slices.Contains(c.Launch.AllowedTypes, strings.ToLower(strings.TrimSpace(t)))
+}
+
+// IsAutoApprove reports whether t launches without an approver's click: it
+// is in launch.auto_approve_types (and allowed at all).
+func (c *Config) IsAutoApprove(t string) bool {
+	t = strings.ToLower(strings.TrimSpace(t))
+	return slices.Contains(c.Launch.AutoApproveTypes, t) && c.IsAllowedType(t)
+}
+
+// AllowedTypes returns a copy of launch.allowed_types.
+func (c *Config) AllowedTypes() []string {
+	return slices.Clone(c.Launch.AllowedTypes)
+}
+
+// Price returns the configured hourly price for t (launch.prices), if any.
+func (c *Config) Price(t string) (float64, bool) {
+	p, ok := c.Launch.Prices[strings.ToLower(strings.TrimSpace(t))]
+	return p, ok
+}

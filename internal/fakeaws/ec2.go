@@ -1,0 +1,1039 @@
+package fakeaws
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"encoding/xml"
+	"fmt"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// EC2 instance state names and the codes EC2 pairs them with.
+const (
+	statePending      = "pending"
+	stateRunning      = "running"
+	stateShuttingDown = "shutting-down"
+	stateTerminated   = "terminated"
+	stateStopping     = "stopping"
+	stateStopped      = "stopped"
+)
+
+var stateCodes = map[string]int{
+	statePending:      0,
+	stateRunning:      16,
+	stateShuttingDown: 32,
+	stateTerminated:   48,
+	stateStopping:     64,
+	stateStopped:      80,
+}
+
+// transitions are the states that end by themselves once the running delay
+// has elapsed.
+var transitions = map[string]string{
+	statePending:      stateRunning,
+	stateStopping:     stateStopped,
+	stateShuttingDown: stateTerminated,
+}
+
+var (
+	instanceIDPattern = regexp.MustCompile(`^i-([0-9a-f]{8}|[0-9a-f]{17})$`)
+	imageIDPattern    = regexp.MustCompile(`^ami-([0-9a-f]{8}|[0-9a-f]{17})$`)
+)
+
+const ec2Namespace = "http://ec2.amazonaws.com/doc/2016-11-15/"
+
+func init() {
+	register("ec2", "RunInstances", ec2RunInstances)
+	register("ec2", "DescribeInstances", ec2DescribeInstances)
+	register("ec2", "DescribeInstanceTypes", ec2DescribeInstanceTypes)
+	register("ec2", "DescribeImages", ec2DescribeImages)
+	register("ec2", "CreateTags", ec2CreateTags)
+	register("ec2", "StopInstances", ec2StopInstances)
+	register("ec2", "StartInstances", ec2StartInstances)
+	register("ec2", "TerminateInstances", ec2TerminateInstances)
+}
+
+// instance is the stored form of an Instance.
+type instance struct {
+	Instance
+	seq         int64 // launch order, the DescribeInstances cursor
+	launchIndex int   // position within its reservation
+}
+
+func (in *instance) snapshot() Instance { return in.Instance.clone() }
+
+func (i Instance) clone() Instance {
+	i.SecurityGroupIDs = append([]string(nil), i.SecurityGroupIDs...)
+	i.Tags = cloneMap(i.Tags)
+	i.VolumeTags = cloneMap(i.VolumeTags)
+	return i
+}
+
+// launchRecord remembers what a ClientToken launched, for idempotency.
+type launchRecord struct {
+	fingerprint string
+	ids         []string
+}
+
+func (s *Server) sortedLocked() []*instance {
+	out := make([]*instance, 0, len(s.instances))
+	for _, in := range s.instances {
+		out = append(out, in)
+	}
+	sort.Slice(out, func(a, b int) bool { return out[a].seq < out[b].seq })
+	return out
+}
+
+// advanceLocked ends every transitional state whose delay has elapsed. It
+// runs on every EC2 call and snapshot instead of on a timer, so the fake
+// needs no goroutines and tests stay deterministic.
+func (s *Server) advanceLocked(now time.Time) {
+	d := s.runningDelay
+	for _, in := range s.instances {
+		next, ok := transitions[in.State]
+		if ok && now.Sub(in.StateChangedAt) >= d {
+			s.enterLocked(in, next, in.StateChangedAt.Add(d))
+		}
+	}
+}
+
+// enterLocked moves an instance into state. Public IPs follow EC2: an
+// instance gets a fresh one each time it starts and loses it when stopped.
+func (s *Server) enterLocked(in *instance, state string, at time.Time) {
+	in.State, in.StateChangedAt = state, at
+	switch state {
+	case statePending, stateRunning:
+		if in.PublicIP == "" && !s.privateSubnet[in.SubnetID] {
+			in.PublicIP = s.publicIPLocked()
+		}
+	case stateStopped, stateTerminated:
+		in.PublicIP = ""
+	}
+}
+
+// publicIPLocked hands out addresses from 54.12.34.56 upwards, never
+// reusing one, so a restarted instance visibly gets a new address.
+func (s *Server) publicIPLocked() string {
+	for {
+		n := uint32(54)<<24 | 12<<16 | 34<<8 | 56 + uint32(s.nextPublic)
+		s.nextPublic++
+		if last := n & 0xff; last != 0 && last != 255 {
+			return fmt.Sprintf("%d.%d.%d.%d", n>>24, n>>16&0xff, n>>8&0xff, n&0xff)
+		}
+	}
+}
+
+func (s *Server) privateIPLocked() string {
+	n := s.nextPrivate
+	s.nextPrivate++
+	return fmt.Sprintf("10.0.%d.%d", 1+n/240%254, 10+n%240)
+}
+
+func dryRun(req *request) *apiError {
+	if req.params.Get("DryRun") == "true" {
+		return errorf("DryRunOperation", "Request would have succeeded, but DryRun flag is set.")
+	}
+	return nil
+}
+
+// --- RunInstances ------------------------------------------------------------
+
+// launchSpec is a parsed RunInstances request.
+type launchSpec struct {
+	imageID, instanceType, keyName, subnetID, httpTokens string
+	minCount, maxCount                                   int
+	securityGroupIDs                                     []string
+	tags                                                 map[string]map[string]string // resource type → tags
+	devices                                              map[string]map[string]string // device name → fields (Ebs.Encrypted, …)
+	fingerprint                                          string
+}
+
+func parseLaunchSpec(req *request) (*launchSpec, *apiError) {
+	p := req.params
+	spec := &launchSpec{
+		imageID:          p.Get("ImageId"),
+		instanceType:     p.Get("InstanceType"),
+		keyName:          p.Get("KeyName"),
+		subnetID:         p.Get("SubnetId"),
+		httpTokens:       p.Get("MetadataOptions.HttpTokens"),
+		securityGroupIDs: queryStrings(p, "SecurityGroupId"),
+		tags:             map[string]map[string]string{},
+		devices:          map[string]map[string]string{},
+	}
+	if spec.imageID == "" {
+		return nil, errorf("MissingParameter", "The request must contain the parameter ImageId")
+	}
+	if spec.instanceType == "" {
+		return nil, errorf("MissingParameter", "The request must contain the parameter InstanceType")
+	}
+	var err error
+	if spec.minCount, err = strconv.Atoi(p.Get("MinCount")); err != nil {
+		return nil, errorf("MissingParameter", "The request must contain the parameter MinCount")
+	}
+	if spec.maxCount, err = strconv.Atoi(p.Get("MaxCount")); err != nil {
+		return nil, errorf("MissingParameter", "The request must contain the parameter MaxCount")
+	}
+	if spec.minCount < 1 || spec.maxCount < spec.minCount {
+		return nil, errorf("InvalidParameterValue", "Invalid counts: MinCount %d, MaxCount %d", spec.minCount, spec.maxCount)
+	}
+	switch spec.httpTokens {
+	case "":
+		spec.httpTokens = "optional"
+	case "optional", "required":
+	default:
+		return nil, errorf("InvalidParameterValue", "Value (%s) for parameter MetadataOptions.HttpTokens is invalid.", spec.httpTokens)
+	}
+	for _, m := range queryList(p, "TagSpecification") {
+		rt := m.fields.Get("ResourceType")
+		if rt == "" {
+			return nil, errorf("InvalidParameterValue", "TagSpecification.%d.ResourceType is required", m.index)
+		}
+		tags, aerr := parseTags(m.fields, "Tag")
+		if aerr != nil {
+			return nil, aerr
+		}
+		if spec.tags[rt] == nil {
+			spec.tags[rt] = map[string]string{}
+		}
+		for k, v := range tags {
+			spec.tags[rt][k] = v
+		}
+	}
+	for _, m := range queryList(p, "BlockDeviceMapping") {
+		dev := m.fields.Get("DeviceName")
+		if dev == "" {
+			return nil, errorf("InvalidParameterValue", "BlockDeviceMapping.%d.DeviceName is required", m.index)
+		}
+		fields := map[string]string{}
+		for k := range m.fields {
+			fields[k] = m.fields.Get(k)
+		}
+		spec.devices[dev] = fields
+	}
+
+	// The fingerprint compares requests by meaning, not by encoding: a
+	// caller that rebuilds the same request (say after a restart) may
+	// emit tags or security groups in another order, and that must not
+	// count as "different parameters".
+	scalars := map[string]string{}
+	for k := range p {
+		switch {
+		case k == "Action", k == "Version", k == "ClientToken", k == "DryRun",
+			strings.HasPrefix(k, "SecurityGroupId."),
+			strings.HasPrefix(k, "TagSpecification."),
+			strings.HasPrefix(k, "BlockDeviceMapping."):
+			continue
+		}
+		scalars[k] = p.Get(k)
+	}
+	groups := append([]string(nil), spec.securityGroupIDs...)
+	sort.Strings(groups)
+	fp, _ := json.Marshal(struct {
+		Scalars map[string]string
+		Groups  []string
+		Tags    map[string]map[string]string
+		Devices map[string]map[string]string
+	}{scalars, groups, spec.tags, spec.devices})
+	spec.fingerprint = string(fp)
+	return spec, nil
+}
+
+// parseTags reads prefix.N.Key / prefix.N.Value and applies EC2's tag rules.
+func parseTags(v map[string][]string, prefix string) (map[string]string, *apiError) {
+	tags := map[string]string{}
+	for _, m := range queryList(v, prefix) {
+		k, val := m.fields.Get("Key"), m.fields.Get("Value")
+		switch {
+		case k == "":
+			return nil, errorf("InvalidParameterValue", "Tag key cannot be empty")
+		case len(k) > 128:
+			return nil, errorf("InvalidParameterValue", "Tag key exceeds the maximum length of 128 characters")
+		case len(val) > 256:
+			return nil, errorf("InvalidParameterValue", "Tag value exceeds the maximum length of 256 characters")
+		case strings.HasPrefix(strings.ToLower(k), "aws:"):
+			return nil, errorf("InvalidParameterValue", "Tag keys starting with 'aws:' are reserved for internal use")
+		}
+		if _, dup := tags[k]; dup {
+			return nil, errorf("InvalidParameterValue", "Duplicate tag key '%s' specified.", k)
+		}
+		tags[k] = val
+	}
+	if len(tags) > 50 {
+		return nil, errorf("TagLimitExceeded", "The maximum number of Tags for a resource has been reached.")
+	}
+	return tags, nil
+}
+
+func ec2RunInstances(s *Server, req *request) (*response, *apiError) {
+	spec, aerr := parseLaunchSpec(req)
+	if aerr != nil {
+		return nil, aerr
+	}
+	token := req.params.Get("ClientToken")
+	if len(token) > 64 {
+		return nil, errorf("InvalidParameterValue", "Value for parameter ClientToken exceeds the maximum length of 64 characters")
+	}
+
+	// One critical section from the token lookup to the launch, so that
+	// concurrent retries carrying one token cannot both launch.
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := time.Now()
+	s.advanceLocked(now)
+
+	if rec, ok := s.tokens[token]; ok && token != "" {
+		if rec.fingerprint != spec.fingerprint {
+			return nil, errorf("IdempotentParameterMismatch", "Arguments on this idempotent request are inconsistent with arguments used in previous request(s).")
+		}
+		if aerr := dryRun(req); aerr != nil {
+			return nil, aerr
+		}
+		return xmlResponse(s.reservationResponseLocked(req, rec.ids))
+	}
+
+	img, ok := s.images[spec.imageID]
+	if !ok {
+		if !imageIDPattern.MatchString(spec.imageID) {
+			return nil, errorf("InvalidAMIID.Malformed", "Invalid id: \"%s\" (expecting \"ami-...\")", spec.imageID)
+		}
+		return nil, errorf("InvalidAMIID.NotFound", "The image id '[%s]' does not exist", spec.imageID)
+	}
+	if _, ok := s.types[spec.instanceType]; !ok {
+		return nil, errorf("InvalidParameterValue", "Invalid value '%s' for InstanceType.", spec.instanceType)
+	}
+	if aerr := dryRun(req); aerr != nil {
+		return nil, aerr
+	}
+
+	reservation := "r-" + randomHex(17)
+	rootEncrypted := spec.devices[img.RootDeviceName]["Ebs.Encrypted"] == "true"
+	launchTime := now.UTC().Truncate(time.Second) // EC2 reports whole seconds
+	ids := make([]string, 0, spec.maxCount)
+	for i := 0; i < spec.maxCount; i++ {
+		s.seq++
+		in := &instance{seq: s.seq, launchIndex: i, Instance: Instance{
+			ID:               "i-" + randomHex(17),
+			Type:             spec.instanceType,
+			ImageID:          spec.imageID,
+			KeyName:          spec.keyName,
+			SubnetID:         spec.subnetID,
+			SecurityGroupIDs: append([]string(nil), spec.securityGroupIDs...),
+			PrivateIP:        s.privateIPLocked(),
+			LaunchTime:       launchTime,
+			Tags:             cloneMap(spec.tags["instance"]),
+			VolumeTags:       cloneMap(spec.tags["volume"]),
+			ClientToken:      token,
+			HttpTokens:       spec.httpTokens,
+			RootEncrypted:    rootEncrypted,
+			ReservationID:    reservation,
+			RootVolumeID:     "vol-" + randomHex(17),
+		}}
+		if in.Tags == nil {
+			in.Tags = map[string]string{}
+		}
+		if in.VolumeTags == nil {
+			in.VolumeTags = map[string]string{}
+		}
+		s.enterLocked(in, statePending, now)
+		s.instances[in.ID] = in
+		s.volumes[in.RootVolumeID] = in.ID
+		ids = append(ids, in.ID)
+	}
+	if token != "" {
+		s.tokens[token] = &launchRecord{fingerprint: spec.fingerprint, ids: ids}
+	}
+	return xmlResponse(s.reservationResponseLocked(req, ids))
+}
+
+func (s *Server) reservationResponseLocked(req *request, ids []string) any {
+	type runInstancesResponse struct {
+		XMLName       xml.Name      `xml:"RunInstancesResponse"`
+		Xmlns         string        `xml:"xmlns,attr"`
+		RequestID     string        `xml:"requestId"`
+		ReservationID string        `xml:"reservationId"`
+		OwnerID       string        `xml:"ownerId"`
+		Groups        []xmlGroup    `xml:"groupSet>item"`
+		Instances     []xmlInstance `xml:"instancesSet>item"`
+	}
+	out := runInstancesResponse{Xmlns: ec2Namespace, RequestID: req.requestID, OwnerID: OwnerID}
+	for _, id := range ids {
+		in := s.instances[id]
+		out.ReservationID = in.ReservationID
+		out.Instances = append(out.Instances, s.xmlInstanceLocked(in, req.region))
+	}
+	return out
+}
+
+// --- XML shapes (element names from the SDK's ec2 deserializers.go) -------
+
+type xmlState struct {
+	Code int    `xml:"code"`
+	Name string `xml:"name"`
+}
+
+func stateOf(name string) xmlState { return xmlState{Code: stateCodes[name], Name: name} }
+
+type xmlGroup struct {
+	GroupID string `xml:"groupId"`
+}
+
+type xmlTag struct {
+	Key   string `xml:"key"`
+	Value string `xml:"value"`
+}
+
+func xmlTags(m map[string]string) []xmlTag {
+	var out []xmlTag
+	for _, k := range sortedKeys(m) {
+		out = append(out, xmlTag{k, m[k]})
+	}
+	return out
+}
+
+type xmlBlockDevice struct {
+	DeviceName string `xml:"deviceName"`
+	Ebs        struct {
+		VolumeID            string `xml:"volumeId"`
+		Status              string `xml:"status"`
+		AttachTime          string `xml:"attachTime"`
+		DeleteOnTermination bool   `xml:"deleteOnTermination"`
+	} `xml:"ebs"`
+}
+
+type xmlInstance struct {
+	InstanceID     string   `xml:"instanceId"`
+	ImageID        string   `xml:"imageId"`
+	State          xmlState `xml:"instanceState"`
+	PrivateDNSName string   `xml:"privateDnsName"`
+	DNSName        string   `xml:"dnsName"`
+	Reason         string   `xml:"reason"`
+	KeyName        string   `xml:"keyName,omitempty"`
+	AmiLaunchIndex int      `xml:"amiLaunchIndex"`
+	InstanceType   string   `xml:"instanceType"`
+	LaunchTime     string   `xml:"launchTime"`
+	Placement      struct {
+		AvailabilityZone string `xml:"availabilityZone"`
+		Tenancy          string `xml:"tenancy"`
+	} `xml:"placement"`
+	Monitoring struct {
+		State string `xml:"state"`
+	} `xml:"monitoring"`
+	SubnetID         string     `xml:"subnetId,omitempty"`
+	VpcID            string     `xml:"vpcId,omitempty"`
+	PrivateIPAddress string     `xml:"privateIpAddress,omitempty"`
+	IPAddress        string     `xml:"ipAddress,omitempty"`
+	Groups           []xmlGroup `xml:"groupSet>item"`
+	StateReason      *struct {
+		Code    string `xml:"code"`
+		Message string `xml:"message"`
+	} `xml:"stateReason,omitempty"`
+	Architecture    string           `xml:"architecture"`
+	RootDeviceType  string           `xml:"rootDeviceType"`
+	RootDeviceName  string           `xml:"rootDeviceName"`
+	BlockDevices    []xmlBlockDevice `xml:"blockDeviceMapping>item"`
+	ClientToken     string           `xml:"clientToken,omitempty"`
+	Tags            []xmlTag         `xml:"tagSet>item"`
+	MetadataOptions struct {
+		State        string `xml:"state"`
+		HTTPTokens   string `xml:"httpTokens"`
+		HTTPEndpoint string `xml:"httpEndpoint"`
+		HopLimit     int    `xml:"httpPutResponseHopLimit"`
+	} `xml:"metadataOptions"`
+}
+
+const ec2Time = "2006-01-02T15:04:05.000Z"
+
+func (s *Server) xmlInstanceLocked(in *instance, region string) xmlInstance {
+	x := xmlInstance{
+		InstanceID:       in.ID,
+		ImageID:          in.ImageID,
+		State:            stateOf(in.State),
+		KeyName:          in.KeyName,
+		AmiLaunchIndex:   in.launchIndex,
+		InstanceType:     in.Type,
+		LaunchTime:       in.LaunchTime.UTC().Format(ec2Time),
+		SubnetID:         in.SubnetID,
+		PrivateIPAddress: in.PrivateIP,
+		IPAddress:        in.PublicIP,
+		Architecture:     "x86_64",
+		RootDeviceType:   "ebs",
+		RootDeviceName:   "/dev/xvda",
+		ClientToken:      in.ClientToken,
+		Tags:             xmlTags(in.Tags),
+	}
+	if img, ok := s.images[in.ImageID]; ok {
+		x.Architecture, x.RootDeviceName = img.Architecture, img.RootDeviceName
+	}
+	x.Placement.AvailabilityZone, x.Placement.Tenancy = region+"a", "default"
+	x.Monitoring.State = "disabled"
+	if in.SubnetID != "" {
+		x.VpcID = "vpc-0fa4e0000000000f0"
+	}
+	if in.PrivateIP != "" {
+		x.PrivateDNSName = "ip-" + strings.ReplaceAll(in.PrivateIP, ".", "-") + "." + region + ".compute.internal"
+	}
+	if in.PublicIP != "" {
+		x.DNSName = "ec2-" + strings.ReplaceAll(in.PublicIP, ".", "-") + "." + region + ".compute.amazonaws.com"
+	}
+	for _, g := range in.SecurityGroupIDs {
+		x.Groups = append(x.Groups, xmlGroup{g})
+	}
+	switch in.State {
+	case stateStopping, stateStopped:
+		x.Reason = "User initiated (" + in.StateChangedAt.UTC().Format("2006-01-02 15:04:05 GMT") + ")"
+		x.StateReason = &struct {
+			Code    string `xml:"code"`
+			Message string `xml:"message"`
+		}{"Client.UserInitiatedShutdown", "Client.UserInitiatedShutdown: User initiated shutdown"}
+	case stateShuttingDown, stateTerminated:
+		x.Reason = "User initiated (" + in.StateChangedAt.UTC().Format("2006-01-02 15:04:05 GMT") + ")"
+	}
+	if in.State != stateTerminated {
+		var bd xmlBlockDevice
+		bd.DeviceName = x.RootDeviceName
+		bd.Ebs.VolumeID, bd.Ebs.Status = in.RootVolumeID, "attached"
+		bd.Ebs.AttachTime, bd.Ebs.DeleteOnTermination = x.LaunchTime, true
+		x.BlockDevices = []xmlBlockDevice{bd}
+	}
+	x.MetadataOptions.State, x.MetadataOptions.HTTPEndpoint = "applied", "enabled"
+	x.MetadataOptions.HTTPTokens, x.MetadataOptions.HopLimit = in.HttpTokens, 2
+	return x
+}
+
+// --- DescribeInstances -------------------------------------------------------
+
+type ec2Filter struct {
+	name   string
+	values []string
+}
+
+func parseFilters(req *request, valid func(name string) bool) ([]ec2Filter, *apiError) {
+	var out []ec2Filter
+	for _, m := range queryList(req.params, "Filter") {
+		f := ec2Filter{name: m.fields.Get("Name"), values: queryStrings(m.fields, "Value")}
+		if f.name == "" || !valid(f.name) {
+			return nil, errorf("InvalidParameterValue", "The filter '%s' is invalid", f.name)
+		}
+		if len(f.values) == 0 {
+			return nil, errorf("InvalidParameterValue", "The filter '%s' requires at least one value", f.name)
+		}
+		out = append(out, f)
+	}
+	return out, nil
+}
+
+// matchFilters: values within a filter are ORed, filters are ANDed, and
+// values may use the * and ? wildcards.
+func matchFilters(filters []ec2Filter, attr func(name string) []string) bool {
+	for _, f := range filters {
+		have := attr(f.name)
+		ok := false
+		for _, want := range f.values {
+			for _, h := range have {
+				if globMatch(want, h) {
+					ok = true
+				}
+			}
+		}
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
+var instanceFilterNames = map[string]bool{
+	"tag-key": true, "tag-value": true, "instance-state-name": true, "instance-state-code": true,
+	"instance-id": true, "instance-type": true, "image-id": true, "key-name": true, "subnet-id": true,
+	"vpc-id": true, "client-token": true, "ip-address": true, "private-ip-address": true,
+	"reservation-id": true, "instance.group-id": true, "availability-zone": true,
+}
+
+func validInstanceFilter(name string) bool {
+	return strings.HasPrefix(name, "tag:") && len(name) > 4 || instanceFilterNames[name]
+}
+
+func instanceAttr(in *instance, region, name string) []string {
+	one := func(v string) []string {
+		if v == "" {
+			return nil
+		}
+		return []string{v}
+	}
+	if key, ok := strings.CutPrefix(name, "tag:"); ok {
+		if v, ok := in.Tags[key]; ok {
+			return []string{v}
+		}
+		return nil
+	}
+	switch name {
+	case "tag-key":
+		return sortedKeys(in.Tags)
+	case "tag-value":
+		var vs []string
+		for _, v := range in.Tags {
+			vs = append(vs, v)
+		}
+		return vs
+	case "instance-state-name":
+		return one(in.State)
+	case "instance-state-code":
+		return one(strconv.Itoa(stateCodes[in.State]))
+	case "instance-id":
+		return one(in.ID)
+	case "instance-type":
+		return one(in.Type)
+	case "image-id":
+		return one(in.ImageID)
+	case "key-name":
+		return one(in.KeyName)
+	case "subnet-id":
+		return one(in.SubnetID)
+	case "vpc-id":
+		if in.SubnetID != "" {
+			return []string{"vpc-0fa4e0000000000f0"}
+		}
+	case "client-token":
+		return one(in.ClientToken)
+	case "ip-address":
+		return one(in.PublicIP)
+	case "private-ip-address":
+		return one(in.PrivateIP)
+	case "reservation-id":
+		return one(in.ReservationID)
+	case "instance.group-id":
+		return in.SecurityGroupIDs
+	case "availability-zone":
+		return one(region + "a")
+	}
+	return nil
+}
+
+// page tokens are opaque to the client; ours carry the launch sequence
+// number of the last instance returned, so instances launched between two
+// pages are neither skipped nor repeated.
+func encodePageToken(seq int64) string {
+	return base64.RawURLEncoding.EncodeToString([]byte("fakeaws:" + strconv.FormatInt(seq, 10)))
+}
+
+func decodePageToken(tok string) (int64, bool) {
+	b, err := base64.RawURLEncoding.DecodeString(tok)
+	if err != nil {
+		return 0, false
+	}
+	n, ok := strings.CutPrefix(string(b), "fakeaws:")
+	if !ok {
+		return 0, false
+	}
+	seq, err := strconv.ParseInt(n, 10, 64)
+	return seq, err == nil
+}
+
+func (s *Server) notFoundInstancesLocked(ids []string) *apiError {
+	var missing []string
+	for _, id := range ids {
+		if _, ok := s.instances[id]; !ok {
+			if !instanceIDPattern.MatchString(id) {
+				return errorf("InvalidInstanceID.Malformed", "Invalid id: \"%s\"", id)
+			}
+			missing = append(missing, id)
+		}
+	}
+	switch len(missing) {
+	case 0:
+		return nil
+	case 1:
+		return errorf("InvalidInstanceID.NotFound", "The instance ID '%s' does not exist", missing[0])
+	}
+	return errorf("InvalidInstanceID.NotFound", "The instance IDs '%s' do not exist", strings.Join(missing, ", "))
+}
+
+func ec2DescribeInstances(s *Server, req *request) (*response, *apiError) {
+	ids := queryStrings(req.params, "InstanceId")
+	filters, aerr := parseFilters(req, validInstanceFilter)
+	if aerr != nil {
+		return nil, aerr
+	}
+	maxResults := 0
+	if v := req.params.Get("MaxResults"); v != "" {
+		if len(ids) > 0 {
+			return nil, errorf("InvalidParameterCombination", "The parameter instancesSet cannot be used with the parameter maxResults")
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 5 || n > 1000 {
+			return nil, errorf("InvalidParameterValue", "Value ( %s ) for parameter maxResults is invalid. Expect a number between 5 and 1000.", v)
+		}
+		maxResults = n
+	}
+	var after int64
+	if tok := req.params.Get("NextToken"); tok != "" {
+		seq, ok := decodePageToken(tok)
+		if !ok {
+			return nil, errorf("InvalidParameterValue", "The parameter NextToken is invalid")
+		}
+		after = seq
+	}
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.advanceLocked(time.Now())
+	if aerr := s.notFoundInstancesLocked(ids); aerr != nil {
+		return nil, aerr
+	}
+	if aerr := dryRun(req); aerr != nil {
+		return nil, aerr
+	}
+	wanted := map[string]bool{}
+	for _, id := range ids {
+		wanted[id] = true
+	}
+	var matched []*instance
+	for _, in := range s.sortedLocked() {
+		if in.seq <= after || len(ids) > 0 && !wanted[in.ID] {
+			continue
+		}
+		if matchFilters(filters, func(name string) []string { return instanceAttr(in, req.region, name) }) {
+			matched = append(matched, in)
+		}
+	}
+	next := ""
+	if maxResults > 0 && len(matched) > maxResults {
+		matched = matched[:maxResults]
+		next = encodePageToken(matched[maxResults-1].seq)
+	}
+
+	type xmlReservation struct {
+		ReservationID string        `xml:"reservationId"`
+		OwnerID       string        `xml:"ownerId"`
+		Groups        []xmlGroup    `xml:"groupSet>item"`
+		Instances     []xmlInstance `xml:"instancesSet>item"`
+	}
+	type describeInstancesResponse struct {
+		XMLName      xml.Name          `xml:"DescribeInstancesResponse"`
+		Xmlns        string            `xml:"xmlns,attr"`
+		RequestID    string            `xml:"requestId"`
+		Reservations []*xmlReservation `xml:"reservationSet>item"`
+		NextToken    string            `xml:"nextToken,omitempty"`
+	}
+	out := describeInstancesResponse{Xmlns: ec2Namespace, RequestID: req.requestID, NextToken: next}
+	byID := map[string]*xmlReservation{}
+	for _, in := range matched {
+		r := byID[in.ReservationID]
+		if r == nil {
+			r = &xmlReservation{ReservationID: in.ReservationID, OwnerID: OwnerID}
+			byID[in.ReservationID] = r
+			out.Reservations = append(out.Reservations, r)
+		}
+		r.Instances = append(r.Instances, s.xmlInstanceLocked(in, req.region))
+	}
+	if out.Reservations == nil {
+		// EC2 always sends the (possibly empty) set element.
+		out.Reservations = []*xmlReservation{}
+	}
+	return xmlResponse(out)
+}
+
+// --- DescribeInstanceTypes / DescribeImages ----------------------------------
+
+func ec2DescribeInstanceTypes(s *Server, req *request) (*response, *apiError) {
+	names := queryStrings(req.params, "InstanceType")
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var missing []string
+	for _, n := range names {
+		if _, ok := s.types[n]; !ok {
+			missing = append(missing, n)
+		}
+	}
+	if len(missing) > 0 {
+		return nil, errorf("InvalidInstanceType", "The following supplied instance types do not exist: [%s]", strings.Join(missing, ", "))
+	}
+	if aerr := dryRun(req); aerr != nil {
+		return nil, aerr
+	}
+	if len(names) == 0 {
+		names = sortedKeys(s.types)
+	}
+	type xmlType struct {
+		InstanceType      string `xml:"instanceType"`
+		CurrentGeneration bool   `xml:"currentGeneration"`
+		VCPUInfo          struct {
+			DefaultVCPUs int32 `xml:"defaultVCpus"`
+		} `xml:"vCpuInfo"`
+		MemoryInfo struct {
+			SizeInMiB int64 `xml:"sizeInMiB"`
+		} `xml:"memoryInfo"`
+		ProcessorInfo struct {
+			Architectures []string `xml:"supportedArchitectures>item"`
+		} `xml:"processorInfo"`
+	}
+	type describeInstanceTypesResponse struct {
+		XMLName   xml.Name  `xml:"DescribeInstanceTypesResponse"`
+		Xmlns     string    `xml:"xmlns,attr"`
+		RequestID string    `xml:"requestId"`
+		Types     []xmlType `xml:"instanceTypeSet>item"`
+	}
+	out := describeInstanceTypesResponse{Xmlns: ec2Namespace, RequestID: req.requestID, Types: []xmlType{}}
+	seen := map[string]bool{}
+	for _, n := range names {
+		if seen[n] {
+			continue
+		}
+		seen[n] = true
+		t := s.types[n]
+		var x xmlType
+		x.InstanceType, x.CurrentGeneration = t.Name, !strings.HasPrefix(t.Name, "t2.")
+		x.VCPUInfo.DefaultVCPUs, x.MemoryInfo.SizeInMiB = t.VCPUs, t.MemoryMiB
+		x.ProcessorInfo.Architectures = []string{"x86_64"}
+		out.Types = append(out.Types, x)
+	}
+	return xmlResponse(out)
+}
+
+func validImageFilter(name string) bool {
+	switch name {
+	case "name", "image-id", "architecture", "state", "root-device-name":
+		return true
+	}
+	return false
+}
+
+func ec2DescribeImages(s *Server, req *request) (*response, *apiError) {
+	ids := queryStrings(req.params, "ImageId")
+	filters, aerr := parseFilters(req, validImageFilter)
+	if aerr != nil {
+		return nil, aerr
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, id := range ids {
+		if _, ok := s.images[id]; !ok {
+			if !imageIDPattern.MatchString(id) {
+				return nil, errorf("InvalidAMIID.Malformed", "Invalid id: \"%s\" (expecting \"ami-...\")", id)
+			}
+			return nil, errorf("InvalidAMIID.NotFound", "The image id '[%s]' does not exist", id)
+		}
+	}
+	if aerr := dryRun(req); aerr != nil {
+		return nil, aerr
+	}
+	if len(ids) == 0 {
+		ids = sortedKeys(s.images)
+	}
+	type xmlImage struct {
+		ImageID            string `xml:"imageId"`
+		ImageLocation      string `xml:"imageLocation"`
+		ImageState         string `xml:"imageState"`
+		ImageOwnerID       string `xml:"imageOwnerId"`
+		CreationDate       string `xml:"creationDate"`
+		IsPublic           bool   `xml:"isPublic"`
+		Architecture       string `xml:"architecture"`
+		ImageType          string `xml:"imageType"`
+		Name               string `xml:"name"`
+		RootDeviceType     string `xml:"rootDeviceType"`
+		RootDeviceName     string `xml:"rootDeviceName"`
+		VirtualizationType string `xml:"virtualizationType"`
+		Hypervisor         string `xml:"hypervisor"`
+		PlatformDetails    string `xml:"platformDetails"`
+	}
+	type describeImagesResponse struct {
+		XMLName   xml.Name   `xml:"DescribeImagesResponse"`
+		Xmlns     string     `xml:"xmlns,attr"`
+		RequestID string     `xml:"requestId"`
+		Images    []xmlImage `xml:"imagesSet>item"`
+	}
+	out := describeImagesResponse{Xmlns: ec2Namespace, RequestID: req.requestID, Images: []xmlImage{}}
+	seen := map[string]bool{}
+	for _, id := range ids {
+		img := s.images[id]
+		attr := func(name string) []string {
+			switch name {
+			case "name":
+				return []string{img.Name}
+			case "image-id":
+				return []string{img.ID}
+			case "architecture":
+				return []string{img.Architecture}
+			case "state":
+				return []string{"available"}
+			case "root-device-name":
+				return []string{img.RootDeviceName}
+			}
+			return nil
+		}
+		if seen[id] || !matchFilters(filters, attr) {
+			continue
+		}
+		seen[id] = true
+		out.Images = append(out.Images, xmlImage{
+			ImageID: img.ID, ImageLocation: "amazon/" + img.Name, ImageState: "available",
+			ImageOwnerID: "137112412989", CreationDate: "2024-10-10T00:00:00.000Z", IsPublic: true,
+			Architecture: img.Architecture, ImageType: "machine", Name: img.Name,
+			RootDeviceType: "ebs", RootDeviceName: img.RootDeviceName, VirtualizationType: "hvm",
+			Hypervisor: "xen", PlatformDetails: "Linux/UNIX",
+		})
+	}
+	return xmlResponse(out)
+}
+
+// --- CreateTags ----------------------------------------------------------------
+
+func ec2CreateTags(s *Server, req *request) (*response, *apiError) {
+	ids := queryStrings(req.params, "ResourceId")
+	if len(ids) == 0 {
+		return nil, errorf("MissingParameter", "The request must contain the parameter resourceIdSet")
+	}
+	tags, aerr := parseTags(req.params, "Tag")
+	if aerr != nil {
+		return nil, aerr
+	}
+	if len(tags) == 0 {
+		return nil, errorf("MissingParameter", "The request must contain the parameter tagSet")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.advanceLocked(time.Now())
+	// Validate every resource before touching any: CreateTags is atomic.
+	targets := make([]map[string]string, 0, len(ids))
+	for _, id := range ids {
+		var m map[string]string
+		switch {
+		case strings.HasPrefix(id, "i-"):
+			in, ok := s.instances[id]
+			if !ok {
+				return nil, s.notFoundInstancesLocked([]string{id})
+			}
+			m = in.Tags
+		case strings.HasPrefix(id, "vol-"):
+			iid, ok := s.volumes[id]
+			if !ok {
+				return nil, errorf("InvalidVolume.NotFound", "The volume '%s' does not exist.", id)
+			}
+			m = s.instances[iid].VolumeTags
+		case strings.HasPrefix(id, "ami-"):
+			if _, ok := s.images[id]; !ok {
+				return nil, errorf("InvalidAMIID.NotFound", "The image id '[%s]' does not exist", id)
+			}
+			m = map[string]string{} // images keep no tags in this fake
+		default:
+			return nil, errorf("InvalidID", "The ID '%s' is not valid", id)
+		}
+		n := len(m)
+		for k := range tags {
+			if _, ok := m[k]; !ok {
+				n++
+			}
+		}
+		if n > 50 {
+			return nil, errorf("TagLimitExceeded", "The maximum number of Tags for a resource has been reached.")
+		}
+		targets = append(targets, m)
+	}
+	if aerr := dryRun(req); aerr != nil {
+		return nil, aerr
+	}
+	for _, m := range targets {
+		for k, v := range tags {
+			m[k] = v
+		}
+	}
+	type createTagsResponse struct {
+		XMLName   xml.Name `xml:"CreateTagsResponse"`
+		Xmlns     string   `xml:"xmlns,attr"`
+		RequestID string   `xml:"requestId"`
+		Return    bool     `xml:"return"`
+	}
+	return xmlResponse(createTagsResponse{Xmlns: ec2Namespace, RequestID: req.requestID, Return: true})
+}
+
+// --- Stop / Start / Terminate --------------------------------------------------
+
+// stateChange decides an instance's next state for an action: the new
+// state, or "" to leave it as is, or an error when the action is not
+// allowed from the current state.
+type stateChange func(in *instance) (string, *apiError)
+
+func ec2StopInstances(s *Server, req *request) (*response, *apiError) {
+	return s.changeState(req, "StopInstancesResponse", func(in *instance) (string, *apiError) {
+		switch in.State {
+		case stateRunning:
+			return stateStopping, nil
+		case stateStopping, stateStopped:
+			return "", nil
+		}
+		return "", errorf("IncorrectInstanceState", "The instance '%s' is not in a state from which it can be stopped.", in.ID)
+	})
+}
+
+func ec2StartInstances(s *Server, req *request) (*response, *apiError) {
+	return s.changeState(req, "StartInstancesResponse", func(in *instance) (string, *apiError) {
+		switch in.State {
+		case stateStopped:
+			return statePending, nil
+		case statePending, stateRunning:
+			return "", nil
+		}
+		return "", errorf("IncorrectInstanceState", "The instance '%s' is not in a state from which it can be started.", in.ID)
+	})
+}
+
+func ec2TerminateInstances(s *Server, req *request) (*response, *apiError) {
+	return s.changeState(req, "TerminateInstancesResponse", func(in *instance) (string, *apiError) {
+		switch in.State {
+		case stateShuttingDown, stateTerminated:
+			return "", nil
+		}
+		return stateShuttingDown, nil
+	})
+}
+
+func (s *Server) changeState(req *request, root string, next stateChange) (*response, *apiError) {
+	ids := queryStrings(req.params, "InstanceId")
+	if len(ids) == 0 {
+		return nil, errorf("MissingParameter", "The request must contain the parameter InstanceId")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := time.Now()
+	s.advanceLocked(now)
+	if aerr := s.notFoundInstancesLocked(ids); aerr != nil {
+		return nil, aerr
+	}
+	// All or nothing, like EC2: check every instance before changing any.
+	targets := make([]string, len(ids))
+	for i, id := range ids {
+		st, aerr := next(s.instances[id])
+		if aerr != nil {
+			return nil, aerr
+		}
+		targets[i] = st
+	}
+	if aerr := dryRun(req); aerr != nil {
+		return nil, aerr
+	}
+	type xmlChange struct {
+		InstanceID    string   `xml:"instanceId"`
+		CurrentState  xmlState `xml:"currentState"`
+		PreviousState xmlState `xml:"previousState"`
+	}
+	type changeResponse struct {
+		XMLName   xml.Name
+		Xmlns     string      `xml:"xmlns,attr"`
+		RequestID string      `xml:"requestId"`
+		Changes   []xmlChange `xml:"instancesSet>item"`
+	}
+	out := changeResponse{XMLName: xml.Name{Local: root}, Xmlns: ec2Namespace, RequestID: req.requestID}
+	for i, id := range ids {
+		in := s.instances[id]
+		prev := in.State
+		if targets[i] != "" {
+			s.enterLocked(in, targets[i], now)
+		}
+		out.Changes = append(out.Changes, xmlChange{InstanceID: id, CurrentState: stateOf(in.State), PreviousState: stateOf(prev)})
+	}
+	return xmlResponse(out)
+}

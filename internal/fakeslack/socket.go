@@ -1,0 +1,540 @@
+package fakeslack
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// Envelope is a Socket Mode envelope exactly as Slack writes it on the
+// websocket. SendEnvelope writes it as is, so redelivery tests can reuse an
+// EnvelopeID with RetryAttempt > 0.
+type Envelope struct {
+	EnvelopeID             string          `json:"envelope_id"`
+	Type                   string          `json:"type"`
+	Payload                json.RawMessage `json:"payload,omitempty"`
+	AcceptsResponsePayload bool            `json:"accepts_response_payload"`
+	RetryAttempt           int             `json:"retry_attempt"`
+	RetryReason            string          `json:"retry_reason"`
+}
+
+// Ack is one acknowledgement frame received from a client.
+type Ack struct {
+	EnvelopeID string
+	// Payload is the ack's payload bytes exactly as received, or nil when
+	// the ack had none.
+	Payload json.RawMessage
+	// ReceivedAt is when the server read the ack frame.
+	ReceivedAt time.Time
+	// SentAt is when the server handed the latest delivery of this envelope
+	// to the socket, as of ReceivedAt (zero for an unknown envelope ID).
+	// ReceivedAt-SentAt is the round trip a client's ack latency adds to.
+	SentAt time.Time
+}
+
+type ackRecord struct {
+	Ack
+	seq uint64
+}
+
+// delivery is one SendEnvelope of an envelope ID. seq and sentAt are set
+// when the frame is taken for writing, before the write, so an ack can never
+// be ordered before the delivery it answers.
+type delivery struct {
+	seq    uint64 // 0 until taken for writing
+	sentAt time.Time
+}
+
+// envelopeInfo is what the server remembers of an envelope to interpret its
+// ack: a slash command's ack payload is shown to the user like a
+// response_url reply.
+type envelopeInfo struct {
+	typ     string
+	channel string
+	user    string
+}
+
+type outFrame struct {
+	data       []byte
+	d          *delivery // nil for frames that are not envelopes
+	disconnect bool
+}
+
+// wsConn is one socket-mode connection. Only its writeLoop writes data
+// frames, which serialises writes as gorilla/websocket requires; Close and
+// WriteControl may be called from anywhere.
+type wsConn struct {
+	s    *Server
+	ws   *websocket.Conn
+	id   int
+	wake chan struct{} // capacity 1: "the queue may have grown"
+	dead chan struct{}
+	once sync.Once
+
+	// guarded by s.mu
+	queue    []*outFrame
+	ready    bool // hello written
+	draining bool // disconnect frame queued: takes no new envelopes
+	dropped  bool // removed from the server; queue moved to s.pending
+}
+
+func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
+	ticket := r.URL.Query().Get("ticket")
+	s.mu.Lock()
+	valid := s.tickets[ticket]
+	delete(s.tickets, ticket)
+	s.mu.Unlock()
+	if !valid {
+		// Tickets from apps.connections.open are single-use, as on Slack:
+		// a client must call it again for every (re)connection.
+		http.Error(w, "invalid or used ticket", http.StatusUnauthorized)
+		return
+	}
+	ws, err := s.upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		return // Upgrade has answered the client
+	}
+	ws.SetReadLimit(1 << 20)
+	c := &wsConn{s: s, ws: ws, wake: make(chan struct{}, 1), dead: make(chan struct{})}
+
+	s.mu.Lock()
+	if s.closed() {
+		s.mu.Unlock()
+		_ = ws.Close()
+		return
+	}
+	s.opened++
+	c.id = s.opened
+	s.conns = append(s.conns, c)
+	s.wg.Add(2)
+	s.notifyLocked()
+	s.mu.Unlock()
+
+	go c.writeLoop()
+	go c.readLoop()
+}
+
+func (c *wsConn) signal() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// shutdown closes the connection once and hands its unwritten envelopes
+// back to the server. graceful sends a close frame first.
+func (c *wsConn) shutdown(graceful bool) {
+	c.once.Do(func() {
+		close(c.dead)
+		if graceful {
+			msg := websocket.FormatCloseMessage(websocket.CloseNormalClosure, "")
+			_ = c.ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(100*time.Millisecond))
+		}
+		_ = c.ws.Close()
+		c.s.mu.Lock()
+		c.s.dropLocked(c)
+		c.s.mu.Unlock()
+	})
+}
+
+// dropLocked forgets c and requeues its unwritten envelopes ahead of those
+// still pending, so nothing sent to a dying connection is lost.
+func (s *Server) dropLocked(c *wsConn) {
+	if c.dropped {
+		return
+	}
+	c.dropped = true
+	s.conns = slices.DeleteFunc(s.conns, func(o *wsConn) bool { return o == c })
+	var requeue []*outFrame
+	for _, f := range c.queue {
+		if !f.disconnect {
+			requeue = append(requeue, f)
+		}
+	}
+	c.queue = nil
+	s.pending = append(requeue, s.pending...)
+	if s.current == c {
+		s.current = nil
+		s.pickCurrentLocked()
+	}
+	if s.current != nil && len(s.pending) > 0 {
+		s.current.queue = append(s.current.queue, s.pending...)
+		s.pending = nil
+		s.current.signal()
+	}
+	s.notifyLocked()
+}
+
+// pickCurrentLocked makes the newest usable connection current, if any.
+func (s *Server) pickCurrentLocked() {
+	for i := len(s.conns) - 1; i >= 0; i-- {
+		o := s.conns[i]
+		if o.ready && !o.draining && !o.dropped {
+			s.current = o
+			return
+		}
+	}
+}
+
+func (c *wsConn) writeLoop() {
+	s := c.s
+	defer s.wg.Done()
+	graceful := true
+	defer func() { c.shutdown(graceful) }()
+
+	s.mu.Lock()
+	live := 0
+	for _, o := range s.conns {
+		if !o.dropped {
+			live++
+		}
+	}
+	s.mu.Unlock()
+	hello, _ := json.Marshal(map[string]any{
+		"type":            "hello",
+		"num_connections": live,
+		"debug_info": map[string]any{
+			"host":                        "fakeslack",
+			"build_number":                1,
+			"approximate_connection_time": 18060,
+		},
+		"connection_info": map[string]any{"app_id": AppID},
+	})
+	if err := c.write(hello); err != nil {
+		graceful = false
+		return
+	}
+	s.mu.Lock()
+	pingEvery := s.pingEvery
+	if !c.dropped {
+		c.ready = true
+		s.hellos++
+		// The newest connection takes new envelopes, and whatever waited
+		// for a connection, in order.
+		s.current = c
+		c.queue = append(c.queue, s.pending...)
+		s.pending = nil
+		s.notifyLocked()
+	}
+	s.mu.Unlock()
+
+	if err := c.ping(); err != nil {
+		graceful = false
+		return
+	}
+	ticker := time.NewTicker(pingEvery)
+	defer ticker.Stop()
+	var closeAfter <-chan time.Time
+	for {
+		if !c.flush(&closeAfter) {
+			graceful = false
+			return
+		}
+		select {
+		case <-c.wake:
+		case <-ticker.C:
+			if err := c.ping(); err != nil {
+				graceful = false
+				return
+			}
+		case <-closeAfter:
+			return
+		case <-c.dead:
+			return
+		case <-s.done:
+			return
+		}
+	}
+}
+
+func (c *wsConn) write(data []byte) error {
+	if err := c.ws.SetWriteDeadline(time.Now().Add(5 * time.Second)); err != nil {
+		return err
+	}
+	return c.ws.WriteMessage(websocket.TextMessage, data)
+}
+
+func (c *wsConn) ping() error {
+	return c.ws.WriteControl(websocket.PingMessage, []byte("fakeslack"), time.Now().Add(5*time.Second))
+}
+
+// flush writes queued frames until the queue is empty. It reports false
+// when a write failed; the frame is then requeued for the next connection.
+func (c *wsConn) flush(closeAfter *<-chan time.Time) bool {
+	s := c.s
+	for {
+		s.mu.Lock()
+		if len(c.queue) == 0 || c.dropped {
+			s.mu.Unlock()
+			return true
+		}
+		f := c.queue[0]
+		c.queue = c.queue[1:]
+		if f.d != nil {
+			s.seq++
+			f.d.seq = s.seq
+			f.d.sentAt = time.Now()
+		}
+		s.mu.Unlock()
+
+		if err := c.write(f.data); err != nil {
+			s.mu.Lock()
+			if !f.disconnect {
+				if f.d != nil {
+					f.d.seq, f.d.sentAt = 0, time.Time{}
+				}
+				if c.dropped {
+					s.pending = append([]*outFrame{f}, s.pending...)
+					if s.current != nil {
+						s.current.queue = append(s.current.queue, s.pending...)
+						s.pending = nil
+						s.current.signal()
+					}
+				} else {
+					c.queue = append([]*outFrame{f}, c.queue...)
+				}
+			}
+			s.mu.Unlock()
+			return false
+		}
+		s.mu.Lock()
+		s.notifyLocked()
+		s.mu.Unlock()
+		if f.disconnect && *closeAfter == nil {
+			*closeAfter = time.After(DisconnectGrace)
+		}
+	}
+}
+
+func (c *wsConn) readLoop() {
+	s := c.s
+	defer s.wg.Done()
+	defer c.shutdown(false)
+	for {
+		typ, data, err := c.ws.ReadMessage()
+		if err != nil {
+			return
+		}
+		now := time.Now()
+		var frame struct {
+			EnvelopeID *string         `json:"envelope_id"`
+			Payload    json.RawMessage `json:"payload"`
+		}
+		s.mu.Lock()
+		if typ != websocket.TextMessage || json.Unmarshal(data, &frame) != nil || frame.EnvelopeID == nil {
+			s.badFrames++
+		} else {
+			s.recordAckLocked(*frame.EnvelopeID, frame.Payload, now)
+		}
+		s.notifyLocked()
+		s.mu.Unlock()
+	}
+}
+
+func (s *Server) recordAckLocked(id string, payload json.RawMessage, now time.Time) {
+	s.seq++
+	a := ackRecord{Ack: Ack{EnvelopeID: id, ReceivedAt: now}, seq: s.seq}
+	if len(payload) > 0 {
+		a.Payload = slices.Clone(payload)
+	}
+	ds := s.deliveries[id]
+	for i := len(ds) - 1; i >= 0; i-- {
+		if ds[i].seq != 0 {
+			a.SentAt = ds[i].sentAt
+			break
+		}
+	}
+	s.acks = append(s.acks, a)
+
+	// Slack shows a slash command's ack payload to the user, like a
+	// response_url reply; record it so tests see one channel state.
+	info, known := s.envelopes[id]
+	if !known || info.typ != "slash_commands" || a.Payload == nil {
+		return
+	}
+	p := map[string]string{}
+	if readJSONParams(bytes.NewReader(a.Payload), p) != nil {
+		return
+	}
+	c, code := readContent(p)
+	if code != "" || c.empty() {
+		return
+	}
+	s.addReplyLocked(info.channel, info.user, "", p["response_type"], c, "ack")
+}
+
+// SendEnvelope queues env for the current socket-mode connection. It
+// returns once queued, not once written. Envelopes sent while no connection
+// is up (none yet, or between a disconnect and the client's reconnection)
+// are kept and written, in order, right after the hello of the next
+// connection; so are envelopes left unwritten on a connection that died.
+// Each call is one delivery: sending the same EnvelopeID again is a
+// redelivery (see WaitAck).
+func (s *Server) SendEnvelope(env Envelope) error {
+	data, err := json.Marshal(env)
+	if err != nil {
+		return err // e.g. a Payload that is not valid JSON
+	}
+	info := envelopeInfo{typ: env.Type}
+	if env.Type == "slash_commands" {
+		var p struct {
+			ChannelID string `json:"channel_id"`
+			UserID    string `json:"user_id"`
+		}
+		_ = json.Unmarshal(env.Payload, &p) // odd payloads are sent anyway
+		info.channel, info.user = p.ChannelID, p.UserID
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed() {
+		return ErrClosed
+	}
+	d := &delivery{}
+	s.deliveries[env.EnvelopeID] = append(s.deliveries[env.EnvelopeID], d)
+	s.envelopes[env.EnvelopeID] = info
+	s.enqueueLocked(&outFrame{data: data, d: d})
+	s.notifyLocked()
+	return nil
+}
+
+// SendFrame writes raw as one text frame, for tests of odd input (bad JSON,
+// unknown types). It is queued like an envelope but is not tracked as a
+// delivery.
+func (s *Server) SendFrame(raw []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed() {
+		return ErrClosed
+	}
+	s.enqueueLocked(&outFrame{data: slices.Clone(raw)})
+	return nil
+}
+
+func (s *Server) enqueueLocked(f *outFrame) {
+	if s.current != nil {
+		s.current.queue = append(s.current.queue, f)
+		s.current.signal()
+		return
+	}
+	s.pending = append(s.pending, f)
+}
+
+// SendDisconnect writes {"type":"disconnect","reason":reason} on the current
+// connection (after what is already queued on it) and closes that connection
+// DisconnectGrace later if the client has not. From the call on, new
+// envelopes wait for the next connection; the slack-go client reconnects by
+// itself (a new apps.connections.open, a new hello). Reasons Slack uses:
+// "warning", "refresh_requested", "link_disabled". It returns
+// ErrNotConnected when no connection is up.
+func (s *Server) SendDisconnect(reason string) error {
+	data, err := json.Marshal(map[string]any{
+		"type":       "disconnect",
+		"reason":     reason,
+		"debug_info": map[string]any{"host": "fakeslack"},
+	})
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed() {
+		return ErrClosed
+	}
+	c := s.current
+	if c == nil {
+		return ErrNotConnected
+	}
+	c.draining = true
+	s.current = nil
+	s.pickCurrentLocked()
+	c.queue = append(c.queue, &outFrame{data: data, disconnect: true})
+	c.signal()
+	s.notifyLocked()
+	return nil
+}
+
+// DropConnections closes every socket-mode connection at once, without a
+// disconnect frame, like a network failure. Unwritten envelopes wait for the
+// next connection.
+func (s *Server) DropConnections() {
+	s.mu.Lock()
+	conns := slices.Clone(s.conns)
+	s.mu.Unlock()
+	for _, c := range conns {
+		c.shutdown(false)
+	}
+}
+
+// WaitConnected waits until a socket-mode connection is up and has been
+// sent its hello, i.e. until envelopes would be written at once. After
+// SendDisconnect it waits for the reconnection.
+func (s *Server) WaitConnected(ctx context.Context) error {
+	return s.wait(ctx, func() bool { return s.current != nil })
+}
+
+// WaitConnections waits until n connections in total have been sent their
+// hello, e.g. n=2 for "the client reconnected once".
+func (s *Server) WaitConnections(ctx context.Context, n int) error {
+	return s.wait(ctx, func() bool { return s.hellos >= n })
+}
+
+// Connections is the number of socket-mode connections opened so far.
+func (s *Server) Connections() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.opened
+}
+
+// WaitAck waits for the ack that answers the latest delivery of envelopeID
+// sent before the call: an ack of that ID read after that delivery was
+// written. So after a redelivery WaitAck ignores the ack of the first
+// delivery. When the ID was never sent it returns the first ack with that ID.
+func (s *Server) WaitAck(ctx context.Context, envelopeID string) (Ack, error) {
+	s.mu.Lock()
+	var d *delivery
+	if ds := s.deliveries[envelopeID]; len(ds) > 0 {
+		d = ds[len(ds)-1]
+	}
+	s.mu.Unlock()
+	var found Ack
+	err := s.wait(ctx, func() bool {
+		if d != nil && d.seq == 0 {
+			return false // not written yet
+		}
+		for _, a := range s.acks {
+			if a.EnvelopeID == envelopeID && (d == nil || a.seq > d.seq) {
+				found = a.Ack
+				found.Payload = slices.Clone(a.Payload)
+				return true
+			}
+		}
+		return false
+	})
+	return found, err
+}
+
+// Acks returns every ack received, in order.
+func (s *Server) Acks() []Ack {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]Ack, len(s.acks))
+	for i, a := range s.acks {
+		out[i] = a.Ack
+		out[i].Payload = slices.Clone(a.Payload)
+	}
+	return out
+}
+
+// BadFrames counts frames from clients that were not a JSON object with an
+// envelope_id (binary frames, bad JSON, missing ID).
+func (s *Server) BadFrames() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.badFrames
+}

@@ -1,0 +1,719 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/computebot/computebot"
+	bolt "go.etcd.io/bbolt"
+)
+
+var quiet = slog.New(slog.DiscardHandler)
+
+func openAt(t testing.TB, path string) *DB {
+	t.Helper()
+	db, err := Open(path, Options{Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := db.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	return db
+}
+
+func newDB(t testing.TB) (*DB, string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "computebot.db")
+	return openAt(t, path), path
+}
+
+var timeType = reflect.TypeFor[time.Time]()
+
+// fullRequest returns a request with every field set to a distinct non-zero
+// value, by reflection, so that a field added to computebot.Request but not
+// to requestRecord makes the round-trip tests fail. Times are in a non-UTC
+// zone and carry nanoseconds, to check that no precision is lost.
+func fullRequest(t *testing.T, id string) *computebot.Request {
+	t.Helper()
+	r := &computebot.Request{}
+	v := reflect.ValueOf(r).Elem()
+	zone := time.FixedZone("UTC+2", 2*3600)
+	for i := range v.NumField() {
+		f, sf := v.Field(i), v.Type().Field(i)
+		switch {
+		case sf.Type == timeType:
+			f.Set(reflect.ValueOf(time.Date(2025, 3, 1+i, 10, i, 7, 123456789+i, zone)))
+		case f.Kind() == reflect.String:
+			f.SetString("value of " + sf.Name)
+		case f.Kind() == reflect.Bool:
+			f.SetBool(true)
+		case f.CanInt():
+			f.SetInt(int64(1000 + i))
+		case f.CanFloat():
+			f.SetFloat(0.0116 + float64(i))
+		default:
+			t.Fatalf("fullRequest: teach me to fill field %s of kind %s", sf.Name, f.Kind())
+		}
+		if f.IsZero() {
+			t.Fatalf("fullRequest: field %s is still zero", sf.Name)
+		}
+	}
+	r.ID = id
+	r.State = computebot.RequestPending
+	return r
+}
+
+// sameRequest checks got against want: time fields with Equal (the zone and
+// monotonic reading do not survive storage, the instant does), every other
+// field with reflect.DeepEqual.
+func sameRequest(t *testing.T, want, got *computebot.Request) {
+	t.Helper()
+	if got == nil {
+		t.Fatalf("got nil request, want %+v", want)
+	}
+	w, g := *want, *got
+	wv, gv := reflect.ValueOf(&w).Elem(), reflect.ValueOf(&g).Elem()
+	for i := range wv.NumField() {
+		if wv.Field(i).Type() != timeType {
+			continue
+		}
+		wt, gt := wv.Field(i).Interface().(time.Time), gv.Field(i).Interface().(time.Time)
+		if !wt.Equal(gt) {
+			t.Errorf("%s: got %v, want %v", wv.Type().Field(i).Name, gt, wt)
+		}
+		wv.Field(i).Set(reflect.Zero(timeType))
+		gv.Field(i).Set(reflect.Zero(timeType))
+	}
+	if !reflect.DeepEqual(w, g) {
+		t.Errorf("request differs:\n got %+v\nwant %+v", g, w)
+	}
+}
+
+func TestRequestRoundTrip(t *testing.T) {
+	ctx := t.Context()
+	db, _ := newDB(t)
+	want := fullRequest(t, "R-1")
+	in := *want
+	if err := db.CreateRequest(ctx, &in); err != nil {
+		t.Fatal(err)
+	}
+	sameRequest(t, want, &in) // set times were kept
+
+	got, err := db.Request(ctx, "R-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameRequest(t, want, got)
+
+	// The copy is the caller's: changing it changes nothing stored.
+	got.State = computebot.RequestDenied
+	again, _ := db.Request(ctx, "R-1")
+	if again.State != computebot.RequestPending {
+		t.Fatalf("store shares memory with a returned request")
+	}
+
+	before := time.Now()
+	updated, err := db.UpdateRequest(ctx, "R-1", func(r *computebot.Request) error {
+		sameRequest(t, want, r)
+		r.State = computebot.RequestApproved
+		r.DecidedBy = "U0BO"
+		r.PublicIP = "54.12.34.56"
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want.State, want.DecidedBy, want.PublicIP = computebot.RequestApproved, "U0BO", "54.12.34.56"
+	if updated.UpdatedAt.Before(before) {
+		t.Errorf("UpdatedAt %v not set to now (>= %v)", updated.UpdatedAt, before)
+	}
+	want.UpdatedAt = updated.UpdatedAt
+	sameRequest(t, want, updated)
+	got, err = db.Request(ctx, "R-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameRequest(t, want, got)
+
+	list, err := db.Requests(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != 1 {
+		t.Fatalf("Requests: %d requests, want 1", len(list))
+	}
+	sameRequest(t, want, list[0])
+}
+
+func TestCreateRequestSetsTimes(t *testing.T) {
+	ctx := t.Context()
+	db, _ := newDB(t)
+	before := time.Now()
+	r := &computebot.Request{ID: "R-1", State: computebot.RequestNew}
+	if err := db.CreateRequest(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	if r.CreatedAt.Before(before) || !r.UpdatedAt.Equal(r.CreatedAt) {
+		t.Fatalf("CreatedAt %v, UpdatedAt %v: want both now", r.CreatedAt, r.UpdatedAt)
+	}
+	got, err := db.Request(ctx, "R-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameRequest(t, r, got)
+}
+
+func TestCreateRequestExists(t *testing.T) {
+	ctx := t.Context()
+	db, _ := newDB(t)
+	if err := db.CreateRequest(ctx, &computebot.Request{ID: "R-1", Reason: "first"}); err != nil {
+		t.Fatal(err)
+	}
+	err := db.CreateRequest(ctx, &computebot.Request{ID: "R-1", Reason: "second"})
+	if !errors.Is(err, computebot.ErrExists) {
+		t.Fatalf("second create: %v, want ErrExists", err)
+	}
+	if !strings.Contains(err.Error(), "R-1") {
+		t.Errorf("error %q does not name the request", err)
+	}
+	got, _ := db.Request(ctx, "R-1")
+	if got.Reason != "first" {
+		t.Fatalf("second create overwrote the first: reason %q", got.Reason)
+	}
+	if err := db.CreateRequest(ctx, &computebot.Request{}); err == nil {
+		t.Fatal("create with empty ID: no error")
+	}
+}
+
+// Redelivered envelopes arrive concurrently: of all creates of one ID,
+// exactly one succeeds even when they share a commit batch.
+func TestCreateRequestConcurrentDuplicates(t *testing.T) {
+	ctx := t.Context()
+	db, _ := newDB(t)
+	const ids, copies = 10, 5
+	var ok, exists atomic.Int32
+	var wg sync.WaitGroup
+	for i := range ids * copies {
+		wg.Go(func() {
+			err := db.CreateRequest(ctx, &computebot.Request{ID: fmt.Sprintf("R-%d", i%ids)})
+			switch {
+			case err == nil:
+				ok.Add(1)
+			case errors.Is(err, computebot.ErrExists):
+				exists.Add(1)
+			default:
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if ok.Load() != ids || exists.Load() != ids*(copies-1) {
+		t.Fatalf("%d created, %d ErrExists; want %d and %d", ok.Load(), exists.Load(), ids, ids*(copies-1))
+	}
+}
+
+func TestNotFound(t *testing.T) {
+	ctx := t.Context()
+	db, _ := newDB(t)
+	if _, err := db.Request(ctx, "R-404"); !errors.Is(err, computebot.ErrNotFound) {
+		t.Fatalf("Request: %v, want ErrNotFound", err)
+	}
+	called := false
+	_, err := db.UpdateRequest(ctx, "R-404", func(*computebot.Request) error { called = true; return nil })
+	if !errors.Is(err, computebot.ErrNotFound) {
+		t.Fatalf("UpdateRequest: %v, want ErrNotFound", err)
+	}
+	if !strings.Contains(err.Error(), "store: update request R-404") {
+		t.Errorf("error %q lacks context", err)
+	}
+	if called {
+		t.Error("fn called for a missing request")
+	}
+}
+
+type refusal struct{ why string }
+
+func (e *refusal) Error() string { return e.why }
+
+func TestUpdateRequestFnErrorAborts(t *testing.T) {
+	ctx := t.Context()
+	db, _ := newDB(t)
+	if err := db.CreateRequest(ctx, &computebot.Request{ID: "R-1", State: computebot.RequestPending}); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := db.Request(ctx, "R-1")
+
+	fnErr := fmt.Errorf("approve: %w", computebot.ErrConflict)
+	got, err := db.UpdateRequest(ctx, "R-1", func(r *computebot.Request) error {
+		r.State = computebot.RequestApproved // changed, then refused: must not stick
+		return fnErr
+	})
+	if err != fnErr || !errors.Is(err, computebot.ErrConflict) {
+		t.Fatalf("got error %v, want fn's error unchanged", err)
+	}
+	if got != nil {
+		t.Errorf("got request %+v with an error", got)
+	}
+	var typed *refusal
+	_, err = db.UpdateRequest(ctx, "R-1", func(*computebot.Request) error { return &refusal{"no"} })
+	if !errors.As(err, &typed) {
+		t.Fatalf("errors.As on fn's error: %v", err)
+	}
+
+	after, _ := db.Request(ctx, "R-1")
+	sameRequest(t, before, after)
+
+	_, err = db.UpdateRequest(ctx, "R-1", func(r *computebot.Request) error { r.ID = "R-2"; return nil })
+	if err == nil {
+		t.Fatal("fn changing the ID: no error")
+	}
+	if _, err := db.Request(ctx, "R-2"); !errors.Is(err, computebot.ErrNotFound) {
+		t.Fatalf("R-2 exists after a refused ID change: %v", err)
+	}
+}
+
+// A panic in fn reaches the caller, and the store keeps working.
+func TestUpdateRequestPanic(t *testing.T) {
+	ctx := t.Context()
+	db, _ := newDB(t)
+	if err := db.CreateRequest(ctx, &computebot.Request{ID: "R-1"}); err != nil {
+		t.Fatal(err)
+	}
+	func() {
+		defer func() {
+			if v := recover(); v != "boom" {
+				t.Fatalf("recovered %v, want boom", v)
+			}
+		}()
+		_, _ = db.UpdateRequest(ctx, "R-1", func(*computebot.Request) error { panic("boom") })
+	}()
+	if _, err := db.UpdateRequest(ctx, "R-1", func(r *computebot.Request) error { r.Name = "after"; return nil }); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// The approval click race: 50 approvers click at once; the transition
+// pending → approved is a compare-and-set, so exactly one wins and the
+// stored decider is the winner.
+func TestUpdateRequestCompareAndSet(t *testing.T) {
+	ctx := t.Context()
+	db, _ := newDB(t)
+	if err := db.CreateRequest(ctx, &computebot.Request{ID: "R-1", State: computebot.RequestPending}); err != nil {
+		t.Fatal(err)
+	}
+	const n = 50
+	var (
+		wg      sync.WaitGroup
+		start   = make(chan struct{})
+		mu      sync.Mutex
+		winners []string
+		lost    atomic.Int32
+	)
+	for i := range n {
+		who := fmt.Sprintf("U%02d", i)
+		wg.Go(func() {
+			<-start
+			_, err := db.UpdateRequest(ctx, "R-1", func(r *computebot.Request) error {
+				if r.State != computebot.RequestPending {
+					return computebot.ErrConflict
+				}
+				r.State, r.DecidedBy = computebot.RequestApproved, who
+				return nil
+			})
+			switch {
+			case err == nil:
+				mu.Lock()
+				winners = append(winners, who)
+				mu.Unlock()
+			case errors.Is(err, computebot.ErrConflict):
+				lost.Add(1)
+			default:
+				t.Error(err)
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	if len(winners) != 1 || lost.Load() != n-1 {
+		t.Fatalf("%d winners %v, %d conflicts; want exactly one winner", len(winners), winners, lost.Load())
+	}
+	got, _ := db.Request(ctx, "R-1")
+	if got.State != computebot.RequestApproved || got.DecidedBy != winners[0] {
+		t.Fatalf("stored %s by %s, want approved by %s", got.State, got.DecidedBy, winners[0])
+	}
+}
+
+func TestRequestsFilterAndOrder(t *testing.T) {
+	ctx := t.Context()
+	db, _ := newDB(t)
+	t0 := time.Date(2025, 1, 1, 12, 0, 0, 0, time.UTC)
+	for _, r := range []*computebot.Request{
+		{ID: "R-c", State: computebot.RequestPending, CreatedAt: t0.Add(2 * time.Minute)},
+		{ID: "R-b", State: computebot.RequestApproved, CreatedAt: t0},
+		{ID: "R-a", State: computebot.RequestPending, CreatedAt: t0}, // tie with R-b: by ID
+		{ID: "R-d", State: computebot.RequestDenied, CreatedAt: t0.Add(-time.Hour)},
+		{ID: "R-e", State: computebot.RequestLaunched, CreatedAt: t0.Add(time.Minute)},
+	} {
+		if err := db.CreateRequest(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ids := func(states ...computebot.RequestState) string {
+		t.Helper()
+		list, err := db.Requests(ctx, states...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, r := range list {
+			out = append(out, r.ID)
+		}
+		return strings.Join(out, ",")
+	}
+	for _, tc := range []struct {
+		states []computebot.RequestState
+		want   string
+	}{
+		{nil, "R-d,R-a,R-b,R-e,R-c"},
+		{[]computebot.RequestState{computebot.RequestPending}, "R-a,R-c"},
+		{[]computebot.RequestState{computebot.RequestApproved, computebot.RequestLaunched}, "R-b,R-e"},
+		{[]computebot.RequestState{computebot.RequestReady}, ""},
+	} {
+		if got := ids(tc.states...); got != tc.want {
+			t.Errorf("Requests(%v) = %s, want %s", tc.states, got, tc.want)
+		}
+	}
+}
+
+func TestPersistsAcrossReopen(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "sub", "dir", "computebot.db") // parents created
+	db, err := Open(path, Options{Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := fullRequest(t, "R-1")
+	if err := db.CreateRequest(ctx, want); err != nil {
+		t.Fatal(err)
+	}
+	entry := computebot.AuditEntry{Time: time.Now(), Actor: "U0BO", Action: "approve", RequestID: "R-1", Result: "ok"}
+	if err := db.Audit(ctx, entry); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Put(ctx, "dedup", "E1", 42); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	if err := db.CreateRequest(ctx, &computebot.Request{ID: "R-2"}); !errors.Is(err, ErrClosed) {
+		t.Fatalf("create after Close: %v, want ErrClosed", err)
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("store file: %v, %v; want mode 0600", fi, err)
+	}
+
+	db = openAt(t, path)
+	got, err := db.Request(ctx, "R-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameRequest(t, want, got)
+	log, err := db.AuditLog(ctx)
+	if err != nil || len(log) != 1 || !log[0].Time.Equal(entry.Time) {
+		t.Fatalf("audit log after reopen: %v, %+v", err, log)
+	}
+	var n int
+	if err := db.Get(ctx, "dedup", "E1", &n); err != nil || n != 42 {
+		t.Fatalf("kv after reopen: %d, %v", n, err)
+	}
+	// The audit sequence continues after a reopen instead of restarting.
+	if err := db.Audit(ctx, computebot.AuditEntry{Action: "deny"}); err != nil {
+		t.Fatal(err)
+	}
+	if log, _ = db.AuditLog(ctx); len(log) != 2 || log[1].Action != "deny" {
+		t.Fatalf("audit log: %+v", log)
+	}
+}
+
+func TestLockedByAnotherOpen(t *testing.T) {
+	db, path := newDB(t)
+	_ = db
+	start := time.Now()
+	_, err := Open(path, Options{Timeout: 100 * time.Millisecond, Logger: quiet})
+	if !errors.Is(err, ErrLocked) {
+		t.Fatalf("second Open: %v, want ErrLocked", err)
+	}
+	if want := "store: " + path + " is locked by another process"; !strings.HasPrefix(err.Error(), want) {
+		t.Errorf("error %q, want it to start with %q", err, want)
+	}
+	// bbolt polls the lock every 50ms and may give up one poll early.
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("second Open gave up after %v, want about the 100ms timeout", d)
+	}
+}
+
+// TestLockedByAnotherProcess is the real case: a second bot process.
+// The child (this test binary, re-run) holds the store open until killed.
+func TestLockedByAnotherProcess(t *testing.T) {
+	if path := os.Getenv("COMPUTEBOT_STORE_TEST_HOLD"); path != "" {
+		db, err := Open(path, Options{Logger: quiet})
+		if err != nil {
+			fmt.Println("open:", err)
+			os.Exit(1)
+		}
+		defer db.Close()
+		fmt.Println("holding")
+		time.Sleep(time.Minute)
+		return
+	}
+	if testing.Short() {
+		t.Skip("starts a process")
+	}
+	path := filepath.Join(t.TempDir(), "computebot.db")
+	cmd := exec.Command(os.Args[0], "-test.run=^TestLockedByAnotherProcess$")
+	cmd.Env = append(os.Environ(), "COMPUTEBOT_STORE_TEST_HOLD="+path)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	buf := make([]byte, 64)
+	if n, _ := out.Read(buf); !strings.Contains(string(buf[:n]), "holding") {
+		t.Fatalf("child: %q", buf[:n])
+	}
+	_, err = Open(path, Options{Timeout: 200 * time.Millisecond, Logger: quiet})
+	if !errors.Is(err, ErrLocked) || !strings.Contains(err.Error(), "is locked by another process") {
+		t.Fatalf("Open while another process holds the store: %v, want ErrLocked", err)
+	}
+}
+
+func TestRefusesNewerSchema(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "computebot.db")
+	db, err := Open(path, Options{Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = b.View(func(tx *bolt.Tx) error {
+		if v := string(tx.Bucket(metaBucket).Get(schemaVersionKey)); v != "1" {
+			return fmt.Errorf("schema version %q written, want 1", v)
+		}
+		return nil
+	})
+	if err == nil {
+		err = b.Update(func(tx *bolt.Tx) error {
+			return tx.Bucket(metaBucket).Put(schemaVersionKey, []byte("2"))
+		})
+	}
+	if cerr := b.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = Open(path, Options{Logger: quiet})
+	if !errors.Is(err, ErrNewerSchema) || !strings.Contains(err.Error(), "version 2") {
+		t.Fatalf("Open of a newer file: %v, want ErrNewerSchema naming version 2", err)
+	}
+}
+
+func TestAuditOrder(t *testing.T) {
+	ctx := t.Context()
+	db, _ := newDB(t)
+	// Same timestamp for all, and one going back in time: order must come
+	// from the sequence, not from the clock.
+	ts := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	var want []computebot.AuditEntry
+	for i := range 300 { // > 255: a little-endian or text key would misorder
+		e := computebot.AuditEntry{
+			Time: ts, Actor: "computebot", Action: "launch", RequestID: fmt.Sprintf("R-%d", i),
+			Target: "i-0123", Result: "ok", Detail: "n=" + fmt.Sprint(i),
+		}
+		if i == 7 {
+			e.Time = ts.Add(-time.Hour)
+		}
+		if err := db.Audit(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, e)
+	}
+	got, err := db.AuditLog(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(want) {
+		t.Fatalf("%d entries, want %d", len(got), len(want))
+	}
+	for i := range want {
+		g, w := got[i], want[i]
+		if !g.Time.Equal(w.Time) {
+			t.Fatalf("entry %d time %v, want %v", i, g.Time, w.Time)
+		}
+		g.Time, w.Time = time.Time{}, time.Time{}
+		if !reflect.DeepEqual(g, w) {
+			t.Fatalf("entry %d: got %+v, want %+v", i, g, w)
+		}
+	}
+
+	// Concurrent appends: none lost, and a zero time is stamped.
+	var wg sync.WaitGroup
+	for i := range 40 {
+		wg.Go(func() {
+			if err := db.Audit(ctx, computebot.AuditEntry{Action: "concurrent", Detail: fmt.Sprint(i)}); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	got, _ = db.AuditLog(ctx)
+	if len(got) != 340 || got[339].Time.IsZero() {
+		t.Fatalf("after concurrent appends: %d entries, last %+v", len(got), got[len(got)-1])
+	}
+}
+
+func TestKV(t *testing.T) {
+	ctx := t.Context()
+	db, _ := newDB(t)
+	type state struct {
+		LastRun time.Time
+		Seen    []string
+	}
+	var s state
+	if err := db.Get(ctx, "idle", "state", &s); !errors.Is(err, computebot.ErrNotFound) {
+		t.Fatalf("Get from a missing bucket: %v, want ErrNotFound", err)
+	}
+	want := state{LastRun: time.Date(2025, 1, 2, 3, 4, 5, 6, time.UTC), Seen: []string{"i-1", "i-2"}}
+	if err := db.Put(ctx, "idle", "state", want); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Get(ctx, "idle", "other", &s); !errors.Is(err, computebot.ErrNotFound) {
+		t.Fatalf("Get of a missing key: %v, want ErrNotFound", err)
+	}
+	if err := db.Get(ctx, "idle", "state", &s); err != nil || !reflect.DeepEqual(s, want) {
+		t.Fatalf("Get: %+v, %v; want %+v", s, err, want)
+	}
+	// Buckets are separate namespaces, also from the internal buckets.
+	if err := db.Get(ctx, "requests", "state", &s); !errors.Is(err, computebot.ErrNotFound) {
+		t.Fatalf("Get from another bucket: %v", err)
+	}
+	if err := db.Put(ctx, "requests", "R-1", "x"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Request(ctx, "R-1"); !errors.Is(err, computebot.ErrNotFound) {
+		t.Fatalf("kv bucket 'requests' leaked into requests: %v", err)
+	}
+
+	// Put replaces.
+	want.Seen = nil
+	if err := db.Put(ctx, "idle", "state", want); err != nil {
+		t.Fatal(err)
+	}
+	s = state{}
+	if err := db.Get(ctx, "idle", "state", &s); err != nil || !reflect.DeepEqual(s, want) {
+		t.Fatalf("Get after replace: %+v, %v", s, err)
+	}
+
+	// Create is insert-if-absent.
+	if err := db.Create(ctx, "envelopes", "E1", 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Create(ctx, "envelopes", "E1", 2); !errors.Is(err, computebot.ErrExists) {
+		t.Fatalf("second Create: %v, want ErrExists", err)
+	}
+	var n int
+	if err := db.Get(ctx, "envelopes", "E1", &n); err != nil || n != 1 {
+		t.Fatalf("after a refused Create: %d, %v; want 1", n, err)
+	}
+
+	if err := db.Delete(ctx, "idle", "state"); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Get(ctx, "idle", "state", &s); !errors.Is(err, computebot.ErrNotFound) {
+		t.Fatalf("Get after Delete: %v", err)
+	}
+	for _, tc := range [][2]string{{"idle", "state"}, {"nobucket", "k"}} {
+		if err := db.Delete(ctx, tc[0], tc[1]); err != nil {
+			t.Errorf("Delete of absent %s/%s: %v", tc[0], tc[1], err)
+		}
+	}
+
+	if err := db.Put(ctx, "", "k", 1); err == nil {
+		t.Error("Put with an empty bucket name: no error")
+	}
+	if err := db.Put(ctx, "b", "", 1); err == nil {
+		t.Error("Put with an empty key: no error")
+	}
+	if err := db.Put(ctx, "b", "k", func() {}); err == nil {
+		t.Error("Put of an unencodable value: no error")
+	}
+	if err := db.Put(ctx, "idle", "state", want); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Get(ctx, "idle", "state", &n); err == nil {
+		t.Error("Get into the wrong type: no error")
+	}
+}
+
+func TestContextCancelled(t *testing.T) {
+	db, _ := newDB(t)
+	if err := db.CreateRequest(t.Context(), &computebot.Request{ID: "R-1", State: computebot.RequestPending}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	fnCalled := false
+	checks := map[string]error{}
+	checks["CreateRequest"] = db.CreateRequest(ctx, &computebot.Request{ID: "R-2"})
+	_, checks["Request"] = db.Request(ctx, "R-1")
+	_, checks["UpdateRequest"] = db.UpdateRequest(ctx, "R-1", func(*computebot.Request) error { fnCalled = true; return nil })
+	_, checks["Requests"] = db.Requests(ctx)
+	checks["Audit"] = db.Audit(ctx, computebot.AuditEntry{Action: "launch"})
+	_, checks["AuditLog"] = db.AuditLog(ctx)
+	checks["Get"] = db.Get(ctx, "b", "k", new(int))
+	checks["Put"] = db.Put(ctx, "b", "k", 1)
+	checks["Create"] = db.Create(ctx, "b", "k", 1)
+	checks["Delete"] = db.Delete(ctx, "b", "k")
+	for name, err := range checks {
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("%s with a cancelled context: %v, want context.Canceled", name, err)
+		}
+	}
+	if fnCalled {
+		t.Error("UpdateRequest called fn with a cancelled context")
+	}
+	// Nothing happened.
+	bg := t.Context()
+	if _, err := db.Request(bg, "R-2"); !errors.Is(err, computebot.ErrNotFound) {
+		t.Errorf("R-2 created despite the cancelled context: %v", err)
+	}
+	if log, _ := db.AuditLog(bg); len(log) != 0 {
+		t.Errorf("audit entry written despite the cancelled context: %+v", log)
+	}
+}
