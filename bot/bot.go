@@ -85,6 +85,7 @@ type Bot struct {
 	jobs    chan job
 	seen    *envelopeSet
 	waiters sync.WaitGroup
+	waitCtx context.Context // cancelled when shutdown starts
 
 	userLocks sync.Map // Slack user ID → *sync.Mutex
 }
@@ -172,6 +173,10 @@ func (b *Bot) Run(ctx context.Context) error {
 		}()
 	}
 
+	waitCtx, cancelWaits := context.WithCancel(workCtx)
+	defer cancelWaits()
+	b.waitCtx = waitCtx
+
 	b.resume(workCtx)
 
 	sweepDone := make(chan struct{})
@@ -201,6 +206,7 @@ loop:
 		}
 	}
 	cancelSock()
+	cancelWaits()
 	<-sweepDone
 
 	// No more envelopes: let the queue drain, then wait for workers and

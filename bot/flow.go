@@ -28,6 +28,7 @@ type job struct {
 	actor     string // who clicked
 	channel   string // where they clicked
 	threadTS  string
+	resume    bool // picked up after a restart
 }
 
 func (b *Bot) enqueue(j job) {
@@ -47,7 +48,7 @@ func (b *Bot) runJob(ctx context.Context, j job) {
 	case jobApprove, jobDeny:
 		b.decide(ctx, j)
 	case jobLaunch:
-		b.launch(ctx, j.requestID)
+		b.launch(ctx, j.requestID, j.resume)
 	}
 }
 
@@ -72,9 +73,9 @@ func (b *Bot) resume(ctx context.Context) {
 		}
 		switch r.State {
 		case computebot.RequestApproved, computebot.RequestLaunching:
-			b.enqueue(job{kind: jobLaunch, requestID: r.ID})
+			b.enqueue(job{kind: jobLaunch, requestID: r.ID, resume: true})
 		case computebot.RequestLaunched:
-			b.startWaiter(ctx, r.ID)
+			b.startWaiter(r.ID)
 		}
 	}
 }
@@ -138,16 +139,16 @@ func (b *Bot) postRequest(ctx context.Context, id string) {
 		b.log.Error("save request message", "request_id", id, "err", err)
 		return
 	}
-	switch r.State {
-	case computebot.RequestApproved:
-		b.launch(ctx, r.ID)
-	case computebot.RequestPending:
+	switch {
+	case r.State == computebot.RequestApproved && r.AutoApproved:
+		b.launch(ctx, r.ID, false)
+	case r.State == computebot.RequestPending:
 		if _, err := b.chat.Post(ctx, r.ChannelID, r.MessageTS, reply.ApproversNote(r, b.authz.ApproverMentions(), b.set.AllowSelfApproval)); err != nil {
 			b.log.Error("post approvers note", "request_id", id, "err", err)
 		}
 	default:
-		// Decided while the message was going out (a very fast click):
-		// show the decision instead of the buttons.
+		// Decided while the message was going out (a very fast click,
+		// whose handler launches): show the decision, not the buttons.
 		b.refreshMessage(ctx, r)
 	}
 }
@@ -328,7 +329,7 @@ func (b *Bot) decide(ctx context.Context, j job) {
 		b.log.Error("post decision", "request_id", r.ID, "err", err)
 	}
 	if r.State == computebot.RequestApproved {
-		b.launch(ctx, r.ID)
+		b.launch(ctx, r.ID, false)
 	}
 }
 
@@ -417,14 +418,14 @@ func (b *Bot) sweep(ctx context.Context) {
 
 // launch runs an approved request. RunInstances carries a ClientToken
 // derived from the request ID, so running this again (a restart, a retry)
-// returns the same instance instead of a second one.
-func (b *Bot) launch(ctx context.Context, id string) {
-	var resumed bool
+// returns the same instance instead of a second one. Only the first launch
+// moves approved → launching; resume (after a restart) also takes over a
+// request left in launching.
+func (b *Bot) launch(ctx context.Context, id string, resume bool) {
 	r, err := b.store.UpdateRequest(ctx, id, func(cur *computebot.Request) error {
-		switch cur.State {
-		case computebot.RequestApproved:
-		case computebot.RequestLaunching:
-			resumed = true
+		switch {
+		case cur.State == computebot.RequestApproved:
+		case cur.State == computebot.RequestLaunching && resume:
 		default:
 			return computebot.ErrConflict
 		}
@@ -437,7 +438,7 @@ func (b *Bot) launch(ctx context.Context, id string) {
 		}
 		return
 	}
-	if !resumed {
+	if !resume {
 		if _, err := b.chat.Post(ctx, r.ChannelID, r.MessageTS, reply.Launching(r)); err != nil {
 			b.log.Error("post launching", "request_id", id, "err", err)
 		}
@@ -468,7 +469,7 @@ func (b *Bot) launch(ctx context.Context, id string) {
 	if _, err := b.chat.Post(ctx, r.ChannelID, r.MessageTS, reply.Pending(r)); err != nil {
 		b.log.Error("post pending", "request_id", id, "err", err)
 	}
-	b.startWaiter(ctx, id)
+	b.startWaiter(id)
 }
 
 func (b *Bot) launchSpec(r *computebot.Request) computebot.LaunchSpec {
@@ -518,11 +519,14 @@ func (b *Bot) failLaunch(ctx context.Context, r *computebot.Request, why, code s
 	b.refreshMessage(ctx, r)
 }
 
-func (b *Bot) startWaiter(ctx context.Context, id string) {
+// startWaiter waits for the instance in the background: waiting can take
+// minutes and must not hold a worker. Waiters stop as soon as the bot shuts
+// down; the next start resumes them from the store.
+func (b *Bot) startWaiter(id string) {
 	b.waiters.Add(1)
 	go func() {
 		defer b.waiters.Done()
-		b.waitRunning(ctx, id)
+		b.waitRunning(b.waitCtx, id)
 	}()
 }
 

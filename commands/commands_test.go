@@ -417,6 +417,9 @@ func TestHelpText(t *testing.T) {
 				t.Errorf("HelpText(%q) lacks %q:\n%s", d.Name, s, one)
 			}
 		}
+		if d.Notes != "" && !strings.Contains(one, d.Notes) {
+			t.Errorf("HelpText(%q) lacks the notes", d.Name)
+		}
 		for _, f := range d.Flags {
 			if !strings.Contains(one, "--"+f.Name) {
 				t.Errorf("HelpText(%q) lacks --%s", d.Name, f.Name)

@@ -125,11 +125,11 @@ func (b *bed) start() {
 	if err := m.ParseFlags([]string{"--config", filepath.Join(b.dir, "config.yaml"), "--log-level", "debug"}); err != nil {
 		b.t.Fatal(err)
 	}
+	before := b.slack.Hellos() // read before Run: the bot may connect at once
 	if err := m.Run(context.Background()); err != nil {
 		b.t.Fatalf("Main.Run: %v", err)
 	}
 	b.main = m
-	before := b.slack.Connections()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := b.slack.WaitConnections(ctx, before+1); err != nil {

@@ -289,7 +289,7 @@ func TestGetParameter(t *testing.T) {
 		t.Errorf("GetParameters %+v", many)
 	}
 	calls := s.Calls("GetParameter")
-	if len(calls) != 2 || calls[0].Service != "ssm" || !strings.Contains(string(calls[1].Body), "/computebot/ami") {
+	if len(calls) != 3 || calls[0].Service != "ssm" || !strings.Contains(string(calls[1].Body), "/computebot/ami") || calls[2].ErrorCode != "ParameterNotFound" {
 		t.Errorf("calls %+v", calls)
 	}
 }

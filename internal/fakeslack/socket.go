@@ -484,6 +484,14 @@ func (s *Server) WaitConnections(ctx context.Context, n int) error {
 	return s.wait(ctx, func() bool { return s.hellos >= n })
 }
 
+// Hellos is the number of connections sent their hello so far: the count
+// WaitConnections waits for.
+func (s *Server) Hellos() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.hellos
+}
+
 // Connections is the number of socket-mode connections opened so far.
 func (s *Server) Connections() int {
 	s.mu.Lock()
