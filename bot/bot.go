@@ -82,10 +82,12 @@ type Bot struct {
 	socket *socketmode.Client
 	chat   chat
 
-	jobs    chan job
-	seen    *envelopeSet
-	waiters sync.WaitGroup
-	waitCtx context.Context // cancelled when shutdown starts
+	jobs     chan job
+	acking   chan struct{} // semaphore: envelopes between receipt and ack
+	inflight sync.WaitGroup
+	seen     *envelopeSet
+	waiters  sync.WaitGroup
+	waitCtx  context.Context // cancelled when shutdown starts
 
 	userLocks sync.Map // Slack user ID → *sync.Mutex
 }
@@ -133,6 +135,7 @@ func New(opts Options) (*Bot, error) {
 		api:    api,
 		socket: socketmode.New(api),
 		jobs:   make(chan job, 4096),
+		acking: make(chan struct{}, 256),
 		seen:   newEnvelopeSet(15 * time.Minute),
 	}
 	b.chat = newSlackChat(api)
@@ -208,6 +211,7 @@ loop:
 	cancelSock()
 	cancelWaits()
 	<-sweepDone
+	b.inflight.Wait() // they may still queue jobs
 
 	// No more envelopes: let the queue drain, then wait for workers and
 	// launch waiters, cutting them off after ShutdownTimeout.

@@ -17,8 +17,11 @@ import (
 	"github.com/computebot/computebot/reply"
 )
 
-// handleEvent runs on the socket loop: it must only parse, validate,
-// persist and ack. Everything else is queued for the workers.
+// handleEvent runs on the socket loop. Envelopes are taken off the loop at
+// once: each one's parse, validate, persist and ack runs in its own
+// goroutine, so one envelope waiting for its disk write does not hold up
+// the acks of those behind it (concurrent writes share one commit).
+// Everything slow after the ack is queued for the workers.
 func (b *Bot) handleEvent(ctx context.Context, evt socketmode.Event) {
 	switch evt.Type {
 	case socketmode.EventTypeConnecting:
@@ -45,14 +48,19 @@ func (b *Bot) handleEvent(ctx context.Context, evt socketmode.Event) {
 			b.ack(req, nil)
 			return
 		}
-		switch data := evt.Data.(type) {
-		case slack.SlashCommand:
-			b.onSlash(ctx, req, data)
-		case slack.InteractionCallback:
-			b.onInteraction(req, data)
-		default:
-			b.ack(req, nil)
-		}
+		b.acking <- struct{}{} // bounds envelopes in flight before their ack
+		b.inflight.Add(1)
+		go func() {
+			defer func() { <-b.acking; b.inflight.Done() }()
+			switch data := evt.Data.(type) {
+			case slack.SlashCommand:
+				b.onSlash(ctx, req, data)
+			case slack.InteractionCallback:
+				b.onInteraction(req, data)
+			default:
+				b.ack(req, nil)
+			}
+		}()
 	}
 }
 

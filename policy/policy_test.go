@@ -23,7 +23,9 @@ func (g groups) UserGroupMembers(_ context.Context, id string) ([]string, error)
 
 type fixedUsage map[string]int
 
-func (u fixedUsage) ActiveLaunches(_ context.Context, owner string) (int, error) { return u[owner], nil }
+func (u fixedUsage) ActiveLaunches(_ context.Context, owner string) (int, error) {
+	return u[owner], nil
+}
 
 func newAuthz(t *testing.T, u fixedUsage) *policy.Authorizer {
 	t.Helper()

@@ -46,7 +46,7 @@ store:
 // slack-go and AWS SDK clients, pointed at the fakes through SLACK_API_URL
 // and AWS_ENDPOINT_URL exactly as an operator would point the binary.
 type bed struct {
-	t      *testing.T
+	t      testing.TB
 	slack  *fakeslack.Server
 	aws    *fakeaws.Server
 	dir    string
@@ -64,7 +64,7 @@ func withConfig(yaml string) bedOption { return func(b *bed) { b.cfg = yaml } }
 // withBotOptions tightens timings.
 func withBotOptions(f func(*bot.Options)) bedOption { return func(b *bed) { f(&b.opts) } }
 
-func newBed(t *testing.T, opts ...bedOption) *bed {
+func newBed(t testing.TB, opts ...bedOption) *bed {
 	t.Helper()
 	b := &bed{t: t, slack: fakeslack.New(), aws: fakeaws.New(), dir: t.TempDir(), cfg: baseConfig, stderr: &syncBuffer{}}
 	t.Cleanup(b.slack.Close)

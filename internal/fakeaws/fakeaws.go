@@ -479,6 +479,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		proto.writeError(w, apiErr, req.requestID)
 		return
 	}
+	w.Header().Set("X-Amzn-Requestid", req.requestID)
 	if resp.contentType != "" {
 		w.Header().Set("Content-Type", resp.contentType)
 	}

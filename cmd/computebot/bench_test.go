@@ -1,0 +1,139 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/computebot/computebot/bot"
+	"github.com/computebot/computebot/internal/fakeslack"
+)
+
+// BenchmarkAckLatency sends /launch envelopes at 200 per second while every
+// AWS call takes 2 s, and reports the latency from the envelope being
+// written by the fake Slack to the bot's ack being read back (so it
+// includes both websocket hops): p50 and p99 over all envelopes.
+//
+//	go test -run '^$' -bench AckLatency -benchtime 1x ./cmd/computebot/
+func BenchmarkAckLatency(b *testing.B) {
+	const (
+		rate     = 200 // envelopes per second
+		duration = 3 * time.Second
+	)
+	bed := newBed(b, withBotOptions(func(o *bot.Options) { o.CallTimeout = 30 * time.Second }))
+	bed.aws.SetLatency("", 2*time.Second)
+	var lat []time.Duration
+	b.ResetTimer()
+	for range b.N {
+		n := int(rate * duration / time.Second)
+		envs := make([]string, 0, n)
+		tick := time.NewTicker(time.Second / rate)
+		for i := range n {
+			<-tick.C
+			env, err := bed.slack.SendSlashCommand(fakeslack.SlashCommand{Command: "/launch", Text: "t2.micro --hours 2",
+				UserID: fmt.Sprintf("UBENCH%04d", i), ChannelID: channel})
+			if err != nil {
+				b.Fatal(err)
+			}
+			envs = append(envs, env)
+		}
+		tick.Stop()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		for _, env := range envs {
+			ack, err := bed.slack.WaitAck(ctx, env)
+			if err != nil {
+				b.Fatal(err)
+			}
+			lat = append(lat, ack.ReceivedAt.Sub(ack.SentAt))
+		}
+		cancel()
+	}
+	b.StopTimer()
+	slices.Sort(lat)
+	b.ReportMetric(ms(percentile(lat, 50)), "p50-ms")
+	b.ReportMetric(ms(percentile(lat, 99)), "p99-ms")
+	b.ReportMetric(ms(lat[len(lat)-1]), "max-ms")
+	b.ReportMetric(float64(len(lat)), "envelopes")
+}
+
+// BenchmarkRunningToReply measures the delay between the fake EC2 turning
+// an instance running and the bot posting its IP reply, with the bot's
+// production poll interval. Launches run concurrently.
+//
+//	go test -run '^$' -bench RunningToReply -benchtime 1x ./cmd/computebot/
+func BenchmarkRunningToReply(b *testing.B) {
+	const launches = 10
+	bed := newBed(b, withBotOptions(func(o *bot.Options) { o.PollInterval = 0 }), // the default
+		withConfig(strings.Replace(baseConfig, "max_running_per_user: 3", "max_running_per_user: 100", 1)))
+	const pending = 2500 * time.Millisecond
+	bed.aws.SetRunningDelay(pending)
+	var delays []time.Duration
+	b.ResetTimer()
+	for range b.N {
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		for range launches {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				bed.slash(ana, "/launch", "t3.medium") // auto-approved
+			}()
+		}
+		wg.Wait()
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		for {
+			mu.Lock()
+			done := readyReplies(bed) >= launches*(len(delays)/launches+1)
+			mu.Unlock()
+			if done || ctx.Err() != nil {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		cancel()
+		delays = delays[:0]
+		for _, inst := range bed.aws.Instances() {
+			running := inst.LaunchTime.Add(pending)
+			for _, c := range bed.slack.Calls("chat.postMessage") {
+				if strings.Contains(c.Params["text"], inst.ID+" is running") {
+					delays = append(delays, c.Time.Sub(running))
+				}
+			}
+		}
+	}
+	b.StopTimer()
+	if len(delays) == 0 {
+		b.Fatal("no IP replies")
+	}
+	slices.Sort(delays)
+	b.ReportMetric(ms(percentile(delays, 50)), "p50-ms")
+	b.ReportMetric(ms(delays[len(delays)-1]), "max-ms")
+	b.ReportMetric(float64(len(delays)), "instances")
+}
+
+func readyReplies(bed *bed) int {
+	n := 0
+	for _, c := range bed.slack.Calls("chat.postMessage") {
+		if strings.Contains(c.Params["text"], " is running") {
+			n++
+		}
+	}
+	return n
+}
+
+func percentile(sorted []time.Duration, p int) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := (len(sorted)*p + 99) / 100
+	if i > 0 {
+		i--
+	}
+	return sorted[i]
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
