@@ -46,17 +46,6 @@ var (
 
 const ec2Namespace = "http://ec2.amazonaws.com/doc/2016-11-15/"
 
-func init() {
-	register("ec2", "RunInstances", ec2RunInstances)
-	register("ec2", "DescribeInstances", ec2DescribeInstances)
-	register("ec2", "DescribeInstanceTypes", ec2DescribeInstanceTypes)
-	register("ec2", "DescribeImages", ec2DescribeImages)
-	register("ec2", "CreateTags", ec2CreateTags)
-	register("ec2", "StopInstances", ec2StopInstances)
-	register("ec2", "StartInstances", ec2StartInstances)
-	register("ec2", "TerminateInstances", ec2TerminateInstances)
-}
-
 // instance is the stored form of an Instance.
 type instance struct {
 	Instance

@@ -428,10 +428,21 @@ type protocol interface {
 
 type handlerFunc func(s *Server, req *request) (*response, *apiError)
 
-// handlers maps "service.Action" to its implementation.
-var handlers = map[string]handlerFunc{}
-
-func register(service, action string, h handlerFunc) { handlers[service+"."+action] = h }
+// handlers maps "service.Action" to its implementation: one table, so
+// what the fake serves is visible in one place.
+var handlers = map[string]handlerFunc{
+	"ec2.RunInstances":          ec2RunInstances,
+	"ec2.DescribeInstances":     ec2DescribeInstances,
+	"ec2.DescribeInstanceTypes": ec2DescribeInstanceTypes,
+	"ec2.DescribeImages":        ec2DescribeImages,
+	"ec2.CreateTags":            ec2CreateTags,
+	"ec2.StopInstances":         ec2StopInstances,
+	"ec2.StartInstances":        ec2StartInstances,
+	"ec2.TerminateInstances":    ec2TerminateInstances,
+	"pricing.GetProducts":       pricingGetProducts,
+	"ssm.GetParameter":          ssmGetParameter,
+	"ssm.GetParameters":         ssmGetParameters,
+}
 
 // protocols in matching order: the JSON target header is unambiguous, so it
 // goes before the catch-all form check.

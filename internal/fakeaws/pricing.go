@@ -9,10 +9,6 @@ import (
 	"strings"
 )
 
-func init() {
-	register("pricing", "GetProducts", pricingGetProducts)
-}
-
 type pricingFilter struct {
 	Type  string `json:"Type"`
 	Field string `json:"Field"`

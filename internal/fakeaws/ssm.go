@@ -5,11 +5,6 @@ import (
 	"time"
 )
 
-func init() {
-	register("ssm", "GetParameter", ssmGetParameter)
-	register("ssm", "GetParameters", ssmGetParameters)
-}
-
 type ssmParam struct {
 	value    string
 	version  int64
