@@ -76,8 +76,9 @@ type LaunchSpec struct {
 
 // InstanceFilter selects managed instances (tag computebot:managed=true).
 type InstanceFilter struct {
-	Owner  string   // computebot:owner tag; empty means any owner
-	States []string // instance-state-name; empty means any state
+	Owner   string   // computebot:owner tag; empty means any owner
+	Request string   // computebot:request tag; empty means any request
+	States  []string // instance-state-name; empty means any state
 }
 
 // Cloud is the small slice of AWS the bot needs. Implemented by package aws;

@@ -215,6 +215,9 @@ func (c *Client) ManagedInstances(ctx context.Context, filter computebot.Instanc
 	if filter.Owner != "" {
 		filters = append(filters, types.Filter{Name: awssdk.String("tag:" + computebot.TagOwner), Values: []string{filter.Owner}})
 	}
+	if filter.Request != "" {
+		filters = append(filters, types.Filter{Name: awssdk.String("tag:" + computebot.TagRequest), Values: []string{filter.Request}})
+	}
 	if len(filter.States) > 0 {
 		filters = append(filters, types.Filter{Name: awssdk.String("instance-state-name"), Values: append([]string(nil), filter.States...)})
 	}

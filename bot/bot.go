@@ -59,6 +59,8 @@ type Options struct {
 	CallTimeout     time.Duration // per AWS call; default 30s
 	PollInterval    time.Duration // while waiting for an instance to run; default 1s
 	LaunchWait      time.Duration // give up waiting for running after; default 10m
+	LaunchAttempts  int           // RunInstances attempts on transient failures; default 3
+	RetryBackoff    time.Duration // wait before the next attempt, times the attempt number; default 1s
 	SweepInterval   time.Duration // how often pending requests are checked for expiry; default 30s
 	ShutdownTimeout time.Duration // in-flight work gets this long after Run's context ends; default 20s
 	Now             func() time.Time
@@ -112,6 +114,10 @@ func New(opts Options) (*Bot, error) {
 	setDefault(&opts.CallTimeout, 30*time.Second)
 	setDefault(&opts.PollInterval, time.Second)
 	setDefault(&opts.LaunchWait, 10*time.Minute)
+	setDefault(&opts.RetryBackoff, time.Second)
+	if opts.LaunchAttempts <= 0 {
+		opts.LaunchAttempts = 3
+	}
 	setDefault(&opts.SweepInterval, 30*time.Second)
 	setDefault(&opts.ShutdownTimeout, 20*time.Second)
 	setDefault(&opts.Settings.ApprovalTTL, 24*time.Hour)

@@ -444,9 +444,7 @@ func (b *Bot) launch(ctx context.Context, id string, resume bool) {
 		}
 	}
 
-	actx, cancel := b.awsCtx(ctx)
-	inst, err := b.cloud.Launch(actx, b.launchSpec(r))
-	cancel()
+	inst, err := b.runInstance(ctx, r)
 	if err != nil {
 		b.failLaunch(ctx, r, computebot.UserMessage(err), computebot.ErrorCode(err))
 		b.log.Error("launch failed", "request_id", id, "err", err)
@@ -470,6 +468,47 @@ func (b *Bot) launch(ctx context.Context, id string, resume bool) {
 		b.log.Error("post pending", "request_id", id, "err", err)
 	}
 	b.startWaiter(id)
+}
+
+// transientCodes are failures worth another attempt with the same
+// ClientToken; anything else (capacity, quota, a bad AMI) is reported.
+var transientCodes = map[string]bool{
+	"Timeout": true, "Unreachable": true, "RequestLimitExceeded": true, "Throttling": true,
+	"ThrottlingException": true, "InternalError": true, "ServiceUnavailable": true, "Unavailable": true,
+}
+
+// runInstance calls RunInstances, retrying transient failures with the same
+// ClientToken: EC2 returns the instance an earlier attempt created instead
+// of a second one. When AWS never answered, it looks for an instance tagged
+// with the request before giving up, so a launch that succeeded behind a
+// timeout is not reported as failed and left running unseen.
+func (b *Bot) runInstance(ctx context.Context, r *computebot.Request) (computebot.Instance, error) {
+	spec := b.launchSpec(r)
+	var err error
+	for attempt := 1; attempt <= b.opts.LaunchAttempts; attempt++ {
+		actx, cancel := b.awsCtx(ctx)
+		var inst computebot.Instance
+		inst, err = b.cloud.Launch(actx, spec)
+		cancel()
+		if err == nil || !transientCodes[computebot.ErrorCode(err)] {
+			return inst, err
+		}
+		b.log.Warn("launch attempt failed; retrying with the same ClientToken", "request_id", r.ID, "attempt", attempt, "err", err)
+		if attempt < b.opts.LaunchAttempts {
+			select {
+			case <-ctx.Done():
+				return computebot.Instance{}, err
+			case <-time.After(time.Duration(attempt) * b.opts.RetryBackoff):
+			}
+		}
+	}
+	actx, cancel := b.awsCtx(ctx)
+	defer cancel()
+	if found, lerr := b.cloud.ManagedInstances(actx, computebot.InstanceFilter{Request: r.ID}); lerr == nil && len(found) > 0 {
+		b.log.Info("launch timed out but the instance exists", "request_id", r.ID, "instance", found[0].ID)
+		return found[0], nil
+	}
+	return computebot.Instance{}, err
 }
 
 func (b *Bot) launchSpec(r *computebot.Request) computebot.LaunchSpec {

@@ -73,6 +73,7 @@ func newBed(t testing.TB, opts ...bedOption) *bed {
 	b.opts.SweepInterval = 50 * time.Millisecond
 	b.opts.CallTimeout = 5 * time.Second
 	b.opts.ShutdownTimeout = 5 * time.Second
+	b.opts.RetryBackoff = 10 * time.Millisecond
 	for _, o := range opts {
 		o(b)
 	}

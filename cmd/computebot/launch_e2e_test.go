@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/computebot/computebot"
+	"github.com/computebot/computebot/bot"
 )
 
 func TestLaunchApproveRunSSH(t *testing.T) {
@@ -145,4 +146,44 @@ func TestLaunchFailureIsReportedInPlainWords(t *testing.T) {
 		t.Errorf("audit of the failed launch = %+v", last)
 	}
 	b.waitMessage(msg.TS, "launch failed")
+}
+
+func TestThrottledLaunchIsRetriedWithTheSameToken(t *testing.T) {
+	b := newBed(t)
+	b.aws.FailNext("RunInstances", "RequestLimitExceeded", "Request limit exceeded.", 2)
+	b.slash(ana, "/launch", "t2.micro")
+	msg := b.requestMessage(ana)
+	b.click(bo, msg, "Approve")
+	b.waitThread(msg.TS, "is running")
+	calls := b.aws.Calls("RunInstances")
+	if len(calls) != 3 || calls[0].Params.Get("ClientToken") != calls[2].Params.Get("ClientToken") {
+		t.Errorf("RunInstances calls = %d, want 3 with one ClientToken", len(calls))
+	}
+	if n := len(b.aws.Instances()); n != 1 {
+		t.Errorf("instances = %d, want 1", n)
+	}
+}
+
+func TestLaunchTimeoutFindsTheInstanceAWSCreatedAnyway(t *testing.T) {
+	b := newBed(t, withBotOptions(func(o *bot.Options) { o.CallTimeout = 300 * time.Millisecond }))
+	// Every RunInstances answer comes too late, but EC2 still launches.
+	b.aws.SetLatency("RunInstances", 400*time.Millisecond)
+	b.slash(ana, "/launch", "t2.micro")
+	msg := b.requestMessage(ana)
+	b.click(bo, msg, "Approve")
+	b.waitThread(msg.TS, "is running")
+	if n := len(b.aws.Instances()); n != 1 {
+		t.Errorf("instances = %d, want 1", n)
+	}
+}
+
+func TestLaunchTimeoutIsReportedInPlainWords(t *testing.T) {
+	b := newBed(t, withBotOptions(func(o *bot.Options) { o.CallTimeout = 300 * time.Millisecond }))
+	b.aws.SetLatency("RunInstances", 400*time.Millisecond)
+	b.aws.FailNext("RunInstances", "InternalError", "", 10) // …and never launches
+	b.slash(ana, "/launch", "t2.micro")
+	msg := b.requestMessage(ana)
+	b.click(bo, msg, "Approve")
+	b.waitThread(msg.TS, "AWS did not answer within")
+	b.waitRequest(func(r *computebot.Request) bool { return r.State == computebot.RequestFailed })
 }
