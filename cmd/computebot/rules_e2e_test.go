@@ -356,3 +356,26 @@ func TestAcksDoNotWaitForSlowAWS(t *testing.T) {
 	}
 	b.waitThread(msg.TS, "Launching")
 }
+
+func TestReconnectsAfterDisconnect(t *testing.T) {
+	b := newBed(t)
+	before := b.slack.Hellos()
+	if err := b.slack.SendDisconnect("refresh_requested"); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.slack.WaitConnections(b.ctx(), before+1); err != nil {
+		t.Fatalf("no reconnection: %v", err)
+	}
+	b.slash(ana, "/launch", "t2.micro")
+	msg := b.requestMessage(ana)
+	b.click(bo, msg, "Approve")
+	b.waitThread(msg.TS, "is running")
+}
+
+func TestLaterCommandsSayNotYet(t *testing.T) {
+	b := newBed(t)
+	if got := ackText(t, b.slash(ana, "/stop", "i-0123456789abcdef0")); !strings.Contains(got, "not available yet") {
+		t.Errorf("/stop → %q", got)
+	}
+	b.assertNothingChanged()
+}
