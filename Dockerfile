@@ -1,0 +1,41 @@
+# syntax=docker/dockerfile:1
+#
+# computebot: a static, non-root image.
+#
+#   docker build -t computebot .
+#   docker run -e SLACK_BOT_TOKEN -e SLACK_APP_TOKEN -e AWS_REGION \
+#     -v computebot-data:/data -v "$PWD/config.yaml:/etc/computebot/config.yaml:ro" computebot
+#
+# The store (store.path, default computebot.db) is relative to the working
+# directory /data: keep /data on a volume so requests survive a restart.
+
+# ---- build ----------------------------------------------------------------
+FROM --platform=$BUILDPLATFORM golang:1.26 AS build
+ARG TARGETOS
+ARG TARGETARCH
+WORKDIR /src
+
+# Dependencies first, so that a source change does not download them again.
+COPY go.mod go.sum ./
+RUN --mount=type=cache,target=/go/pkg/mod go mod download
+
+COPY . .
+RUN --mount=type=cache,target=/go/pkg/mod \
+    --mount=type=cache,target=/root/.cache/go-build \
+    CGO_ENABLED=0 GOOS=${TARGETOS:-linux} GOARCH=${TARGETARCH} \
+    go build -trimpath -ldflags="-s -w" -o /out/computebot ./cmd/computebot
+
+# An empty /data owned by the runtime user: a named volume mounted there
+# starts with this ownership, so the non-root bot can create its store.
+RUN mkdir -p /out/data
+
+# ---- run ------------------------------------------------------------------
+# distroless static: CA certificates and tzdata, no shell, user nonroot (65532).
+FROM gcr.io/distroless/static-debian12:nonroot
+COPY --from=build /out/computebot /computebot
+COPY --from=build --chown=65532:65532 /out/data /data
+USER 65532:65532
+WORKDIR /data
+VOLUME /data
+ENTRYPOINT ["/computebot"]
+CMD ["--config", "/etc/computebot/config.yaml"]
