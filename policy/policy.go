@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"path"
 	"slices"
 	"strings"
 	"sync"
@@ -52,13 +53,26 @@ const (
 	ActionLaunch  ActionKind = "launch"  // ask for an instance
 	ActionApprove ActionKind = "approve" // approve someone's request
 	ActionDeny    ActionKind = "deny"    // deny someone's request
+
+	ActionStop      ActionKind = "stop" // act on an instance computebot launched
+	ActionStart     ActionKind = "start"
+	ActionTerminate ActionKind = "terminate"
+	ActionExtend    ActionKind = "extend"
+	ActionListAll   ActionKind = "list-all" // see everyone's instances
+
+	ActionInvoke ActionKind = "invoke" // run a Lambda function
 )
 
-// Action is one attempt by Actor (a Slack user ID) to do Kind to Request.
+// Action is one attempt by Actor (a Slack user ID) to do Kind to Request,
+// Instance or Function.
 type Action struct {
-	Kind    ActionKind
-	Actor   string
-	Request *computebot.Request
+	Kind     ActionKind
+	Actor    string
+	Request  *computebot.Request  // launch, approve, deny
+	Instance *computebot.Instance // stop, start, terminate, extend
+	Function string               // invoke
+	// ExtendTo is the lease end an extend asks for.
+	ExtendTo time.Time
 }
 
 // Rules is the part of the configuration policy applies.
@@ -69,6 +83,9 @@ type Rules struct {
 	AutoApproveTypes  []string
 	MaxRunningPerUser int
 	MaxLease          time.Duration // longest lease a request may ask for; 0 = no limit
+
+	AllowedFunctions []string // glob patterns of invocable Lambda functions
+	RequireApproval  []string // glob patterns of functions that need an approver first
 }
 
 // GroupMembers resolves a Slack user group to its members' user IDs
@@ -188,8 +205,75 @@ func (a *Authorizer) Authorize(ctx context.Context, act Action) (Decision, error
 			return a.checkQuota(ctx, req.Requester, false)
 		}
 		return Decision{Verdict: Allow}, nil
+
+	case ActionStop, ActionStart, ActionTerminate, ActionExtend:
+		return a.authorizeInstance(ctx, act)
+
+	case ActionListAll:
+		ok, err := a.IsApprover(ctx, act.Actor)
+		if err != nil || !ok {
+			return Decision{Deny, fmt.Sprintf("Only approvers can list everyone's instances (%s). `/instances` without `--all` lists yours.", a.ApproverMentions())}, err
+		}
+		return Decision{Verdict: Allow}, nil
+
+	case ActionInvoke:
+		if !a.FunctionAllowed(act.Function) {
+			return Decision{Deny, FunctionNotFound(act.Function)}, nil
+		}
+		if matchAny(a.rules.RequireApproval, act.Function) {
+			return Decision{Verdict: NeedsApproval}, nil
+		}
+		return Decision{Verdict: Allow}, nil
 	}
 	return Decision{Deny, fmt.Sprintf("internal error: unknown action %q", act.Kind)}, nil
+}
+
+// authorizeInstance: only instances computebot launched, and only their
+// owner or an approver; an owner's extension stays within MaxLease.
+func (a *Authorizer) authorizeInstance(ctx context.Context, act Action) (Decision, error) {
+	inst := act.Instance
+	if inst == nil {
+		return Decision{Deny, "internal error: no instance to check"}, nil
+	}
+	if inst.Tags[computebot.TagManaged] != "true" {
+		return Decision{Deny, fmt.Sprintf("`%s` was not launched by computebot, so I won't %s it. I only act on instances I launched.", inst.ID, act.Kind)}, nil
+	}
+	owner := inst.Tags[computebot.TagOwner]
+	approver, err := a.IsApprover(ctx, act.Actor)
+	if err != nil && act.Actor != owner {
+		return Decision{Deny, "I could not check the approver list right now; please try again in a minute."}, err
+	}
+	if act.Actor != owner && !approver {
+		return Decision{Deny, fmt.Sprintf("`%s` belongs to <@%s>. Only its owner or an approver (%s) can %s it.", inst.ID, owner, a.ApproverMentions(), act.Kind)}, nil
+	}
+	if act.Kind == ActionExtend && !approver && a.rules.MaxLease > 0 && !inst.LaunchTime.IsZero() {
+		if lease := act.ExtendTo.Sub(inst.LaunchTime); lease > a.rules.MaxLease {
+			latest := inst.LaunchTime.Add(a.rules.MaxLease)
+			return Decision{Deny, fmt.Sprintf("That would make the lease of `%s` %s long; the maximum is %s, i.e. until %s. Ask an approver (%s) to extend it further.",
+				inst.ID, fmtHours(lease.Round(time.Hour)), fmtHours(a.rules.MaxLease), latest.UTC().Format("2006-01-02 15:04 UTC"), a.ApproverMentions())}, nil
+		}
+	}
+	return Decision{Verdict: Allow}, nil
+}
+
+// FunctionAllowed reports whether a Lambda function may be listed and invoked.
+func (a *Authorizer) FunctionAllowed(name string) bool {
+	return matchAny(a.rules.AllowedFunctions, name)
+}
+
+// FunctionNotFound is the refusal for a function outside the allowlist:
+// worded exactly like a missing function, so the allowlist leaks nothing.
+func FunctionNotFound(name string) string {
+	return fmt.Sprintf("Lambda function `%s` does not exist (or is not available through computebot). `/lambda list` shows the ones you can invoke.", name)
+}
+
+func matchAny(patterns []string, name string) bool {
+	for _, p := range patterns {
+		if ok, err := path.Match(p, name); err == nil && ok {
+			return true
+		}
+	}
+	return false
 }
 
 // checkQuota refuses when owner is at the limit. self tells whether the

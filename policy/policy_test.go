@@ -129,3 +129,53 @@ func TestUnresolvableGroupIsAnError(t *testing.T) {
 		t.Fatalf("got %+v, %v; want deny with error", d, err)
 	}
 }
+
+func TestAuthorizeInstanceActions(t *testing.T) {
+	launched := time.Date(2026, 11, 28, 8, 0, 0, 0, time.UTC)
+	managed := &computebot.Instance{ID: "i-0123456789abcdef0", LaunchTime: launched,
+		Tags: map[string]string{computebot.TagManaged: "true", computebot.TagOwner: "UDAN"}}
+	foreign := &computebot.Instance{ID: "i-0fedcba9876543210", Tags: map[string]string{computebot.TagOwner: "UDAN"}}
+	a := newAuthz(t, nil)
+	cases := []struct {
+		name    string
+		act     policy.Action
+		verdict policy.Verdict
+		reason  string
+	}{
+		{"owner stops", policy.Action{Kind: policy.ActionStop, Actor: "UDAN", Instance: managed}, policy.Allow, ""},
+		{"approver terminates", policy.Action{Kind: policy.ActionTerminate, Actor: "UBO", Instance: managed}, policy.Allow, ""},
+		{"group approver starts", policy.Action{Kind: policy.ActionStart, Actor: "UCARL", Instance: managed}, policy.Allow, ""},
+		{"stranger stops", policy.Action{Kind: policy.ActionStop, Actor: "UEVE", Instance: managed}, policy.Deny, "belongs to <@UDAN>"},
+		{"not launched by computebot", policy.Action{Kind: policy.ActionStop, Actor: "UBO", Instance: foreign}, policy.Deny, "not launched by computebot"},
+		{"owner extends within the cap", policy.Action{Kind: policy.ActionExtend, Actor: "UDAN", Instance: managed, ExtendTo: launched.Add(72 * time.Hour)}, policy.Allow, ""},
+		{"owner extends past the cap", policy.Action{Kind: policy.ActionExtend, Actor: "UDAN", Instance: managed, ExtendTo: launched.Add(80 * time.Hour)}, policy.Deny, "the maximum is 72 h"},
+		{"approver extends past the cap", policy.Action{Kind: policy.ActionExtend, Actor: "UBO", Instance: managed, ExtendTo: launched.Add(200 * time.Hour)}, policy.Allow, ""},
+		{"list all as approver", policy.Action{Kind: policy.ActionListAll, Actor: "UBO"}, policy.Allow, ""},
+		{"list all as stranger", policy.Action{Kind: policy.ActionListAll, Actor: "UEVE"}, policy.Deny, "Only approvers"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			d, err := a.Authorize(context.Background(), tc.act)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d.Verdict != tc.verdict || !strings.Contains(d.Reason, tc.reason) {
+				t.Fatalf("got %v %q, want %v containing %q", d.Verdict, d.Reason, tc.verdict, tc.reason)
+			}
+		})
+	}
+}
+
+func TestAuthorizeInvoke(t *testing.T) {
+	a := policy.New(policy.Rules{Approvers: []string{"UBO"}, AllowedFunctions: []string{"report-*", "etl"}, RequireApproval: []string{"etl"}}, policy.Options{})
+	ctx := context.Background()
+	for name, want := range map[string]policy.Verdict{"report-daily": policy.Allow, "etl": policy.NeedsApproval, "billing": policy.Deny} {
+		d, err := a.Authorize(ctx, policy.Action{Kind: policy.ActionInvoke, Actor: "UANA", Function: name})
+		if err != nil || d.Verdict != want {
+			t.Errorf("%s: %v %q, %v; want %v", name, d.Verdict, d.Reason, err, want)
+		}
+		if want == policy.Deny && d.Reason != policy.FunctionNotFound(name) {
+			t.Errorf("a disallowed function must look like a missing one: %q", d.Reason)
+		}
+	}
+}
