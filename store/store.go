@@ -2,11 +2,44 @@
 // small key/value state, in one bbolt file (embedded, pure Go, no cgo, no
 // server to run). It implements computebot.Store.
 //
-// Every write is durable when its method returns (bbolt fsyncs each commit;
-// NoSync is never set), because the bot acks Slack only after persisting and
-// must resume any request after a crash. To keep that cheap on the ack path,
-// writes go through a group committer: writes that arrive while a commit is
-// in flight share the next transaction and its fsync (see writer.go).
+// Every write except CreateRequest is durable when its method returns (bbolt
+// fsyncs each commit; NoSync is never set). Writes go through a group
+// committer: writes that arrive while a commit is in flight share the next
+// transaction and its fsync (see writer.go).
+//
+// # CreateRequest and the journal: what a crash can lose
+//
+// CreateRequest is on the Slack ack path (persist, then ack, within Slack's
+// 3 s; the target is an ack p99 of 5 ms), and one durable bbolt commit (two
+// fsyncs) alone can take longer than that on an ordinary disk. So
+// CreateRequest does not wait for one: it appends the request, with a
+// checksum, to a journal beside the database (two files used in turn,
+// "<path>.journal" and "<path>.journal.1", mode 0600; see journal.go) in
+// a single write(2), without fsync, and returns. A background committer
+// moves journaled requests into bbolt, durably and in group commits, as
+// soon as it can (normally within one commit time, a few milliseconds), and
+// empties the journal whenever everything in it is committed. Open replays
+// whatever a stopped process left in the journal.
+//
+// The trade-off, precisely:
+//
+//   - The bot process dying at any moment (kill -9, OOM kill, panic, a
+//     deploy) loses nothing: a request is accepted only once its write has
+//     reached the kernel, which keeps it and writes it out even though the
+//     process is gone, and the next Open commits it.
+//   - A crash of the machine itself (power loss, kernel panic, a VM's hard
+//     reset) can lose the requests accepted just before it: those not yet
+//     committed, normally the last few milliseconds' worth (one commit
+//     time; longer only while commits fail, which is logged as an error).
+//     Slack was told they were received, so it does not redeliver them:
+//     the user sees no request message and runs the command again. Nothing
+//     else can depend on such a request: reading or updating a request
+//     waits until its creation is committed, so the bot cannot have
+//     posted, approved or launched a request that is not durably stored.
+//   - The bbolt file is never at risk: it is written only by fsynced
+//     transactions. A torn or corrupt journal record (a write cut short, or
+//     unsynced data a machine crash damaged) fails its checksum and is
+//     logged and skipped at Open; the records around it are still replayed.
 //
 // Values are JSON, with explicit field names independent of the Go types, and
 // the file carries a schema version in the "meta" bucket so that a future
@@ -43,6 +76,16 @@ const SchemaVersion = 1
 // enough to ride out a previous bot process that is still shutting down,
 // short enough that a second bot on the same file fails fast and clearly.
 const DefaultTimeout = 5 * time.Second
+
+// initialMmapSize is how much of the file bbolt maps up front. When a
+// commit outgrows the mapping, bbolt remaps, and a remap waits for every
+// open read transaction (a listing of all requests, say) while blocking new
+// ones, among them CreateRequest's existence check on the ack path: a stall
+// of milliseconds. Mapping ahead avoids remaps until the file reaches this
+// size (tens of thousands of requests). On Linux and macOS it reserves
+// address space only (the file grows with its data); on Windows bbolt
+// grows the file to this size at once.
+const initialMmapSize = 64 << 20
 
 // Errors returned by Open and by methods on a closed DB. Test with errors.Is.
 var (
@@ -86,6 +129,7 @@ type DB struct {
 	path string
 	log  *slog.Logger
 	w    *writer
+	j    *journal // CreateRequest's journal, see the package doc
 
 	closeOnce sync.Once
 	closeErr  error
@@ -108,7 +152,7 @@ func Open(path string, opts Options) (*DB, error) {
 			return nil, fmt.Errorf("store: open %s: %w", path, err)
 		}
 	}
-	b, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: opts.Timeout})
+	b, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: opts.Timeout, InitialMmapSize: initialMmapSize})
 	if err != nil {
 		if errors.Is(err, bolterrors.ErrTimeout) {
 			return nil, fmt.Errorf("store: %s is %w (waited %s; is another computebot running with the same store.path?)",
@@ -121,7 +165,14 @@ func Open(path string, opts Options) (*DB, error) {
 		_ = b.Close()
 		return nil, err
 	}
+	// Replay before the writer starts, so that a request a dead process
+	// left in the journal is back before anything can read or create it.
+	if db.j, err = openJournal(b, path, db.log); err != nil {
+		_ = b.Close()
+		return nil, err
+	}
 	db.w = newWriter(b, db.log)
+	db.j.start(db.w)
 	db.log.Debug("store opened", "schema_version", SchemaVersion)
 	return db, nil
 }
@@ -163,13 +214,17 @@ func (db *DB) init() error {
 	return nil
 }
 
-// Close waits for queued writes to commit, then closes the file and
-// releases its lock. Further writes return ErrClosed. Calling Close again
-// returns the first call's result.
+// Close waits for queued writes, journaled requests included, to commit,
+// leaves the journal empty, then closes the files and releases the lock.
+// Further writes return ErrClosed. Calling Close again returns the first
+// call's result. Should the last commit fail, the requests it carried stay
+// in the journal for the next Open, and Close says so.
 func (db *DB) Close() error {
 	db.closeOnce.Do(func() {
+		jerr := db.j.close()
 		db.w.close()
-		if err := db.bolt.Close(); err != nil {
+		berr := db.bolt.Close()
+		if err := errors.Join(jerr, berr); err != nil {
 			db.closeErr = fmt.Errorf("store: close %s: %w", db.path, err)
 			return
 		}
@@ -179,11 +234,17 @@ func (db *DB) Close() error {
 }
 
 // CreateRequest stores r. It fails with an error wrapping
-// computebot.ErrExists when a request with r.ID is already stored, which is
-// what makes a redelivered Slack envelope harmless. Zero CreatedAt and
-// UpdatedAt are set to now, on r too, so the caller sees what was stored.
+// computebot.ErrExists when a request with r.ID is already stored or
+// accepted, which is what makes a redelivered Slack envelope harmless. Zero
+// CreatedAt and UpdatedAt are set to now, on r too, so the caller sees what
+// was stored.
+//
+// It returns once r is in the journal, before it is committed to bbolt: it
+// survives the process dying from then on, but not a machine crash in the
+// next few milliseconds (see the package doc). Every other method sees r
+// as soon as CreateRequest has returned.
 func (db *DB) CreateRequest(ctx context.Context, r *computebot.Request) error {
-	if r.ID == "" || len(r.ID) > bolt.MaxKeySize {
+	if !validID(r.ID) {
 		return fmt.Errorf("store: create request: invalid ID %.40q", r.ID)
 	}
 	if err := ctx.Err(); err != nil {
@@ -207,15 +268,7 @@ func (db *DB) CreateRequest(ctx context.Context, r *computebot.Request) error {
 	if err != nil {
 		return fmt.Errorf("store: create request %s: %w", r.ID, err)
 	}
-	key := []byte(r.ID)
-	err = db.w.do(func(tx *bolt.Tx) error {
-		b := tx.Bucket(requestsBucket)
-		if b.Get(key) != nil {
-			return computebot.ErrExists
-		}
-		return b.Put(key, val)
-	})
-	if err != nil {
+	if err := db.j.append(r.ID, encodeJournalLine(val), val); err != nil {
 		return fmt.Errorf("store: create request %s: %w", r.ID, err)
 	}
 	r.CreatedAt, r.UpdatedAt = created, updated
@@ -226,6 +279,9 @@ func (db *DB) CreateRequest(ctx context.Context, r *computebot.Request) error {
 // computebot.ErrNotFound when there is none.
 func (db *DB) Request(ctx context.Context, id string) (*computebot.Request, error) {
 	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("store: get request %s: %w", id, err)
+	}
+	if err := db.waitCommitted(ctx, id); err != nil {
 		return nil, fmt.Errorf("store: get request %s: %w", id, err)
 	}
 	var r *computebot.Request
@@ -255,6 +311,9 @@ func (db *DB) Request(ctx context.Context, id string) (*computebot.Request, erro
 // network calls. The returned request is the saved one.
 func (db *DB) UpdateRequest(ctx context.Context, id string, fn func(*computebot.Request) error) (*computebot.Request, error) {
 	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("store: update request %s: %w", id, err)
+	}
+	if err := db.waitCommitted(ctx, id); err != nil {
 		return nil, fmt.Errorf("store: update request %s: %w", id, err)
 	}
 	var (
@@ -300,6 +359,10 @@ func (db *DB) UpdateRequest(ctx context.Context, id string, fn func(*computebot.
 // stable. Resuming after a restart walks this list.
 func (db *DB) Requests(ctx context.Context, states ...computebot.RequestState) ([]*computebot.Request, error) {
 	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("store: list requests: %w", err)
+	}
+	// Every request accepted so far must be in the list.
+	if err := db.j.waitFor(ctx, db.j.acceptedSeq()); err != nil {
 		return nil, fmt.Errorf("store: list requests: %w", err)
 	}
 	var out []*computebot.Request
@@ -377,6 +440,16 @@ func (db *DB) AuditLog(ctx context.Context) ([]computebot.AuditEntry, error) {
 		return nil, fmt.Errorf("store: read audit log: %w", err)
 	}
 	return out, nil
+}
+
+// waitCommitted returns once request id, if CreateRequest accepted it, is
+// in bbolt. An ID not waiting to be committed is in bbolt already, or
+// unknown: no wait.
+func (db *DB) waitCommitted(ctx context.Context, id string) error {
+	if seq := db.j.pendingSeq(id); seq != 0 {
+		return db.j.waitFor(ctx, seq)
+	}
+	return nil
 }
 
 // getRequest reads and decodes one request inside tx.
