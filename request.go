@@ -34,10 +34,20 @@ func (s RequestState) Terminal() bool {
 	return false
 }
 
-// Request is one /launch request and everything needed to resume it after a
-// restart at any moment.
+// RequestKind is what a request asks for.
+type RequestKind string
+
+const (
+	KindLaunch RequestKind = ""       // an EC2 instance (the zero value, as in schema 1)
+	KindLambda RequestKind = "lambda" // an invocation of an approval-gated Lambda function
+)
+
+// Request is one request (an instance launch, or a Lambda invocation that
+// needs approval) and everything needed to resume it after a restart at any
+// moment.
 type Request struct {
 	ID          string
+	Kind        RequestKind
 	Requester   string // Slack user ID
 	ChannelID   string
 	ResponseURL string
@@ -69,6 +79,11 @@ type Request struct {
 	PublicIP   string
 	PrivateIP  string
 	Failure    string // plain-words reason when State is failed or refused
+
+	// Lambda requests.
+	Function string
+	Payload  string // raw JSON text as typed
+	Async    bool
 }
 
 // ClientToken is the RunInstances idempotency token for this request: derived

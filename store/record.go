@@ -15,6 +15,7 @@ import (
 // Times are stored in UTC; omitzero keeps unset times out of the record.
 type requestRecord struct {
 	ID          string `json:"id"`
+	Kind        string `json:"kind,omitempty"`
 	Requester   string `json:"requester,omitempty"`
 	ChannelID   string `json:"channel_id,omitempty"`
 	ResponseURL string `json:"response_url,omitempty"`
@@ -46,11 +47,19 @@ type requestRecord struct {
 	PublicIP   string `json:"public_ip,omitempty"`
 	PrivateIP  string `json:"private_ip,omitempty"`
 	Failure    string `json:"failure,omitempty"`
+
+	Function string `json:"function,omitempty"`
+	Payload  string `json:"payload,omitempty"`
+	Async    bool   `json:"async,omitempty"`
 }
 
 func toRequestRecord(r *computebot.Request) requestRecord {
 	return requestRecord{
 		ID:                r.ID,
+		Kind:              string(r.Kind),
+		Function:          r.Function,
+		Payload:           r.Payload,
+		Async:             r.Async,
 		Requester:         r.Requester,
 		ChannelID:         r.ChannelID,
 		ResponseURL:       r.ResponseURL,
@@ -84,6 +93,10 @@ func toRequestRecord(r *computebot.Request) requestRecord {
 func (rec *requestRecord) request() *computebot.Request {
 	return &computebot.Request{
 		ID:                rec.ID,
+		Kind:              computebot.RequestKind(rec.Kind),
+		Function:          rec.Function,
+		Payload:           rec.Payload,
+		Async:             rec.Async,
 		Requester:         rec.Requester,
 		ChannelID:         rec.ChannelID,
 		ResponseURL:       rec.ResponseURL,
