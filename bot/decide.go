@@ -129,7 +129,7 @@ func (b *Bot) refreshMessage(ctx context.Context, r *computebot.Request) {
 	if r.MessageTS == "" {
 		return
 	}
-	if err := b.chat.Update(ctx, r.ChannelID, r.MessageTS, reply.LaunchRequest(r)); err != nil {
+	if err := b.chat.Update(ctx, r.ChannelID, r.MessageTS, reply.RequestMessage(r)); err != nil {
 		b.log.Error("update request message", "request_id", r.ID, "err", err)
 	}
 }

@@ -46,11 +46,11 @@ func TestGoldenBlocks(t *testing.T) {
 	private.PublicIP = ""
 
 	cases := map[string]reply.Message{
-		"request_pending":  reply.LaunchRequest(pending),
-		"request_approved": reply.LaunchRequest(approved),
-		"request_denied":   reply.LaunchRequest(denied),
-		"request_expired":  reply.LaunchRequest(expired),
-		"request_auto":     reply.LaunchRequest(auto),
+		"request_pending":  reply.RequestMessage(pending),
+		"request_approved": reply.RequestMessage(approved),
+		"request_denied":   reply.RequestMessage(denied),
+		"request_expired":  reply.RequestMessage(expired),
+		"request_auto":     reply.RequestMessage(auto),
 		"approvers_note":   reply.ApproversNote(pending, "<@UBO>, <!subteam^SPLATFORM>", false),
 		"ready_public":     reply.Ready(ready, "ec2-user", "data-science"),
 		"ready_private":    reply.Ready(&private, "ubuntu", "data-science"),

@@ -50,7 +50,7 @@ func (b *Bot) postRequest(ctx context.Context, id string) {
 		return
 	}
 
-	ts, err := b.chat.Post(ctx, r.ChannelID, "", reply.LaunchRequest(r))
+	ts, err := b.chat.Post(ctx, r.ChannelID, "", reply.RequestMessage(r))
 	if err != nil {
 		b.log.Error("post request message", "request_id", id, "err", err)
 		reason := "I could not post your request in this channel, so nothing was launched. Please try again."

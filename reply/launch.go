@@ -18,15 +18,21 @@ const (
 // RequestBlockID is the block ID of a request's buttons.
 func RequestBlockID(requestID string) string { return "request:" + requestID }
 
-// LaunchRequest is the channel message for a request waiting for approval
+// RequestMessage is the channel message for a request waiting for approval
 // (with Approve / Deny) or, once decided, with its outcome instead of buttons.
-func LaunchRequest(r *computebot.Request) Message {
+func RequestMessage(r *computebot.Request) Message {
 	summary := fmt.Sprintf("<@%s> requests 1 × `%s`%s", r.Requester, r.InstanceType, specs(r))
+	fields := requestFields(r)
+	text := fmt.Sprintf("<@%s> requests 1 × %s (%s), request %s", r.Requester, r.InstanceType, Price(r), r.ID)
+	if r.Kind == computebot.KindLambda {
+		summary = fmt.Sprintf("<@%s> asks to invoke Lambda function `%s`", r.Requester, r.Function)
+		fields = lambdaFields(r)
+		text = fmt.Sprintf("<@%s> asks to invoke %s, request %s", r.Requester, r.Function, r.ID)
+	}
 	blocks := []Block{
 		{Kind: Section, Text: summary},
-		{Kind: Section, Fields: requestFields(r)},
+		{Kind: Section, Fields: fields},
 	}
-	text := fmt.Sprintf("<@%s> requests 1 × %s (%s), request %s", r.Requester, r.InstanceType, Price(r), r.ID)
 	switch r.State {
 	case computebot.RequestNew, computebot.RequestPending:
 		blocks = append(blocks,
@@ -62,13 +68,41 @@ func Outcome(r *computebot.Request) string {
 }
 
 func launchSuffix(r *computebot.Request) string {
-	switch r.State {
-	case computebot.RequestFailed:
+	switch {
+	case r.State == computebot.RequestFailed && r.Kind == computebot.KindLambda:
+		return " — invocation failed (see thread)"
+	case r.State == computebot.RequestFailed:
 		return " — launch failed (see thread)"
-	case computebot.RequestReady:
+	case r.State == computebot.RequestReady && r.Kind == computebot.KindLambda:
+		return " — invoked (see thread)"
+	case r.State == computebot.RequestReady:
 		return fmt.Sprintf(" — `%s` running", r.InstanceID)
 	}
 	return ""
+}
+
+func lambdaFields(r *computebot.Request) []string {
+	payload := r.Payload
+	if payload == "" {
+		payload = "(none)"
+	}
+	mode := "synchronous"
+	if r.Async {
+		mode = "asynchronous (Event)"
+	}
+	return []string{
+		"*Payload*\n```" + clipText(payload, 500) + "```",
+		"*Mode*\n" + mode,
+		"*Request*\n`" + r.ID + "`",
+	}
+}
+
+func clipText(s string, n int) string {
+	r := []rune(s)
+	if len(r) <= n {
+		return s
+	}
+	return string(r[:n-1]) + "…"
 }
 
 func specs(r *computebot.Request) string {
@@ -181,17 +215,8 @@ func Ready(r *computebot.Request, sshUser, keyName string) Message {
 	fmt.Fprintf(&b, ":white_check_mark: <@%s>, `%s` is running (`%s`, request `%s`).\n", r.Requester, r.InstanceID, r.InstanceType, r.ID)
 	if r.PublicIP != "" {
 		fmt.Fprintf(&b, "*Public IP:* `%s`\n", r.PublicIP)
-		if keyName != "" {
-			key := "~/.ssh/" + keyName + ".pem"
-			fmt.Fprintf(&b, "First make the key private: `chmod 0400 %s`\n", key)
-			fmt.Fprintf(&b, "```ssh -i %s %s@%s```", key, sshUser, r.PublicIP)
-		} else {
-			fmt.Fprintf(&b, "```ssh %s@%s```", sshUser, r.PublicIP)
-		}
-	} else {
-		fmt.Fprintf(&b, "*Private IP:* `%s` (no public IP: the subnet is private).\n", r.PrivateIP)
-		fmt.Fprintf(&b, "Connect with Session Manager: ```aws ssm start-session --target %s```", r.InstanceID)
 	}
+	b.WriteString(SSHLine(r.InstanceID, r.PublicIP, r.PrivateIP, sshUser, keyName))
 	text := strings.TrimRight(b.String(), "\n")
 	ends := r.DecidedAt.Add(r.Lease)
 	return Message{
