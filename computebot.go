@@ -81,9 +81,9 @@ type InstanceFilter struct {
 	States  []string // instance-state-name; empty means any state
 }
 
-// Cloud is the small slice of AWS the bot needs. Implemented by package aws;
-// every method is bounded by the context it is given.
-type Cloud interface {
+// Compute is the EC2 side of what the bot needs. Every method is bounded
+// by the context it is given.
+type Compute interface {
 	InstanceType(ctx context.Context, name string) (InstanceType, error)
 	// ResolveImage accepts an AMI ID or a "resolve:ssm:PARAMETER" reference.
 	ResolveImage(ctx context.Context, ref string) (Image, error)
@@ -93,6 +93,56 @@ type Cloud interface {
 	Launch(ctx context.Context, spec LaunchSpec) (Instance, error)
 	Instance(ctx context.Context, id string) (Instance, error)
 	ManagedInstances(ctx context.Context, filter InstanceFilter) ([]Instance, error)
+	// Stop, Start and Terminate ask EC2 for the change and return the
+	// instance as EC2 reports it right after (usually stopping / pending /
+	// shutting-down); callers poll Instance for the final state.
+	Stop(ctx context.Context, id string) (Instance, error)
+	Start(ctx context.Context, id string) (Instance, error)
+	Terminate(ctx context.Context, id string) (Instance, error)
+	// Tag sets tags on an instance (CreateTags), e.g. a new expires-at.
+	Tag(ctx context.Context, id string, tags map[string]string) error
+}
+
+// Function is a Lambda function as the bot lists it.
+type Function struct {
+	Name         string
+	Runtime      string
+	MemoryMB     int32
+	LastModified time.Time
+	Description  string
+}
+
+// Invocation is one Lambda invoke.
+type Invocation struct {
+	Function string
+	Payload  []byte // JSON; empty means no payload
+	Async    bool   // InvocationType Event instead of RequestResponse
+}
+
+// InvocationResult is what Lambda answered.
+type InvocationResult struct {
+	StatusCode      int32
+	FunctionError   string // "Unhandled", "Handled" or "" when the function succeeded
+	Payload         []byte // the function's response (RequestResponse only)
+	LogTail         string // last 4 KB of the log, decoded (RequestResponse with LogType Tail)
+	RequestID       string // Lambda's request ID (the accepted ID for Async)
+	ExecutedVersion string
+}
+
+// Functions is the Lambda side of what the bot needs.
+type Functions interface {
+	// ListFunctions returns every function in the region (all pages).
+	ListFunctions(ctx context.Context) ([]Function, error)
+	// GetFunction returns one function; an error wrapping ErrNotFound when absent.
+	GetFunction(ctx context.Context, name string) (Function, error)
+	// Invoke runs a function; it waits at most as long as ctx allows.
+	Invoke(ctx context.Context, in Invocation) (InvocationResult, error)
+}
+
+// Cloud is everything the bot does in AWS. Implemented by package aws.
+type Cloud interface {
+	Compute
+	Functions
 }
 
 // Sentinel errors shared across packages.

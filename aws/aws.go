@@ -1,7 +1,8 @@
 // Package aws implements computebot.Cloud with the AWS SDK for Go v2 (EC2,
-// SSM and the Pricing API). It is the only package that imports the SDK: the
-// rest of the bot sees computebot types, and every failure comes back as a
-// *computebot.Error whose Message can be shown to a Slack user as is.
+// SSM, the Pricing API and Lambda). It is the only package that imports the
+// SDK: the rest of the bot sees computebot types, and every failure comes
+// back as a *computebot.Error whose Message can be shown to a Slack user as
+// is.
 package aws
 
 import (
@@ -14,6 +15,7 @@ import (
 	awssdk "github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/pricing"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 
@@ -37,17 +39,19 @@ const unknownPriceTTL = time.Hour
 // Options configures a Client. The zero value is usable.
 type Options struct {
 	Region        string        // optional; default from the SDK chain, fallback us-east-1
-	CallTimeout   time.Duration // bounds each AWS call, retries included (default 20s)
+	CallTimeout   time.Duration // bounds each AWS call, retries included (default 20s); not Invoke, see there
 	PriceCacheTTL time.Duration // how long a known price is reused (default 24h)
 	PricingRegion string        // region of the Pricing API endpoint (default us-east-1)
 	Logger        *slog.Logger  // debug lines per call; nil discards
 }
 
-// Client talks to EC2, SSM and the Pricing API. It is safe for concurrent use.
+// Client talks to EC2, SSM, the Pricing API and Lambda. It is safe for
+// concurrent use.
 type Client struct {
 	ec2     *ec2.Client
 	ssm     *ssm.Client
 	pricing *pricing.Client
+	lambda  *lambda.Client
 
 	region        string
 	callTimeout   time.Duration
@@ -63,8 +67,9 @@ type Client struct {
 var _ computebot.Cloud = (*Client)(nil)
 
 // New loads the SDK's default configuration (environment, shared config,
-// instance role; AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_EC2…, AWS_MAX_ATTEMPTS
-// are honoured) and returns a Client.
+// instance role; AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_EC2,
+// AWS_ENDPOINT_URL_LAMBDA…, AWS_MAX_ATTEMPTS are honoured) and returns a
+// Client.
 func New(ctx context.Context, opts Options) (*Client, error) {
 	var loadOpts []func(*config.LoadOptions) error
 	if opts.Region != "" {
@@ -110,6 +115,7 @@ func NewFromConfig(cfg awssdk.Config, opts Options) *Client {
 		pricing: pricing.NewFromConfig(cfg, func(o *pricing.Options) {
 			o.Region = pricingRegion
 		}),
+		lambda:        lambda.NewFromConfig(cfg),
 		region:        cfg.Region,
 		callTimeout:   opts.CallTimeout,
 		priceCacheTTL: opts.PriceCacheTTL,
@@ -126,12 +132,26 @@ func (c *Client) Region() string { return c.region }
 // call runs one AWS request under the per-call timeout and turns its error
 // into a *computebot.Error (see mapError).
 func call[T any](ctx context.Context, c *Client, info callInfo, fn func(context.Context) (T, error)) (T, error) {
-	ctx, cancel := context.WithTimeout(ctx, c.callTimeout)
-	defer cancel()
+	return callWithin(ctx, c, info, c.callTimeout, fn)
+}
+
+// callWithin is call with its own bound: timeout > 0 caps the call (the
+// caller's deadline still applies when sooner), 0 leaves it to ctx alone.
+// A timeout is reported with the time the call actually had.
+func callWithin[T any](ctx context.Context, c *Client, info callInfo, timeout time.Duration, fn func(context.Context) (T, error)) (T, error) {
 	start := time.Now()
+	budget := timeout
+	if dl, ok := ctx.Deadline(); ok && (timeout <= 0 || dl.Sub(start) < timeout) {
+		budget = roundBudget(dl.Sub(start))
+	}
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
 	out, err := fn(ctx)
 	if err != nil {
-		mapped := mapError(info, c.callTimeout, err)
+		mapped := mapError(info, budget, err)
 		c.log.Debug("aws call failed", "api", info.API, "took", time.Since(start),
 			"code", computebot.ErrorCode(mapped), "err", err)
 		return out, mapped

@@ -675,6 +675,10 @@ func TestNewFromEnvironment(t *testing.T) {
 	if f := getProductsFilters(t, fake); f[0]["location"] != "EU (Ireland)" {
 		t.Errorf("pricing filters = %v", f)
 	}
+	fake.AddFunction(fakeaws.Function{Name: "hello"})
+	if res, err := c.Invoke(ctx, computebot.Invocation{Function: "hello", Payload: []byte(`{}`)}); err != nil || string(res.Payload) != `{}` {
+		t.Fatalf("Invoke through AWS_ENDPOINT_URL: %+v, %v", res, err)
+	}
 	// With AWS_MAX_ATTEMPTS=1 a single throttle is not retried.
 	fake.FailNext("DescribeInstanceTypes", "RequestLimitExceeded", "", 1)
 	_, err = c.InstanceType(ctx, "t3.small")

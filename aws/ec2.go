@@ -244,6 +244,86 @@ func (c *Client) ManagedInstances(ctx context.Context, filter computebot.Instanc
 	return list, nil
 }
 
+// Stop asks EC2 to stop one instance (StopInstances) and returns it as EC2
+// reports it right after: ID and State ("stopping", or "stopped" when it
+// already was); the other fields are empty. Poll Instance for the end state.
+func (c *Client) Stop(ctx context.Context, id string) (computebot.Instance, error) {
+	info := callInfo{API: "ec2:StopInstances", InstanceID: id, Verb: "stopped"}
+	out, err := call(ctx, c, info, func(ctx context.Context) (*ec2.StopInstancesOutput, error) {
+		return c.ec2.StopInstances(ctx, &ec2.StopInstancesInput{InstanceIds: []string{id}})
+	})
+	if err != nil {
+		return computebot.Instance{}, err
+	}
+	return stateChange(info, out.StoppingInstances)
+}
+
+// Start asks EC2 to start one stopped instance (StartInstances); the answer
+// is usually "pending". A started instance gets a new public IP, known only
+// once it runs.
+func (c *Client) Start(ctx context.Context, id string) (computebot.Instance, error) {
+	info := callInfo{API: "ec2:StartInstances", InstanceID: id, Verb: "started"}
+	out, err := call(ctx, c, info, func(ctx context.Context) (*ec2.StartInstancesOutput, error) {
+		return c.ec2.StartInstances(ctx, &ec2.StartInstancesInput{InstanceIds: []string{id}})
+	})
+	if err != nil {
+		return computebot.Instance{}, err
+	}
+	return stateChange(info, out.StartingInstances)
+}
+
+// Terminate asks EC2 to terminate one instance (TerminateInstances); the
+// answer is usually "shutting-down". Terminating a terminated instance
+// succeeds and changes nothing, as on EC2.
+func (c *Client) Terminate(ctx context.Context, id string) (computebot.Instance, error) {
+	info := callInfo{API: "ec2:TerminateInstances", InstanceID: id, Verb: "terminated"}
+	out, err := call(ctx, c, info, func(ctx context.Context) (*ec2.TerminateInstancesOutput, error) {
+		return c.ec2.TerminateInstances(ctx, &ec2.TerminateInstancesInput{InstanceIds: []string{id}})
+	})
+	if err != nil {
+		return computebot.Instance{}, err
+	}
+	return stateChange(info, out.TerminatingInstances)
+}
+
+// stateChange picks info.InstanceID's new state out of a Stop/Start/
+// Terminate answer.
+func stateChange(info callInfo, changes []types.InstanceStateChange) (computebot.Instance, error) {
+	for _, ch := range changes {
+		if awssdk.ToString(ch.InstanceId) != info.InstanceID {
+			continue
+		}
+		inst := computebot.Instance{ID: info.InstanceID}
+		if ch.CurrentState != nil {
+			inst.State = string(ch.CurrentState.Name)
+		}
+		return inst, nil
+	}
+	return computebot.Instance{}, &computebot.Error{
+		Code: "EmptyResponse",
+		Message: fmt.Sprintf("AWS accepted the request but did not report the new state of %s. "+
+			"Check the instance before trying again.", info.InstanceID),
+		Err: fmt.Errorf("%s: no state change for %s in the response", info.API, info.InstanceID),
+	}
+}
+
+// Tag sets tags on an instance with CreateTags (existing keys are
+// overwritten, others kept). No tags is a no-op that calls nothing.
+func (c *Client) Tag(ctx context.Context, id string, tags map[string]string) error {
+	if len(tags) == 0 {
+		return nil
+	}
+	list := make([]types.Tag, 0, len(tags))
+	for _, k := range sortedMapKeys(tags) {
+		list = append(list, types.Tag{Key: awssdk.String(k), Value: awssdk.String(tags[k])})
+	}
+	info := callInfo{API: "ec2:CreateTags", InstanceID: id}
+	_, err := call(ctx, c, info, func(ctx context.Context) (*ec2.CreateTagsOutput, error) {
+		return c.ec2.CreateTags(ctx, &ec2.CreateTagsInput{Resources: []string{id}, Tags: list})
+	})
+	return err
+}
+
 // convertInstance keeps what the bot shows or decides on.
 func convertInstance(in types.Instance) computebot.Instance {
 	out := computebot.Instance{

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"regexp"
 	"strings"
 	"time"
 
@@ -36,7 +37,9 @@ type callInfo struct {
 	SubnetID   string
 	Groups     []string
 	InstanceID string
+	Verb       string // what the call does to the instance, as a past participle: "stopped", "started"…
 	Param      string // SSM parameter name
+	Function   string // Lambda function name
 }
 
 func (c callInfo) iam() string {
@@ -98,7 +101,10 @@ var errorRules = []errorRule{
 	{
 		codes: []string{"RequestLimitExceeded", "Throttling", "ThrottlingException", "ThrottledException",
 			"TooManyRequestsException", "RequestThrottled", "RequestThrottledException", "PriorRequestNotComplete"},
-		message: func(callInfo, string, string) string {
+		message: func(c callInfo, code, _ string) string {
+			if c.Function != "" && code == "TooManyRequestsException" {
+				return fmt.Sprintf("Lambda is throttling %s right now (too many concurrent runs or requests); try again shortly.", c.Function)
+			}
 			return "AWS is throttling requests right now; try again shortly."
 		},
 	},
@@ -110,7 +116,7 @@ var errorRules = []errorRule{
 		},
 	},
 	{
-		codes: []string{"InvalidParameterValue", "InvalidParameterCombination"},
+		codes: []string{"InvalidParameterValue", "InvalidParameterCombination", "InvalidParameterValueException"},
 		message: func(c callInfo, code, msg string) string {
 			low := strings.ToLower(msg)
 			if c.Type != "" && (strings.Contains(low, "instancetype") || strings.Contains(low, "instance type")) {
@@ -176,6 +182,58 @@ var errorRules = []errorRule{
 		},
 	},
 	{
+		codes: []string{"IncorrectInstanceState"},
+		message: func(c callInfo, _, msg string) string {
+			subject := "The instance"
+			if c.InstanceID != "" {
+				subject = "Instance " + c.InstanceID
+			}
+			if state := stateInMessage(msg); state != "" && c.Verb != "" {
+				return fmt.Sprintf("%s is %s, so it can't be %s.", subject, state, c.Verb)
+			}
+			if c.Verb != "" {
+				return fmt.Sprintf("%s is not in a state that allows this; it can't be %s right now.", subject, c.Verb)
+			}
+			return fmt.Sprintf("%s is not in a state that allows this.", subject)
+		},
+	},
+	{
+		codes: []string{"TagLimitExceeded"},
+		message: func(c callInfo, _, _ string) string {
+			return fmt.Sprintf("Instance %s already has the most tags AWS allows (50), so no tag can be added.", or(c.InstanceID, "(unknown)"))
+		},
+	},
+	{
+		codes:    []string{"ResourceNotFoundException"},
+		notFound: true,
+		message: func(c callInfo, _, _ string) string {
+			if c.Function != "" {
+				return fmt.Sprintf("Lambda function %s does not exist in this region.", c.Function)
+			}
+			return fmt.Sprintf("AWS says the resource %s asked for does not exist in this region.", c.API)
+		},
+	},
+	{
+		codes: []string{"RequestTooLargeException"},
+		message: func(callInfo, string, string) string {
+			return "The payload is too large for Lambda (max 6 MB sync / 256 KB async)."
+		},
+	},
+	{
+		codes: []string{"InvalidRequestContentException"},
+		message: func(c callInfo, code, msg string) string {
+			return fmt.Sprintf("Lambda could not read the payload for %s as JSON (%s): %s",
+				or(c.Function, "the function"), code, or(truncate(msg, 200), "no details"))
+		},
+	},
+	{
+		codes: []string{"ResourceConflictException", "ResourceNotReadyException"},
+		message: func(c callInfo, code, _ string) string {
+			return fmt.Sprintf("Lambda function %s is not ready to run right now, e.g. while it is being updated (%s); try again in a moment.",
+				or(c.Function, "(unknown)"), code)
+		},
+	},
+	{
 		codes: []string{"OptInRequired"},
 		message: func(callInfo, string, string) string {
 			return "This AWS account is not subscribed to this service or region (OptInRequired). Ask an admin to enable it."
@@ -183,7 +241,7 @@ var errorRules = []errorRule{
 	},
 	{
 		codes: []string{"InternalError", "InternalFailure", "InternalServerError", "InternalServerException",
-			"ServiceUnavailable", "ServiceUnavailableException", "Unavailable"},
+			"ServiceUnavailable", "ServiceUnavailableException", "Unavailable", "ServiceException"},
 		message: func(_ callInfo, code, _ string) string {
 			return fmt.Sprintf("AWS had an internal error (%s); try again shortly.", code)
 		},
@@ -228,9 +286,9 @@ func mapError(info callInfo, timeout time.Duration, err error) error {
 	var respTimeout *awshttp.ResponseTimeoutError
 	switch {
 	case errors.Is(err, context.DeadlineExceeded):
-		return &computebot.Error{Code: CodeTimeout, Message: timeoutMessage(timeout), Err: err}
+		return &computebot.Error{Code: CodeTimeout, Message: timeoutMessage(info, timeout), Err: err}
 	case errors.As(err, &respTimeout), errors.As(err, &netErr) && netErr.Timeout():
-		return &computebot.Error{Code: CodeTimeout, Message: timeoutMessage(timeout),
+		return &computebot.Error{Code: CodeTimeout, Message: timeoutMessage(info, timeout),
 			Err: fmt.Errorf("%w: %w", context.DeadlineExceeded, err)}
 	case errors.Is(err, context.Canceled):
 		return &computebot.Error{Code: CodeCanceled, Message: fmt.Sprintf("The call to %s was cancelled.", info.API), Err: err}
@@ -276,11 +334,55 @@ func isCredentialError(err error) bool {
 		strings.Contains(s, "failed to refresh cached credentials")
 }
 
-func timeoutMessage(d time.Duration) string {
-	if d <= 0 {
-		return "AWS did not answer in time."
+// timeoutMessage says how long the bot waited (d, 0 when unknown) and, for
+// a Lambda invoke, that the function may well still be running: Lambda
+// does not stop a function whose caller went away.
+func timeoutMessage(info callInfo, d time.Duration) string {
+	who := "AWS"
+	if strings.HasPrefix(info.API, "lambda:") {
+		who = "Lambda"
 	}
-	return fmt.Sprintf("AWS did not answer within %s.", formatDuration(d))
+	within := "in time"
+	if d > 0 {
+		within = "within " + formatDuration(d)
+	}
+	msg := fmt.Sprintf("%s did not answer %s.", who, within)
+	if info.API == apiInvoke && info.Function != "" {
+		msg = fmt.Sprintf("%s did not answer %s; %s may still be running.", who, within, info.Function)
+	}
+	return msg
+}
+
+// roundBudget rounds a time budget computed from a deadline (59.99987s) to
+// what the caller set (1m), for messages.
+func roundBudget(d time.Duration) time.Duration {
+	switch {
+	case d <= 0:
+		return 0
+	case d < time.Second:
+		return max(d.Round(time.Millisecond), time.Millisecond)
+	case d < 10*time.Second:
+		return d.Round(100 * time.Millisecond)
+	}
+	return d.Round(time.Second)
+}
+
+// stateInMessageRE finds an EC2 state name said to be the current one:
+// "is stopping", "is in state 'stopped'", "current state: running".
+var stateInMessageRE = regexp.MustCompile(`(?i)\b(?:is|was) (?:currently |now )?(?:in (?:the )?(?:state )?)?['"]?(pending|running|stopping|stopped|shutting-down|terminated)\b|` +
+	`\b(?:current state|state is)\s*:?\s*['"]?(pending|running|stopping|stopped|shutting-down|terminated)\b`)
+
+// stateInMessage finds the instance's current state in an
+// IncorrectInstanceState message ("… is in state 'stopping'"), or "". EC2's
+// usual text ("… is not in a state from which it can be stopped") names none;
+// "is not in the 'stopped' state" names the required one, not the current,
+// and is left alone.
+func stateInMessage(msg string) string {
+	m := stateInMessageRE.FindStringSubmatch(msg)
+	if m == nil {
+		return ""
+	}
+	return strings.ToLower(m[1] + m[2])
 }
 
 // formatDuration prints 20s, 1m30s, 1.5s, 2m rather than 2m0s.

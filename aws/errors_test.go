@@ -110,6 +110,47 @@ func TestMapError(t *testing.T) {
 			code: "Unreachable", message: "could not reach AWS", contains: true},
 		{name: "no credentials", info: launch, err: &smithy.OperationError{Err: errors.New("get identity: get credentials: failed to refresh cached credentials, no EC2 IMDS role found")},
 			code: "NoCredentials", message: "no usable AWS credentials", contains: true},
+		{name: "wrong state, none named", info: aws.CallInfo{API: "ec2:StopInstances", InstanceID: "i-1", Verb: "stopped"},
+			err:  apiErr("IncorrectInstanceState", "The instance 'i-1' is not in a state from which it can be stopped."),
+			code: "IncorrectInstanceState", message: "Instance i-1 is not in a state that allows this; it can't be stopped right now."},
+		{name: "wrong state named", info: aws.CallInfo{API: "ec2:StopInstances", InstanceID: "i-1", Verb: "stopped"},
+			err:  apiErr("IncorrectInstanceState", "The instance 'i-1' is currently stopped."),
+			code: "IncorrectInstanceState", message: "Instance i-1 is stopped, so it can't be stopped."},
+		{name: "wrong state, required state is not the current", info: aws.CallInfo{API: "ec2:StartInstances", InstanceID: "i-1", Verb: "started"},
+			err:  apiErr("IncorrectInstanceState", "The instance 'i-1' is not in the 'stopped' state."),
+			code: "IncorrectInstanceState", message: "Instance i-1 is not in a state that allows this; it can't be started right now."},
+		{name: "wrong state, current state", info: aws.CallInfo{API: "ec2:TerminateInstances", InstanceID: "i-1", Verb: "terminated"},
+			err:  apiErr("IncorrectInstanceState", "Cannot terminate; current state: Shutting-Down"),
+			code: "IncorrectInstanceState", message: "Instance i-1 is shutting-down, so it can't be terminated."},
+		{name: "wrong state, no verb", info: aws.CallInfo{API: "ec2:Something", InstanceID: "i-1"},
+			err:  apiErr("IncorrectInstanceState", "is in state 'stopped'"),
+			code: "IncorrectInstanceState", message: "Instance i-1 is not in a state that allows this."},
+		{name: "wrong state, no ID", info: aws.CallInfo{API: "ec2:StopInstances", Verb: "stopped"},
+			err:  apiErr("IncorrectInstanceState", "nope"),
+			code: "IncorrectInstanceState", message: "The instance is not in a state that allows this; it can't be stopped right now."},
+		{name: "tag limit", info: aws.CallInfo{API: "ec2:CreateTags", InstanceID: "i-1"}, err: apiErr("TagLimitExceeded", "too many"),
+			code: "TagLimitExceeded", message: "Instance i-1 already has the most tags AWS allows (50), so no tag can be added."},
+		{name: "lambda not found", info: aws.CallInfo{API: "lambda:InvokeFunction", Function: "f"},
+			err:  apiErr("ResourceNotFoundException", "Function not found: arn:aws:lambda:us-east-1:1:function:f"),
+			code: "ResourceNotFoundException", notFound: true, message: "Lambda function f does not exist in this region."},
+		{name: "lambda throttled", info: aws.CallInfo{API: "lambda:InvokeFunction", Function: "f"}, err: apiErr("TooManyRequestsException", "Rate Exceeded."),
+			code: "TooManyRequestsException", message: "Lambda is throttling f right now (too many concurrent runs or requests); try again shortly."},
+		{name: "lambda list throttled", info: aws.CallInfo{API: "lambda:ListFunctions"}, err: apiErr("TooManyRequestsException", "Rate Exceeded."),
+			code: "TooManyRequestsException", message: "AWS is throttling requests right now; try again shortly."},
+		{name: "lambda too large", info: aws.CallInfo{API: "lambda:InvokeFunction", Function: "f"}, err: apiErr("RequestTooLargeException", "Request must be smaller than 6291456 bytes"),
+			code: "RequestTooLargeException", message: "The payload is too large for Lambda (max 6 MB sync / 256 KB async)."},
+		{name: "lambda bad json", info: aws.CallInfo{API: "lambda:InvokeFunction", Function: "f"}, err: apiErr("InvalidRequestContentException", "Could not parse request body into json"),
+			code:    "InvalidRequestContentException",
+			message: "Lambda could not read the payload for f as JSON (InvalidRequestContentException): Could not parse request body into json"},
+		{name: "lambda service", info: aws.CallInfo{API: "lambda:InvokeFunction", Function: "f"}, err: apiErr("ServiceException", "boom"),
+			code: "ServiceException", message: "AWS had an internal error (ServiceException); try again shortly."},
+		{name: "lambda denied", info: aws.CallInfo{API: "lambda:InvokeFunction", Function: "f"}, err: apiErr("AccessDeniedException", "User: arn:aws:sts::1:assumed-role/bot is not authorized"),
+			code:    "AccessDeniedException",
+			message: "The bot's AWS role is not allowed to call lambda:InvokeFunction (AccessDeniedException). Ask an admin to check the IAM policy."},
+		{name: "lambda invoke deadline", info: aws.CallInfo{API: "lambda:InvokeFunction", Function: "f"}, err: &smithy.OperationError{Err: context.DeadlineExceeded},
+			code: "Timeout", message: "Lambda did not answer within 20s; f may still be running.", deadline: true},
+		{name: "lambda list deadline", info: aws.CallInfo{API: "lambda:ListFunctions"}, err: &smithy.OperationError{Err: context.DeadlineExceeded},
+			code: "Timeout", message: "Lambda did not answer within 20s.", deadline: true},
 		{name: "other", info: launch, err: errors.New("weird"),
 			code: "AWSError", message: "Something went wrong calling AWS (ec2:RunInstances); details are in the bot's log."},
 	}
@@ -153,6 +194,29 @@ func TestMapErrorKeepsOurErrors(t *testing.T) {
 	}
 	if aws.MapError(aws.CallInfo{}, time.Second, nil) != nil {
 		t.Error("nil error mapped to non-nil")
+	}
+}
+
+func TestTimeoutWithoutKnownBudget(t *testing.T) {
+	err := aws.MapError(aws.CallInfo{API: "lambda:InvokeFunction", Function: "f"}, 0, context.DeadlineExceeded)
+	if got := computebot.UserMessage(err); got != "Lambda did not answer in time; f may still be running." {
+		t.Errorf("message = %q", got)
+	}
+}
+
+func TestRoundBudget(t *testing.T) {
+	for d, want := range map[time.Duration]time.Duration{
+		199*time.Millisecond + 990*time.Microsecond:            200 * time.Millisecond,
+		59*time.Second + 999*time.Millisecond:                  time.Minute,
+		4*time.Second + 980*time.Millisecond:                   5 * time.Second,
+		1500 * time.Millisecond:                                1500 * time.Millisecond,
+		300 * time.Microsecond:                                 time.Millisecond,
+		-time.Second:                                           0,
+		14*time.Minute + 59*time.Second + 600*time.Millisecond: 15 * time.Minute,
+	} {
+		if got := aws.RoundBudget(d); got != want {
+			t.Errorf("RoundBudget(%v) = %v, want %v", d, got, want)
+		}
 	}
 }
 

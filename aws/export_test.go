@@ -16,6 +16,8 @@ var (
 	MapError          = mapError
 	ParsePriceList    = parsePriceList
 	FormatDuration    = formatDuration
+	ParseLambdaTime   = parseLambdaTime
+	RoundBudget       = roundBudget
 	RunInstancesInput = func(spec computebot.LaunchSpec) *ec2.RunInstancesInput { return runInstancesInput(spec) }
 )
 

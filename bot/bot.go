@@ -41,6 +41,10 @@ type Settings struct {
 	DefaultLease      time.Duration
 	MaxLease          time.Duration
 	Prices            map[string]float64 // USD per hour; overrides the Pricing API
+
+	AllowedFunctions []string      // glob patterns of Lambda functions people may list and invoke
+	RequireApproval  []string      // glob patterns of functions that go through approval first
+	LambdaTimeout    time.Duration // longest wait for a synchronous invoke; default 60s
 }
 
 // Options wire a Bot. Zero durations take the defaults noted.
@@ -123,6 +127,7 @@ func New(opts Options) (*Bot, error) {
 	setDefault(&opts.Settings.ApprovalTTL, 24*time.Hour)
 	setDefault(&opts.Settings.DefaultLease, 8*time.Hour)
 	setDefault(&opts.Settings.MaxLease, 72*time.Hour)
+	setDefault(&opts.Settings.LambdaTimeout, 60*time.Second)
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
@@ -152,6 +157,8 @@ func New(opts Options) (*Bot, error) {
 		AutoApproveTypes:  opts.Settings.AutoApproveTypes,
 		MaxRunningPerUser: opts.Settings.MaxRunningPerUser,
 		MaxLease:          opts.Settings.MaxLease,
+		AllowedFunctions:  opts.Settings.AllowedFunctions,
+		RequireApproval:   opts.Settings.RequireApproval,
 	}, policy.Options{Groups: b.chat, Usage: usage{b}, Now: opts.Now, Logger: opts.Logger})
 	return b, nil
 }

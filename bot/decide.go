@@ -19,11 +19,8 @@ func (b *Bot) decide(ctx context.Context, j job) {
 	if j.kind == jobDeny {
 		kind = policy.ActionDeny
 	}
-	tell := func(text string) {
-		if err := b.chat.Ephemeral(ctx, j.channel, j.actor, "", reply.Plain(text)); err != nil {
-			b.log.Error("tell clicker", "request_id", j.requestID, "user", j.actor, "err", err)
-		}
-	}
+	actor := j.origin.user
+	tell := func(text string) { b.tell(ctx, j.origin, reply.Plain(text)) }
 	r, err := b.store.Request(ctx, j.requestID)
 	if errors.Is(err, computebot.ErrNotFound) {
 		tell(fmt.Sprintf("I don't know request `%s`; it may come from another computebot installation.", j.requestID))
@@ -41,19 +38,19 @@ func (b *Bot) decide(ctx context.Context, j job) {
 	}
 	if b.now().After(r.ApprovalExpiresAt) {
 		b.expire(ctx, r)
-		tell(fmt.Sprintf("Request `%s` expired at %s, so it can't be %s. Nothing was launched; <@%s> can run `/launch` again.",
+		tell(fmt.Sprintf("Request `%s` expired at %s, so it can't be %s. Nothing was done; <@%s> can ask again.",
 			r.ID, reply.SlackDate(r.ApprovalExpiresAt), pastTense(kind), r.Requester))
 		return
 	}
 
 	unlock := b.lockUser(r.Requester)
 	defer unlock()
-	d, err := b.authz.Authorize(ctx, policy.Action{Kind: kind, Actor: j.actor, Request: r})
+	d, err := b.authz.Authorize(ctx, policy.Action{Kind: kind, Actor: actor, Request: r})
 	if err != nil {
-		b.log.Error("authorize decision", "request_id", r.ID, "user", j.actor, "err", err)
+		b.log.Error("authorize decision", "request_id", r.ID, "user", actor, "err", err)
 	}
 	if d.Verdict == policy.Deny {
-		b.log.Info("click refused", "request_id", r.ID, "user", j.actor, "action", kind, "reason", d.Reason)
+		b.log.Info("click refused", "request_id", r.ID, "user", actor, "action", kind, "reason", d.Reason)
 		tell(d.Reason)
 		return
 	}
@@ -69,11 +66,11 @@ func (b *Bot) decide(ctx context.Context, j job) {
 		if kind == policy.ActionDeny {
 			cur.State = computebot.RequestDenied
 		}
-		cur.DecidedBy, cur.DecidedAt = j.actor, now
+		cur.DecidedBy, cur.DecidedAt = actor, now
 		if cur.MessageTS == "" {
 			// The click raced the save of the message's ts: the click
 			// itself says which message it came from.
-			cur.MessageTS = j.threadTS
+			cur.MessageTS = j.origin.threadTS
 		}
 		return nil
 	})
@@ -92,13 +89,13 @@ func (b *Bot) decide(ctx context.Context, j job) {
 		tell("I could not record your decision (internal error); please click again.")
 		return
 	}
-	b.audit(ctx, computebot.AuditEntry{Actor: j.actor, Action: string(kind), RequestID: r.ID, Result: "ok"})
+	b.audit(ctx, computebot.AuditEntry{Actor: actor, Action: string(kind), RequestID: r.ID, Result: "ok"})
 	b.refreshMessage(ctx, r)
 	if _, err := b.chat.Post(ctx, r.ChannelID, r.MessageTS, reply.Decision(r)); err != nil {
 		b.log.Error("post decision", "request_id", r.ID, "err", err)
 	}
 	if r.State == computebot.RequestApproved {
-		b.launch(ctx, r.ID, false)
+		b.proceed(ctx, r.ID, false)
 	}
 }
 

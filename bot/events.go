@@ -5,10 +5,12 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/slack-go/slack"
+	"github.com/slack-go/slack/slackevents"
 	"github.com/slack-go/slack/socketmode"
 
 	"github.com/computebot/computebot"
@@ -57,6 +59,8 @@ func (b *Bot) handleEvent(ctx context.Context, evt socketmode.Event) {
 				b.onSlash(ctx, req, data)
 			case slack.InteractionCallback:
 				b.onInteraction(req, data)
+			case slackevents.EventsAPIEvent:
+				b.onEvent(ctx, req, data)
 			default:
 				b.ack(req, nil)
 			}
@@ -83,52 +87,81 @@ func ephemeral(text string) map[string]any {
 	return map[string]any{"response_type": slack.ResponseTypeEphemeral, "text": text}
 }
 
-func (b *Bot) onSlash(ctx context.Context, req *socketmode.Request, cmd slack.SlashCommand) {
+func (b *Bot) onSlash(ctx context.Context, env *socketmode.Request, cmd slack.SlashCommand) {
+	o := origin{user: cmd.UserID, channel: cmd.ChannelID, responseURL: cmd.ResponseURL}
+	seed := cmd.TriggerID
+	if seed == "" {
+		seed = "envelope:" + env.EnvelopeID
+	}
 	res := commands.ParseSlash(cmd.Command, cmd.Text)
 	switch res.Outcome {
 	case commands.Ignore:
-		b.ack(req, nil)
-		return
+		b.ack(env, nil)
 	case commands.Reply:
-		b.ack(req, ephemeral(res.Reply))
-		return
-	}
-	switch c := res.Command.(type) {
-	case *commands.Help:
-		b.ack(req, ephemeral(commands.HelpText(c.Topic)))
-	case *commands.Launch:
-		b.acceptLaunch(ctx, req, cmd, c)
+		b.ack(env, ephemeral(res.Reply))
 	default:
-		b.ack(req, ephemeral(fmt.Sprintf("`%s` is not available yet. Try `/computebot help`.", strings.TrimSpace(cmd.Command+" "+cmd.Text))))
+		if text, ok := b.accept(ctx, o, seed, res.Command); ok {
+			b.ack(env, nil)
+		} else {
+			b.ack(env, ephemeral(text))
+		}
 	}
 }
 
-// acceptLaunch validates a /launch without I/O, persists it and acks.
-func (b *Bot) acceptLaunch(ctx context.Context, env *socketmode.Request, cmd slack.SlashCommand, c *commands.Launch) {
-	r := b.newRequest(cmd, env.EnvelopeID, c)
-	if d := b.authz.Precheck(policy.Action{Kind: policy.ActionLaunch, Actor: cmd.UserID, Request: r}); d.Verdict == policy.Deny {
-		b.ack(env, ephemeral(d.Reason))
-		return
+// accept does what must happen before the ack for a parsed command: the
+// checks that need no I/O, and persisting anything that must survive a
+// restart. It queues the rest. A false result carries the text to answer
+// with instead (a refusal or help), which never changed anything.
+func (b *Bot) accept(ctx context.Context, o origin, seed string, cmd commands.Command) (string, bool) {
+	switch c := cmd.(type) {
+	case *commands.Help:
+		return commands.HelpText(c.Topic), false
+	case *commands.Launch:
+		return b.acceptRequest(ctx, b.newLaunchRequest(o, seed, c))
+	case *commands.LambdaInvoke:
+		d, _ := b.authz.Authorize(ctx, policy.Action{Kind: policy.ActionInvoke, Actor: o.user, Function: c.Function})
+		switch d.Verdict {
+		case policy.Deny:
+			return d.Reason, false
+		case policy.NeedsApproval:
+			return b.acceptRequest(ctx, b.newLambdaRequest(o, seed, c))
+		}
+	}
+	b.enqueue(job{kind: jobCommand, origin: o, command: cmd})
+	return "", true
+}
+
+// acceptRequest prechecks and persists a request that goes through approval.
+func (b *Bot) acceptRequest(ctx context.Context, r *computebot.Request) (string, bool) {
+	if r.Kind == computebot.KindLaunch {
+		if d := b.authz.Precheck(policy.Action{Kind: policy.ActionLaunch, Actor: r.Requester, Request: r}); d.Verdict == policy.Deny {
+			return d.Reason, false
+		}
 	}
 	err := b.store.CreateRequest(ctx, r)
 	switch {
 	case errors.Is(err, computebot.ErrExists):
-		// The same slash command again (Slack redelivered it): it is already
+		// The same command again (Slack redelivered it): it is already
 		// being handled.
-		b.ack(env, nil)
-		return
+		return "", true
 	case err != nil:
 		b.log.Error("persist request", "request_id", r.ID, "err", err)
-		b.ack(env, ephemeral("I could not save your request (internal error). Nothing was launched; please try again."))
-		return
+		return "I could not save your request (internal error). Nothing changed; please try again.", false
 	}
-	b.ack(env, nil)
-	b.log.Info("launch requested", "request_id", r.ID, "user", r.Requester, "type", r.InstanceType)
+	b.log.Info("request accepted", "request_id", r.ID, "user", r.Requester, "kind", kindName(r.Kind))
 	b.enqueue(job{kind: jobNewRequest, requestID: r.ID})
+	return "", true
 }
 
-func (b *Bot) newRequest(cmd slack.SlashCommand, envelopeID string, c *commands.Launch) *computebot.Request {
-	id := requestID(cmd.TriggerID, envelopeID)
+func kindName(k computebot.RequestKind) string {
+	if k == computebot.KindLambda {
+		return "lambda"
+	}
+	return "launch"
+}
+
+func (b *Bot) newLaunchRequest(o origin, seed string, c *commands.Launch) *computebot.Request {
+	id := requestID(seed)
 	lease := b.set.DefaultLease
 	if c.HoursSet {
 		lease = hours(c.Hours)
@@ -143,9 +176,9 @@ func (b *Bot) newRequest(cmd slack.SlashCommand, envelopeID string, c *commands.
 	}
 	return &computebot.Request{
 		ID:           id,
-		Requester:    cmd.UserID,
-		ChannelID:    cmd.ChannelID,
-		ResponseURL:  cmd.ResponseURL,
+		Requester:    o.user,
+		ChannelID:    o.channel,
+		ResponseURL:  o.responseURL,
 		InstanceType: c.InstanceType,
 		ImageRef:     ami,
 		Name:         name,
@@ -156,14 +189,26 @@ func (b *Bot) newRequest(cmd slack.SlashCommand, envelopeID string, c *commands.
 	}
 }
 
-// requestID derives a short, readable ID from Slack's trigger_id, which is
-// unique per invocation and identical on redelivery: the same slash command
-// delivered twice maps to the same request.
-func requestID(triggerID, envelopeID string) string {
-	seed := triggerID
-	if seed == "" {
-		seed = "envelope:" + envelopeID
+func (b *Bot) newLambdaRequest(o origin, seed string, c *commands.LambdaInvoke) *computebot.Request {
+	return &computebot.Request{
+		ID:          requestID(seed),
+		Kind:        computebot.KindLambda,
+		Requester:   o.user,
+		ChannelID:   o.channel,
+		ResponseURL: o.responseURL,
+		Function:    c.Function,
+		Payload:     c.Payload,
+		Async:       c.Async,
+		State:       computebot.RequestNew,
+		CreatedAt:   b.now(),
 	}
+}
+
+// requestID derives a short, readable ID from what Slack sends identically
+// on redelivery and uniquely per invocation (a slash command's trigger_id,
+// an event's event_id): the same command delivered twice maps to the same
+// request.
+func requestID(seed string) string {
 	sum := sha256.Sum256([]byte(seed))
 	const alphabet = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ" // no 0/O, 1/I
 	var out [8]byte
@@ -173,38 +218,122 @@ func requestID(triggerID, envelopeID string) string {
 	return "R-" + string(out[:])
 }
 
-// onInteraction acks a button click at once and queues the decision. The
-// clicker, not the message's author, is who gets authorized.
+// onInteraction acks a button click at once and queues what it asks for.
+// A button's value carries its command, so clicks go down the same pipeline
+// as typed commands; the clicker, not the message's author, is authorized.
 func (b *Bot) onInteraction(env *socketmode.Request, cb slack.InteractionCallback) {
 	b.ack(env, nil)
 	if cb.Type != slack.InteractionTypeBlockActions {
 		return
 	}
+	channel := cb.Channel.ID
+	if channel == "" {
+		channel = cb.Container.ChannelID
+	}
 	for _, a := range cb.ActionCallback.BlockActions {
 		if a == nil {
 			continue
 		}
-		var kind jobKind
+		o := origin{user: cb.User.ID, channel: channel, threadTS: cb.Container.ThreadTs, responseURL: cb.ResponseURL}
 		switch a.ActionID {
-		case reply.ActionApprove:
-			kind = jobApprove
-		case reply.ActionDeny:
-			kind = jobDeny
+		case reply.ActionApprove, reply.ActionDeny:
+			kind := jobApprove
+			if a.ActionID == reply.ActionDeny {
+				kind = jobDeny
+			}
+			// The clicked message is the request message: its ts is the
+			// request's thread.
+			o.threadTS = cb.Container.MessageTs
+			b.enqueue(job{kind: kind, requestID: a.Value, origin: o})
 		default:
-			b.log.Info("ignoring unknown action", "action_id", a.ActionID)
-			continue
+			cmd, err := clickCommand(a.ActionID, a.Value)
+			if err != nil {
+				b.log.Info("ignoring click", "action_id", a.ActionID, "err", err)
+				continue
+			}
+			b.enqueue(job{kind: jobCommand, origin: o, command: cmd})
 		}
-		channel := cb.Channel.ID
-		if channel == "" {
-			channel = cb.Container.ChannelID
+	}
+}
+
+// pageCommand asks for another page of a list.
+type pageCommand struct {
+	list   string // "instances" or "lambda"
+	all    bool
+	offset int
+}
+
+func (pageCommand) CommandName() string { return "page" }
+
+// clickCommand turns a button's action ID and value into the command it
+// stands for.
+func clickCommand(actionID, value string) (commands.Command, error) {
+	switch actionID {
+	case reply.ActionStop:
+		return &commands.Stop{Target: value}, nil
+	case reply.ActionStart:
+		return &commands.Start{Target: value}, nil
+	case reply.ActionTerminate:
+		return &commands.Terminate{Target: value}, nil
+	case reply.ActionExtend:
+		id, h, ok := strings.Cut(value, "|")
+		n, err := strconv.Atoi(h)
+		if !ok || err != nil || n < 1 {
+			return nil, fmt.Errorf("bad extend value %q", value)
 		}
-		b.enqueue(job{
-			kind:      kind,
-			requestID: a.Value,
-			actor:     cb.User.ID,
-			channel:   channel,
-			threadTS:  cb.Container.MessageTs,
-		})
+		return &commands.Extend{Target: id, Hours: n}, nil
+	case reply.ActionPage:
+		parts := strings.Split(value, "|")
+		if len(parts) != 3 {
+			return nil, fmt.Errorf("bad page value %q", value)
+		}
+		n, err := strconv.Atoi(parts[2])
+		if err != nil || n < 0 {
+			return nil, fmt.Errorf("bad page offset %q", value)
+		}
+		return pageCommand{list: parts[0], all: parts[1] == "all", offset: n}, nil
+	}
+	return nil, fmt.Errorf("unknown action %q", actionID)
+}
+
+// onEvent handles Events API envelopes: app mentions run commands like
+// slash commands do, answered in the thread they were typed in.
+func (b *Bot) onEvent(ctx context.Context, env *socketmode.Request, ev slackevents.EventsAPIEvent) {
+	mention, ok := ev.InnerEvent.Data.(*slackevents.AppMentionEvent)
+	if ev.Type != slackevents.CallbackEvent || !ok || mention.BotID != "" || mention.User == "" {
+		b.ack(env, nil)
+		return
+	}
+	seed := "envelope:" + env.EnvelopeID
+	if cb, ok := ev.Data.(*slackevents.EventsAPICallbackEvent); ok && cb.EventID != "" {
+		seed = "event:" + cb.EventID
+	}
+	thread := mention.ThreadTimeStamp
+	if thread == "" {
+		thread = mention.TimeStamp // answer in a thread under the mention
+	}
+	o := origin{user: mention.User, channel: mention.Channel, threadTS: thread}
+	res := commands.ParseText(mention.Text)
+	var text string
+	switch res.Outcome {
+	case commands.Ignore:
+	case commands.Reply:
+		text = res.Reply
+	default:
+		if cmd, ok := res.Command.(*commands.Status); ok {
+			o.threadTS = mention.ThreadTimeStamp // status is about the thread it is asked in
+			b.enqueue(job{kind: jobCommand, origin: o, command: cmd})
+			break
+		}
+		if t, ok := b.accept(ctx, o, seed, res.Command); !ok {
+			text = t
+		}
+	}
+	b.ack(env, nil)
+	if text != "" {
+		// Events have no ack payload: the answer is an ephemeral message,
+		// which is a Slack call, so it waits for a worker.
+		b.enqueue(job{kind: jobTell, origin: o, text: text})
 	}
 }
 

@@ -4,6 +4,8 @@ import (
 	"context"
 
 	"github.com/computebot/computebot"
+	"github.com/computebot/computebot/commands"
+	"github.com/computebot/computebot/reply"
 )
 
 type jobKind int
@@ -12,17 +14,19 @@ const (
 	jobNewRequest jobKind = iota // post a persisted request (or refuse it)
 	jobApprove
 	jobDeny
-	jobLaunch // launch an approved request
+	jobLaunch  // launch an approved request (or invoke an approved Lambda request)
+	jobCommand // run a parsed command (instances, stop, lambda, …)
+	jobTell    // answer someone privately (a refusal decided before the ack)
 )
 
 // job is one unit of slow work, queued after the ack.
 type job struct {
 	kind      jobKind
 	requestID string
-	actor     string // who clicked
-	channel   string // where they clicked
-	threadTS  string
-	resume    bool // picked up after a restart
+	resume    bool   // picked up after a restart
+	origin    origin // who acted and where
+	command   commands.Command
+	text      string // jobTell
 }
 
 func (b *Bot) enqueue(j job) {
@@ -42,7 +46,11 @@ func (b *Bot) runJob(ctx context.Context, j job) {
 	case jobApprove, jobDeny:
 		b.decide(ctx, j)
 	case jobLaunch:
-		b.launch(ctx, j.requestID, j.resume)
+		b.proceed(ctx, j.requestID, j.resume)
+	case jobCommand:
+		b.runCommand(ctx, j.origin, j.command)
+	case jobTell:
+		b.tell(ctx, j.origin, reply.Plain(j.text))
 	}
 }
 
@@ -72,4 +80,18 @@ func (b *Bot) resume(ctx context.Context) {
 			b.startWaiter(r.ID)
 		}
 	}
+}
+
+// proceed carries out an approved request: a launch, or a Lambda invocation.
+func (b *Bot) proceed(ctx context.Context, id string, resume bool) {
+	r, err := b.store.Request(ctx, id)
+	if err != nil {
+		b.log.Error("load approved request", "request_id", id, "err", err)
+		return
+	}
+	if r.Kind == computebot.KindLambda {
+		b.invokeApproved(ctx, id, resume)
+		return
+	}
+	b.launch(ctx, id, resume)
 }

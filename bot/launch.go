@@ -156,11 +156,7 @@ func (b *Bot) failLaunch(ctx context.Context, r *computebot.Request, why, code s
 // minutes and must not hold a worker. Waiters stop as soon as the bot shuts
 // down; the next start resumes them from the store.
 func (b *Bot) startWaiter(id string) {
-	b.waiters.Add(1)
-	go func() {
-		defer b.waiters.Done()
-		b.waitRunning(b.waitCtx, id)
-	}()
+	b.background(func(ctx context.Context) { b.waitRunning(ctx, id) })
 }
 
 // waitRunning polls the instance every PollInterval (the SDK waiter's 15 s

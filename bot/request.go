@@ -14,9 +14,7 @@ import (
 // refuse tells the requester why, privately, and closes the request.
 func (b *Bot) refuse(ctx context.Context, r *computebot.Request, reason string) {
 	b.log.Info("request refused", "request_id", r.ID, "user", r.Requester, "reason", reason)
-	if err := b.chat.Respond(ctx, r.ResponseURL, reply.Plain(reason)); err != nil {
-		b.log.Error("tell requester about refusal", "request_id", r.ID, "err", err)
-	}
+	b.tell(ctx, originOf(r), reply.Plain(reason))
 	_, err := b.store.UpdateRequest(ctx, r.ID, func(cur *computebot.Request) error {
 		if cur.State != computebot.RequestNew {
 			return computebot.ErrConflict
@@ -87,6 +85,9 @@ func (b *Bot) postRequest(ctx context.Context, id string) {
 // admit authorizes a new request and fills in what the message shows. It
 // returns the pending or approved request, or nil when it was refused.
 func (b *Bot) admit(ctx context.Context, r *computebot.Request) *computebot.Request {
+	if r.Kind == computebot.KindLambda {
+		return b.admitLambda(ctx, r)
+	}
 	unlock := b.lockUser(r.Requester)
 	d, err := b.authz.Authorize(ctx, policy.Action{Kind: policy.ActionLaunch, Actor: r.Requester, Request: r})
 	unlock()
@@ -142,9 +143,7 @@ func (b *Bot) admit(ctx context.Context, r *computebot.Request) *computebot.Requ
 
 // withdraw closes a request whose message could not be posted.
 func (b *Bot) withdraw(ctx context.Context, r *computebot.Request, reason string) {
-	if err := b.chat.Respond(ctx, r.ResponseURL, reply.Plain(reason)); err != nil {
-		b.log.Error("tell requester", "request_id", r.ID, "err", err)
-	}
+	b.tell(ctx, originOf(r), reply.Plain(reason))
 	_, err := b.store.UpdateRequest(ctx, r.ID, func(cur *computebot.Request) error {
 		if cur.MessageTS != "" || (cur.State != computebot.RequestPending && cur.State != computebot.RequestApproved) {
 			return computebot.ErrConflict

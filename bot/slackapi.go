@@ -21,6 +21,7 @@ type chat interface {
 	Ephemeral(ctx context.Context, channel, user, threadTS string, m reply.Message) error
 	Respond(ctx context.Context, responseURL string, m reply.Message) error
 	UserGroupMembers(ctx context.Context, group string) ([]string, error)
+	Upload(ctx context.Context, channel, threadTS, filename, title, content string) error
 }
 
 // slackChat implements chat with slack-go. Rate-limited calls (HTTP 429) are
@@ -126,4 +127,17 @@ func (s *slackChat) retry(ctx context.Context, call func() error) error {
 		case <-t.C:
 		}
 	}
+}
+
+// Upload attaches content as a file in a thread (files.getUploadURLExternal,
+// the upload, files.completeUploadExternal), for output too long to post.
+func (s *slackChat) Upload(ctx context.Context, channel, threadTS, filename, title, content string) error {
+	_, err := s.api.UploadFileContext(ctx, slack.UploadFileParameters{
+		Content: content, FileSize: len(content), Filename: filename, Title: title,
+		Channel: channel, ThreadTimestamp: threadTS, SnippetType: "text",
+	})
+	if err != nil {
+		return fmt.Errorf("slack: upload %s to %s: %w", filename, channel, err)
+	}
+	return nil
 }

@@ -199,7 +199,7 @@ func (a *Authorizer) Authorize(ctx context.Context, act Action) (Decision, error
 			return Decision{Deny, fmt.Sprintf("You can't approve your own request %s. Ask another approver (%s).",
 				req.ID, a.ApproverMentions())}, nil
 		}
-		if act.Kind == ActionApprove {
+		if act.Kind == ActionApprove && req.Kind == computebot.KindLaunch {
 			// Quota is checked again at approval: pending requests do not
 			// count, so several could otherwise be approved past the limit.
 			return a.checkQuota(ctx, req.Requester, false)

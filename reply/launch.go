@@ -230,7 +230,11 @@ func Ready(r *computebot.Request, sshUser, keyName string) Message {
 
 // Failed is the thread reply when a launch fails.
 func Failed(r *computebot.Request) Message {
-	return Plain(fmt.Sprintf(":x: <@%s>, the launch of request `%s` failed: %s", r.Requester, r.ID, r.Failure))
+	what := "launch"
+	if r.Kind == computebot.KindLambda {
+		what = "invocation"
+	}
+	return Plain(fmt.Sprintf(":x: <@%s>, the %s of request `%s` failed: %s", r.Requester, what, r.ID, r.Failure))
 }
 
 // Decision is the thread reply recording an approver's decision.
@@ -253,4 +257,29 @@ func firstNonEmpty(s ...string) string {
 		}
 	}
 	return ""
+}
+
+// Status is the answer to "@computebot status" in a request's thread.
+func Status(r *computebot.Request) Message {
+	var state string
+	switch r.State {
+	case computebot.RequestNew:
+		state = "being checked"
+	case computebot.RequestPending:
+		state = "waiting for an approver; the approval expires " + SlackDate(r.ApprovalExpiresAt)
+	case computebot.RequestApproved:
+		state = "approved, about to start"
+	case computebot.RequestLaunching:
+		state = "starting"
+	case computebot.RequestLaunched:
+		state = fmt.Sprintf("`%s` launched, waiting for it to run", r.InstanceID)
+	case computebot.RequestReady:
+		state = "done"
+		if r.InstanceID != "" {
+			state = fmt.Sprintf("done: `%s` was launched", r.InstanceID)
+		}
+	default:
+		state = strings.TrimPrefix(Outcome(r), ":no_entry: ")
+	}
+	return Plain(fmt.Sprintf("Request `%s` (<@%s>): %s.", r.ID, r.Requester, state))
 }

@@ -54,6 +54,7 @@ type bed struct {
 	main   *Main
 	stderr *syncBuffer
 	opts   bot.Options
+	seen   map[string]bool // requests a helper already returned
 }
 
 type bedOption func(*bed)
@@ -66,7 +67,7 @@ func withBotOptions(f func(*bot.Options)) bedOption { return func(b *bed) { f(&b
 
 func newBed(t testing.TB, opts ...bedOption) *bed {
 	t.Helper()
-	b := &bed{t: t, slack: fakeslack.New(), aws: fakeaws.New(), dir: t.TempDir(), cfg: baseConfig, stderr: &syncBuffer{}}
+	b := &bed{t: t, slack: fakeslack.New(), aws: fakeaws.New(), dir: t.TempDir(), cfg: baseConfig, stderr: &syncBuffer{}, seen: map[string]bool{}}
 	t.Cleanup(b.slack.Close)
 	t.Cleanup(b.aws.Close)
 	b.opts.PollInterval = 50 * time.Millisecond
@@ -347,4 +348,27 @@ func (b *bed) waitMessage(ts, substr string) fakeslack.Message {
 		b.t.Fatalf("message %s never showed %q; it shows: %s", ts, substr, visible(msg))
 	}
 	return m
+}
+
+func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
+
+// mark is a point in the channel's history; waitPrivateAfter only looks at
+// messages posted after it.
+func (b *bed) mark() int { return len(b.slack.Messages(channel)) }
+
+func (b *bed) waitPrivateAfter(mark int, user, substr string) fakeslack.Message {
+	b.t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		msgs := b.slack.Messages(channel)
+		for i := len(msgs) - 1; i >= mark && i < len(msgs); i-- {
+			m := msgs[i]
+			if m.Ephemeral && m.EphemeralUser == user && strings.Contains(visible(m), substr) {
+				return m
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	b.t.Fatalf("no new private message to %s containing %q\nmessages: %s\nlog:\n%s", user, substr, b.dump(), b.stderr)
+	return fakeslack.Message{}
 }

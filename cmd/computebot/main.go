@@ -202,6 +202,9 @@ func settings(c *config.Config) bot.Settings {
 		DefaultLease:      c.Launch.DefaultTTL.Duration(),
 		MaxLease:          c.Launch.MaxLease.Duration(),
 		Prices:            c.Launch.Prices,
+		AllowedFunctions:  c.Lambda.AllowedFunctions,
+		RequireApproval:   c.Lambda.RequireApproval,
+		LambdaTimeout:     c.Lambda.Timeout.Duration(),
 	}
 }
 

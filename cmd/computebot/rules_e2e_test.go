@@ -371,11 +371,3 @@ func TestReconnectsAfterDisconnect(t *testing.T) {
 	b.click(bo, msg, "Approve")
 	b.waitThread(msg.TS, "is running")
 }
-
-func TestLaterCommandsSayNotYet(t *testing.T) {
-	b := newBed(t)
-	if got := ackText(t, b.slash(ana, "/stop", "i-0123456789abcdef0")); !strings.Contains(got, "not available yet") {
-		t.Errorf("/stop → %q", got)
-	}
-	b.assertNothingChanged()
-}

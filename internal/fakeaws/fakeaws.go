@@ -6,8 +6,9 @@
 //
 // One HTTP server serves every service on one URL. Requests are routed by
 // protocol: an X-Amz-Target header selects a JSON 1.1 service (Pricing,
-// SSM); a form body with Action= is the EC2 Query protocol. Signatures are
-// never verified. State is in memory and guarded by one mutex.
+// SSM); a REST-JSON path prefix selects Lambda (/2015-03-31/…); a form body
+// with Action= is the EC2 Query protocol. Signatures are never verified.
+// State is in memory and guarded by one mutex.
 package fakeaws
 
 import (
@@ -77,21 +78,26 @@ type Instance struct {
 
 // Call is one request the fake received.
 type Call struct {
-	Service string     // "ec2", "pricing", "ssm" (or "unknown")
-	Action  string     // operation name, e.g. "RunInstances", "GetProducts"
-	Params  url.Values // EC2 Query form parameters (nil for JSON services)
-	Body    []byte     // raw request body
-	Time    time.Time  // when the request arrived
-	// ErrorCode is the error code answered, empty on success.
+	Service string // "ec2", "pricing", "ssm", "lambda" (or "unknown")
+	Action  string // operation name, e.g. "RunInstances", "GetProducts", "Invoke"
+	// Params are the EC2 Query form parameters; for REST-JSON (Lambda) the
+	// query string plus the path labels (FunctionName); nil for JSON 1.1.
+	Params url.Values
+	Body   []byte    // raw request body (for Invoke, the payload)
+	Time   time.Time // when the request arrived
+	// ErrorCode is the error code answered, empty on success;
+	// "ClientDisconnected" for an Invoke whose client gave up during the
+	// function's Delay.
 	ErrorCode string
 }
 
 // Server is a running fake AWS endpoint. All methods are safe for
 // concurrent use.
 type Server struct {
-	srv  *httptest.Server
-	done chan struct{} // closed by Close to release handlers sleeping on latency
-	once sync.Once
+	srv   *httptest.Server
+	done  chan struct{} // closed by Close to release handlers sleeping on latency
+	once  sync.Once
+	async sync.WaitGroup // Lambda Event invocations still running
 
 	mu            sync.Mutex
 	images        map[string]Image
@@ -102,6 +108,8 @@ type Server struct {
 	instances     map[string]*instance
 	volumes       map[string]string // volume ID → instance ID
 	tokens        map[string]*launchRecord
+	functions     map[string]Function     // Lambda functions by name
+	invocations   map[string][]Invocation // by function name
 	runningDelay  time.Duration
 	latency       map[string]time.Duration
 	faults        []*fault
@@ -130,6 +138,8 @@ func New() *Server {
 		instances:     map[string]*instance{},
 		volumes:       map[string]string{},
 		tokens:        map[string]*launchRecord{},
+		functions:     map[string]Function{},
+		invocations:   map[string][]Invocation{},
 		latency:       map[string]time.Duration{},
 	}
 	for _, t := range []InstanceType{
@@ -161,13 +171,15 @@ func New() *Server {
 // URL is the endpoint for every service, e.g. http://127.0.0.1:PORT.
 func (s *Server) URL() string { return s.srv.URL }
 
-// Close stops the server. Handlers still sleeping on injected latency are
-// released first, because httptest.Server.Close waits for them.
+// Close stops the server. Handlers still sleeping on injected latency or a
+// function's Delay are released first, because httptest.Server.Close waits
+// for them; then it waits for Lambda Event invocations still running.
 func (s *Server) Close() {
 	s.once.Do(func() {
 		close(s.done)
 		s.srv.CloseClientConnections()
 		s.srv.Close()
+		s.async.Wait()
 	})
 }
 
@@ -442,11 +454,14 @@ var handlers = map[string]handlerFunc{
 	"pricing.GetProducts":       pricingGetProducts,
 	"ssm.GetParameter":          ssmGetParameter,
 	"ssm.GetParameters":         ssmGetParameters,
+	"lambda.ListFunctions":      lambdaListFunctions,
+	"lambda.GetFunction":        lambdaGetFunction,
+	"lambda.Invoke":             lambdaInvoke,
 }
 
-// protocols in matching order: the JSON target header is unambiguous, so it
-// goes before the catch-all form check.
-var protocols = []protocol{jsonProtocol{}, queryProtocol{}}
+// protocols in matching order: the JSON target header and the REST path
+// prefixes are unambiguous, so they go before the catch-all form check.
+var protocols = []protocol{jsonProtocol{}, restJSONProtocol{}, queryProtocol{}}
 
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	arrived := time.Now()
@@ -603,9 +618,23 @@ func (s *Server) takeFault(action string) *apiError {
 
 // statusFor is the HTTP status AWS uses for an error code. The EC2 API
 // reference splits codes into client errors (4xx) and server errors (5xx);
-// throttling is 503.
+// throttling is 503. Lambda's codes have their own statuses.
 func statusFor(code string) int {
 	switch code {
+	case "ResourceNotFoundException":
+		return http.StatusNotFound
+	case "TooManyRequestsException":
+		return http.StatusTooManyRequests
+	case "RequestTooLargeException":
+		return http.StatusRequestEntityTooLarge
+	case "ResourceConflictException":
+		return http.StatusConflict
+	case "UnsupportedMediaTypeException":
+		return http.StatusUnsupportedMediaType
+	case "ServiceException":
+		return http.StatusInternalServerError
+	case "ResourceNotReadyException", "EC2ThrottledException", "ENILimitReachedException":
+		return http.StatusBadGateway
 	case "DryRunOperation":
 		return http.StatusPreconditionFailed
 	case "RequestLimitExceeded", "ServiceUnavailable", "Unavailable":
@@ -632,8 +661,12 @@ func defaultMessage(code string) string {
 		return "The service is unavailable. Try again later."
 	case "InternalError":
 		return "An internal error has occurred."
-	case "ThrottlingException":
+	case "ThrottlingException", "TooManyRequestsException":
 		return "Rate exceeded"
+	case "ServiceException":
+		return "An internal error occurred in the Lambda service."
+	case "AccessDeniedException":
+		return "User is not authorized to perform this action."
 	}
 	return "Injected failure: " + code
 }

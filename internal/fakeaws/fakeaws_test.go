@@ -342,11 +342,11 @@ func TestUnroutedRequests(t *testing.T) {
 	_, err := ec2Client(s).DescribeVpcs(ctx(t), &ec2.DescribeVpcsInput{})
 	wantAPIError(t, err, "InvalidAction", http.StatusBadRequest)
 	// A request of no known protocol is a 404, and is recorded.
-	req, _ := http.NewRequest(http.MethodPost, s.URL()+"/2015-03-31/functions/f/invocations", strings.NewReader("{}"))
+	req, _ := http.NewRequest(http.MethodPost, s.URL()+"/2021-11-15/functions/f/response-streaming-invocations", strings.NewReader("{}"))
 	if code := statusOf(t, req); code != http.StatusNotFound {
 		t.Errorf("status %d", code)
 	}
-	if calls := s.Calls("POST /2015-03-31/functions/f/invocations"); len(calls) != 1 || calls[0].Service != "unknown" {
+	if calls := s.Calls("POST /2021-11-15/functions/f/response-streaming-invocations"); len(calls) != 1 || calls[0].Service != "unknown" {
 		t.Errorf("calls %+v", s.Calls(""))
 	}
 }

@@ -59,6 +59,98 @@ func decodeJSON(req *request, v any) *apiError {
 	return nil
 }
 
+// restJSONProtocol is AWS REST-JSON (Lambda): the operation is in the
+// method and path, its parameters in path labels, query and headers.
+// A path under a known prefix that matches no route is still the
+// service's (and answered UnknownOperationException in its encoding).
+type restJSONProtocol struct{}
+
+// restPrefixes maps a path prefix to the service it belongs to.
+var restPrefixes = map[string]string{
+	"/2015-03-31/": "lambda",
+}
+
+// restRoute is one operation; {Label} segments capture path labels.
+type restRoute struct {
+	method, path, action string
+}
+
+var restRoutes = map[string][]restRoute{
+	"lambda": {
+		{http.MethodGet, "/2015-03-31/functions", "ListFunctions"},
+		{http.MethodGet, "/2015-03-31/functions/{FunctionName}", "GetFunction"},
+		{http.MethodPost, "/2015-03-31/functions/{FunctionName}/invocations", "Invoke"},
+	},
+}
+
+func (restJSONProtocol) match(r *http.Request, _ []byte) (string, string, url.Values, bool) {
+	path := r.URL.EscapedPath()
+	svc := ""
+	for prefix, name := range restPrefixes {
+		if strings.HasPrefix(path, prefix) {
+			svc = name
+			break
+		}
+	}
+	if svc == "" {
+		return "", "", nil, false
+	}
+	segs := strings.Split(strings.TrimSuffix(path, "/"), "/")
+	for _, rt := range restRoutes[svc] {
+		if rt.method != r.Method {
+			continue
+		}
+		if params, ok := matchRoute(rt.path, segs); ok {
+			for k, vs := range r.URL.Query() {
+				if _, label := params[k]; !label {
+					params[k] = vs
+				}
+			}
+			return svc, rt.action, params, true
+		}
+	}
+	return svc, r.Method + " " + r.URL.Path, r.URL.Query(), true
+}
+
+// matchRoute matches the escaped path segments against a route pattern and
+// returns the decoded labels.
+func matchRoute(pattern string, segs []string) (url.Values, bool) {
+	want := strings.Split(pattern, "/")
+	if len(want) != len(segs) {
+		return nil, false
+	}
+	params := url.Values{}
+	for i, w := range want {
+		if label, ok := strings.CutPrefix(w, "{"); ok {
+			v, err := url.PathUnescape(segs[i])
+			if err != nil || v == "" {
+				return nil, false
+			}
+			params.Set(strings.TrimSuffix(label, "}"), v)
+			continue
+		}
+		if w != segs[i] {
+			return nil, false
+		}
+	}
+	return params, true
+}
+
+// writeError answers like Lambda: the code in X-Amzn-ErrorType, the
+// message in the body's Message, Type "User" or "Service".
+func (restJSONProtocol) writeError(w http.ResponseWriter, e *apiError, requestID string) {
+	typ := "User"
+	if e.status >= 500 {
+		typ = "Service"
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Amzn-Requestid", requestID)
+	w.Header().Set("X-Amzn-ErrorType", e.code)
+	w.WriteHeader(e.status)
+	b, _ := json.Marshal(map[string]string{"Type": typ, "Message": e.message})
+	_, _ = w.Write(b)
+}
+
 // queryProtocol is the EC2 Query protocol: a form with Action= (in the body,
 // or in the URL of a GET). Other AWS Query services (STS, …) share the
 // shape; they are told apart by the SigV4 signing name when they arrive.

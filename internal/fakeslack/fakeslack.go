@@ -1,7 +1,9 @@
 // Package fakeslack is an in-process fake of the parts of Slack that
 // computebot talks to: the Web API (chat.*, users.info, usergroups.users.list,
-// conversations.open, auth.test, apps.connections.open), response_url
-// endpoints, and the Socket Mode websocket.
+// conversations.open, auth.test, apps.connections.open,
+// files.getUploadURLExternal, files.completeUploadExternal), response_url
+// and upload_url endpoints, and the Socket Mode websocket (slash commands,
+// block actions, app_mention events).
 //
 // It exists so that end-to-end tests can drive the real slack-go socketmode
 // and Web API clients over real HTTP and WebSocket connections, and assert on
@@ -33,7 +35,9 @@
 //     ones (Call.Status, Call.Error), before its answer is written: once a
 //     client call has returned, Calls and Messages already show it.
 //   - Messages holds ephemeral messages and thread replies next to channel
-//     messages; filter on Message.Ephemeral and Message.ThreadTS.
+//     messages; filter on Message.Ephemeral and Message.ThreadTS. It also
+//     holds the users' messages SendMention records (User is not
+//     BotUserID) and file shares (Message.Files; the content is in Files).
 //   - Tokens: any non-empty token is accepted, but an xapp- token only for
 //     apps.connections.open and a non-xapp- token for everything else
 //     (not_allowed_token_type), which catches tokens wired the wrong way.
@@ -121,19 +125,26 @@ type Message struct {
 	TS       string
 	Channel  string
 	ThreadTS string // "" for a top-level message
-	User     string // author; BotUserID for everything posted through the API
-	Text     string
+	// User is the author: BotUserID for everything posted through the API,
+	// the mentioning user for a message recorded by SendMention.
+	User string
+	Text string
 	// Blocks and Attachments are the raw JSON arrays as last set, or nil.
 	Blocks      json.RawMessage
 	Attachments json.RawMessage
 	// Ephemeral messages are seen only by EphemeralUser.
 	Ephemeral     bool
 	EphemeralUser string
+	// Files lists the IDs of the files shared with the message (see File).
+	Files []string
 	// Updated counts chat.update calls and replace_original responses applied.
 	Updated int
 	// Via names how the message got there: "chat.postMessage",
-	// "chat.postEphemeral", "response_url" or "ack" (a slash command's ack
-	// payload, which Slack shows like a response_url reply).
+	// "chat.postEphemeral", "response_url", "ack" (a slash command's ack
+	// payload, which Slack shows like a response_url reply),
+	// "files.completeUploadExternal" (a file share; Text is the
+	// initial_comment) or "app_mention" (a user's message sent with
+	// SendMention).
 	Via string
 }
 
@@ -141,6 +152,7 @@ func (m *Message) clone() Message {
 	c := *m
 	c.Blocks = slices.Clone(m.Blocks)
 	c.Attachments = slices.Clone(m.Attachments)
+	c.Files = slices.Clone(m.Files)
 	return c
 }
 
@@ -180,6 +192,8 @@ type Server struct {
 	errs       map[string]*injectedError
 	latency    map[string]time.Duration
 	pingEvery  time.Duration
+	files      map[string]*fileRec // by ID, from files.getUploadURLExternal on
+	shared     []*fileRec          // completed uploads, in completion order
 
 	// socket mode
 	tickets    map[string]bool // apps.connections.open tickets not yet used
@@ -231,6 +245,7 @@ func New() *Server {
 		deliveries: map[string][]*delivery{},
 		envelopes:  map[string]envelopeInfo{},
 		pingEvery:  DefaultPingInterval,
+		files:      map[string]*fileRec{},
 	}
 	s.upgrader = websocket.Upgrader{
 		// slack-go always sends Origin: https://api.slack.com.
@@ -239,6 +254,7 @@ func New() *Server {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/api/", s.handleAPI)
 	mux.HandleFunc("/response/", s.handleResponseURL)
+	mux.HandleFunc("/upload/", s.handleUpload)
 	mux.HandleFunc("/ws", s.handleWS)
 	s.ts = httptest.NewServer(mux)
 	return s

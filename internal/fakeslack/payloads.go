@@ -131,7 +131,7 @@ func (s *Server) SendBlockAction(a BlockAction) (envelopeID string, err error) {
 	var threadTS string
 	ephemeral := false
 	if m := s.findMessage(a.ChannelID, a.MessageTS); m != nil {
-		message = messageJSON(m)
+		message = s.messageJSON(m)
 		threadTS = m.ThreadTS
 		ephemeral = m.Ephemeral
 		if el, found := findElement(m.Blocks, func(e element) bool { return e.actionID == a.ActionID }); found {

@@ -67,6 +67,9 @@ var apiHandlers = map[string]apiHandler{
 	"usergroups.users.list": (*Server).usergroupsUsersList,
 	"conversations.open":    (*Server).conversationsOpen,
 	"conversations.info":    (*Server).conversationsInfo,
+
+	"files.getUploadURLExternal":   (*Server).filesGetUploadURLExternal,
+	"files.completeUploadExternal": (*Server).filesCompleteUploadExternal,
 }
 
 // handleAPI serves POST (or GET) /api/METHOD.
@@ -322,15 +325,30 @@ func jsonArray(raw string) (json.RawMessage, bool) {
 	return b, true
 }
 
-func messageJSON(m *Message) map[string]any {
+// messageJSON renders a stored message as Slack does in API answers and
+// payloads. s.mu must be held (file names are looked up).
+func (s *Server) messageJSON(m *Message) map[string]any {
 	out := map[string]any{
-		"type":   "message",
-		"user":   m.User,
-		"bot_id": BotID,
-		"app_id": AppID,
-		"team":   TeamID,
-		"text":   m.Text,
-		"ts":     m.TS,
+		"type": "message",
+		"user": m.User,
+		"team": TeamID,
+		"text": m.Text,
+		"ts":   m.TS,
+	}
+	if m.User == BotUserID {
+		out["bot_id"], out["app_id"] = BotID, AppID
+	}
+	if len(m.Files) > 0 {
+		files := make([]any, 0, len(m.Files))
+		for _, id := range m.Files {
+			f := map[string]any{"id": id}
+			if r := s.files[id]; r != nil {
+				f["name"], f["title"] = r.f.Name, r.f.Title
+			}
+			files = append(files, f)
+		}
+		out["files"] = files
+		out["upload"] = true
 	}
 	if m.ThreadTS != "" {
 		out["thread_ts"] = m.ThreadTS
@@ -375,7 +393,7 @@ func (s *Server) chatPostMessage(p map[string]string) apiResult {
 		Attachments: c.attachments,
 		Via:         "chat.postMessage",
 	})
-	return ok(map[string]any{"channel": ch, "ts": m.TS, "message": messageJSON(m)})
+	return ok(map[string]any{"channel": ch, "ts": m.TS, "message": s.messageJSON(m)})
 }
 
 func (s *Server) chatUpdate(p map[string]string) apiResult {
@@ -410,7 +428,7 @@ func (s *Server) chatUpdate(p map[string]string) apiResult {
 	}
 	m.Updated++
 	s.notifyLocked()
-	return ok(map[string]any{"channel": ch, "ts": m.TS, "text": m.Text, "message": messageJSON(m)})
+	return ok(map[string]any{"channel": ch, "ts": m.TS, "text": m.Text, "message": s.messageJSON(m)})
 }
 
 func (s *Server) chatPostEphemeral(p map[string]string) apiResult {
@@ -449,6 +467,9 @@ func (s *Server) chatDelete(p map[string]string) apiResult {
 	m := s.findMessage(ch, ts)
 	if m == nil || m.Ephemeral {
 		return fail("message_not_found")
+	}
+	if m.User != BotUserID {
+		return fail("cant_delete_message")
 	}
 	s.deleteMessageLocked(ch, ts)
 	return ok(map[string]any{"channel": ch, "ts": ts})
