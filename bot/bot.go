@@ -72,6 +72,9 @@ type Options struct {
 	// OnConnected, when set, is called each time the socket connects
 	// (readiness probes, tests).
 	OnConnected func()
+	// OnAck, when set, gets the time from the bot receiving each envelope
+	// to its ack being handed to the socket (metrics, benchmarks).
+	OnAck func(envelopeType string, d time.Duration)
 }
 
 // Bot is computebot's Slack side.
@@ -96,6 +99,7 @@ type Bot struct {
 	waitCtx  context.Context // cancelled when shutdown starts
 
 	userLocks sync.Map // Slack user ID → *sync.Mutex
+	received  sync.Map // envelope ID → time.Time, until its ack
 }
 
 // New checks opts and builds a Bot; Run starts it.

@@ -42,6 +42,9 @@ func (b *Bot) handleEvent(ctx context.Context, evt socketmode.Event) {
 		if req == nil {
 			return
 		}
+		if b.opts.OnAck != nil {
+			b.received.Store(req.EnvelopeID, time.Now())
+		}
 		if req.RetryAttempt > 0 {
 			b.log.Info("redelivered envelope", "envelope_id", req.EnvelopeID, "retry_attempt", req.RetryAttempt, "retry_reason", req.RetryReason)
 		}
@@ -79,6 +82,11 @@ func (b *Bot) ack(req *socketmode.Request, payload any) {
 	}
 	if err != nil {
 		b.log.Error("ack failed", "envelope_id", req.EnvelopeID, "err", err)
+	}
+	if b.opts.OnAck != nil {
+		if t, ok := b.received.LoadAndDelete(req.EnvelopeID); ok {
+			b.opts.OnAck(req.Type, time.Since(t.(time.Time)))
+		}
 	}
 }
 
