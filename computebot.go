@@ -189,3 +189,33 @@ func ErrorCode(err error) string {
 	}
 	return ""
 }
+
+// MetricsQuery asks for the idle-detection metrics of many instances over
+// one window, in fixed periods.
+type MetricsQuery struct {
+	InstanceIDs []string
+	Start, End  time.Time     // End is exclusive; both aligned to Period
+	Period      time.Duration // 5 minutes for basic monitoring
+}
+
+// InstanceMetrics are one instance's datapoints over a window, oldest
+// first, one per period that has data: CPUUtilization (Maximum, percent)
+// and NetworkIn + NetworkOut (Sum, bytes). A period without a datapoint is
+// simply absent, so len(...) < the number of periods means partial data.
+type InstanceMetrics struct {
+	CPUMax     []Datapoint
+	NetworkIn  []Datapoint
+	NetworkOut []Datapoint
+}
+
+// Datapoint is one period's value.
+type Datapoint struct {
+	Time  time.Time
+	Value float64
+}
+
+// Metrics reads CloudWatch. Implemented by package aws with GetMetricData,
+// batched (up to 500 queries per call), never one call per instance.
+type Metrics interface {
+	InstanceMetrics(ctx context.Context, q MetricsQuery) (map[string]InstanceMetrics, error)
+}
