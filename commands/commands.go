@@ -111,6 +111,10 @@ type LambdaInvoke struct {
 // as a mention in a request thread: "@computebot status").
 type Status struct{}
 
+// Idle asks which instances are idle, snoozed or about to be stopped
+// ("/computebot idle", approvers).
+type Idle struct{}
+
 // Help asks for help. Topic is a definition name ("launch", "lambda",
 // "lambda invoke"); "" means all commands. HelpText renders it.
 type Help struct{ Topic string }
@@ -124,4 +128,5 @@ func (*Extend) CommandName() string       { return "extend" }
 func (*LambdaList) CommandName() string   { return "lambda list" }
 func (*LambdaInvoke) CommandName() string { return "lambda invoke" }
 func (*Status) CommandName() string       { return "status" }
+func (*Idle) CommandName() string         { return "idle" }
 func (*Help) CommandName() string         { return "help" }

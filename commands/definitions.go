@@ -24,6 +24,7 @@ type Definition struct {
 	Notes string
 
 	mentionOnly bool   // no slash command of its own: usage is "@computebot NAME"
+	subOnly     bool   // no slash command of its own: usage is "/computebot NAME"
 	extraHint   string // added to "unexpected argument" replies
 	build       func(p *parsed) Result
 }
@@ -148,6 +149,14 @@ func Definitions() []Definition {
 			build:       func(*parsed) Result { return run(&Status{}) },
 		},
 		{
+			Name:     "idle",
+			Summary:  "Show which instances are idle, snoozed, or about to be stopped by the idle scheduler.",
+			Who:      "approvers",
+			Examples: []string{`/computebot idle`},
+			subOnly:  true,
+			build:    func(*parsed) Result { return run(&Idle{}) },
+		},
+		{
 			Name:     "help",
 			Summary:  "Show this help, or the help of one command.",
 			Who:      "anyone",
@@ -166,7 +175,7 @@ func usageLine(d *Definition) string {
 	var b strings.Builder
 	if d.mentionOnly {
 		b.WriteString("@computebot ")
-	} else if d.Name == "help" {
+	} else if d.Name == "help" || d.subOnly {
 		b.WriteString("/computebot ")
 	} else {
 		b.WriteString("/")
