@@ -61,7 +61,14 @@ const (
 	ActionListAll   ActionKind = "list-all" // see everyone's instances
 
 	ActionInvoke ActionKind = "invoke" // run a Lambda function
+
+	ActionKeep       ActionKind = "keep"      // Keep running: snooze an idle notice
+	ActionIdleReport ActionKind = "idle"      // see the idle scheduler's report
+	ActionAutoStop   ActionKind = "auto-stop" // the scheduler stopping an idle or expired instance
 )
+
+// SystemActor is the actor of the bot's own actions (the idle scheduler).
+const SystemActor = "computebot"
 
 // Action is one attempt by Actor (a Slack user ID) to do Kind to Request,
 // Instance or Function.
@@ -206,12 +213,25 @@ func (a *Authorizer) Authorize(ctx context.Context, act Action) (Decision, error
 		}
 		return Decision{Verdict: Allow}, nil
 
-	case ActionStop, ActionStart, ActionTerminate, ActionExtend:
+	case ActionStop, ActionStart, ActionTerminate, ActionExtend, ActionKeep:
 		return a.authorizeInstance(ctx, act)
 
-	case ActionListAll:
+	case ActionAutoStop:
+		// Only the scheduler, and only on instances computebot launched.
+		if act.Actor != SystemActor {
+			return Decision{Deny, "internal error: only the scheduler stops instances on its own"}, nil
+		}
+		if act.Instance == nil || act.Instance.Tags[computebot.TagManaged] != "true" {
+			return Decision{Deny, "not launched by computebot"}, nil
+		}
+		return Decision{Verdict: Allow}, nil
+
+	case ActionListAll, ActionIdleReport:
 		ok, err := a.IsApprover(ctx, act.Actor)
 		if err != nil || !ok {
+			if act.Kind == ActionIdleReport {
+				return Decision{Deny, fmt.Sprintf("Only approvers can see the idle report (%s).", a.ApproverMentions())}, err
+			}
 			return Decision{Deny, fmt.Sprintf("Only approvers can list everyone's instances (%s). `/instances` without `--all` lists yours.", a.ApproverMentions())}, err
 		}
 		return Decision{Verdict: Allow}, nil
