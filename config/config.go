@@ -59,6 +59,11 @@ type Idle struct {
 	CPUBelowPercent float64  `yaml:"cpu_below_percent"`
 	For             Duration `yaml:"for"`
 	Grace           Duration `yaml:"grace"`
+	// NetworkBelowBytes: NetworkIn+NetworkOut per 5-minute period must stay
+	// below this too, so a low-CPU download is not idle.
+	NetworkBelowBytes float64  `yaml:"network_below_bytes"`
+	Snooze            Duration `yaml:"snooze"`       // what Keep running buys
+	LeaseAction       string   `yaml:"lease_action"` // "stop" or "terminate" when a lease expires
 }
 
 // Lambda configures /lambda.
@@ -88,6 +93,9 @@ const (
 	DefaultIdleCPUPercent    = 5
 	DefaultIdleFor           = time.Hour
 	DefaultIdleGrace         = 30 * time.Minute
+	DefaultIdleNetworkBytes  = 5e6
+	DefaultIdleSnooze        = 4 * time.Hour
+	DefaultLeaseAction       = "stop"
 	DefaultLambdaTimeout     = 60 * time.Second
 	DefaultStorePath         = "computebot.db"
 )
@@ -103,10 +111,13 @@ func Default() *Config {
 			MaxLease:          Duration(DefaultMaxLease),
 		},
 		Idle: Idle{
-			Schedule:        DefaultIdleSchedule,
-			CPUBelowPercent: DefaultIdleCPUPercent,
-			For:             Duration(DefaultIdleFor),
-			Grace:           Duration(DefaultIdleGrace),
+			Schedule:          DefaultIdleSchedule,
+			CPUBelowPercent:   DefaultIdleCPUPercent,
+			For:               Duration(DefaultIdleFor),
+			Grace:             Duration(DefaultIdleGrace),
+			NetworkBelowBytes: DefaultIdleNetworkBytes,
+			Snooze:            Duration(DefaultIdleSnooze),
+			LeaseAction:       DefaultLeaseAction,
 		},
 		Lambda: Lambda{
 			AllowedFunctions: []string{"*"},

@@ -124,6 +124,13 @@ func (c *Config) problems() []*Problem {
 		add("idle.cpu_below_percent", "must be more than 0 and at most 100, not %v", p)
 	}
 	positive("idle.for", c.Idle.For)
+	if c.Idle.NetworkBelowBytes <= 0 {
+		add("idle.network_below_bytes", "must be more than 0, not %v", c.Idle.NetworkBelowBytes)
+	}
+	positive("idle.snooze", c.Idle.Snooze)
+	if a := c.Idle.LeaseAction; a != "stop" && a != "terminate" {
+		add("idle.lease_action", "must be \"stop\" or \"terminate\", not %q", a)
+	}
 	if c.Idle.Grace < 0 {
 		add("idle.grace", "must not be negative, not %s", c.Idle.Grace)
 	}
