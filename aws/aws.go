@@ -1,8 +1,8 @@
-// Package aws implements computebot.Cloud with the AWS SDK for Go v2 (EC2,
-// SSM, the Pricing API and Lambda). It is the only package that imports the
-// SDK: the rest of the bot sees computebot types, and every failure comes
-// back as a *computebot.Error whose Message can be shown to a Slack user as
-// is.
+// Package aws implements computebot.Cloud and computebot.Metrics with the
+// AWS SDK for Go v2 (EC2, SSM, the Pricing API, Lambda and CloudWatch). It
+// is the only package that imports the SDK: the rest of the bot sees
+// computebot types, and every failure comes back as a *computebot.Error
+// whose Message can be shown to a Slack user as is.
 package aws
 
 import (
@@ -14,6 +14,7 @@ import (
 
 	awssdk "github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/cloudwatch"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/pricing"
@@ -42,22 +43,29 @@ type Options struct {
 	CallTimeout   time.Duration // bounds each AWS call, retries included (default 20s); not Invoke, see there
 	PriceCacheTTL time.Duration // how long a known price is reused (default 24h)
 	PricingRegion string        // region of the Pricing API endpoint (default us-east-1)
-	Logger        *slog.Logger  // debug lines per call; nil discards
+	// MetricCallsInFlight bounds InstanceMetrics' concurrent GetMetricData
+	// calls (default DefaultMetricCallsInFlight).
+	MetricCallsInFlight int
+	Logger              *slog.Logger // debug lines per call; nil discards
 }
 
-// Client talks to EC2, SSM, the Pricing API and Lambda. It is safe for
-// concurrent use.
+// Client talks to EC2, SSM, the Pricing API, Lambda and CloudWatch. It is
+// safe for concurrent use.
 type Client struct {
-	ec2     *ec2.Client
-	ssm     *ssm.Client
-	pricing *pricing.Client
-	lambda  *lambda.Client
+	ec2        *ec2.Client
+	ssm        *ssm.Client
+	pricing    *pricing.Client
+	lambda     *lambda.Client
+	cloudwatch *cloudwatch.Client
 
 	region        string
 	callTimeout   time.Duration
 	priceCacheTTL time.Duration
 	log           *slog.Logger
 	now           func() time.Time // replaced in tests to age the price cache
+
+	metricCallsInFlight int
+	metricsPageSize     int32 // GetMetricData MaxDatapoints; 0 = CloudWatch's default (100,800); set by tests
 
 	mu      sync.Mutex
 	prices  map[string]priceEntry   // instance type → cached answer
@@ -68,8 +76,8 @@ var _ computebot.Cloud = (*Client)(nil)
 
 // New loads the SDK's default configuration (environment, shared config,
 // instance role; AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_EC2,
-// AWS_ENDPOINT_URL_LAMBDA…, AWS_MAX_ATTEMPTS are honoured) and returns a
-// Client.
+// AWS_ENDPOINT_URL_LAMBDA, AWS_ENDPOINT_URL_CLOUDWATCH…, AWS_MAX_ATTEMPTS
+// are honoured) and returns a Client.
 func New(ctx context.Context, opts Options) (*Client, error) {
 	var loadOpts []func(*config.LoadOptions) error
 	if opts.Region != "" {
@@ -108,6 +116,9 @@ func NewFromConfig(cfg awssdk.Config, opts Options) *Client {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	if opts.MetricCallsInFlight <= 0 {
+		opts.MetricCallsInFlight = DefaultMetricCallsInFlight
+	}
 	pricingRegion := opts.PricingRegion
 	return &Client{
 		ec2: ec2.NewFromConfig(cfg),
@@ -115,14 +126,16 @@ func NewFromConfig(cfg awssdk.Config, opts Options) *Client {
 		pricing: pricing.NewFromConfig(cfg, func(o *pricing.Options) {
 			o.Region = pricingRegion
 		}),
-		lambda:        lambda.NewFromConfig(cfg),
-		region:        cfg.Region,
-		callTimeout:   opts.CallTimeout,
-		priceCacheTTL: opts.PriceCacheTTL,
-		log:           opts.Logger.With("component", "aws"),
-		now:           time.Now,
-		prices:        map[string]priceEntry{},
-		flights:       map[string]*priceFlight{},
+		lambda:              lambda.NewFromConfig(cfg),
+		cloudwatch:          cloudwatch.NewFromConfig(cfg),
+		metricCallsInFlight: opts.MetricCallsInFlight,
+		region:              cfg.Region,
+		callTimeout:         opts.CallTimeout,
+		priceCacheTTL:       opts.PriceCacheTTL,
+		log:                 opts.Logger.With("component", "aws"),
+		now:                 time.Now,
+		prices:              map[string]priceEntry{},
+		flights:             map[string]*priceFlight{},
 	}
 }
 

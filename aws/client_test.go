@@ -644,7 +644,7 @@ func TestHourlyPriceConcurrent(t *testing.T) {
 }
 
 // New goes through the SDK's default chain, so AWS_ENDPOINT_URL points every
-// service (EC2, SSM, Pricing) at the fake.
+// service (EC2, SSM, Pricing, Lambda, CloudWatch) at the fake.
 func TestNewFromEnvironment(t *testing.T) {
 	fake := newFake(t)
 	t.Setenv("AWS_ENDPOINT_URL", fake.URL())
@@ -678,6 +678,12 @@ func TestNewFromEnvironment(t *testing.T) {
 	fake.AddFunction(fakeaws.Function{Name: "hello"})
 	if res, err := c.Invoke(ctx, computebot.Invocation{Function: "hello", Payload: []byte(`{}`)}); err != nil || string(res.Payload) != `{}` {
 		t.Fatalf("Invoke through AWS_ENDPOINT_URL: %+v, %v", res, err)
+	}
+	fake.PutMetric("i-env", "CPUUtilization", time.Date(2026, 11, 28, 9, 1, 0, 0, time.UTC), 4)
+	m, err := c.InstanceMetrics(ctx, computebot.MetricsQuery{InstanceIDs: []string{"i-env"},
+		Start: time.Date(2026, 11, 28, 9, 0, 0, 0, time.UTC), End: time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC), Period: 5 * time.Minute})
+	if err != nil || len(m["i-env"].CPUMax) != 1 {
+		t.Fatalf("InstanceMetrics through AWS_ENDPOINT_URL: %+v, %v", m, err)
 	}
 	// With AWS_MAX_ATTEMPTS=1 a single throttle is not retried.
 	fake.FailNext("DescribeInstanceTypes", "RequestLimitExceeded", "", 1)

@@ -105,6 +105,9 @@ var errorRules = []errorRule{
 			if c.Function != "" && code == "TooManyRequestsException" {
 				return fmt.Sprintf("Lambda is throttling %s right now (too many concurrent runs or requests); try again shortly.", c.Function)
 			}
+			if strings.HasPrefix(c.API, "cloudwatch:") {
+				return fmt.Sprintf("CloudWatch is throttling metric reads right now (%s, %s); try again shortly.", code, c.API)
+			}
 			return "AWS is throttling requests right now; try again shortly."
 		},
 	},
@@ -116,7 +119,8 @@ var errorRules = []errorRule{
 		},
 	},
 	{
-		codes: []string{"InvalidParameterValue", "InvalidParameterCombination", "InvalidParameterValueException"},
+		codes: []string{"InvalidParameterValue", "InvalidParameterCombination", "InvalidParameterValueException",
+			"ValidationError", "ValidationException", "MissingParameter", "InvalidNextToken"},
 		message: func(c callInfo, code, msg string) string {
 			low := strings.ToLower(msg)
 			if c.Type != "" && (strings.Contains(low, "instancetype") || strings.Contains(low, "instance type")) {
@@ -241,7 +245,7 @@ var errorRules = []errorRule{
 	},
 	{
 		codes: []string{"InternalError", "InternalFailure", "InternalServerError", "InternalServerException",
-			"ServiceUnavailable", "ServiceUnavailableException", "Unavailable", "ServiceException"},
+			"InternalServiceError", "ServiceUnavailable", "ServiceUnavailableException", "Unavailable", "ServiceException"},
 		message: func(_ callInfo, code, _ string) string {
 			return fmt.Sprintf("AWS had an internal error (%s); try again shortly.", code)
 		},
@@ -339,8 +343,11 @@ func isCredentialError(err error) bool {
 // does not stop a function whose caller went away.
 func timeoutMessage(info callInfo, d time.Duration) string {
 	who := "AWS"
-	if strings.HasPrefix(info.API, "lambda:") {
+	switch {
+	case strings.HasPrefix(info.API, "lambda:"):
 		who = "Lambda"
+	case strings.HasPrefix(info.API, "cloudwatch:"):
+		who = "CloudWatch"
 	}
 	within := "in time"
 	if d > 0 {

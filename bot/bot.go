@@ -67,6 +67,7 @@ type Options struct {
 	RetryBackoff    time.Duration // wait before the next attempt, times the attempt number; default 1s
 	SweepInterval   time.Duration // how often pending requests are checked for expiry; default 30s
 	ShutdownTimeout time.Duration // in-flight work gets this long after Run's context ends; default 20s
+	NoticeInterval  time.Duration // least time between two notices in one channel; default 1s (Slack's limit)
 	Now             func() time.Time
 
 	// OnConnected, when set, is called each time the socket connects
@@ -98,6 +99,9 @@ type Bot struct {
 	waiters  sync.WaitGroup
 	waitCtx  context.Context // cancelled when shutdown starts
 
+	idle IdleScheduler
+	pace *pacer // spaces notices per channel
+
 	userLocks sync.Map // Slack user ID → *sync.Mutex
 	received  sync.Map // envelope ID → time.Time, until its ack
 }
@@ -128,6 +132,7 @@ func New(opts Options) (*Bot, error) {
 	}
 	setDefault(&opts.SweepInterval, 30*time.Second)
 	setDefault(&opts.ShutdownTimeout, 20*time.Second)
+	setDefault(&opts.NoticeInterval, time.Second)
 	setDefault(&opts.Settings.ApprovalTTL, 24*time.Hour)
 	setDefault(&opts.Settings.DefaultLease, 8*time.Hour)
 	setDefault(&opts.Settings.MaxLease, 72*time.Hour)
@@ -152,6 +157,7 @@ func New(opts Options) (*Bot, error) {
 		jobs:   make(chan job, 4096),
 		acking: make(chan struct{}, 256),
 		seen:   newEnvelopeSet(15 * time.Minute),
+		pace:   newPacer(opts.NoticeInterval),
 	}
 	b.chat = newSlackChat(api)
 	b.authz = policy.New(policy.Rules{

@@ -36,6 +36,12 @@ func (b *Bot) runCommand(ctx context.Context, o origin, cmd commands.Command) {
 		b.invoke(ctx, o, c.Function, c.Payload, c.Async)
 	case *commands.Status:
 		b.status(ctx, o)
+	case *commands.Idle:
+		b.idleReport(ctx, o)
+	case keepCommand:
+		b.onNoticeButton(ctx, o, c.instanceID, true)
+	case stopNowCommand:
+		b.onNoticeButton(ctx, o, c.instanceID, false)
 	case *commands.Help:
 		b.tell(ctx, o, reply.Plain(commands.HelpText(c.Topic)))
 	default:

@@ -290,6 +290,10 @@ func clickCommand(actionID, value string) (commands.Command, error) {
 			return nil, fmt.Errorf("bad extend value %q", value)
 		}
 		return &commands.Extend{Target: id, Hours: n}, nil
+	case reply.ActionKeepRunning:
+		return keepCommand{instanceID: value}, nil
+	case reply.ActionStopNow:
+		return stopNowCommand{instanceID: value}, nil
 	case reply.ActionPage:
 		parts := strings.Split(value, "|")
 		if len(parts) != 3 {

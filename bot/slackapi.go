@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/slack-go/slack"
@@ -22,6 +23,8 @@ type chat interface {
 	Respond(ctx context.Context, responseURL string, m reply.Message) error
 	UserGroupMembers(ctx context.Context, group string) ([]string, error)
 	Upload(ctx context.Context, channel, threadTS, filename, title, content string) error
+	// DMChannel opens (or finds) the direct-message channel with a user.
+	DMChannel(ctx context.Context, user string) (string, error)
 }
 
 // slackChat implements chat with slack-go. Rate-limited calls (HTTP 429) are
@@ -138,6 +141,54 @@ func (s *slackChat) Upload(ctx context.Context, channel, threadTS, filename, tit
 	})
 	if err != nil {
 		return fmt.Errorf("slack: upload %s to %s: %w", filename, channel, err)
+	}
+	return nil
+}
+
+func (s *slackChat) DMChannel(ctx context.Context, user string) (string, error) {
+	var ch *slack.Channel
+	err := s.retry(ctx, func() error {
+		var err error
+		ch, _, _, err = s.api.OpenConversationContext(ctx, &slack.OpenConversationParameters{Users: []string{user}})
+		return err
+	})
+	if err != nil {
+		return "", fmt.Errorf("slack: conversations.open with %s: %w", user, err)
+	}
+	return ch.ID, nil
+}
+
+// pacer spaces posts to one channel: Slack allows about one
+// chat.postMessage per second per channel, so a burst (100 idle notices)
+// is spread out instead of answered with a storm of 429s.
+type pacer struct {
+	mu       sync.Mutex
+	interval time.Duration
+	next     map[string]time.Time
+}
+
+func newPacer(interval time.Duration) *pacer {
+	return &pacer{interval: interval, next: map[string]time.Time{}}
+}
+
+// wait blocks until channel may be posted to again.
+func (p *pacer) wait(ctx context.Context, channel string) error {
+	p.mu.Lock()
+	now := time.Now()
+	at := p.next[channel]
+	if at.Before(now) {
+		at = now
+	}
+	p.next[channel] = at.Add(p.interval)
+	p.mu.Unlock()
+	if d := time.Until(at); d > 0 {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
 	}
 	return nil
 }

@@ -64,6 +64,9 @@ type Idle struct {
 	NetworkBelowBytes float64  `yaml:"network_below_bytes"`
 	Snooze            Duration `yaml:"snooze"`       // what Keep running buys
 	LeaseAction       string   `yaml:"lease_action"` // "stop" or "terminate" when a lease expires
+	// MetricsDelay: CloudWatch publishes a period minutes after it ends, so
+	// the look-back window ends this long before now.
+	MetricsDelay Duration `yaml:"metrics_delay"`
 }
 
 // Lambda configures /lambda.
@@ -96,6 +99,7 @@ const (
 	DefaultIdleNetworkBytes  = 5e6
 	DefaultIdleSnooze        = 4 * time.Hour
 	DefaultLeaseAction       = "stop"
+	DefaultIdleMetricsDelay  = 10 * time.Minute
 	DefaultLambdaTimeout     = 60 * time.Second
 	DefaultStorePath         = "computebot.db"
 )
@@ -118,6 +122,7 @@ func Default() *Config {
 			NetworkBelowBytes: DefaultIdleNetworkBytes,
 			Snooze:            Duration(DefaultIdleSnooze),
 			LeaseAction:       DefaultLeaseAction,
+			MetricsDelay:      Duration(DefaultIdleMetricsDelay),
 		},
 		Lambda: Lambda{
 			AllowedFunctions: []string{"*"},

@@ -128,6 +128,9 @@ func (c *Config) problems() []*Problem {
 		add("idle.network_below_bytes", "must be more than 0, not %v", c.Idle.NetworkBelowBytes)
 	}
 	positive("idle.snooze", c.Idle.Snooze)
+	if c.Idle.MetricsDelay < 0 {
+		add("idle.metrics_delay", "must not be negative, not %s", c.Idle.MetricsDelay)
+	}
 	if a := c.Idle.LeaseAction; a != "stop" && a != "terminate" {
 		add("idle.lease_action", "must be \"stop\" or \"terminate\", not %q", a)
 	}

@@ -114,3 +114,44 @@ func checkKV(ctx context.Context, bucket, key string) error {
 	}
 	return nil
 }
+
+// List calls fn with the key and the raw JSON value of every entry in
+// bucket, in key order; a missing bucket has no entries. raw is only valid
+// during the call (decode it, or copy it); fn must not write to the store.
+// An error from fn stops the listing and is returned unchanged.
+func (db *DB) List(ctx context.Context, bucket string, fn func(key string, raw []byte) error) error {
+	if err := checkKV(ctx, bucket, "-"); err != nil {
+		return fmt.Errorf("store: list %s: %w", bucket, err)
+	}
+	var fnErr error
+	err := db.bolt.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(kvBucket).Bucket([]byte(bucket))
+		if b == nil {
+			return nil
+		}
+		c := b.Cursor()
+		n := 0
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			if v == nil { // a nested bucket, never created by this API
+				continue
+			}
+			if n++; n%1024 == 0 {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+			}
+			if err := fn(string(k), v); err != nil {
+				fnErr = err
+				return err
+			}
+		}
+		return nil
+	})
+	if fnErr != nil {
+		return fnErr
+	}
+	if err != nil {
+		return fmt.Errorf("store: list %s: %w", bucket, err)
+	}
+	return nil
+}

@@ -55,6 +55,7 @@ type bed struct {
 	stderr *syncBuffer
 	opts   bot.Options
 	seen   map[string]bool // requests a helper already returned
+	tune   func(*Main)
 }
 
 type bedOption func(*bed)
@@ -67,7 +68,13 @@ func withBotOptions(f func(*bot.Options)) bedOption { return func(b *bed) { f(&b
 
 func newBed(t testing.TB, opts ...bedOption) *bed {
 	t.Helper()
-	b := &bed{t: t, slack: fakeslack.New(), aws: fakeaws.New(), dir: t.TempDir(), cfg: baseConfig, stderr: &syncBuffer{}, seen: map[string]bool{}}
+	return newBedWith(t, nil, opts...)
+}
+
+// newBedWith is newBed with a hook to adjust each Main before it runs.
+func newBedWith(t testing.TB, tune func(*Main), opts ...bedOption) *bed {
+	t.Helper()
+	b := &bed{t: t, tune: tune, slack: fakeslack.New(), aws: fakeaws.New(), dir: t.TempDir(), cfg: baseConfig, stderr: &syncBuffer{}, seen: map[string]bool{}}
 	t.Cleanup(b.slack.Close)
 	t.Cleanup(b.aws.Close)
 	b.opts.PollInterval = 50 * time.Millisecond
@@ -124,6 +131,9 @@ func (b *bed) start() {
 	m.Getenv = b.env
 	m.Stderr = b.stderr
 	m.BotOptions = b.opts
+	if b.tune != nil {
+		b.tune(m)
+	}
 	if err := m.ParseFlags([]string{"--config", filepath.Join(b.dir, "config.yaml"), "--log-level", "debug"}); err != nil {
 		b.t.Fatal(err)
 	}

@@ -14,11 +14,14 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/computebot/computebot"
 	"github.com/computebot/computebot/aws"
 	"github.com/computebot/computebot/bot"
 	"github.com/computebot/computebot/config"
+	"github.com/computebot/computebot/idle"
+	"github.com/computebot/computebot/reply"
 	"github.com/computebot/computebot/store"
 )
 
@@ -60,11 +63,14 @@ type Main struct {
 	Getenv func(string) string
 	Stderr io.Writer
 
-	// BotOptions lets tests tighten timings; zero values keep the defaults.
-	BotOptions bot.Options
+	// BotOptions and IdleCheckEvery let tests tighten timings; zero values
+	// keep the defaults.
+	BotOptions     bot.Options
+	IdleCheckEvery time.Duration
 
 	log    *slog.Logger
 	store  *store.DB
+	idle   *idle.Scheduler
 	cancel context.CancelFunc
 	done   chan error
 	once   sync.Once
@@ -140,6 +146,16 @@ func (m *Main) Run(ctx context.Context) error {
 		_ = db.Close()
 		return err
 	}
+	sched, err := idle.New(idleSettings(cfg, m.IdleCheckEvery), idle.Deps{
+		Cloud: cloud, Notifier: b, Authorizer: b, Audit: b.Audit, KV: db, Prices: b.Price,
+		Logger: m.log.With("component", "idle"), FormatTime: reply.SlackDate,
+	})
+	if err != nil {
+		_ = db.Close()
+		return err
+	}
+	b.SetIdle(sched)
+	m.idle = sched
 
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	m.cancel = cancel
@@ -147,6 +163,7 @@ func (m *Main) Run(ctx context.Context) error {
 		m.done <- b.Run(runCtx)
 		close(m.done)
 	}()
+	sched.Start(runCtx)
 	m.log.Info("computebot started", "config", m.ConfigPath, "store", cfg.Store.Path)
 	return nil
 }
@@ -158,6 +175,9 @@ func (m *Main) Done() <-chan error { return m.done }
 // Close stops the bot, waits for in-flight work and closes the store.
 func (m *Main) Close() error {
 	m.once.Do(func() {
+		if m.idle != nil {
+			m.idle.Stop() // no new scans; a running one finishes
+		}
 		if m.cancel != nil {
 			m.cancel()
 			for err := range m.done {
@@ -183,6 +203,20 @@ func checkTokens(botToken, appToken string) error {
 		return errors.New("SLACK_BOT_TOKEN must be a bot token (starts with xoxb-)")
 	}
 	return nil
+}
+
+func idleSettings(c *config.Config, checkEvery time.Duration) idle.Settings {
+	return idle.Settings{
+		Schedule:          c.Idle.Schedule,
+		CPUBelowPercent:   c.Idle.CPUBelowPercent,
+		NetworkBelowBytes: c.Idle.NetworkBelowBytes,
+		For:               c.Idle.For.Duration(),
+		Grace:             c.Idle.Grace.Duration(),
+		Snooze:            c.Idle.Snooze.Duration(),
+		LeaseAction:       c.Idle.LeaseAction,
+		MetricsDelay:      c.Idle.MetricsDelay.Duration(),
+		CheckEvery:        checkEvery,
+	}
 }
 
 func settings(c *config.Config) bot.Settings {

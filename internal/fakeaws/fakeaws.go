@@ -6,9 +6,11 @@
 //
 // One HTTP server serves every service on one URL. Requests are routed by
 // protocol: an X-Amz-Target header selects a JSON 1.1 service (Pricing,
-// SSM); a REST-JSON path prefix selects Lambda (/2015-03-31/…); a form body
-// with Action= is the EC2 Query protocol. Signatures are never verified.
-// State is in memory and guarded by one mutex.
+// SSM); a REST-JSON path prefix selects Lambda (/2015-03-31/…); a Smithy
+// RPC v2 CBOR path (/service/GraniteServiceVersion20100801/operation/…)
+// selects CloudWatch; a form body with Action= is the EC2 Query protocol.
+// Signatures are never verified. State is in memory and guarded by one
+// mutex.
 package fakeaws
 
 import (
@@ -78,10 +80,13 @@ type Instance struct {
 
 // Call is one request the fake received.
 type Call struct {
-	Service string // "ec2", "pricing", "ssm", "lambda" (or "unknown")
-	Action  string // operation name, e.g. "RunInstances", "GetProducts", "Invoke"
+	Service string // "ec2", "pricing", "ssm", "lambda", "cloudwatch" (or "unknown")
+	Action  string // operation name, e.g. "RunInstances", "GetProducts", "Invoke", "GetMetricData"
 	// Params are the EC2 Query form parameters; for REST-JSON (Lambda) the
-	// query string plus the path labels (FunctionName); nil for JSON 1.1.
+	// query string plus the path labels (FunctionName); for RPC v2 CBOR
+	// (CloudWatch) the body flattened the Query way (ScanBy,
+	// MetricDataQueries.1.Id, MetricDataQueries.1.MetricStat.Metric.Dimensions.1.Value,
+	// timestamps in RFC 3339), decoded when Calls is called; nil for JSON 1.1.
 	Params url.Values
 	Body   []byte    // raw request body (for Invoke, the payload)
 	Time   time.Time // when the request arrived
@@ -106,7 +111,9 @@ type Server struct {
 	params        map[string]ssmParam
 	privateSubnet map[string]bool
 	instances     map[string]*instance
-	volumes       map[string]string // volume ID → instance ID
+	order         []*instance            // instances by seq (launch order), the DescribeInstances scan order
+	metrics       map[metricKey][]sample // CloudWatch samples, each slice sorted by time
+	volumes       map[string]string      // volume ID → instance ID
 	tokens        map[string]*launchRecord
 	functions     map[string]Function     // Lambda functions by name
 	invocations   map[string][]Invocation // by function name
@@ -114,6 +121,7 @@ type Server struct {
 	latency       map[string]time.Duration
 	faults        []*fault
 	calls         []Call
+	callsDropped  int   // calls forgotten by ResetCalls
 	seq           int64 // launch order; also the DescribeInstances page cursor
 	nextPublic    int
 	nextPrivate   int
@@ -136,6 +144,7 @@ func New() *Server {
 		params:        map[string]ssmParam{},
 		privateSubnet: map[string]bool{},
 		instances:     map[string]*instance{},
+		metrics:       map[metricKey][]sample{},
 		volumes:       map[string]string{},
 		tokens:        map[string]*launchRecord{},
 		functions:     map[string]Function{},
@@ -359,6 +368,9 @@ func (s *Server) AddInstance(inst Instance) {
 	if old, ok := s.instances[inst.ID]; ok {
 		in.seq = old.seq
 		delete(s.volumes, old.RootVolumeID)
+		s.order[s.orderIndexLocked(old.seq)] = in
+	} else {
+		s.order = append(s.order, in)
 	}
 	s.instances[in.ID] = in
 	s.volumes[in.RootVolumeID] = in.ID
@@ -372,11 +384,23 @@ func (s *Server) Calls(action string) []Call {
 	for _, c := range s.calls {
 		if action == "" || c.Action == action {
 			c.Params = cloneValues(c.Params)
+			if c.Params == nil && c.Service == "cloudwatch" {
+				c.Params = cborParams(c.Body)
+			}
 			c.Body = bytes.Clone(c.Body)
 			out = append(out, c)
 		}
 	}
 	return out
+}
+
+// ResetCalls forgets the recorded calls, e.g. between the scans of a
+// benchmark that counts calls per scan (and keeps memory flat).
+func (s *Server) ResetCalls() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.callsDropped += len(s.calls)
+	s.calls = nil
 }
 
 // CallCount is len(Calls(action)) without the copies.
@@ -429,9 +453,9 @@ func errorf(code, format string, args ...any) *apiError {
 	return &apiError{status: statusFor(code), code: code, message: fmt.Sprintf(format, args...)}
 }
 
-// protocol recognises its own requests and encodes errors its own way. New
-// protocols (REST-JSON for Lambda, RPC v2 CBOR for CloudWatch) slot in as
-// further entries in Server.protocols, checked in order.
+// protocol recognises its own requests and encodes errors its own way.
+// Each protocol (AWS JSON 1.1, REST-JSON for Lambda, RPC v2 CBOR for
+// CloudWatch, EC2 Query) is one entry in protocols, checked in order.
 type protocol interface {
 	// match reports the service and action of r, or ok=false.
 	match(r *http.Request, body []byte) (service, action string, params url.Values, ok bool)
@@ -443,25 +467,28 @@ type handlerFunc func(s *Server, req *request) (*response, *apiError)
 // handlers maps "service.Action" to its implementation: one table, so
 // what the fake serves is visible in one place.
 var handlers = map[string]handlerFunc{
-	"ec2.RunInstances":          ec2RunInstances,
-	"ec2.DescribeInstances":     ec2DescribeInstances,
-	"ec2.DescribeInstanceTypes": ec2DescribeInstanceTypes,
-	"ec2.DescribeImages":        ec2DescribeImages,
-	"ec2.CreateTags":            ec2CreateTags,
-	"ec2.StopInstances":         ec2StopInstances,
-	"ec2.StartInstances":        ec2StartInstances,
-	"ec2.TerminateInstances":    ec2TerminateInstances,
-	"pricing.GetProducts":       pricingGetProducts,
-	"ssm.GetParameter":          ssmGetParameter,
-	"ssm.GetParameters":         ssmGetParameters,
-	"lambda.ListFunctions":      lambdaListFunctions,
-	"lambda.GetFunction":        lambdaGetFunction,
-	"lambda.Invoke":             lambdaInvoke,
+	"ec2.RunInstances":               ec2RunInstances,
+	"ec2.DescribeInstances":          ec2DescribeInstances,
+	"ec2.DescribeInstanceTypes":      ec2DescribeInstanceTypes,
+	"ec2.DescribeImages":             ec2DescribeImages,
+	"ec2.CreateTags":                 ec2CreateTags,
+	"ec2.StopInstances":              ec2StopInstances,
+	"ec2.StartInstances":             ec2StartInstances,
+	"ec2.TerminateInstances":         ec2TerminateInstances,
+	"pricing.GetProducts":            pricingGetProducts,
+	"ssm.GetParameter":               ssmGetParameter,
+	"ssm.GetParameters":              ssmGetParameters,
+	"lambda.ListFunctions":           lambdaListFunctions,
+	"lambda.GetFunction":             lambdaGetFunction,
+	"lambda.Invoke":                  lambdaInvoke,
+	"cloudwatch.GetMetricData":       cwGetMetricData,
+	"cloudwatch.GetMetricStatistics": cwGetMetricStatistics,
 }
 
-// protocols in matching order: the JSON target header and the REST path
-// prefixes are unambiguous, so they go before the catch-all form check.
-var protocols = []protocol{jsonProtocol{}, restJSONProtocol{}, queryProtocol{}}
+// protocols in matching order: the JSON target header and the REST and
+// RPC v2 path prefixes are unambiguous, so they go before the catch-all
+// form check.
+var protocols = []protocol{jsonProtocol{}, restJSONProtocol{}, rpcV2CBORProtocol{}, queryProtocol{}}
 
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	arrived := time.Now()
@@ -568,17 +595,21 @@ func (s *Server) dispatch(req *request) (*response, *apiError) {
 	return h(s, req)
 }
 
+// record appends a call and returns its number (counting calls that
+// ResetCalls dropped, so a late setCallError never hits another call).
 func (s *Server) record(c Call) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.calls = append(s.calls, c)
-	return len(s.calls) - 1
+	return s.callsDropped + len(s.calls) - 1
 }
 
-func (s *Server) setCallError(idx int, code string) {
+func (s *Server) setCallError(n int, code string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.calls[idx].ErrorCode = code
+	if i := n - s.callsDropped; i >= 0 && i < len(s.calls) {
+		s.calls[i].ErrorCode = code
+	}
 }
 
 func (s *Server) latencyFor(action string) time.Duration {
@@ -639,7 +670,7 @@ func statusFor(code string) int {
 		return http.StatusPreconditionFailed
 	case "RequestLimitExceeded", "ServiceUnavailable", "Unavailable":
 		return http.StatusServiceUnavailable
-	case "InternalError", "InternalFailure", "InternalServerError", "InternalServerException",
+	case "InternalError", "InternalFailure", "InternalServerError", "InternalServerException", "InternalServiceError",
 		"InsufficientInstanceCapacity", "InsufficientCapacity", "InsufficientAddressCapacity",
 		"InsufficientHostCapacity", "InsufficientReservedInstanceCapacity":
 		return http.StatusInternalServerError
@@ -661,7 +692,7 @@ func defaultMessage(code string) string {
 		return "The service is unavailable. Try again later."
 	case "InternalError":
 		return "An internal error has occurred."
-	case "ThrottlingException", "TooManyRequestsException":
+	case "Throttling", "ThrottlingException", "TooManyRequestsException":
 		return "Rate exceeded"
 	case "ServiceException":
 		return "An internal error occurred in the Lambda service."

@@ -1,0 +1,265 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/computebot/computebot/bot"
+	"github.com/computebot/computebot/internal/fakeaws"
+	"github.com/computebot/computebot/internal/fakeslack"
+)
+
+const idleConfig = `
+approvers: [UBO, SPLATFORM]
+notify_channel: COPS
+launch:
+  allowed_types: [t2.micro, t3.small, t3.medium]
+  ami: ami-0123456789abcdef0
+  key_name: data-science
+  max_running_per_user: 200
+store:
+  path: %s
+idle:
+  schedule: "@every 1s"
+  cpu_below_percent: 5
+  for: 1h
+  grace: 2s
+  snooze: 4h
+`
+
+func newIdleBed(t testing.TB, opts ...bedOption) *bed {
+	opts = append([]bedOption{withConfig(idleConfig), withBotOptions(func(o *bot.Options) { o.NoticeInterval = 5 * time.Millisecond })}, opts...)
+	b := newBedWith(t, func(m *Main) { m.IdleCheckEvery = 100 * time.Millisecond }, opts...)
+	return b
+}
+
+// seed adds a running managed instance launched 3 h ago whose request
+// thread is a real message in the channel, with constant metrics over the
+// last 2 h (cpu in %, network bytes per 5 minutes, each way).
+func (b *bed) seed(id, owner string, cpu, netPerPeriod float64, extraTags map[string]string) (thread string) {
+	b.t.Helper()
+	thread = fmt.Sprintf("1790000000.%06d", len(b.aws.Instances())+1)
+	tags := map[string]string{"computebot:managed": "true", "computebot:owner": owner, "Name": "box-" + id[len(id)-4:],
+		"computebot:channel": channel, "computebot:thread": thread, "computebot:request": "R-" + id[len(id)-8:]}
+	for k, v := range extraTags {
+		tags[k] = v
+	}
+	b.aws.AddInstance(fakeaws.Instance{ID: id, Type: "t3.small", State: "running", LaunchTime: time.Now().Add(-3 * time.Hour), Tags: tags})
+	b.metrics(id, cpu, netPerPeriod)
+	return thread
+}
+
+func (b *bed) metrics(id string, cpu, netPerPeriod float64) {
+	start := time.Now().Add(-2 * time.Hour).Truncate(5 * time.Minute)
+	n := int(time.Since(start)/(5*time.Minute)) + 1
+	series := func(v float64) []float64 {
+		out := make([]float64, n)
+		for i := range out {
+			out[i] = v
+		}
+		return out
+	}
+	b.aws.SetMetricSeries(id, "CPUUtilization", start, 5*time.Minute, series(cpu))
+	b.aws.SetMetricSeries(id, "NetworkIn", start, 5*time.Minute, series(netPerPeriod))
+	b.aws.SetMetricSeries(id, "NetworkOut", start, 5*time.Minute, series(netPerPeriod))
+}
+
+func (b *bed) state(id string) string {
+	in, _ := b.aws.Instance(id)
+	return in.State
+}
+
+// waitState waits until the fake instance is in state.
+func (b *bed) waitState(id, state string) {
+	b.t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		if b.state(id) == state {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	b.t.Fatalf("%s never became %s (is %s)\nmessages: %s\nlog:\n%s", id, state, b.state(id), b.dump(), b.stderr)
+}
+
+func (b *bed) notices(id string) []fakeslack.Message {
+	var out []fakeslack.Message
+	for _, m := range b.slack.Messages(channel) {
+		if !m.Ephemeral && m.User == fakeslack.BotUserID && strings.Contains(m.Text, id) && (strings.Contains(m.Text, "looks idle") || strings.Contains(m.Text, "lease of")) {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+func TestIdleNoticeThenStop(t *testing.T) {
+	b := newIdleBed(t)
+	id := "i-0aaaa00000000001a"
+	thread := b.seed(id, ana, 1.2, 150_000, nil)
+	notice := b.waitThread(thread, "looks idle")
+	text := visible(notice)
+	for _, want := range []string{"<@UANA>", id, "max CPU 1.2 %", "over the last 1 h", "Stopping it saves"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("notice lacks %q:\n%s", want, text)
+		}
+	}
+	if got := b.slack.Buttons(channel, notice.TS); strings.Join(got, ",") != "Keep running,Stop now" {
+		t.Errorf("buttons = %v", got)
+	}
+	b.waitState(id, "stopped")
+	b.waitThread(thread, "(idle)")
+	b.waitMessage(notice.TS, "topped")
+	if n := len(b.notices(id)); n != 1 {
+		t.Errorf("notices = %d, want 1", n)
+	}
+	found := false
+	for _, e := range b.audit() {
+		if e.Target == id && e.Actor == "computebot" && strings.Contains(e.Action, "stop") && e.Result == "ok" {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("no audit entry for the idle stop: %+v", b.audit())
+	}
+}
+
+func TestIdleKeepRunning(t *testing.T) {
+	b := newIdleBed(t, withConfig(strings.Replace(idleConfig, "grace: 2s", "grace: 4s", 1)))
+	id := "i-0aaaa00000000002a"
+	thread := b.seed(id, ana, 0.5, 1000, nil)
+	notice := b.waitThread(thread, "looks idle")
+	b.click(eve, notice, "Keep running") // a stranger
+	b.waitPrivate(eve, "Only its owner or an approver")
+	b.click(ana, notice, "Keep running")
+	b.waitMessage(notice.TS, "ept")
+	time.Sleep(5 * time.Second) // past the grace and a few scans
+	if s := b.state(id); s != "running" {
+		t.Fatalf("a kept instance was %s", s)
+	}
+	if n := len(b.notices(id)); n != 1 {
+		t.Errorf("notices = %d, want 1 (snoozed)", n)
+	}
+}
+
+func TestIdleStopNow(t *testing.T) {
+	b := newIdleBed(t, withConfig(strings.Replace(idleConfig, "grace: 2s", "grace: 1h", 1)))
+	id := "i-0aaaa00000000003a"
+	thread := b.seed(id, ana, 0.5, 1000, nil)
+	notice := b.waitThread(thread, "looks idle")
+	b.click(bo, notice, "Stop now")
+	b.waitState(id, "stopped")
+	b.waitMessage(notice.TS, "topped")
+}
+
+func TestIdleActivityResumedCancels(t *testing.T) {
+	b := newIdleBed(t, withConfig(strings.Replace(idleConfig, "grace: 2s", "grace: 3s", 1)))
+	id := "i-0aaaa00000000004a"
+	thread := b.seed(id, ana, 0.5, 1000, nil)
+	b.waitThread(thread, "looks idle")
+	b.metrics(id, 85, 1000) // busy again
+	b.waitThread(thread, "ancel")
+	time.Sleep(500 * time.Millisecond)
+	if s := b.state(id); s != "running" {
+		t.Fatalf("an instance that became busy was %s", s)
+	}
+}
+
+func TestNotIdle(t *testing.T) {
+	b := newIdleBed(t)
+	busyNet := "i-0aaaa00000000005a"
+	b.seed(busyNet, ana, 0.5, 40_000_000, nil) // low CPU, a big download
+	noData := "i-0aaaa00000000006a"
+	b.seed(noData, ana, 0.5, 1000, nil)
+	b.aws.ClearMetrics(noData) // detailed monitoring off / metrics delayed
+	partial := "i-0aaaa00000000007a"
+	b.seed(partial, ana, 0.5, 1000, nil)
+	b.aws.ClearMetrics(partial)
+	b.aws.SetMetricSeries(partial, "CPUUtilization", time.Now().Add(-20*time.Minute).Truncate(5*time.Minute), 5*time.Minute, []float64{0.5, 0.5, 0.5, 0.5, 0.5})
+	time.Sleep(3500 * time.Millisecond) // three scans
+	for _, id := range []string{busyNet, noData, partial} {
+		if n := len(b.notices(id)); n != 0 {
+			t.Errorf("%s got %d notices", id, n)
+		}
+		if s := b.state(id); s != "running" {
+			t.Errorf("%s is %s", id, s)
+		}
+	}
+	if b.aws.CallCount("GetMetricData") == 0 {
+		t.Error("no GetMetricData call: the scans did not run")
+	}
+}
+
+func TestLeaseExpiry(t *testing.T) {
+	b := newIdleBed(t)
+	id := "i-0aaaa00000000008a"
+	// Busy, but its lease ended: lease expiry does not depend on idleness.
+	thread := b.seed(id, ana, 60, 1000, map[string]string{"computebot:expires-at": time.Now().Add(-time.Minute).UTC().Format(time.RFC3339)})
+	notice := b.waitThread(thread, "lease of")
+	if got := b.slack.Buttons(channel, notice.TS); strings.Join(got, ",") != "Keep running,Stop now" {
+		t.Errorf("buttons = %v", got)
+	}
+	b.waitState(id, "stopped")
+}
+
+func TestIdleRestartBetweenNoticeAndStop(t *testing.T) {
+	b := newIdleBed(t, withConfig(strings.Replace(idleConfig, "grace: 2s", "grace: 4s", 1)))
+	id := "i-0aaaa00000000009a"
+	thread := b.seed(id, ana, 0.5, 1000, nil)
+	b.waitThread(thread, "looks idle")
+	b.restart()
+	b.waitState(id, "stopped")
+	if n := len(b.notices(id)); n != 1 {
+		t.Errorf("notices = %d after a restart, want 1\nmessages: %s\nlog:\n%s", n, b.dump(), b.stderr)
+	}
+}
+
+func TestIdleReport(t *testing.T) {
+	b := newIdleBed(t, withConfig(strings.Replace(idleConfig, "grace: 2s", "grace: 1h", 1)))
+	id := "i-0aaaa0000000000aa"
+	thread := b.seed(id, ana, 0.5, 1000, nil)
+	b.waitThread(thread, "looks idle")
+	b.slash(bo, "/computebot", "idle")
+	b.waitPrivate(bo, id)
+	b.slash(eve, "/computebot", "idle")
+	b.waitPrivate(eve, "Only approvers can see the idle report")
+}
+
+func TestHundredIdleInstancesWithoutA429Storm(t *testing.T) {
+	b := newIdleBed(t, withConfig(strings.Replace(idleConfig, "grace: 2s", "grace: 1h", 1)))
+	b.slack.SetRateLimit("chat.postMessage", 3, time.Second) // Slack pushes back once
+	var ids []string
+	for i := range 100 {
+		id := fmt.Sprintf("i-0bbbb%012x", i)
+		ids = append(ids, id)
+		b.seed(id, ana, 0.5, 1000, nil)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		done := 0
+		for _, id := range ids {
+			if len(b.notices(id)) > 0 {
+				done++
+			}
+		}
+		if done == len(ids) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for _, id := range ids {
+		if n := len(b.notices(id)); n != 1 {
+			t.Errorf("%s: %d notices, want exactly 1", id, n)
+		}
+	}
+	limited := 0
+	for _, c := range b.slack.Calls("chat.postMessage") {
+		if c.Status == 429 {
+			limited++
+		}
+	}
+	if limited > 3 {
+		t.Errorf("%d rate-limited posts: a 429 storm", limited)
+	}
+}

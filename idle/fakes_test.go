@@ -1,0 +1,480 @@
+package idle
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/computebot/computebot"
+)
+
+// t0 is the tests' "now" at the start: a period boundary plus a bit.
+var t0 = time.Date(2026, 3, 2, 10, 2, 30, 0, time.UTC)
+
+// clock is a controllable time source.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// fakeCloud is a recording fake of Cloud. Metrics are stored per instance
+// as datapoints and returned for [Start, End), as CloudWatch does.
+type fakeCloud struct {
+	mu        sync.Mutex
+	insts     map[string]*computebot.Instance
+	metrics   map[string]computebot.InstanceMetrics
+	calls     []string // "list", "get i-1", "metrics 3", "stop i-1", "terminate i-1", "tag i-1 k=v"
+	queries   []computebot.MetricsQuery
+	stopErr   error // returned by Stop and Terminate
+	getErr    error
+	metricErr error
+	// onList runs at the start of ManagedInstances (panic, block…).
+	onList func()
+}
+
+func newCloud() *fakeCloud {
+	return &fakeCloud{insts: map[string]*computebot.Instance{}, metrics: map[string]computebot.InstanceMetrics{}}
+}
+
+func (f *fakeCloud) add(id string, launched time.Time, tags map[string]string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	t := map[string]string{
+		computebot.TagManaged: "true", computebot.TagOwner: "U" + id, computebot.TagName: "box-" + id,
+		computebot.TagChannel: "C1", computebot.TagThread: "1000.0001",
+	}
+	maps.Copy(t, tags)
+	f.insts[id] = &computebot.Instance{ID: id, Type: "t3.large", State: computebot.InstanceRunning, LaunchTime: launched, Tags: t}
+}
+
+func (f *fakeCloud) setState(id, state string) {
+	f.mu.Lock()
+	f.insts[id].State = state
+	f.mu.Unlock()
+}
+
+func (f *fakeCloud) remove(id string) {
+	f.mu.Lock()
+	delete(f.insts, id)
+	f.mu.Unlock()
+}
+
+func (f *fakeCloud) setTag(id, k, v string) {
+	f.mu.Lock()
+	f.insts[id].Tags[k] = v
+	f.mu.Unlock()
+}
+
+// flat stores one datapoint per 5 minutes in [from, to) for the instance.
+// netOut < 0 leaves NetworkOut out.
+func (f *fakeCloud) flat(id string, from, to time.Time, cpu, netIn, netOut float64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	m := f.metrics[id]
+	m.CPUMax = slices.DeleteFunc(m.CPUMax, func(d computebot.Datapoint) bool { return !d.Time.Before(from) && d.Time.Before(to) })
+	m.NetworkIn = slices.DeleteFunc(m.NetworkIn, func(d computebot.Datapoint) bool { return !d.Time.Before(from) && d.Time.Before(to) })
+	m.NetworkOut = slices.DeleteFunc(m.NetworkOut, func(d computebot.Datapoint) bool { return !d.Time.Before(from) && d.Time.Before(to) })
+	for t := from.Truncate(5 * time.Minute); t.Before(to); t = t.Add(5 * time.Minute) {
+		m.CPUMax = append(m.CPUMax, computebot.Datapoint{Time: t, Value: cpu})
+		m.NetworkIn = append(m.NetworkIn, computebot.Datapoint{Time: t, Value: netIn})
+		if netOut >= 0 {
+			m.NetworkOut = append(m.NetworkOut, computebot.Datapoint{Time: t, Value: netOut})
+		}
+	}
+	f.metrics[id] = m
+}
+
+// idleAll gives the instance idle metrics for a whole day around t0.
+func (f *fakeCloud) idleAll(id string) {
+	f.flat(id, t0.Add(-12*time.Hour), t0.Add(12*time.Hour), 1.2, 100e3, 200e3)
+}
+
+func (f *fakeCloud) record(s string) {
+	f.calls = append(f.calls, s)
+}
+
+func (f *fakeCloud) Calls() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.calls)
+}
+
+func (f *fakeCloud) count(prefix string) int {
+	n := 0
+	for _, c := range f.Calls() {
+		if strings.HasPrefix(c, prefix) {
+			n++
+		}
+	}
+	return n
+}
+
+func (f *fakeCloud) ManagedInstances(ctx context.Context, filter computebot.InstanceFilter) ([]computebot.Instance, error) {
+	if f.onList != nil {
+		f.onList()
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.record("list " + strings.Join(filter.States, ","))
+	var out []computebot.Instance
+	for _, id := range slices.Sorted(maps.Keys(f.insts)) {
+		inst := f.insts[id]
+		if len(filter.States) > 0 && !slices.Contains(filter.States, inst.State) {
+			continue
+		}
+		c := *inst
+		c.Tags = maps.Clone(inst.Tags)
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+func (f *fakeCloud) Instance(_ context.Context, id string) (computebot.Instance, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.record("get " + id)
+	if f.getErr != nil {
+		return computebot.Instance{}, f.getErr
+	}
+	inst, ok := f.insts[id]
+	if !ok {
+		return computebot.Instance{}, fmt.Errorf("instance %s: %w", id, computebot.ErrNotFound)
+	}
+	c := *inst
+	c.Tags = maps.Clone(inst.Tags)
+	return c, nil
+}
+
+func (f *fakeCloud) change(verb, id, state string) (computebot.Instance, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.record(verb + " " + id)
+	if f.stopErr != nil {
+		return computebot.Instance{}, f.stopErr
+	}
+	inst, ok := f.insts[id]
+	if !ok {
+		return computebot.Instance{}, computebot.ErrNotFound
+	}
+	inst.State = state
+	return *inst, nil
+}
+
+func (f *fakeCloud) Stop(_ context.Context, id string) (computebot.Instance, error) {
+	return f.change("stop", id, computebot.InstanceStopped)
+}
+
+func (f *fakeCloud) Terminate(_ context.Context, id string) (computebot.Instance, error) {
+	return f.change("terminate", id, computebot.InstanceTerminated)
+}
+
+func (f *fakeCloud) Tag(_ context.Context, id string, tags map[string]string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, k := range slices.Sorted(maps.Keys(tags)) {
+		f.record("tag " + id + " " + k + "=" + tags[k])
+	}
+	inst, ok := f.insts[id]
+	if !ok {
+		return computebot.ErrNotFound
+	}
+	maps.Copy(inst.Tags, tags)
+	return nil
+}
+
+func (f *fakeCloud) InstanceMetrics(_ context.Context, q computebot.MetricsQuery) (map[string]computebot.InstanceMetrics, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.record(fmt.Sprintf("metrics %d", len(q.InstanceIDs)))
+	f.queries = append(f.queries, q)
+	if f.metricErr != nil {
+		return nil, f.metricErr
+	}
+	in := func(d []computebot.Datapoint) []computebot.Datapoint {
+		var out []computebot.Datapoint
+		for _, p := range d {
+			if !p.Time.Before(q.Start) && p.Time.Before(q.End) {
+				out = append(out, p)
+			}
+		}
+		return out
+	}
+	out := map[string]computebot.InstanceMetrics{}
+	for _, id := range q.InstanceIDs {
+		m, ok := f.metrics[id]
+		if !ok {
+			continue
+		}
+		out[id] = computebot.InstanceMetrics{CPUMax: in(m.CPUMax), NetworkIn: in(m.NetworkIn), NetworkOut: in(m.NetworkOut)}
+	}
+	return out, nil
+}
+
+// fakeNotifier records what the scheduler shows, and checks that posts
+// never run concurrently.
+type fakeNotifier struct {
+	mu        sync.Mutex
+	posts     []Notice
+	updates   []Notice
+	announces []string
+	postErr   error // returned (once) by the next PostNotice
+	inFlight  int
+	maxFlight int
+	seq       int
+	postDelay time.Duration
+}
+
+func (f *fakeNotifier) PostNotice(_ context.Context, n Notice) (string, string, error) {
+	f.mu.Lock()
+	f.inFlight++
+	f.maxFlight = max(f.maxFlight, f.inFlight)
+	delay := f.postDelay
+	f.mu.Unlock()
+	if delay > 0 {
+		time.Sleep(delay)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.inFlight--
+	if err := f.postErr; err != nil {
+		f.postErr = nil
+		return "", "", err
+	}
+	f.posts = append(f.posts, n)
+	f.seq++
+	ch := n.RequestChannel
+	if ch == "" {
+		ch = "D" + n.Owner
+	}
+	return ch, fmt.Sprintf("2000.%04d", f.seq), nil
+}
+
+func (f *fakeNotifier) UpdateNotice(_ context.Context, n Notice) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.updates = append(f.updates, n)
+	return nil
+}
+
+func (f *fakeNotifier) Announce(_ context.Context, n Notice, text string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.announces = append(f.announces, n.Channel+"/"+n.ThreadTS()+": "+text)
+	return nil
+}
+
+func (f *fakeNotifier) Posts() []Notice {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.posts)
+}
+
+func (f *fakeNotifier) Updates() []Notice {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.updates)
+}
+
+func (f *fakeNotifier) Announces() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.announces)
+}
+
+// fakeAuthz allows every stop unless refuse is set.
+type fakeAuthz struct {
+	mu     sync.Mutex
+	refuse error
+	asked  []string
+}
+
+func (a *fakeAuthz) AllowStop(_ context.Context, inst computebot.Instance) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.asked = append(a.asked, inst.ID)
+	return a.refuse
+}
+
+// memKV is an in-memory KV with the store's semantics (JSON values,
+// ErrNotFound, key order in List).
+type memKV struct {
+	mu   sync.Mutex
+	data map[string]map[string][]byte
+}
+
+func newMemKV() *memKV { return &memKV{data: map[string]map[string][]byte{}} }
+
+func (m *memKV) Get(_ context.Context, bucket, key string, v any) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	raw, ok := m.data[bucket][key]
+	if !ok {
+		return fmt.Errorf("memkv: get %s/%s: %w", bucket, key, computebot.ErrNotFound)
+	}
+	return json.Unmarshal(raw, v)
+}
+
+func (m *memKV) Put(_ context.Context, bucket, key string, v any) error {
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.data[bucket] == nil {
+		m.data[bucket] = map[string][]byte{}
+	}
+	m.data[bucket][key] = raw
+	return nil
+}
+
+func (m *memKV) Delete(_ context.Context, bucket, key string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.data[bucket], key)
+	return nil
+}
+
+func (m *memKV) List(ctx context.Context, bucket string, fn func(key string, raw []byte) error) error {
+	m.mu.Lock()
+	b := maps.Clone(m.data[bucket])
+	m.mu.Unlock()
+	for _, k := range slices.Sorted(maps.Keys(b)) {
+		if err := fn(k, b[k]); err != nil {
+			return err
+		}
+	}
+	return ctx.Err()
+}
+
+func (m *memKV) notice(t *testing.T, id string) Notice {
+	t.Helper()
+	var n Notice
+	if err := m.Get(t.Context(), NoticesBucket, id, &n); err != nil {
+		t.Fatalf("notice of %s: %v", id, err)
+	}
+	return n
+}
+
+// syncBuffer collects log output from several goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// rig is one scheduler with its fakes.
+type rig struct {
+	*Scheduler
+	cloud  *fakeCloud
+	notes  *fakeNotifier
+	authz  *fakeAuthz
+	kv     KV
+	mem    *memKV // kv, when it is a memKV
+	clock  *clock
+	logs   *syncBuffer
+	audits *auditLog
+	prices atomic.Int32 // price look-ups
+}
+
+type auditLog struct {
+	mu sync.Mutex
+	e  []computebot.AuditEntry
+}
+
+func (a *auditLog) add(_ context.Context, e computebot.AuditEntry) {
+	a.mu.Lock()
+	a.e = append(a.e, e)
+	a.mu.Unlock()
+}
+
+func (a *auditLog) entries() []computebot.AuditEntry {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return slices.Clone(a.e)
+}
+
+func defaultSettings() Settings {
+	return Settings{Schedule: "*/10 * * * *"}
+}
+
+func newRig(t testing.TB, set Settings) *rig {
+	t.Helper()
+	mem := newMemKV()
+	r := &rig{cloud: newCloud(), notes: &fakeNotifier{}, authz: &fakeAuthz{}, kv: mem, mem: mem,
+		clock: &clock{t: t0}, logs: &syncBuffer{}, audits: &auditLog{}}
+	r.Scheduler = r.build(t, set)
+	return r
+}
+
+// build makes a scheduler on the rig's fakes (again, for a "restart").
+func (r *rig) build(t testing.TB, set Settings) *Scheduler {
+	t.Helper()
+	s, err := New(set, Deps{
+		Cloud: r.cloud, Notifier: r.notes, Authorizer: r.authz, KV: r.kv, Audit: r.audits.add,
+		Prices: func(_ context.Context, typ string) (float64, bool) {
+			r.prices.Add(1)
+			return 0.0832, typ == "t3.large"
+		},
+		Logger: slog.New(slog.NewTextHandler(r.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Now:    r.clock.Now,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func (r *rig) scan(t testing.TB) {
+	t.Helper()
+	if err := r.Scan(t.Context()); err != nil {
+		t.Fatalf("Scan: %v", err)
+	}
+}
+
+func (r *rig) checkDue(t testing.TB) {
+	t.Helper()
+	if err := r.CheckDue(t.Context()); err != nil {
+		t.Fatalf("CheckDue: %v", err)
+	}
+}
+
+// everySchedule is a cron.Schedule with sub-second intervals for tests.
+type everySchedule time.Duration
+
+func (e everySchedule) Next(t time.Time) time.Time { return t.Add(time.Duration(e)) }

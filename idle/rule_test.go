@@ -1,0 +1,126 @@
+package idle
+
+import (
+	"math"
+	"testing"
+	"time"
+
+	"github.com/computebot/computebot"
+)
+
+func TestRule(t *testing.T) {
+	const period = 5 * time.Minute
+	end := time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
+	start := end.Add(-time.Hour)
+	r := rule{CPUBelow: 5, NetBelow: 5e6, Period: period}
+
+	// series returns n datapoints from start, value v, with set overriding
+	// single indexes.
+	series := func(n int, v float64, set map[int]float64) []computebot.Datapoint {
+		var out []computebot.Datapoint
+		for i := range n {
+			val := v
+			if x, ok := set[i]; ok {
+				val = x
+			}
+			out = append(out, computebot.Datapoint{Time: start.Add(time.Duration(i) * period), Value: val})
+		}
+		return out
+	}
+	full := func(cpu, in, out float64) computebot.InstanceMetrics {
+		return computebot.InstanceMetrics{CPUMax: series(12, cpu, nil), NetworkIn: series(12, in, nil), NetworkOut: series(12, out, nil)}
+	}
+	tests := []struct {
+		name     string
+		m        computebot.InstanceMetrics
+		idle     bool
+		complete bool
+		maxCPU   float64
+		net      float64
+	}{
+		{"idle", full(1.2, 100e3, 200e3), true, true, 1.2, 300e3},
+		{"no data at all", computebot.InstanceMetrics{}, false, false, 0, 0},
+		{"partial CPU (11 of 12)", computebot.InstanceMetrics{CPUMax: series(11, 1, nil), NetworkIn: series(12, 1, nil), NetworkOut: series(12, 1, nil)}, false, false, 1, 2},
+		{"partial network in", computebot.InstanceMetrics{CPUMax: series(12, 1, nil), NetworkIn: series(11, 1, nil), NetworkOut: series(12, 1, nil)}, false, false, 1, 2},
+		{"network out missing", computebot.InstanceMetrics{CPUMax: series(12, 1, nil), NetworkIn: series(12, 1, nil)}, false, false, 1, 0},
+		{"one high CPU point", computebot.InstanceMetrics{CPUMax: series(12, 1, map[int]float64{7: 80}), NetworkIn: series(12, 1, nil), NetworkOut: series(12, 1, nil)}, false, true, 80, 2},
+		{"CPU exactly at the threshold", full(5, 1, 1), false, true, 5, 2},
+		{"CPU just below the threshold", full(4.99, 1, 1), true, true, 4.99, 2},
+		{"low CPU, high network (a download)", full(0.5, 40e6, 1e6), false, true, 0.5, 41e6},
+		{"in and out each below, sum not", full(0.5, 3e6, 3e6), false, true, 0.5, 6e6},
+		{"one busy network period", computebot.InstanceMetrics{CPUMax: series(12, 1, nil), NetworkIn: series(12, 1e3, map[int]float64{11: 9e6}), NetworkOut: series(12, 1e3, nil)}, false, true, 1, 9e6 + 1e3},
+		{"NaN CPU", computebot.InstanceMetrics{CPUMax: series(12, 1, map[int]float64{3: math.NaN()}), NetworkIn: series(12, 1, nil), NetworkOut: series(12, 1, nil)}, false, true, 1, 2},
+		{"duplicate timestamps do not fill a gap", computebot.InstanceMetrics{
+			CPUMax:    append(series(11, 1, nil), computebot.Datapoint{Time: start, Value: 1}),
+			NetworkIn: series(12, 1, nil), NetworkOut: series(12, 1, nil)}, false, false, 1, 2},
+		{"points outside the window are ignored", computebot.InstanceMetrics{
+			CPUMax: append(series(11, 1, nil),
+				computebot.Datapoint{Time: start.Add(-period), Value: 1},
+				computebot.Datapoint{Time: end, Value: 90}),
+			NetworkIn: series(12, 1, nil), NetworkOut: series(12, 1, nil)}, false, false, 1, 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			v := r.evaluate(tt.m, start, end)
+			if v.Idle != tt.idle || v.Complete != tt.complete || v.Periods != 12 {
+				t.Fatalf("evaluate = %+v; want idle %v, complete %v, 12 periods", v, tt.idle, tt.complete)
+			}
+			if v.MaxCPU != tt.maxCPU || v.NetworkBytes != tt.net {
+				t.Errorf("evidence: max CPU %v, network %v; want %v, %v", v.MaxCPU, v.NetworkBytes, tt.maxCPU, tt.net)
+			}
+		})
+	}
+}
+
+func TestRuleLongWindow(t *testing.T) {
+	// 24 h of 5-minute periods: more than the stack buffer.
+	end := time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
+	start := end.Add(-24 * time.Hour)
+	r := rule{CPUBelow: 5, NetBelow: 5e6, Period: 5 * time.Minute}
+	var m computebot.InstanceMetrics
+	for t := start; t.Before(end); t = t.Add(5 * time.Minute) {
+		p := computebot.Datapoint{Time: t, Value: 1}
+		m.CPUMax, m.NetworkIn, m.NetworkOut = append(m.CPUMax, p), append(m.NetworkIn, p), append(m.NetworkOut, p)
+	}
+	if v := r.evaluate(m, start, end); !v.Idle || v.Periods != 288 {
+		t.Fatalf("evaluate = %+v", v)
+	}
+	m.CPUMax = m.CPUMax[1:]
+	if v := r.evaluate(m, start, end); v.Idle || v.CPUPoints != 287 {
+		t.Fatalf("with one CPU point missing: %+v", v)
+	}
+}
+
+func TestEvidenceWords(t *testing.T) {
+	n := Notice{MaxCPU: 1.23, NetworkBytes: 0.31e6, Window: time.Hour}
+	if got, want := n.Evidence(), "max CPU 1.2 % and 0.3 MB network over the last 1 h"; got != want {
+		t.Errorf("Evidence = %q, want %q", got, want)
+	}
+	for d, want := range map[time.Duration]string{
+		time.Hour: "1 h", 90 * time.Minute: "1 h 30 min", 30 * time.Minute: "30 min", 4 * time.Hour: "4 h",
+		48 * time.Hour: "2 days", 0: "0 min",
+	} {
+		if got := humanDuration(d); got != want {
+			t.Errorf("humanDuration(%s) = %q, want %q", d, got, want)
+		}
+	}
+	v := verdict{Complete: false, Periods: 12, CPUPoints: 9, NetPoints: 12}
+	if got := v.activity(time.Hour); got != "its metrics are incomplete (9 of 12 periods with CPU data, 12 with network data, over the last 1 h), so it may be busy" {
+		t.Errorf("activity = %q", got)
+	}
+	v = verdict{Complete: true, Periods: 12, MaxCPU: 43, NetworkBytes: 120.5e6}
+	if got := v.activity(time.Hour); got != "activity resumed: max CPU 43.0 % and 120.5 MB network over the last 1 h" {
+		t.Errorf("activity = %q", got)
+	}
+}
+
+func TestThreadTS(t *testing.T) {
+	n := Notice{RequestChannel: "C1", RequestThread: "1.1", Channel: "C1", TS: "2.2"}
+	if n.ThreadTS() != "1.1" {
+		t.Errorf("in the request thread: %q", n.ThreadTS())
+	}
+	n.Channel = "D1" // fell back to a DM
+	if n.ThreadTS() != "2.2" {
+		t.Errorf("in a DM: %q", n.ThreadTS())
+	}
+}

@@ -1,0 +1,379 @@
+package idle
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/computebot/computebot"
+)
+
+// Scan runs one full scan: it lists the running managed instances, posts a
+// notice for each new idle or lease-expired episode (one at a time), prunes
+// old settled notices, and finally runs CheckDue. The metrics of all
+// candidates are read with one InstanceMetrics call.
+func (s *Scheduler) Scan(ctx context.Context) error {
+	now := s.now()
+	insts, err := s.cloud.ManagedInstances(ctx, computebot.InstanceFilter{States: []string{computebot.InstanceRunning}})
+	if err != nil {
+		return fmt.Errorf("idle: scan: list instances: %w", err)
+	}
+	notices, err := s.loadNotices(ctx)
+	if err != nil {
+		return fmt.Errorf("idle: scan: %w", err)
+	}
+	end := s.windowEnd(now)
+	start := end.Add(-s.set.For)
+
+	var fresh []Notice               // to post
+	var cands []*computebot.Instance // idle candidates
+	for i := range insts {
+		inst := &insts[i]
+		if inst.State != computebot.InstanceRunning {
+			continue
+		}
+		if n, ok := notices[inst.ID]; ok && n.blocks(now) {
+			continue // pending, snoozed or lease just extended
+		}
+		if exp, ok := leaseEnd(*inst); ok && !exp.After(now) {
+			n := s.newNotice(*inst, ReasonLease, now)
+			n.LeaseEnded = exp
+			fresh = append(fresh, n)
+			continue
+		}
+		// Running for the whole window: younger instances lack data.
+		if inst.LaunchTime.After(start) {
+			continue
+		}
+		cands = append(cands, inst)
+	}
+
+	var errs []error
+	if len(cands) > 0 {
+		ids := make([]string, len(cands))
+		for i, inst := range cands {
+			ids[i] = inst.ID
+		}
+		metrics, err := s.cloud.InstanceMetrics(ctx, computebot.MetricsQuery{InstanceIDs: ids, Start: start, End: end, Period: s.set.Period})
+		if err != nil {
+			errs = append(errs, fmt.Errorf("idle: scan: metrics of %d instances: %w", len(ids), err))
+		} else {
+			r := s.rule()
+			for _, inst := range cands {
+				v := r.evaluate(metrics[inst.ID], start, end)
+				if !v.Idle {
+					continue
+				}
+				n := s.newNotice(*inst, ReasonIdle, now)
+				n.MaxCPU, n.NetworkBytes, n.Window = v.MaxCPU, v.NetworkBytes, s.set.For
+				fresh = append(fresh, n)
+			}
+		}
+	}
+	// Only the notices are needed from here on (insts and the metrics are
+	// dead, so the collector can take them while posts are paced).
+	s.log.Debug("idle scan", "window_start", start, "window_end", end, "notices", len(fresh))
+
+	// What stopping saves; one price look-up per instance type.
+	type price struct {
+		usd float64
+		ok  bool
+	}
+	prices := map[string]price{}
+	for i := range fresh {
+		n := &fresh[i]
+		if n.Type == "" {
+			continue
+		}
+		p, seen := prices[n.Type]
+		if !seen {
+			p.usd, p.ok = s.prices(ctx, n.Type)
+			prices[n.Type] = p
+		}
+		n.CostPerHour, n.PriceKnown = p.usd, p.ok
+	}
+
+	// Leases first, then by instance: deterministic, one post at a time.
+	slices.SortFunc(fresh, func(a, b Notice) int {
+		if a.Reason != b.Reason {
+			return cmp.Compare(b.Reason, a.Reason) // "lease" before "idle"
+		}
+		return cmp.Compare(a.InstanceID, b.InstanceID)
+	})
+	posted := 0
+	for _, n := range fresh {
+		if err := ctx.Err(); err != nil {
+			return errors.Join(append(errs, err)...)
+		}
+		ok, err := s.post(ctx, n)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		if ok {
+			posted++
+		}
+	}
+	if posted > 0 {
+		s.log.Info("idle notices posted", "count", posted)
+	}
+
+	for id, n := range notices {
+		if n.prunable(now) {
+			s.prune(ctx, id, n.Episode, now)
+		}
+	}
+	if err := s.CheckDue(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// windowEnd is the exclusive end of the metrics window for a run at now.
+func (s *Scheduler) windowEnd(now time.Time) time.Time {
+	return now.Add(-s.set.MetricsDelay).Truncate(s.set.Period)
+}
+
+func (s *Scheduler) rule() rule {
+	return rule{CPUBelow: s.set.CPUBelowPercent, NetBelow: s.set.NetworkBelowBytes, Period: s.set.Period}
+}
+
+// leaseEnd returns the instance's expires-at tag, if it has a valid one.
+func leaseEnd(inst computebot.Instance) (time.Time, bool) {
+	v, ok := inst.Tags[computebot.TagExpiresAt]
+	if !ok || v == "" {
+		return time.Time{}, false
+	}
+	t, err := time.Parse(time.RFC3339, v)
+	return t, err == nil
+}
+
+func (s *Scheduler) newNotice(inst computebot.Instance, reason string, now time.Time) Notice {
+	n := Notice{
+		InstanceID:     inst.ID,
+		Name:           inst.Tags[computebot.TagName],
+		Owner:          inst.Tags[computebot.TagOwner],
+		Type:           inst.Type,
+		Reason:         reason,
+		Action:         ActionStop,
+		NoticedAt:      now,
+		StopAt:         now.Add(s.set.Grace),
+		State:          StateNoticed,
+		RequestChannel: inst.Tags[computebot.TagChannel],
+		RequestThread:  inst.Tags[computebot.TagThread],
+		Episode:        reason + "/" + inst.ID + "/" + strconv.FormatInt(now.Unix(), 10),
+	}
+	if reason == ReasonLease {
+		n.Action = s.set.LeaseAction
+	}
+	return n
+}
+
+// postTimeout bounds one notice post, including waiting out Slack's pacing
+// and rate limits.
+const postTimeout = 2 * time.Minute
+
+// post persists a new notice, then posts it, then records where it went.
+// Persisting first means that a crash mid-post never leads to a second
+// notice for the episode (at most one), and the stop still happens. A post
+// that fails outright removes the record, so the next scan warns again
+// instead of stopping an instance whose owner was never told.
+func (s *Scheduler) post(ctx context.Context, n Notice) (bool, error) {
+	unlock := s.lock(n.InstanceID)
+	var cur Notice
+	err := s.kv.Get(ctx, NoticesBucket, n.InstanceID, &cur)
+	switch {
+	case err == nil && cur.blocks(s.now()):
+		unlock() // another scan got there first
+		return false, nil
+	case err != nil && !errors.Is(err, computebot.ErrNotFound):
+		unlock()
+		return false, fmt.Errorf("idle: notice for %s: %w", n.InstanceID, err)
+	}
+	if err := s.kv.Put(ctx, NoticesBucket, n.InstanceID, n); err != nil {
+		unlock()
+		return false, fmt.Errorf("idle: notice for %s: %w", n.InstanceID, err)
+	}
+	unlock()
+
+	// The post and its bookkeeping are not cut short by Stop: a post that
+	// reached Slack but was cancelled on our side would look failed, be
+	// forgotten, and be posted again after a restart.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), postTimeout)
+	defer cancel()
+	channel, ts, perr := s.notify.PostNotice(ctx, n)
+
+	unlock = s.lock(n.InstanceID)
+	defer unlock()
+	if err := s.kv.Get(ctx, NoticesBucket, n.InstanceID, &cur); err != nil || cur.Episode != n.Episode {
+		if err == nil || errors.Is(err, computebot.ErrNotFound) {
+			err = errors.New("record replaced meanwhile")
+		}
+		return perr == nil, fmt.Errorf("idle: notice for %s: after posting: %w", n.InstanceID, err)
+	}
+	if perr != nil {
+		if cur.State == StateNoticed {
+			if err := s.kv.Delete(ctx, NoticesBucket, n.InstanceID); err != nil {
+				s.log.Error("idle: forget unposted notice", "instance", n.InstanceID, "err", err)
+			}
+		}
+		return false, fmt.Errorf("idle: post notice for %s: %w", n.InstanceID, perr)
+	}
+	cur.Channel, cur.TS = channel, ts
+	if err := s.kv.Put(ctx, NoticesBucket, n.InstanceID, cur); err != nil {
+		return true, fmt.Errorf("idle: notice for %s: save where it was posted: %w", n.InstanceID, err)
+	}
+	s.log.Info("idle notice", "instance", n.InstanceID, "reason", n.Reason, "owner", n.Owner, "stop_at", n.StopAt, "channel", channel)
+	if cur.State != StateNoticed {
+		// Settled (Keep, Stop now) while the post was in flight.
+		if err := s.notify.UpdateNotice(ctx, cur); err != nil {
+			s.log.Warn("idle: update notice", "instance", n.InstanceID, "err", err)
+		}
+	}
+	return true, nil
+}
+
+// prune forgets a settled notice, unless it changed since it was listed.
+func (s *Scheduler) prune(ctx context.Context, id, episode string, now time.Time) {
+	defer s.lock(id)()
+	var cur Notice
+	if err := s.kv.Get(ctx, NoticesBucket, id, &cur); err != nil || cur.Episode != episode || !cur.prunable(now) {
+		return
+	}
+	if err := s.kv.Delete(ctx, NoticesBucket, id); err != nil {
+		s.log.Warn("idle: prune notice", "instance", id, "err", err)
+	}
+}
+
+// loadNotices reads every stored notice.
+func (s *Scheduler) loadNotices(ctx context.Context) (map[string]Notice, error) {
+	out := map[string]Notice{}
+	err := s.kv.List(ctx, NoticesBucket, func(key string, raw []byte) error {
+		var n Notice
+		if err := json.Unmarshal(raw, &n); err != nil {
+			s.log.Error("idle: unreadable notice record, ignored", "instance", key, "err", err)
+			return nil
+		}
+		out[key] = n
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list notices: %w", err)
+	}
+	return out, nil
+}
+
+// CheckDue acts on the notices whose grace has ended: it checks each
+// instance again and stops it, or cancels the notice when the instance was
+// stopped meanwhile, became active, or had its lease extended. A stop that
+// fails is retried at the next check (maxAttempts in all). Only one
+// CheckDue runs at a time; a call while one runs returns at once.
+func (s *Scheduler) CheckDue(ctx context.Context) error {
+	if !s.checkMu.TryLock() {
+		return nil
+	}
+	defer s.checkMu.Unlock()
+	now := s.now()
+	notices, err := s.loadNotices(ctx)
+	if err != nil {
+		return fmt.Errorf("idle: check: %w", err)
+	}
+	var due []Notice
+	for _, n := range notices {
+		if n.State == StateNoticed && !n.StopAt.After(now) {
+			due = append(due, n)
+		}
+	}
+	if len(due) == 0 {
+		return nil
+	}
+	slices.SortFunc(due, func(a, b Notice) int { return cmp.Compare(a.InstanceID, b.InstanceID) })
+
+	var errs []error
+	insts, failed, err := s.lookup(ctx, due)
+	if err != nil {
+		return fmt.Errorf("idle: check: %w", err)
+	}
+	if len(failed) > 0 {
+		errs = append(errs, fmt.Errorf("idle: check: could not look up %d instances (retried at the next check)", len(failed)))
+	}
+	// Fresh metrics for the idle notices whose instance still runs.
+	end := s.windowEnd(now)
+	start := end.Add(-s.set.For)
+	var ids []string
+	for _, n := range due {
+		if inst, ok := insts[n.InstanceID]; ok && n.Reason == ReasonIdle && inst.State == computebot.InstanceRunning {
+			ids = append(ids, n.InstanceID)
+		}
+	}
+	var metrics map[string]computebot.InstanceMetrics
+	metricsOK := true
+	if len(ids) > 0 {
+		metrics, err = s.cloud.InstanceMetrics(ctx, computebot.MetricsQuery{InstanceIDs: ids, Start: start, End: end, Period: s.set.Period})
+		if err != nil {
+			metricsOK = false
+			errs = append(errs, fmt.Errorf("idle: check: metrics of %d instances: %w", len(ids), err))
+		}
+	}
+	r := s.rule()
+	for _, n := range due {
+		if err := ctx.Err(); err != nil {
+			return errors.Join(append(errs, err)...)
+		}
+		if failed[n.InstanceID] {
+			continue // try again at the next check
+		}
+		inst, found := insts[n.InstanceID]
+		var v verdict
+		if found && n.Reason == ReasonIdle && inst.State == computebot.InstanceRunning {
+			if !metricsOK {
+				continue // cannot tell it is still idle: try again
+			}
+			v = r.evaluate(metrics[n.InstanceID], start, end)
+		}
+		if err := s.settle(ctx, n, inst, found, v); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// lookup finds the current state of the due notices' instances: one
+// DescribeInstances each for a few, one listing of all managed instances
+// for many. An ID absent from found was not found (terminated long ago);
+// failed holds the IDs whose lookup failed.
+func (s *Scheduler) lookup(ctx context.Context, due []Notice) (found map[string]computebot.Instance, failed map[string]bool, err error) {
+	found, failed = map[string]computebot.Instance{}, map[string]bool{}
+	if len(due) > lookupEach {
+		all, err := s.cloud.ManagedInstances(ctx, computebot.InstanceFilter{})
+		if err != nil {
+			return nil, nil, fmt.Errorf("list instances: %w", err)
+		}
+		want := make(map[string]bool, len(due))
+		for _, n := range due {
+			want[n.InstanceID] = true
+		}
+		for _, inst := range all {
+			if want[inst.ID] {
+				found[inst.ID] = inst
+			}
+		}
+		return found, failed, nil
+	}
+	for _, n := range due {
+		inst, err := s.cloud.Instance(ctx, n.InstanceID)
+		switch {
+		case err == nil:
+			found[n.InstanceID] = inst
+		case errors.Is(err, computebot.ErrNotFound):
+		default:
+			s.log.Warn("idle: look up instance", "instance", n.InstanceID, "err", err)
+			failed[n.InstanceID] = true
+		}
+	}
+	return found, failed, nil
+}
