@@ -209,8 +209,24 @@ func (c *Client) Instance(ctx context.Context, id string) (computebot.Instance, 
 }
 
 // ManagedInstances lists the instances tagged computebot:managed=true,
-// narrowed by owner and states, across all pages.
+// narrowed by owner, request and states, across all pages.
 func (c *Client) ManagedInstances(ctx context.Context, filter computebot.InstanceFilter) ([]computebot.Instance, error) {
+	var list []computebot.Instance
+	err := c.ManagedInstancePages(ctx, filter, func(page []computebot.Instance) error {
+		list = append(list, page...)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return list, nil
+}
+
+// ManagedInstancePages is ManagedInstances one DescribeInstances page (up
+// to 1000 instances) at a time, so a caller can work on a page, such as
+// reading its metrics, while the next one is fetched. An error from fn
+// stops the listing and is returned.
+func (c *Client) ManagedInstancePages(ctx context.Context, filter computebot.InstanceFilter, fn func([]computebot.Instance) error) error {
 	filters := []types.Filter{{Name: awssdk.String("tag:" + computebot.TagManaged), Values: []string{"true"}}}
 	if filter.Owner != "" {
 		filters = append(filters, types.Filter{Name: awssdk.String("tag:" + computebot.TagOwner), Values: []string{filter.Owner}})
@@ -226,22 +242,25 @@ func (c *Client) ManagedInstances(ctx context.Context, filter computebot.Instanc
 		MaxResults: awssdk.Int32(maxPageSize),
 	})
 	info := callInfo{API: "ec2:DescribeInstances"}
-	var list []computebot.Instance
 	for p.HasMorePages() {
 		// Each page is its own call with its own timeout.
 		page, err := call(ctx, c, info, func(ctx context.Context) (*ec2.DescribeInstancesOutput, error) {
 			return p.NextPage(ctx)
 		})
 		if err != nil {
-			return nil, err
+			return err
 		}
+		var list []computebot.Instance
 		for _, r := range page.Reservations {
 			for _, inst := range r.Instances {
 				list = append(list, convertInstance(inst))
 			}
 		}
+		if err := fn(list); err != nil {
+			return err
+		}
 	}
-	return list, nil
+	return nil
 }
 
 // Stop asks EC2 to stop one instance (StopInstances) and returns it as EC2

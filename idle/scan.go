@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/computebot/computebot"
@@ -19,62 +20,101 @@ import (
 // candidates are read with one InstanceMetrics call.
 func (s *Scheduler) Scan(ctx context.Context) error {
 	now := s.now()
-	insts, err := s.cloud.ManagedInstances(ctx, computebot.InstanceFilter{States: []string{computebot.InstanceRunning}})
-	if err != nil {
-		return fmt.Errorf("idle: scan: list instances: %w", err)
-	}
 	notices, err := s.loadNotices(ctx)
 	if err != nil {
 		return fmt.Errorf("idle: scan: %w", err)
 	}
 	end := s.windowEnd(now)
 	start := end.Add(-s.set.For)
+	r := s.rule()
 
-	var fresh []Notice               // to post
-	var cands []*computebot.Instance // idle candidates
-	for i := range insts {
-		inst := &insts[i]
-		if inst.State != computebot.InstanceRunning {
-			continue
-		}
-		if n, ok := notices[inst.ID]; ok && n.blocks(now) {
-			continue // pending, snoozed or lease just extended
-		}
-		if exp, ok := leaseEnd(*inst); ok && !exp.After(now) {
-			n := s.newNotice(*inst, ReasonLease, now)
-			n.LeaseEnded = exp
-			fresh = append(fresh, n)
-			continue
-		}
-		// Running for the whole window: younger instances lack data.
-		if inst.LaunchTime.After(start) {
-			continue
-		}
-		cands = append(cands, inst)
-	}
-
-	var errs []error
-	if len(cands) > 0 {
-		ids := make([]string, len(cands))
-		for i, inst := range cands {
-			ids[i] = inst.ID
-		}
-		metrics, err := s.cloud.InstanceMetrics(ctx, computebot.MetricsQuery{InstanceIDs: ids, Start: start, End: end, Period: s.set.Period})
-		if err != nil {
-			errs = append(errs, fmt.Errorf("idle: scan: metrics of %d instances: %w", len(ids), err))
-		} else {
-			r := s.rule()
-			for _, inst := range cands {
-				v := r.evaluate(metrics[inst.ID], start, end)
-				if !v.Idle {
-					continue
-				}
-				n := s.newNotice(*inst, ReasonIdle, now)
-				n.MaxCPU, n.NetworkBytes, n.Window = v.MaxCPU, v.NetworkBytes, s.set.For
-				fresh = append(fresh, n)
+	var (
+		mu       sync.Mutex
+		fresh    []Notice // to post
+		errs     []error
+		wg       sync.WaitGroup
+		inFlight = make(chan struct{}, metricPagesInFlight)
+	)
+	// handle classifies one page of instances and reads the metrics of its
+	// idle candidates in the background, so metric reads overlap the
+	// listing of the next page. The calls stay batched: one InstanceMetrics
+	// per page of up to 1000 instances (6 GetMetricData calls of 500
+	// queries), the same count as one call for all.
+	handle := func(page []computebot.Instance) error {
+		var cands []computebot.Instance // idle candidates
+		for _, inst := range page {
+			if inst.State != computebot.InstanceRunning {
+				continue
 			}
+			if n, ok := notices[inst.ID]; ok && n.blocks(now) {
+				continue // pending, snoozed or lease just extended
+			}
+			if exp, ok := leaseEnd(inst); ok && !exp.After(now) {
+				n := s.newNotice(inst, ReasonLease, now)
+				n.LeaseEnded = exp
+				mu.Lock()
+				fresh = append(fresh, n)
+				mu.Unlock()
+				continue
+			}
+			// Running for the whole window: younger instances lack data.
+			if inst.LaunchTime.After(start) {
+				continue
+			}
+			cands = append(cands, inst)
+		}
+		if len(cands) == 0 {
+			return nil
+		}
+		select {
+		case inFlight <- struct{}{}:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		wg.Add(1)
+		go func() {
+			defer func() { <-inFlight; wg.Done() }()
+			ids := make([]string, len(cands))
+			for i, inst := range cands {
+				ids[i] = inst.ID
+			}
+			metrics, err := s.cloud.InstanceMetrics(ctx, computebot.MetricsQuery{InstanceIDs: ids, Start: start, End: end, Period: s.set.Period})
+			var idle []Notice
+			if err == nil {
+				for _, inst := range cands {
+					v := r.evaluate(metrics[inst.ID], start, end)
+					if !v.Idle {
+						continue
+					}
+					n := s.newNotice(inst, ReasonIdle, now)
+					n.MaxCPU, n.NetworkBytes, n.Window = v.MaxCPU, v.NetworkBytes, s.set.For
+					idle = append(idle, n)
+				}
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs = append(errs, fmt.Errorf("idle: scan: metrics of %d instances: %w", len(ids), err))
+				return
+			}
+			fresh = append(fresh, idle...)
+		}()
+		return nil
+	}
+	running := computebot.InstanceFilter{States: []string{computebot.InstanceRunning}}
+	if pl, ok := s.cloud.(pagedLister); ok {
+		err = pl.ManagedInstancePages(ctx, running, handle)
+	} else {
+		var insts []computebot.Instance
+		if insts, err = s.cloud.ManagedInstances(ctx, running); err == nil {
+			err = handle(insts)
 		}
 	}
+	wg.Wait()
+	if err != nil {
+		return errors.Join(append(errs, fmt.Errorf("idle: scan: list instances: %w", err))...)
+	}
+
 	// Only the notices are needed from here on (insts and the metrics are
 	// dead, so the collector can take them while posts are paced).
 	s.log.Debug("idle scan", "window_start", start, "window_end", end, "notices", len(fresh))
@@ -172,6 +212,16 @@ func (s *Scheduler) newNotice(inst computebot.Instance, reason string, now time.
 	}
 	return n
 }
+
+// pagedLister is a Cloud that hands over instances a page at a time (the
+// aws client does), which lets a scan read metrics while listing.
+type pagedLister interface {
+	ManagedInstancePages(ctx context.Context, filter computebot.InstanceFilter, fn func([]computebot.Instance) error) error
+}
+
+// metricPagesInFlight bounds the pages whose metrics are read at once
+// (each is up to 6 GetMetricData calls, themselves run 8 at a time).
+const metricPagesInFlight = 2
 
 // postTimeout bounds one notice post, including waiting out Slack's pacing
 // and rate limits.
