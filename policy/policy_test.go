@@ -179,3 +179,29 @@ func TestAuthorizeInvoke(t *testing.T) {
 		}
 	}
 }
+
+func TestAuthorizeSchedulerAndKeep(t *testing.T) {
+	a := newAuthz(t, nil)
+	ctx := context.Background()
+	managed := &computebot.Instance{ID: "i-0123456789abcdef0", Tags: map[string]string{computebot.TagManaged: "true", computebot.TagOwner: "UDAN"}}
+	foreign := &computebot.Instance{ID: "i-0fedcba9876543210"}
+	cases := []struct {
+		act  policy.Action
+		want policy.Verdict
+	}{
+		{policy.Action{Kind: policy.ActionAutoStop, Actor: policy.SystemActor, Instance: managed}, policy.Allow},
+		{policy.Action{Kind: policy.ActionAutoStop, Actor: policy.SystemActor, Instance: foreign}, policy.Deny},
+		{policy.Action{Kind: policy.ActionAutoStop, Actor: "UBO", Instance: managed}, policy.Deny},
+		{policy.Action{Kind: policy.ActionKeep, Actor: "UDAN", Instance: managed}, policy.Allow},
+		{policy.Action{Kind: policy.ActionKeep, Actor: "UBO", Instance: managed}, policy.Allow},
+		{policy.Action{Kind: policy.ActionKeep, Actor: "UEVE", Instance: managed}, policy.Deny},
+		{policy.Action{Kind: policy.ActionIdleReport, Actor: "UBO"}, policy.Allow},
+		{policy.Action{Kind: policy.ActionIdleReport, Actor: "UEVE"}, policy.Deny},
+	}
+	for _, tc := range cases {
+		d, err := a.Authorize(ctx, tc.act)
+		if err != nil || d.Verdict != tc.want {
+			t.Errorf("%s by %s: %v %q %v, want %v", tc.act.Kind, tc.act.Actor, d.Verdict, d.Reason, err, tc.want)
+		}
+	}
+}

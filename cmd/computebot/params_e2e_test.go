@@ -125,6 +125,7 @@ func TestBadConfigRefusesToStartAndNamesTheKey(t *testing.T) {
 		{"approvers: [UBO]\nlaunch: {allowed_types: [t2.micro], ami: ami-0123456789abcdef0, colour: blue}\n", "colour"},
 		{"approvers: [UBO]\nlaunch: {allowed_types: [t2.micro, huge], ami: ami-0123456789abcdef0}\n", "launch.allowed_types"},
 		{"approvers: [UBO]\nlaunch: {allowed_types: [t2.micro], ami: ami-0123456789abcdef0, default_ttl: 1q}\n", "launch.default_ttl"},
+		{"approvers: [UBO]\nlaunch: {allowed_types: [t2.micro], ami: ami-0123456789abcdef0}\nidle: {schedule: \"every ten minutes\"}\n", "idle.schedule"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.want, func(t *testing.T) {
