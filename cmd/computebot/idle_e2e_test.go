@@ -263,3 +263,16 @@ func TestHundredIdleInstancesWithoutA429Storm(t *testing.T) {
 		t.Errorf("%d rate-limited posts: a 429 storm", limited)
 	}
 }
+
+func TestIdleNoticeFallsBackToADM(t *testing.T) {
+	b := newIdleBed(t, withConfig(strings.Replace(idleConfig, "grace: 2s", "grace: 1h", 1)))
+	id := "i-0aaaa0000000000ba"
+	b.seed(id, ana, 0.5, 1000, map[string]string{"computebot:channel": "", "computebot:thread": ""})
+	dm, err := b.slack.WaitMessage(b.ctx(), "DANA", func(m fakeslack.Message) bool { return strings.Contains(m.Text, id) && strings.Contains(m.Text, "looks idle") })
+	if err != nil {
+		t.Fatalf("no DM to the owner: %v\n%s", err, b.stderr)
+	}
+	if got := b.slack.Buttons("DANA", dm.TS); strings.Join(got, ",") != "Keep running,Stop now" {
+		t.Errorf("buttons = %v", got)
+	}
+}
