@@ -268,7 +268,9 @@ func TestIdleNoticeFallsBackToADM(t *testing.T) {
 	b := newIdleBed(t, withConfig(strings.Replace(idleConfig, "grace: 2s", "grace: 1h", 1)))
 	id := "i-0aaaa0000000000ba"
 	b.seed(id, ana, 0.5, 1000, map[string]string{"computebot:channel": "", "computebot:thread": ""})
-	dm, err := b.slack.WaitMessage(b.ctx(), "DANA", func(m fakeslack.Message) bool { return strings.Contains(m.Text, id) && strings.Contains(m.Text, "looks idle") })
+	dm, err := b.slack.WaitMessage(b.ctx(), "DANA", func(m fakeslack.Message) bool {
+		return strings.Contains(m.Text, id) && strings.Contains(m.Text, "looks idle")
+	})
 	if err != nil {
 		t.Fatalf("no DM to the owner: %v\n%s", err, b.stderr)
 	}
