@@ -47,6 +47,10 @@ type Options struct {
 	// calls (default DefaultMetricCallsInFlight).
 	MetricCallsInFlight int
 	Logger              *slog.Logger // debug lines per call; nil discards
+	// OnCall, when set, is called after each AWS call with its operation
+	// (the IAM action, e.g. "ec2:RunInstances"), its computebot error code
+	// ("" on success) and how long it took (metrics).
+	OnCall func(operation, errorCode string, d time.Duration)
 }
 
 // Client talks to EC2, SSM, the Pricing API, Lambda and CloudWatch. It is
@@ -62,6 +66,7 @@ type Client struct {
 	callTimeout   time.Duration
 	priceCacheTTL time.Duration
 	log           *slog.Logger
+	onCall        func(operation, errorCode string, d time.Duration)
 	now           func() time.Time // replaced in tests to age the price cache
 
 	metricCallsInFlight int
@@ -133,6 +138,7 @@ func NewFromConfig(cfg awssdk.Config, opts Options) *Client {
 		callTimeout:         opts.CallTimeout,
 		priceCacheTTL:       opts.PriceCacheTTL,
 		log:                 opts.Logger.With("component", "aws"),
+		onCall:              opts.OnCall,
 		now:                 time.Now,
 		prices:              map[string]priceEntry{},
 		flights:             map[string]*priceFlight{},
@@ -165,10 +171,17 @@ func callWithin[T any](ctx context.Context, c *Client, info callInfo, timeout ti
 	out, err := fn(ctx)
 	if err != nil {
 		mapped := mapError(info, budget, err)
+		code := computebot.ErrorCode(mapped)
 		c.log.Debug("aws call failed", "api", info.API, "took", time.Since(start),
-			"code", computebot.ErrorCode(mapped), "err", err)
+			"code", code, "err", err)
+		if c.onCall != nil {
+			c.onCall(info.API, code, time.Since(start))
+		}
 		return out, mapped
 	}
 	c.log.Debug("aws call", "api", info.API, "took", time.Since(start))
+	if c.onCall != nil {
+		c.onCall(info.API, "", time.Since(start))
+	}
 	return out, nil
 }

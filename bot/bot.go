@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"sync"
 	"time"
 
@@ -76,6 +77,17 @@ type Options struct {
 	// OnAck, when set, gets the time from the bot receiving each envelope
 	// to its ack being handed to the socket (metrics, benchmarks).
 	OnAck func(envelopeType string, d time.Duration)
+	// OnDisconnected, when set, is called when the socket goes down
+	// (connection error, disconnect request or a reconnect starting).
+	OnDisconnected func()
+	// OnEnvelope, when set, is called for each envelope received.
+	OnEnvelope func(envelopeType string)
+	// OnCommand, when set, is called once per slash command with its name
+	// and outcome: "accepted", "refused", "reply" or "ignored".
+	OnCommand func(name, outcome string)
+	// OnSlackCall, when set, is called after each Slack Web API HTTP
+	// request with the API method and HTTP status (0: transport error).
+	OnSlackCall func(method string, status int)
 }
 
 // Bot is computebot's Slack side.
@@ -141,10 +153,11 @@ func New(opts Options) (*Bot, error) {
 		opts.Now = time.Now
 	}
 
-	api := slack.New(opts.BotToken,
-		slack.OptionAPIURL(opts.APIURL),
-		slack.OptionAppLevelToken(opts.AppToken),
-	)
+	slackOpts := []slack.Option{slack.OptionAPIURL(opts.APIURL), slack.OptionAppLevelToken(opts.AppToken)}
+	if opts.OnSlackCall != nil {
+		slackOpts = append(slackOpts, slack.OptionHTTPClient(&http.Client{Transport: countingTransport{http.DefaultTransport, opts.OnSlackCall}}))
+	}
+	api := slack.New(opts.BotToken, slackOpts...)
 	b := &Bot{
 		opts:   opts,
 		set:    opts.Settings,

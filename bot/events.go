@@ -28,6 +28,7 @@ func (b *Bot) handleEvent(ctx context.Context, evt socketmode.Event) {
 	switch evt.Type {
 	case socketmode.EventTypeConnecting:
 		b.log.Info("connecting to Slack")
+		b.disconnected()
 	case socketmode.EventTypeConnected:
 		b.log.Info("connected to Slack (socket mode)")
 		if b.opts.OnConnected != nil {
@@ -35,6 +36,10 @@ func (b *Bot) handleEvent(ctx context.Context, evt socketmode.Event) {
 		}
 	case socketmode.EventTypeConnectionError:
 		b.log.Warn("Slack connection error; slack-go reconnects with backoff", "err", evt.Data)
+		b.disconnected()
+	case socketmode.EventTypeDisconnect:
+		b.log.Info("Slack asked to disconnect; reconnecting")
+		b.disconnected()
 	case socketmode.EventTypeInvalidAuth:
 		b.log.Error("Slack refused the tokens (invalid_auth)")
 	case socketmode.EventTypeSlashCommand, socketmode.EventTypeInteractive, socketmode.EventTypeEventsAPI:
@@ -44,6 +49,9 @@ func (b *Bot) handleEvent(ctx context.Context, evt socketmode.Event) {
 		}
 		if b.opts.OnAck != nil {
 			b.received.Store(req.EnvelopeID, time.Now())
+		}
+		if b.opts.OnEnvelope != nil {
+			b.opts.OnEnvelope(req.Type)
 		}
 		if req.RetryAttempt > 0 {
 			b.log.Info("redelivered envelope", "envelope_id", req.EnvelopeID, "retry_attempt", req.RetryAttempt, "retry_reason", req.RetryReason)
@@ -102,17 +110,38 @@ func (b *Bot) onSlash(ctx context.Context, env *socketmode.Request, cmd slack.Sl
 		seed = "envelope:" + env.EnvelopeID
 	}
 	res := commands.ParseSlash(cmd.Command, cmd.Text)
+	outcome := "accepted"
 	switch res.Outcome {
 	case commands.Ignore:
+		outcome = "ignored"
 		b.ack(env, nil)
 	case commands.Reply:
+		outcome = "reply"
 		b.ack(env, ephemeral(res.Reply))
 	default:
 		if text, ok := b.accept(ctx, o, seed, res.Command); ok {
 			b.ack(env, nil)
 		} else {
+			outcome = "refused"
 			b.ack(env, ephemeral(text))
 		}
+	}
+	if b.opts.OnCommand != nil {
+		name := cmd.Command
+		if res.Command != nil {
+			name = res.Command.CommandName()
+			if _, help := res.Command.(*commands.Help); help {
+				outcome = "reply"
+			}
+		}
+		b.opts.OnCommand(name, outcome)
+	}
+}
+
+// disconnected reports the socket going down.
+func (b *Bot) disconnected() {
+	if b.opts.OnDisconnected != nil {
+		b.opts.OnDisconnected()
 	}
 }
 

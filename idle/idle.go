@@ -177,6 +177,9 @@ type Deps struct {
 	// FormatTime renders a time in outcomes and announcements (the bot
 	// passes reply.SlackDate); "2006-01-02 15:04 UTC" when nil.
 	FormatTime func(time.Time) string
+	// OnScan, when set, is called after each scheduled scan with its error
+	// (metrics).
+	OnScan func(err error)
 }
 
 // Scheduler runs the idle scans. Create it with New; it is safe for
@@ -197,6 +200,7 @@ type Scheduler struct {
 	log    *slog.Logger
 	now    func() time.Time
 	fmtT   func(time.Time) string
+	onScan func(error)
 
 	locks   [lockStripes]sync.Mutex
 	checkMu sync.Mutex // one CheckDue at a time
@@ -274,7 +278,7 @@ func New(s Settings, d Deps) (*Scheduler, error) {
 	sc := &Scheduler{
 		set: s, sched: sched, every: cron.Every(s.CheckEvery),
 		cloud: d.Cloud, notify: d.Notifier, authz: d.Authorizer, audit: d.Audit, kv: d.KV,
-		prices: d.Prices, log: d.Logger, now: d.Now, fmtT: d.FormatTime,
+		prices: d.Prices, log: d.Logger, now: d.Now, fmtT: d.FormatTime, onScan: d.OnScan,
 	}
 	if sc.audit == nil {
 		sc.audit = func(context.Context, computebot.AuditEntry) {}
@@ -345,8 +349,12 @@ func (s *Scheduler) job(ctx context.Context, name string, run func(context.Conte
 			return
 		}
 		start := time.Now()
-		if err := run(ctx); err != nil && ctx.Err() == nil {
+		err := run(ctx)
+		if err != nil && ctx.Err() == nil {
 			s.log.Error("idle "+name+" failed", "err", err, "took", time.Since(start))
+		}
+		if name == "scan" && s.onScan != nil {
+			s.onScan(err)
 		}
 	})
 }

@@ -44,6 +44,7 @@ func TestBinary(t *testing.T) {
 		"PATH=" + os.Getenv("PATH"),
 		"HOME=" + dir,
 		"COMPUTEBOT_CONFIG=" + cfg,
+		"COMPUTEBOT_LISTEN=127.0.0.1:0",
 		"SLACK_BOT_TOKEN=xoxb-binary-secret",
 		"SLACK_APP_TOKEN=xapp-binary-secret",
 		"SLACK_API_URL=" + slack.APIURL(),

@@ -188,7 +188,9 @@ func startDemo(out io.Writer, interactive bool) (d *demo, err error) {
 	m.BotOptions = bot.Options{PollInterval: 100 * time.Millisecond, RetryBackoff: 50 * time.Millisecond,
 		ShutdownTimeout: 5 * time.Second, NoticeInterval: 50 * time.Millisecond}
 	m.IdleCheckEvery = time.Second
-	if err := m.ParseFlags([]string{"--config", cfgPath}); err != nil {
+	// No operations endpoint in the demo: it must start on a machine where
+	// port 9090 is taken, and two demos must run side by side.
+	if err := m.ParseFlags([]string{"--config", cfgPath, "--listen", ""}); err != nil {
 		return d, err
 	}
 	if err := m.Run(context.Background()); err != nil {

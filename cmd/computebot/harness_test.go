@@ -131,6 +131,7 @@ func (b *bed) start() {
 	m.Getenv = b.env
 	m.Stderr = b.stderr
 	m.BotOptions = b.opts
+	m.Listen = "127.0.0.1:0" // /healthz, /readyz, /metrics on a free port (ListenAddr)
 	if b.tune != nil {
 		b.tune(m)
 	}

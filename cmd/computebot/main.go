@@ -26,6 +26,17 @@ import (
 )
 
 func main() {
+	if len(os.Args) > 1 {
+		switch os.Args[1] {
+		case "version":
+			printVersion(os.Stdout)
+			return
+		case "demo":
+			os.Exit(runDemo(os.Args[2:], os.Stdin, os.Stdout))
+		case "check":
+			os.Exit(runCheck(os.Args[2:], os.Stdout, os.Stderr, os.Getenv))
+		}
+	}
 	m := NewMain()
 	if err := m.ParseFlags(os.Args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -59,6 +70,9 @@ func main() {
 type Main struct {
 	ConfigPath string
 	LogLevel   slog.Level
+	// Listen is the address of /healthz, /readyz and /metrics; "" turns
+	// them off. Set before ParseFlags, it replaces --listen's default.
+	Listen string
 	// Getenv reads the environment; tests replace it.
 	Getenv func(string) string
 	Stderr io.Writer
@@ -69,6 +83,7 @@ type Main struct {
 	IdleCheckEvery time.Duration
 
 	log    *slog.Logger
+	ops    *ops
 	store  *store.DB
 	idle   *idle.Scheduler
 	cancel context.CancelFunc
@@ -88,8 +103,16 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.SetOutput(m.Stderr)
 	fs.StringVar(&m.ConfigPath, "config", m.Getenv("COMPUTEBOT_CONFIG"), "config file (YAML); env COMPUTEBOT_CONFIG")
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	listen := m.Listen
+	if listen == "" {
+		listen = m.Getenv("COMPUTEBOT_LISTEN")
+	}
+	if listen == "" {
+		listen = DefaultListen
+	}
+	fs.StringVar(&m.Listen, "listen", listen, `address of /healthz, /readyz and /metrics ("" to disable); env COMPUTEBOT_LISTEN`)
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: computebot --config FILE\n\nSecrets come from the environment: SLACK_BOT_TOKEN, SLACK_APP_TOKEN.\nSLACK_API_URL overrides the Slack Web API base URL; AWS uses the SDK's default chain (AWS_REGION, AWS_ENDPOINT_URL, …).")
+		fmt.Fprintln(fs.Output(), "usage: computebot [--listen ADDR] [--log-level LEVEL] --config FILE\n       computebot demo            (the whole product in this terminal: no Slack app, no AWS account)\n       computebot check --config FILE\n       computebot version\n\nSecrets come from the environment: SLACK_BOT_TOKEN, SLACK_APP_TOKEN.\nSLACK_API_URL overrides the Slack Web API base URL; AWS uses the SDK's default chain (AWS_REGION, AWS_ENDPOINT_URL, …).")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -111,7 +134,8 @@ func (m *Main) ParseFlags(args []string) error {
 // the background. Errors here are start-up errors; later fatal errors arrive
 // on Done.
 func (m *Main) Run(ctx context.Context) error {
-	m.log = slog.New(slog.NewJSONHandler(m.Stderr, &slog.HandlerOptions{Level: m.LogLevel}))
+	m.log = newLogger(m.Stderr, m.LogLevel)
+	m.ops = newOps()
 
 	cfg, err := config.Load(m.ConfigPath)
 	if err != nil {
@@ -127,8 +151,10 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 	m.store = db
+	m.ops.storeOpen.Store(true)
+	m.ops.metrics.PendingRequests(pendingRequests(db))
 
-	cloud, err := aws.New(ctx, aws.Options{Region: cfg.AWS.Region, Logger: m.log})
+	cloud, err := aws.New(ctx, aws.Options{Region: cfg.AWS.Region, Logger: m.log, OnCall: m.ops.metrics.AWSCall})
 	if err != nil {
 		_ = db.Close()
 		return fmt.Errorf("aws: %w", err)
@@ -141,14 +167,16 @@ func (m *Main) Run(ctx context.Context) error {
 	opts.Logger = m.log
 	opts.BotToken, opts.AppToken = botToken, appToken
 	opts.APIURL = m.Getenv("SLACK_API_URL")
+	m.hookMetrics(&opts)
 	b, err := bot.New(opts)
 	if err != nil {
 		_ = db.Close()
 		return err
 	}
 	sched, err := idle.New(idleSettings(cfg, m.IdleCheckEvery), idle.Deps{
-		Cloud: cloud, Notifier: b, Authorizer: b, Audit: b.Audit, KV: db, Prices: b.Price,
+		Cloud: cloud, Notifier: countNotices{b, m.ops.metrics}, Authorizer: b, Audit: countStops(b.Audit, m.ops.metrics), KV: db, Prices: b.Price,
 		Logger: m.log.With("component", "idle"), FormatTime: reply.SlackDate,
+		OnScan: m.ops.metrics.Scan,
 	})
 	if err != nil {
 		_ = db.Close()
@@ -156,6 +184,13 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	b.SetIdle(sched)
 	m.idle = sched
+	if m.Listen != "" {
+		if err := m.ops.listen(m.Listen); err != nil {
+			_ = db.Close()
+			return err
+		}
+		m.log.Info("serving /healthz, /readyz and /metrics", "addr", m.ops.addr())
+	}
 
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	m.cancel = cancel
@@ -164,7 +199,7 @@ func (m *Main) Run(ctx context.Context) error {
 		close(m.done)
 	}()
 	sched.Start(runCtx)
-	m.log.Info("computebot started", "config", m.ConfigPath, "store", cfg.Store.Path)
+	m.log.Info("computebot started", "version", versionString(), "config", m.ConfigPath, "store", cfg.Store.Path)
 	return nil
 }
 
@@ -175,6 +210,9 @@ func (m *Main) Done() <-chan error { return m.done }
 // Close stops the bot, waits for in-flight work and closes the store.
 func (m *Main) Close() error {
 	m.once.Do(func() {
+		if m.ops != nil {
+			m.ops.storeOpen.Store(false) // /readyz fails from here on
+		}
 		if m.idle != nil {
 			m.idle.Stop() // no new scans; a running one finishes
 		}
@@ -187,6 +225,7 @@ func (m *Main) Close() error {
 		if m.store != nil {
 			m.result = errors.Join(m.result, m.store.Close())
 		}
+		m.result = errors.Join(m.result, m.ops.shutdown())
 	})
 	return m.result
 }

@@ -1,0 +1,323 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/slack-go/slack"
+
+	"github.com/computebot/computebot"
+	"github.com/computebot/computebot/aws"
+	"github.com/computebot/computebot/config"
+)
+
+// checkUsage is `computebot check --help`.
+const checkUsage = `usage: computebot check --config FILE
+
+Checks a deployment before the bot runs: the config file, the Slack tokens
+(auth.test with SLACK_BOT_TOKEN, apps.connections.open with SLACK_APP_TOKEN;
+no socket is opened), the AWS identity (STS GetCallerIdentity), that the AMI,
+instance types, key pair, security groups and subnet exist, and with EC2
+DryRun that the IAM policy allows the launch. Nothing is launched or changed.
+Prints one line per check (✓ passed, ✗ failed, – skipped) and exits 1 when
+any check failed. Slack checks are skipped when neither token is set, AWS
+checks when the SDK finds no credentials.
+`
+
+// checkStatus is a check's outcome.
+type checkStatus int
+
+const (
+	checkPassed checkStatus = iota
+	checkFailed
+	checkSkipped
+)
+
+var checkMarks = map[checkStatus]string{checkPassed: "✓", checkFailed: "✗", checkSkipped: "–"}
+
+// checkReport prints check lines as they complete and counts them. Every
+// detail passes through redact, so a token echoed in an error never
+// reaches the terminal.
+type checkReport struct {
+	out     io.Writer
+	secrets []string
+	counts  map[checkStatus]int
+}
+
+func (r *checkReport) line(st checkStatus, name, detail string) {
+	r.counts[st]++
+	detail = r.redact(detail)
+	first, rest, _ := strings.Cut(detail, "\n")
+	fmt.Fprintf(r.out, "%s %s — %s\n", checkMarks[st], name, first)
+	for l := range strings.SplitSeq(rest, "\n") {
+		if l != "" {
+			fmt.Fprintf(r.out, "    %s\n", l)
+		}
+	}
+}
+
+func (r *checkReport) pass(name, format string, args ...any) {
+	r.line(checkPassed, name, fmt.Sprintf(format, args...))
+}
+
+func (r *checkReport) skip(name, format string, args ...any) {
+	r.line(checkSkipped, name, fmt.Sprintf(format, args...))
+}
+
+// fail prints err's user-facing message (a *computebot.Error's Message and
+// code, else the error text).
+func (r *checkReport) fail(name string, err error) {
+	r.line(checkFailed, name, errorDetail(err))
+}
+
+func (r *checkReport) failf(name, format string, args ...any) {
+	r.line(checkFailed, name, fmt.Sprintf(format, args...))
+}
+
+func (r *checkReport) redact(s string) string {
+	for _, secret := range r.secrets {
+		if secret != "" {
+			s = strings.ReplaceAll(s, secret, "[redacted]")
+		}
+	}
+	return s
+}
+
+func errorDetail(err error) string {
+	var ce *computebot.Error
+	if errors.As(err, &ce) && ce.Message != "" {
+		if ce.Code != "" && !strings.Contains(ce.Message, ce.Code) {
+			return fmt.Sprintf("%s (%s)", ce.Message, ce.Code)
+		}
+		return ce.Message
+	}
+	return err.Error()
+}
+
+// runCheck is `computebot check`: args are the arguments after "check".
+// SLACK_API_URL is read through getenv as the bot reads it; AWS settings
+// (AWS_REGION, AWS_ENDPOINT_URL, credentials…) come from the SDK's default
+// chain, as for the bot. It returns the exit code: 0 when no check failed,
+// 1 when one did, 2 for bad usage.
+func runCheck(args []string, stdout, stderr io.Writer, getenv func(string) string) int {
+	fs := flag.NewFlagSet("computebot check", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", getenv("COMPUTEBOT_CONFIG"), "config file (YAML); env COMPUTEBOT_CONFIG")
+	timeout := fs.Duration("timeout", 20*time.Second, "bound on each Slack and AWS call")
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), checkUsage+"\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "computebot check: unexpected argument %q (see --help)\n", fs.Arg(0))
+		return 2
+	}
+	if *path == "" {
+		fmt.Fprintln(stderr, "computebot check: no config: pass --config FILE or set COMPUTEBOT_CONFIG (see config/example.yaml)")
+		return 2
+	}
+
+	botToken, appToken := getenv("SLACK_BOT_TOKEN"), getenv("SLACK_APP_TOKEN")
+	r := &checkReport{out: stdout, secrets: []string{botToken, appToken}, counts: map[checkStatus]int{}}
+	ctx := context.Background()
+
+	cfg, err := config.Load(*path)
+	if err != nil {
+		r.fail("config", err)
+		return r.finish()
+	}
+	r.pass("config", "%s is valid", *path)
+
+	checkSlack(ctx, r, *timeout, botToken, appToken, getenv("SLACK_API_URL"))
+	checkAWS(ctx, r, *timeout, cfg)
+	return r.finish()
+}
+
+// finish prints the summary and returns the exit code.
+func (r *checkReport) finish() int {
+	passed, failed, skipped := r.counts[checkPassed], r.counts[checkFailed], r.counts[checkSkipped]
+	summary := fmt.Sprintf("%d passed, %d failed, %d skipped", passed, failed, skipped)
+	if failed > 0 {
+		fmt.Fprintf(r.out, "\nFAIL: %s\n", summary)
+		return 1
+	}
+	fmt.Fprintf(r.out, "\nOK: %s\n", summary)
+	return 0
+}
+
+// checkSlack proves both tokens with one harmless call each.
+func checkSlack(ctx context.Context, r *checkReport, timeout time.Duration, botToken, appToken, apiURL string) {
+	if botToken == "" && appToken == "" {
+		r.skip("slack tokens", "SLACK_BOT_TOKEN and SLACK_APP_TOKEN are not set")
+		return
+	}
+	if err := checkTokens(botToken, appToken); err != nil {
+		r.fail("slack tokens", err)
+		return
+	}
+	if apiURL == "" {
+		apiURL = slack.APIURL
+	}
+
+	bctx, cancel := context.WithTimeout(ctx, timeout)
+	auth, err := slack.New(botToken, slack.OptionAPIURL(apiURL)).AuthTestContext(bctx)
+	cancel()
+	if err != nil {
+		r.failf("slack bot token", "auth.test refused SLACK_BOT_TOKEN: %s", slackErrorDetail(err))
+	} else {
+		r.pass("slack bot token", "auth.test: bot %s (%s) in workspace %s (%s)", auth.User, auth.UserID, auth.Team, auth.TeamID)
+	}
+
+	actx, cancel := context.WithTimeout(ctx, timeout)
+	// apps.connections.open only hands out a socket URL; it is not dialled.
+	_, _, err = slack.New("", slack.OptionAPIURL(apiURL), slack.OptionAppLevelToken(appToken)).StartSocketModeContext(actx)
+	cancel()
+	if err != nil {
+		r.failf("slack app token", "apps.connections.open refused SLACK_APP_TOKEN: %s", slackErrorDetail(err))
+	} else {
+		r.pass("slack app token", "apps.connections.open accepted it (socket mode is enabled; no socket was opened)")
+	}
+}
+
+// slackErrorDetail explains the Slack error codes an operator is likely to
+// meet here.
+func slackErrorDetail(err error) string {
+	msg := err.Error()
+	hints := map[string]string{
+		"invalid_auth":           "the token is not valid (revoked, mistyped or from another app)",
+		"not_authed":             "no token reached Slack",
+		"account_inactive":       "the token belongs to a deleted user or an uninstalled app",
+		"token_revoked":          "the token was revoked",
+		"not_allowed_token_type": "wrong kind of token (bot token xoxb-… vs app-level token xapp-…)",
+		"missing_scope":          "the token lacks a scope (the app token needs connections:write)",
+	}
+	for code, hint := range hints {
+		if strings.Contains(msg, code) {
+			return code + ": " + hint
+		}
+	}
+	return msg
+}
+
+// checkAWS checks identity, resources and launch permission, in the order
+// an operator would fix them.
+func checkAWS(ctx context.Context, r *checkReport, timeout time.Duration, cfg *config.Config) {
+	cloud, err := aws.NewCheck(ctx, aws.Options{Region: cfg.AWS.Region, CallTimeout: timeout})
+	if err != nil {
+		r.fail("aws identity", err)
+		return
+	}
+	id, err := cloud.CallerIdentity(ctx)
+	switch {
+	case computebot.ErrorCode(err) == aws.CodeNoCredentials:
+		r.skip("aws", "no AWS credentials found (environment, shared config or instance role); AWS checks skipped")
+		return
+	case err != nil:
+		r.fail("aws identity", err)
+		return
+	}
+	r.pass("aws identity", "account %s, %s (region %s)", id.Account, id.ARN, cloud.Region())
+
+	launch := cfg.Launch
+	img, err := cloud.ResolveImage(ctx, launch.AMI)
+	if err != nil {
+		r.fail("ami", err)
+	} else {
+		name := img.Name
+		if name == "" {
+			name = "no name"
+		}
+		if launch.AMI == img.ID {
+			r.pass("ami", "%s exists (%s)", img.ID, name)
+		} else {
+			r.pass("ami", "%s resolves to %s (%s)", launch.AMI, img.ID, name)
+		}
+	}
+
+	var types []string
+	for _, t := range launch.AllowedTypes {
+		if _, err := cloud.InstanceType(ctx, t); err != nil {
+			r.fail("instance type "+t, err)
+			continue
+		}
+		types = append(types, t)
+	}
+	if len(types) == len(launch.AllowedTypes) {
+		r.pass("instance types", "%s offered in %s", strings.Join(types, ", "), cloud.Region())
+	}
+
+	if launch.KeyName == "" {
+		r.skip("key pair", "launch.key_name is empty: instances get no key pair")
+	} else if err := cloud.KeyPairExists(ctx, launch.KeyName); err != nil {
+		r.fail("key pair", err)
+	} else {
+		r.pass("key pair", "%q exists", launch.KeyName)
+	}
+
+	groupsVPC, subnetVPC := "", ""
+	groupsOK, subnetOK := true, true
+	if len(launch.SecurityGroupIDs) == 0 {
+		r.skip("security groups", "launch.security_group_ids is empty: instances get the VPC's default group")
+	} else if groupsVPC, err = cloud.SecurityGroupsExist(ctx, launch.SecurityGroupIDs); err != nil {
+		groupsOK = false
+		r.fail("security groups", err)
+	} else {
+		r.pass("security groups", "%s exist (%s)", strings.Join(launch.SecurityGroupIDs, ", "), groupsVPC)
+	}
+	if launch.SubnetID == "" {
+		r.skip("subnet", "launch.subnet_id is empty: instances go to the default VPC's default subnet")
+	} else if subnetVPC, err = cloud.SubnetExists(ctx, launch.SubnetID); err != nil {
+		subnetOK = false
+		r.fail("subnet", err)
+	} else {
+		r.pass("subnet", "%s exists (%s)", launch.SubnetID, subnetVPC)
+	}
+	if groupsVPC != "" && subnetVPC != "" && groupsVPC != subnetVPC {
+		subnetOK = false
+		r.failf("network", "security groups are in %s but subnet %s is in %s; they must share a VPC", groupsVPC, launch.SubnetID, subnetVPC)
+	}
+
+	// RunInstances with DryRun evaluates the IAM policy (instance type and
+	// tag conditions included) against the very request the bot would send.
+	switch {
+	case img.ID == "":
+		r.skip("permission ec2:RunInstances", "not checked: the AMI did not resolve (see above)")
+	case !groupsOK || !subnetOK:
+		r.skip("permission ec2:RunInstances", "not checked: fix the network settings above first")
+	default:
+		for _, t := range types {
+			spec := computebot.LaunchSpec{
+				InstanceType:     t,
+				ImageID:          img.ID,
+				RootDeviceName:   img.RootDeviceName,
+				KeyName:          launch.KeyName,
+				SecurityGroupIDs: launch.SecurityGroupIDs,
+				SubnetID:         launch.SubnetID,
+				Tags: map[string]string{
+					computebot.TagName:    "computebot-check",
+					computebot.TagManaged: "true",
+					computebot.TagOwner:   "computebot-check",
+				},
+			}
+			name := "permission ec2:RunInstances " + t
+			if err := cloud.DryRunLaunch(ctx, spec); err != nil {
+				r.fail(name, err)
+			} else {
+				r.pass(name, "DryRun launch allowed (with tags on create)")
+			}
+		}
+	}
+	r.skip("permission ec2:Stop/Start/TerminateInstances",
+		"not checked: their DryRun needs an existing instance; deploy/iam-policy.json grants them on instances tagged computebot:managed=true")
+}
