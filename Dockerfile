@@ -37,5 +37,10 @@ COPY --from=build --chown=65532:65532 /out/data /data
 USER 65532:65532
 WORKDIR /data
 VOLUME /data
+# /healthz, /readyz and /metrics on all interfaces inside the container.
+ENV COMPUTEBOT_LISTEN=:9090
+EXPOSE 9090
+# No shell or curl in distroless: the binary checks its own /healthz.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=20s CMD ["/computebot", "health"]
 ENTRYPOINT ["/computebot"]
 CMD ["--config", "/etc/computebot/config.yaml"]

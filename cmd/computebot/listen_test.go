@@ -181,3 +181,17 @@ func TestIdleMetrics(t *testing.T) {
 		t.Errorf("no scan counted:\n%s", grepLines(metrics, "idle_scans"))
 	}
 }
+
+func TestHealthCommand(t *testing.T) {
+	b := newBed(t)
+	var out strings.Builder
+	if code := runHealth([]string{b.main.ListenAddr()}, &out, func(string) string { return "" }); code != 0 {
+		t.Fatalf("health = %d: %s", code, out.String())
+	}
+	addr := b.main.ListenAddr()
+	b.stop()
+	out.Reset()
+	if code := runHealth([]string{addr}, &out, func(string) string { return "" }); code != 1 {
+		t.Fatalf("health after stop = %d: %s", code, out.String())
+	}
+}

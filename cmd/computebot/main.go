@@ -35,6 +35,8 @@ func main() {
 			os.Exit(runDemo(os.Args[2:], os.Stdin, os.Stdout))
 		case "check":
 			os.Exit(runCheck(os.Args[2:], os.Stdout, os.Stderr, os.Getenv))
+		case "health":
+			os.Exit(runHealth(os.Args[2:], os.Stdout, os.Getenv))
 		}
 	}
 	m := NewMain()
