@@ -82,8 +82,9 @@ type Options struct {
 	OnDisconnected func()
 	// OnEnvelope, when set, is called for each envelope received.
 	OnEnvelope func(envelopeType string)
-	// OnCommand, when set, is called once per slash command with its name
-	// and outcome: "accepted", "refused", "reply" or "ignored".
+	// OnCommand, when set, is called once per command (slash command,
+	// mention or button click) with its name and outcome: "accepted",
+	// "refused", "reply" or "ignored".
 	OnCommand func(name, outcome string)
 	// OnSlackCall, when set, is called after each Slack Web API HTTP
 	// request with the API method and HTTP status (0: transport error).

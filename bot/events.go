@@ -126,16 +126,23 @@ func (b *Bot) onSlash(ctx context.Context, env *socketmode.Request, cmd slack.Sl
 			b.ack(env, ephemeral(text))
 		}
 	}
-	if b.opts.OnCommand != nil {
-		name := cmd.Command
-		if res.Command != nil {
-			name = res.Command.CommandName()
-			if _, help := res.Command.(*commands.Help); help {
-				outcome = "reply"
-			}
-		}
-		b.opts.OnCommand(name, outcome)
+	b.countCommand(cmd.Command, res.Command, outcome)
+}
+
+// countCommand reports a command (typed, mentioned or clicked) and what
+// became of it to the OnCommand hook.
+func (b *Bot) countCommand(fallback string, cmd commands.Command, outcome string) {
+	if b.opts.OnCommand == nil {
+		return
 	}
+	name := fallback
+	if cmd != nil {
+		name = cmd.CommandName()
+		if _, help := cmd.(*commands.Help); help {
+			outcome = "reply"
+		}
+	}
+	b.opts.OnCommand(name, outcome)
 }
 
 // disconnected reports the socket going down.
@@ -281,6 +288,7 @@ func (b *Bot) onInteraction(env *socketmode.Request, cb slack.InteractionCallbac
 			// The clicked message is the request message: its ts is the
 			// request's thread.
 			o.threadTS = cb.Container.MessageTs
+			b.countCommand(a.ActionID, nil, "accepted")
 			b.enqueue(job{kind: kind, requestID: a.Value, origin: o})
 		default:
 			cmd, err := clickCommand(a.ActionID, a.Value)
@@ -288,6 +296,7 @@ func (b *Bot) onInteraction(env *socketmode.Request, cb slack.InteractionCallbac
 				b.log.Info("ignoring click", "action_id", a.ActionID, "err", err)
 				continue
 			}
+			b.countCommand(a.ActionID, cmd, "accepted")
 			b.enqueue(job{kind: jobCommand, origin: o, command: cmd})
 		}
 	}
@@ -356,10 +365,13 @@ func (b *Bot) onEvent(ctx context.Context, env *socketmode.Request, ev slackeven
 	o := origin{user: mention.User, channel: mention.Channel, threadTS: thread}
 	res := commands.ParseText(mention.Text)
 	var text string
+	outcome := "accepted"
+	defer func() { b.countCommand("mention", res.Command, outcome) }()
 	switch res.Outcome {
 	case commands.Ignore:
+		outcome = "ignored"
 	case commands.Reply:
-		text = res.Reply
+		text, outcome = res.Reply, "reply"
 	default:
 		if cmd, ok := res.Command.(*commands.Status); ok {
 			o.threadTS = mention.ThreadTimeStamp // status is about the thread it is asked in
@@ -367,7 +379,7 @@ func (b *Bot) onEvent(ctx context.Context, env *socketmode.Request, ev slackeven
 			break
 		}
 		if t, ok := b.accept(ctx, o, seed, res.Command); !ok {
-			text = t
+			text, outcome = t, "refused"
 		}
 	}
 	b.ack(env, nil)
