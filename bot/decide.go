@@ -134,7 +134,8 @@ func (b *Bot) refreshMessage(ctx context.Context, r *computebot.Request) {
 // expire closes a pending request whose approval window has passed.
 func (b *Bot) expire(ctx context.Context, r *computebot.Request) {
 	now := b.now()
-	r, err := b.store.UpdateRequest(ctx, r.ID, func(cur *computebot.Request) error {
+	id := r.ID
+	r, err := b.store.UpdateRequest(ctx, id, func(cur *computebot.Request) error {
 		if cur.State != computebot.RequestPending || !now.After(cur.ApprovalExpiresAt) {
 			return computebot.ErrConflict
 		}
@@ -143,7 +144,7 @@ func (b *Bot) expire(ctx context.Context, r *computebot.Request) {
 	})
 	if err != nil {
 		if !errors.Is(err, computebot.ErrConflict) {
-			b.log.Error("expire request", "err", err)
+			b.log.Error("expire request", "request_id", id, "err", err)
 		}
 		return
 	}

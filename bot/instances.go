@@ -99,9 +99,9 @@ func (b *Bot) changeInstance(ctx context.Context, o origin, kind policy.ActionKi
 	d, err := b.authz.Authorize(ctx, act)
 	if d.Verdict != policy.Allow {
 		if err != nil {
-			b.log.Error("authorize instance action", "instance", inst.ID, "user", o.user, "err", err)
+			b.log.Error("authorize instance action", "instance", inst.ID, "request_id", inst.Tags[computebot.TagRequest], "user", o.user, "err", err)
 		}
-		b.log.Info("instance action refused", "instance", inst.ID, "user", o.user, "action", kind, "reason", d.Reason)
+		b.log.Info("instance action refused", "instance", inst.ID, "request_id", inst.Tags[computebot.TagRequest], "user", o.user, "action", kind, "reason", d.Reason)
 		b.tell(ctx, o, reply.Plain(d.Reason))
 		return
 	}
@@ -125,7 +125,7 @@ func (b *Bot) changeInstance(ctx context.Context, o origin, kind policy.ActionKi
 	requestID := inst.Tags[computebot.TagRequest]
 	if err != nil {
 		b.audit(ctx, computebot.AuditEntry{Actor: o.user, Action: ch.verb, RequestID: requestID, Target: inst.ID, Result: codeOr(err)})
-		b.log.Error("instance action failed", "instance", inst.ID, "action", kind, "err", err)
+		b.log.Error("instance action failed", "instance", inst.ID, "request_id", inst.Tags[computebot.TagRequest], "action", kind, "err", err)
 		b.tell(ctx, o, reply.Plain(fmt.Sprintf("I could not %s `%s`: %s", ch.verb, inst.ID, computebot.UserMessage(err))))
 		return
 	}
@@ -188,7 +188,7 @@ func (b *Bot) announce(ctx context.Context, o origin, inst computebot.Instance, 
 		channel, thread = o.channel, o.threadTS
 	}
 	if _, err := b.chat.Post(ctx, channel, thread, msg); err != nil {
-		b.log.Error("announce in request thread", "instance", inst.ID, "err", err)
+		b.log.Error("announce in request thread", "instance", inst.ID, "request_id", inst.Tags[computebot.TagRequest], "err", err)
 	}
 	if o.channel != channel || o.threadTS != thread {
 		b.tell(ctx, o, msg)

@@ -86,7 +86,7 @@ func (b *Bot) runInvocation(ctx context.Context, actor, requestID, function, pay
 	res, err := b.cloud.Invoke(ictx, computebot.Invocation{Function: function, Payload: []byte(payload), Async: async})
 	post := func(m reply.Message) {
 		if _, perr := b.chat.Post(ctx, channel, thread, m); perr != nil {
-			b.log.Error("post invocation result", "function", function, "err", perr)
+			b.log.Error("post invocation result", "function", function, "request_id", requestID, "err", perr)
 		}
 	}
 	if err != nil {
@@ -113,7 +113,7 @@ func (b *Bot) runInvocation(ctx context.Context, actor, requestID, function, pay
 	if full != "" {
 		name := fmt.Sprintf("%s-%s.txt", function, b.now().UTC().Format("20060102T150405Z"))
 		if err := b.chat.Upload(ctx, channel, thread, name, "Output of "+function, full); err != nil {
-			b.log.Error("upload invocation output", "function", function, "err", err)
+			b.log.Error("upload invocation output", "function", function, "request_id", requestID, "err", err)
 			post(reply.Plain("I could not attach the full output (file upload failed); it is in the function's CloudWatch logs."))
 		}
 	}
@@ -180,7 +180,8 @@ func (b *Bot) admitLambda(ctx context.Context, r *computebot.Request) *computebo
 		return nil
 	}
 	now := b.now()
-	r, err = b.store.UpdateRequest(ctx, r.ID, func(cur *computebot.Request) error {
+	id := r.ID
+	r, err = b.store.UpdateRequest(ctx, id, func(cur *computebot.Request) error {
 		if cur.State != computebot.RequestNew {
 			return computebot.ErrConflict
 		}
@@ -189,7 +190,7 @@ func (b *Bot) admitLambda(ctx context.Context, r *computebot.Request) *computebo
 	})
 	if err != nil {
 		if !errors.Is(err, computebot.ErrConflict) {
-			b.log.Error("save admitted request", "request_id", r.ID, "err", err)
+			b.log.Error("save admitted request", "request_id", id, "err", err)
 		}
 		return nil
 	}

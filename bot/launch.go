@@ -133,7 +133,8 @@ func (b *Bot) failLaunch(ctx context.Context, r *computebot.Request, why, code s
 	if code == "" {
 		code = "error"
 	}
-	r, err := b.store.UpdateRequest(ctx, r.ID, func(cur *computebot.Request) error {
+	id := r.ID
+	r, err := b.store.UpdateRequest(ctx, id, func(cur *computebot.Request) error {
 		if cur.State.Terminal() {
 			return computebot.ErrConflict
 		}
@@ -142,7 +143,7 @@ func (b *Bot) failLaunch(ctx context.Context, r *computebot.Request, why, code s
 		return nil
 	})
 	if err != nil {
-		b.log.Error("mark launch failed", "request_id", r.ID, "err", err)
+		b.log.Error("mark launch failed", "request_id", id, "err", err)
 		return
 	}
 	b.audit(ctx, computebot.AuditEntry{Actor: r.DecidedByOrPolicy(), Action: "launch", RequestID: r.ID, Target: r.InstanceID, Result: code, Detail: why})
@@ -216,7 +217,7 @@ func (b *Bot) ready(ctx context.Context, r *computebot.Request, inst computebot.
 	})
 	if err != nil {
 		if !errors.Is(err, computebot.ErrConflict) {
-			b.log.Error("record ready", "request_id", inst.ID, "err", err)
+			b.log.Error("record ready", "instance", inst.ID, "err", err)
 		}
 		return
 	}

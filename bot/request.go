@@ -115,7 +115,8 @@ func (b *Bot) admit(ctx context.Context, r *computebot.Request) *computebot.Requ
 
 	auto := d.Verdict == policy.Allow
 	now := b.now()
-	r, err = b.store.UpdateRequest(ctx, r.ID, func(cur *computebot.Request) error {
+	id := r.ID
+	r, err = b.store.UpdateRequest(ctx, id, func(cur *computebot.Request) error {
 		if cur.State != computebot.RequestNew {
 			return computebot.ErrConflict
 		}
@@ -131,7 +132,7 @@ func (b *Bot) admit(ctx context.Context, r *computebot.Request) *computebot.Requ
 	})
 	if err != nil {
 		if !errors.Is(err, computebot.ErrConflict) {
-			b.log.Error("save admitted request", "request_id", r.ID, "err", err)
+			b.log.Error("save admitted request", "request_id", id, "err", err)
 		}
 		return nil
 	}
