@@ -19,6 +19,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/pricing"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
 
 	"github.com/computebot/computebot"
 )
@@ -61,6 +62,7 @@ type Client struct {
 	pricing    *pricing.Client
 	lambda     *lambda.Client
 	cloudwatch *cloudwatch.Client
+	sts        *sts.Client // only `computebot check` asks who it is
 
 	region        string
 	callTimeout   time.Duration
@@ -133,6 +135,7 @@ func NewFromConfig(cfg awssdk.Config, opts Options) *Client {
 		}),
 		lambda:              lambda.NewFromConfig(cfg),
 		cloudwatch:          cloudwatch.NewFromConfig(cfg),
+		sts:                 sts.NewFromConfig(cfg),
 		metricCallsInFlight: opts.MetricCallsInFlight,
 		region:              cfg.Region,
 		callTimeout:         opts.CallTimeout,

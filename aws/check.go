@@ -6,7 +6,6 @@ import (
 	"strings"
 
 	awssdk "github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 
@@ -28,45 +27,11 @@ type Identity struct {
 	UserID  string
 }
 
-// CheckClient is a Client that can also ask STS who it is. Only `computebot
-// check` needs STS, so the bot's own Client does not carry it.
-type CheckClient struct {
-	*Client
-	sts *sts.Client
-}
-
-// NewCheck is New plus an STS client built from the same configuration
-// (so AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_STS… apply as for the other
-// services).
-func NewCheck(ctx context.Context, opts Options) (*CheckClient, error) {
-	var loadOpts []func(*config.LoadOptions) error
-	if opts.Region != "" {
-		loadOpts = append(loadOpts, config.WithRegion(opts.Region))
-	}
-	cfg, err := config.LoadDefaultConfig(ctx, loadOpts...)
-	if err != nil {
-		return nil, &computebot.Error{
-			Code:    "AWSConfig",
-			Message: "Could not load the AWS configuration (environment, shared config or instance role).",
-			Err:     fmt.Errorf("load AWS config: %w", err),
-		}
-	}
-	return NewCheckFromConfig(cfg, opts), nil
-}
-
-// NewCheckFromConfig is NewFromConfig plus an STS client.
-func NewCheckFromConfig(cfg awssdk.Config, opts Options) *CheckClient {
-	c := NewFromConfig(cfg, opts)
-	cfg = cfg.Copy()
-	cfg.Region = c.region
-	return &CheckClient{Client: c, sts: sts.NewFromConfig(cfg)}
-}
-
 // CallerIdentity asks STS whose credentials the client uses. It needs no
 // IAM permission, so it proves the credentials work and nothing more.
-func (c *CheckClient) CallerIdentity(ctx context.Context) (Identity, error) {
+func (c *Client) CallerIdentity(ctx context.Context) (Identity, error) {
 	info := callInfo{API: "sts:GetCallerIdentity"}
-	out, err := call(ctx, c.Client, info, func(ctx context.Context) (*sts.GetCallerIdentityOutput, error) {
+	out, err := call(ctx, c, info, func(ctx context.Context) (*sts.GetCallerIdentityOutput, error) {
 		return c.sts.GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{})
 	})
 	if err != nil {

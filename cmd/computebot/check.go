@@ -213,7 +213,7 @@ func slackErrorDetail(err error) string {
 // checkAWS checks identity, resources and launch permission, in the order
 // an operator would fix them.
 func checkAWS(ctx context.Context, r *checkReport, timeout time.Duration, cfg *config.Config) {
-	cloud, err := aws.NewCheck(ctx, aws.Options{Region: cfg.AWS.Region, CallTimeout: timeout})
+	cloud, err := aws.New(ctx, aws.Options{Region: cfg.AWS.Region, CallTimeout: timeout})
 	if err != nil {
 		r.fail("aws identity", err)
 		return
