@@ -167,12 +167,27 @@ func TestIdleMetrics(t *testing.T) {
 	b.waitThread(thread, "looks idle")
 	b.waitState(id, "stopped")
 	b.waitThread(thread, "(idle)")
-	_, metrics := get(t, "http://"+b.main.ListenAddr()+"/metrics")
-	for _, want := range []string{
+	wants := []string{
 		"computebot_idle_notices_total 1",
 		"computebot_idle_stops_total 1",
 		`computebot_aws_calls_total{code="",operation="ec2:StopInstances"} 1`,
-	} {
+	}
+	// The thread reply and the counters are updated by different steps of
+	// the stop, so poll briefly rather than race them.
+	var metrics string
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		_, metrics = get(t, "http://"+b.main.ListenAddr()+"/metrics")
+		missing := 0
+		for _, want := range wants {
+			if !strings.Contains(metrics, want) {
+				missing++
+			}
+		}
+		if missing == 0 {
+			break
+		}
+	}
+	for _, want := range wants {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("/metrics lacks %s:\n%s", want, grepLines(metrics, "idle"))
 		}
