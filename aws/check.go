@@ -119,15 +119,7 @@ func (c *Client) SubnetExists(ctx context.Context, id string) (vpc string, err e
 // EC2 answered DryRunOperation (allowed); otherwise the error says why not,
 // e.g. code UnauthorizedOperation when the IAM policy refuses it.
 func (c *Client) DryRunLaunch(ctx context.Context, spec computebot.LaunchSpec) error {
-	info := callInfo{
-		API:      "ec2:RunInstances",
-		IAM:      "ec2:RunInstances and ec2:CreateTags",
-		Type:     spec.InstanceType,
-		Image:    spec.ImageID,
-		KeyName:  spec.KeyName,
-		SubnetID: spec.SubnetID,
-		Groups:   spec.SecurityGroupIDs,
-	}
+	info := runInstancesInfo(spec)
 	in := runInstancesInput(spec)
 	in.DryRun = awssdk.Bool(true)
 	_, err := call(ctx, c, info, func(ctx context.Context) (*ec2.RunInstancesOutput, error) {

@@ -108,15 +108,7 @@ func (c *Client) Launch(ctx context.Context, spec computebot.LaunchSpec) (comput
 			Message: "The launch has no instance type or AMI; nothing was launched.",
 		}
 	}
-	info := callInfo{
-		API:      "ec2:RunInstances",
-		IAM:      "ec2:RunInstances and ec2:CreateTags",
-		Type:     spec.InstanceType,
-		Image:    spec.ImageID,
-		KeyName:  spec.KeyName,
-		SubnetID: spec.SubnetID,
-		Groups:   spec.SecurityGroupIDs,
-	}
+	info := runInstancesInfo(spec)
 	in := runInstancesInput(spec)
 	out, err := call(ctx, c, info, func(ctx context.Context) (*ec2.RunInstancesOutput, error) {
 		return c.ec2.RunInstances(ctx, in)
@@ -372,4 +364,18 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return string(r[:n]) + "…"
+}
+
+// runInstancesInfo describes a RunInstances call for error messages: the
+// launch and its dry run name the same parameters.
+func runInstancesInfo(spec computebot.LaunchSpec) callInfo {
+	return callInfo{
+		API:      "ec2:RunInstances",
+		IAM:      "ec2:RunInstances and ec2:CreateTags",
+		Type:     spec.InstanceType,
+		Image:    spec.ImageID,
+		KeyName:  spec.KeyName,
+		SubnetID: spec.SubnetID,
+		Groups:   spec.SecurityGroupIDs,
+	}
 }

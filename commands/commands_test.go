@@ -369,8 +369,8 @@ func TestSuggest(t *testing.T) {
 		"lanch": "launch", "luanch": "launch", "instance": "instances", "stpo": "stop", "strat": "start",
 		"termiante": "terminate", "inst": "instances", "xyz": "", "st": "", "lambada": "lambda",
 	} {
-		if got := suggest(in, words); got != want {
-			t.Errorf("suggest(%q) = %q, want %q", in, got, want)
+		if got := Suggest(in, words); got != want {
+			t.Errorf("Suggest(%q) = %q, want %q", in, got, want)
 		}
 	}
 }

@@ -144,7 +144,7 @@ func dispatch(defs []Definition, word string, lx *lexer) Result {
 			return parseArgs(d, lx)
 		}
 		msg := fmt.Sprintf("unknown subcommand %s for /%s", code(sub.val), word)
-		if s := suggest(strings.ToLower(sub.val), subs); s != "" {
+		if s := Suggest(strings.ToLower(sub.val), subs); s != "" {
 			msg += fmt.Sprintf("; did you mean `%s`?", s)
 		} else {
 			msg += "; use " + list + "."
@@ -155,7 +155,7 @@ func dispatch(defs []Definition, word string, lx *lexer) Result {
 		return parseArgs(d, lx)
 	}
 	msg := fmt.Sprintf("unknown command %s. Try `help`", code(word))
-	if s := suggest(word, commandWords(defs)); s != "" {
+	if s := Suggest(word, commandWords(defs)); s != "" {
 		msg += fmt.Sprintf(" — did you mean `%s`?", s)
 	} else {
 		msg += " for the list of commands."
@@ -448,7 +448,7 @@ func helpTopic(defs []Definition, topic string) (string, bool) {
 
 func unknownTopic(defs []Definition, topic string) string {
 	msg := fmt.Sprintf("there is no command %s", code(topic))
-	if s := suggest(topic, commandWords(defs)); s != "" {
+	if s := Suggest(topic, commandWords(defs)); s != "" {
 		msg += fmt.Sprintf("; did you mean `%s`?", s)
 	} else {
 		msg += "."
@@ -469,7 +469,7 @@ func unknownFlag(d *Definition, word, name string) string {
 		names = append(names, f.Name)
 	}
 	msg := fmt.Sprintf("unknown flag %s for %s", shownFlag(shown), d.slashName())
-	if s := suggest(name, names); s != "" {
+	if s := Suggest(name, names); s != "" {
 		msg += fmt.Sprintf("; did you mean --%s?", s)
 	} else {
 		msg += "; its flags are --" + strings.Join(names, ", --") + "."

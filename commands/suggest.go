@@ -2,10 +2,10 @@ package commands
 
 import "strings"
 
-// suggest returns the candidate closest to word, for a "did you mean":
+// Suggest returns the candidate closest to word, for a "did you mean":
 // within a small edit distance (a typo or a swapped pair of letters), or
 // the only candidate word is a prefix of. "" when nothing is close.
-func suggest(word string, candidates []string) string {
+func Suggest(word string, candidates []string) string {
 	w := []rune(strings.ToLower(word))
 	if len(w) == 0 || len(w) > 64 {
 		return ""

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/computebot/computebot/commands"
 	"gopkg.in/yaml.v3"
 )
 
@@ -228,7 +229,7 @@ func unknownKey(path, name, goType string) string {
 	} else {
 		fmt.Fprintf(&b, "unknown key `%s` under `%s`", name, parent)
 	}
-	if s := suggest(name, valid); s != "" {
+	if s := commands.Suggest(name, valid); s != "" {
 		fmt.Fprintf(&b, "; did you mean `%s`?", s)
 	}
 	if len(valid) > 0 {
@@ -266,53 +267,4 @@ func structKeys(t reflect.Type) map[string][]string {
 	}
 	walk(t)
 	return out
-}
-
-// suggest returns the candidate within two edits of word, else the one
-// candidate it is a prefix of, if any.
-func suggest(word string, candidates []string) string {
-	best, bestDist := "", 3
-	for _, c := range candidates {
-		if d := distance(word, c); d < bestDist {
-			best, bestDist = c, d
-		}
-	}
-	if len(word) <= 3 && bestDist > 1 {
-		best = ""
-	}
-	if best != "" || len(word) < 3 {
-		return best
-	}
-	var prefixed []string
-	for _, c := range candidates {
-		if strings.HasPrefix(c, word) {
-			prefixed = append(prefixed, c)
-		}
-	}
-	if len(prefixed) == 1 {
-		return prefixed[0]
-	}
-	return ""
-}
-
-// distance is the Levenshtein distance between a and b.
-func distance(a, b string) int {
-	ra, rb := []rune(a), []rune(b)
-	prev := make([]int, len(rb)+1)
-	cur := make([]int, len(rb)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(ra); i++ {
-		cur[0] = i
-		for j := 1; j <= len(rb); j++ {
-			cost := 1
-			if ra[i-1] == rb[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(rb)]
 }
