@@ -143,40 +143,29 @@ func (b *Bot) changeInstance(ctx context.Context, o origin, kind policy.ActionKi
 	b.background(func(ctx context.Context) { b.awaitChange(ctx, o, kind, inst) })
 }
 
-// awaitChange polls until the instance reaches the state the action aims
+// awaitChange waits until the instance reaches the state the action aims
 // at, then announces it.
 func (b *Bot) awaitChange(ctx context.Context, o origin, kind policy.ActionKind, inst computebot.Instance) {
 	ch := changes[kind]
-	deadline := b.now().Add(b.opts.LaunchWait)
-	t := time.NewTicker(b.opts.PollInterval)
-	defer t.Stop()
-	for {
-		actx, cancel := b.awsCtx(ctx)
-		cur, err := b.cloud.Instance(actx, inst.ID)
-		cancel()
-		if err == nil && cur.State == ch.target {
-			cur.Tags = inst.Tags
-			var msg reply.Message
-			switch kind {
-			case policy.ActionStop:
-				msg = reply.Stopped(cur, o.user)
-			case policy.ActionStart:
-				msg = reply.Started(cur, o.user, b.sshUser(ctx, cur.ImageID), b.set.KeyName)
-			default:
-				msg = reply.Terminated(cur, o.user)
-			}
-			b.announce(ctx, o, cur, msg)
-			return
+	res := b.pollInstance(ctx, inst.ID, func(cur computebot.Instance, err error) bool {
+		if err != nil || cur.State != ch.target {
+			return false
 		}
-		if b.now().After(deadline) {
-			b.tell(ctx, o, reply.Plain(fmt.Sprintf("`%s` has not reached %s after %s; check it with `/instances`.", inst.ID, ch.target, b.opts.LaunchWait)))
-			return
+		cur.Tags = inst.Tags
+		var msg reply.Message
+		switch kind {
+		case policy.ActionStop:
+			msg = reply.Stopped(cur, o.user)
+		case policy.ActionStart:
+			msg = reply.Started(cur, o.user, b.sshUser(ctx, cur.ImageID), b.set.KeyName)
+		default:
+			msg = reply.Terminated(cur, o.user)
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+		b.announce(ctx, o, cur, msg)
+		return true
+	})
+	if res == pollTimedOut {
+		b.tell(ctx, o, reply.Plain(fmt.Sprintf("`%s` has not reached %s after %s; check it with `/instances`.", inst.ID, ch.target, b.opts.LaunchWait)))
 	}
 }
 

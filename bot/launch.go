@@ -160,42 +160,64 @@ func (b *Bot) startWaiter(id string) {
 	b.background(func(ctx context.Context) { b.waitRunning(ctx, id) })
 }
 
-// waitRunning polls the instance every PollInterval (the SDK waiter's 15 s
-// minimum would leave the requester waiting) and posts the connection
-// details as soon as it runs.
-func (b *Bot) waitRunning(ctx context.Context, id string) {
-	r, err := b.store.Request(ctx, id)
-	if err != nil || r.State != computebot.RequestLaunched {
-		return
-	}
+// pollResult says how a pollInstance ended.
+type pollResult int
+
+const (
+	pollDone     pollResult = iota // the check said done
+	pollTimedOut                   // LaunchWait passed first
+	pollStopped                    // the bot is shutting down; resumed on the next start
+)
+
+// pollInstance describes the instance every PollInterval (the SDK waiter's
+// 15 s minimum would leave people waiting) until check says done, for at
+// most LaunchWait. Describe errors are passed to check: right after
+// RunInstances EC2 may not know the ID yet (eventual consistency).
+func (b *Bot) pollInstance(ctx context.Context, id string, check func(computebot.Instance, error) bool) pollResult {
 	deadline := b.now().Add(b.opts.LaunchWait)
 	t := time.NewTicker(b.opts.PollInterval)
 	defer t.Stop()
 	for {
 		actx, cancel := b.awsCtx(ctx)
-		inst, err := b.cloud.Instance(actx, r.InstanceID)
+		inst, err := b.cloud.Instance(actx, id)
 		cancel()
-		switch {
-		case err != nil:
-			// Right after RunInstances EC2 may not know the ID yet
-			// (eventual consistency); keep polling until the deadline.
-			b.log.Debug("poll instance", "request_id", id, "instance", r.InstanceID, "err", err)
-		case inst.State == computebot.InstanceRunning:
-			b.ready(ctx, r, inst)
-			return
-		case inst.State == computebot.InstanceTerminated || inst.State == computebot.InstanceShuttingDown:
-			b.failLaunch(ctx, r, fmt.Sprintf("`%s` was terminated before it started running (state %s). Nothing is running; try again or pick another type.", r.InstanceID, inst.State), "Terminated")
-			return
+		if check(inst, err) {
+			return pollDone
 		}
 		if b.now().After(deadline) {
-			b.failLaunch(ctx, r, fmt.Sprintf("`%s` did not reach running within %s. It may still start; check it in the EC2 console.", r.InstanceID, b.opts.LaunchWait), "Timeout")
-			return
+			return pollTimedOut
 		}
 		select {
 		case <-ctx.Done():
-			return // resumed on the next start
+			return pollStopped
 		case <-t.C:
 		}
+	}
+}
+
+// waitRunning posts the connection details as soon as the request's
+// instance runs.
+func (b *Bot) waitRunning(ctx context.Context, id string) {
+	r, err := b.store.Request(ctx, id)
+	if err != nil || r.State != computebot.RequestLaunched {
+		return
+	}
+	res := b.pollInstance(ctx, r.InstanceID, func(inst computebot.Instance, err error) bool {
+		switch {
+		case err != nil:
+			b.log.Debug("poll instance", "request_id", id, "instance", r.InstanceID, "err", err)
+			return false
+		case inst.State == computebot.InstanceRunning:
+			b.ready(ctx, r, inst)
+			return true
+		case inst.State == computebot.InstanceTerminated || inst.State == computebot.InstanceShuttingDown:
+			b.failLaunch(ctx, r, fmt.Sprintf("`%s` was terminated before it started running (state %s). Nothing is running; try again or pick another type.", r.InstanceID, inst.State), "Terminated")
+			return true
+		}
+		return false
+	})
+	if res == pollTimedOut {
+		b.failLaunch(ctx, r, fmt.Sprintf("`%s` did not reach running within %s. It may still start; check it in the EC2 console.", r.InstanceID, b.opts.LaunchWait), "Timeout")
 	}
 }
 
