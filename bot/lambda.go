@@ -179,20 +179,6 @@ func (b *Bot) admitLambda(ctx context.Context, r *computebot.Request) *computebo
 		b.refuse(ctx, r, reason)
 		return nil
 	}
-	now := b.now()
-	id := r.ID
-	r, err = b.store.UpdateRequest(ctx, id, func(cur *computebot.Request) error {
-		if cur.State != computebot.RequestNew {
-			return computebot.ErrConflict
-		}
-		cur.State, cur.ApprovalExpiresAt = computebot.RequestPending, now.Add(b.set.ApprovalTTL)
-		return nil
-	})
-	if err != nil {
-		if !errors.Is(err, computebot.ErrConflict) {
-			b.log.Error("save admitted request", "request_id", id, "err", err)
-		}
-		return nil
-	}
-	return r
+	// Lambda requests always need an approver: never auto-approved.
+	return b.settleNew(ctx, r.ID, false, nil)
 }

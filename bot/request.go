@@ -114,15 +114,32 @@ func (b *Bot) admit(ctx context.Context, r *computebot.Request) *computebot.Requ
 	price, priceKnown := b.price(actx, r.InstanceType)
 
 	auto := d.Verdict == policy.Allow
-	now := b.now()
-	id := r.ID
-	r, err = b.store.UpdateRequest(ctx, id, func(cur *computebot.Request) error {
-		if cur.State != computebot.RequestNew {
-			return computebot.ErrConflict
-		}
+	r = b.settleNew(ctx, r.ID, auto, func(cur *computebot.Request) {
 		cur.VCPUs, cur.MemoryMiB = it.VCPUs, it.MemoryMiB
 		cur.ImageID, cur.ImageName, cur.ImageRoot = img.ID, img.Name, img.RootDeviceName
 		cur.PricePerHour, cur.PriceKnown = price, priceKnown
+	})
+	if r == nil {
+		return nil
+	}
+	if auto {
+		b.audit(ctx, computebot.AuditEntry{Actor: "policy", Action: "approve", RequestID: r.ID, Result: "ok", Detail: "auto-approved type " + r.InstanceType})
+	}
+	return r
+}
+
+// settleNew moves a new request to approved (auto) or pending with its
+// approval window, after fill adds what the admission looked up. nil when
+// the request was no longer new or the write failed.
+func (b *Bot) settleNew(ctx context.Context, id string, auto bool, fill func(*computebot.Request)) *computebot.Request {
+	now := b.now()
+	r, err := b.store.UpdateRequest(ctx, id, func(cur *computebot.Request) error {
+		if cur.State != computebot.RequestNew {
+			return computebot.ErrConflict
+		}
+		if fill != nil {
+			fill(cur)
+		}
 		if auto {
 			cur.State, cur.AutoApproved, cur.DecidedAt = computebot.RequestApproved, true, now
 		} else {
@@ -135,9 +152,6 @@ func (b *Bot) admit(ctx context.Context, r *computebot.Request) *computebot.Requ
 			b.log.Error("save admitted request", "request_id", id, "err", err)
 		}
 		return nil
-	}
-	if auto {
-		b.audit(ctx, computebot.AuditEntry{Actor: "policy", Action: "approve", RequestID: r.ID, Result: "ok", Detail: "auto-approved type " + r.InstanceType})
 	}
 	return r
 }
