@@ -23,7 +23,7 @@ COPY . .
 RUN --mount=type=cache,target=/go/pkg/mod \
     --mount=type=cache,target=/root/.cache/go-build \
     CGO_ENABLED=0 GOOS=${TARGETOS:-linux} GOARCH=${TARGETARCH} \
-    go build -trimpath -ldflags="-s -w" -o /out/computebot ./cmd/computebot
+    go build -tags nodemo -trimpath -ldflags="-s -w" -o /out/computebot ./cmd/computebot
 
 # An empty /data owned by the runtime user: a named volume mounted there
 # starts with this ownership, so the non-root bot can create its store.

@@ -1,6 +1,7 @@
 // Package computebot holds the domain types and the interfaces at the seams
-// between the packages: the bot (Slack) depends on Cloud and Store, never on
-// the AWS SDK or on bbolt; aws/ implements Cloud, store/ implements Store.
+// between the packages: the workflows (flow/) depend on Cloud and Store,
+// never on the AWS SDK or on bbolt; aws/ implements Cloud, store/
+// implements Store.
 package computebot
 
 import (
@@ -151,15 +152,21 @@ var (
 	ErrExists       = errors.New("already exists")
 	ErrConflict     = errors.New("state changed concurrently")
 	ErrPriceUnknown = errors.New("price unknown")
+	// ErrDeleteKey, returned by a key/value update function, asks for the
+	// key to be deleted instead of saved (a conditional delete).
+	ErrDeleteKey = errors.New("delete the key")
 )
 
 // Error is a failure whose Message is safe and useful to show to a user in
 // plain words ("AWS has no t2.micro capacity…"). Code is the machine-readable
 // cause (an AWS error code, or one of ours); Err is the underlying error for logs.
+// Transient marks a failure worth another attempt (throttling, a timeout, an
+// internal error of the service); the package that made the call decides it.
 type Error struct {
-	Code    string
-	Message string
-	Err     error
+	Code      string
+	Message   string
+	Transient bool
+	Err       error
 }
 
 func (e *Error) Error() string {
@@ -188,6 +195,13 @@ func ErrorCode(err error) string {
 		return e.Code
 	}
 	return ""
+}
+
+// Transient reports whether err is a failure worth another attempt (see
+// Error.Transient).
+func Transient(err error) bool {
+	var e *Error
+	return errors.As(err, &e) && e.Transient
 }
 
 // MetricsQuery asks for the idle-detection metrics of many instances over

@@ -5,20 +5,25 @@ import (
 	"time"
 )
 
-// RequestState is where a launch request is in its life.
+// RequestState is where a request is in its life. Launch and Lambda
+// requests share every state but launched:
 //
-//	new → pending → approved → launching → launched → ready
-//	       ↘ denied / expired        ↘ failed (from approved, launching or launched)
+//	new → pending → approved → executing → [launched →] done
+//	       ↘ denied / expired        ↘ failed (from approved, executing or launched)
 //	new → refused (policy said no after the ack, e.g. quota)
+//
+// executing means the approved action is under way (RunInstances, or the
+// invocation); launched (launch requests only) means EC2 returned the
+// instance and the bot waits for it to run.
 type RequestState string
 
 const (
 	RequestNew       RequestState = "new"       // persisted before the ack; not yet posted
 	RequestPending   RequestState = "pending"   // posted, awaiting an approver
-	RequestApproved  RequestState = "approved"  // approved (or auto-approved), not yet launched
-	RequestLaunching RequestState = "launching" // RunInstances in flight
-	RequestLaunched  RequestState = "launched"  // instance ID known, waiting for running
-	RequestReady     RequestState = "ready"     // running; IP reply posted
+	RequestApproved  RequestState = "approved"  // approved (or auto-approved), not yet started
+	RequestExecuting RequestState = "executing" // RunInstances or the invocation in flight
+	RequestLaunched  RequestState = "launched"  // launch only: instance ID known, waiting for running
+	RequestDone      RequestState = "done"      // instance running and its IP posted, or function invoked
 	RequestDenied    RequestState = "denied"
 	RequestExpired   RequestState = "expired"
 	RequestFailed    RequestState = "failed"
@@ -28,31 +33,50 @@ const (
 // Terminal reports whether no further transition can happen.
 func (s RequestState) Terminal() bool {
 	switch s {
-	case RequestReady, RequestDenied, RequestExpired, RequestFailed, RequestRefused:
+	case RequestDone, RequestDenied, RequestExpired, RequestFailed, RequestRefused:
 		return true
 	}
 	return false
 }
 
-// RequestKind is what a request asks for.
+// RequestKind is what a request asks for; it follows from which payload a
+// Request carries.
 type RequestKind string
 
 const (
-	KindLaunch RequestKind = ""       // an EC2 instance (the zero value, as in schema 1)
+	KindLaunch RequestKind = "launch" // an EC2 instance
 	KindLambda RequestKind = "lambda" // an invocation of an approval-gated Lambda function
 )
 
-// Request is one request (an instance launch, or a Lambda invocation that
-// needs approval) and everything needed to resume it after a restart at any
-// moment.
+// Request is one request that goes through approval, and everything needed
+// to resume it after a restart at any moment. Exactly one of Launch and
+// Lambda is set.
 type Request struct {
 	ID          string
-	Kind        RequestKind
 	Requester   string // Slack user ID
 	ChannelID   string
 	ResponseURL string
 	MessageTS   string // the request message; also the thread's root
 
+	State RequestState
+	// Version counts the saved changes of the request: 1 when created,
+	// one more with every update. Store.UpdateRequest saves only over the
+	// version it read, which makes every transition a compare-and-set.
+	Version           int64
+	AutoApproved      bool
+	DecidedBy         string
+	DecidedAt         time.Time
+	CreatedAt         time.Time
+	ApprovalExpiresAt time.Time
+	UpdatedAt         time.Time
+	Failure           string // what went wrong, in plain words, when State is failed or refused
+
+	Launch *LaunchRequest
+	Lambda *LambdaRequest
+}
+
+// LaunchRequest is what a launch request asks for and what became of it.
+type LaunchRequest struct {
 	InstanceType string
 	ImageRef     string // as configured or given with --ami (may be resolve:ssm:…)
 	ImageID      string // resolved
@@ -67,23 +91,24 @@ type Request struct {
 	PricePerHour float64
 	PriceKnown   bool
 
-	State             RequestState
-	AutoApproved      bool
-	DecidedBy         string
-	DecidedAt         time.Time
-	CreatedAt         time.Time
-	ApprovalExpiresAt time.Time
-	UpdatedAt         time.Time
-
 	InstanceID string
 	PublicIP   string
 	PrivateIP  string
-	Failure    string // plain-words reason when State is failed or refused
+}
 
-	// Lambda requests.
+// LambdaRequest is an invocation that needs an approver first.
+type LambdaRequest struct {
 	Function string
 	Payload  string // raw JSON text as typed
 	Async    bool
+}
+
+// Kind tells a launch request from a Lambda request.
+func (r *Request) Kind() RequestKind {
+	if r.Lambda != nil {
+		return KindLambda
+	}
+	return KindLaunch
 }
 
 // ClientToken is the RunInstances idempotency token for this request: derived
@@ -91,27 +116,57 @@ type Request struct {
 // the same launch as far as EC2 is concerned.
 func (r *Request) ClientToken() string { return "computebot-" + r.ID }
 
+// DecidedByOrPolicy is who approved: the approver's user ID, or "policy"
+// for an auto-approved request.
+func (r *Request) DecidedByOrPolicy() string {
+	if r.AutoApproved || r.DecidedBy == "" {
+		return "policy"
+	}
+	return r.DecidedBy
+}
+
 // AuditEntry records one cloud-changing action (or attempt).
 type AuditEntry struct {
 	Time      time.Time
-	Actor     string // Slack user ID, or "computebot" for the bot's own actions
+	Actor     string // Slack user ID, or SystemActor for the bot's own actions
 	Action    string // e.g. "launch", "approve", "deny"
 	RequestID string
-	Target    string // instance ID, when there is one
-	Result    string // "ok", or the error code / reason
+	Target    string // instance ID or function name, when there is one
+	Result    string // "ok", or the error code / reason (see AuditResult)
 	Detail    string
 }
 
-// Store persists requests, envelope de-duplication and the audit log.
-// Implemented by package store (bbolt).
+// SystemActor is the actor of the bot's own actions (the idle scheduler's
+// stops) in policy checks and the audit log.
+const SystemActor = "computebot"
+
+// AuditResult is the audit Result of an action that ended with err: "ok"
+// for nil, else the error's code, else "error".
+func AuditResult(err error) string {
+	if err == nil {
+		return "ok"
+	}
+	if c := ErrorCode(err); c != "" {
+		return c
+	}
+	return "error"
+}
+
+// Store persists requests and the audit log. Implemented by package store
+// (bbolt); a shared database can implement it too: nothing here relies on
+// one process holding a lock.
 type Store interface {
-	// CreateRequest stores r; ErrExists when a request with r.ID exists.
+	// CreateRequest stores r with Version 1; ErrExists when a request with
+	// r.ID exists. It is durable when it returns.
 	CreateRequest(ctx context.Context, r *Request) error
 	// Request returns a copy of the request; ErrNotFound when absent.
 	Request(ctx context.Context, id string) (*Request, error)
-	// UpdateRequest runs fn on the stored request inside one transaction and
-	// saves the result; an error from fn aborts and is returned unchanged.
-	// This is the compare-and-set every state transition goes through.
+	// UpdateRequest is the compare-and-set every state transition goes
+	// through: it reads the request, calls fn on a copy and saves the copy
+	// with Version+1, only if the stored Version is still the one read. On a
+	// lost race it reads again and calls fn again, so fn must decide from
+	// the request it is given alone and do nothing but change it. An error
+	// from fn aborts (nothing is saved) and is returned unchanged.
 	UpdateRequest(ctx context.Context, id string, fn func(*Request) error) (*Request, error)
 	// Requests lists requests in the given states (all when none given),
 	// oldest first.
@@ -121,13 +176,4 @@ type Store interface {
 	// AuditLog returns the audit log, oldest first.
 	AuditLog(ctx context.Context) ([]AuditEntry, error)
 	Close() error
-}
-
-// DecidedByOrPolicy is who approved: the approver's user ID, or "policy"
-// for an auto-approved request.
-func (r *Request) DecidedByOrPolicy() string {
-	if r.AutoApproved || r.DecidedBy == "" {
-		return "policy"
-	}
-	return r.DecidedBy
 }

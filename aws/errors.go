@@ -53,7 +53,11 @@ func (c callInfo) iam() string {
 type errorRule struct {
 	codes    []string // exact codes; a trailing "*" matches a prefix
 	notFound bool     // also wrap computebot.ErrNotFound
-	message  func(c callInfo, code, awsMessage string) string
+	// transient: the same call may well succeed if tried again shortly
+	// (throttling, the service's own errors); callers read it with
+	// computebot.Transient.
+	transient bool
+	message   func(c callInfo, code, awsMessage string) string
 }
 
 // errorRules is checked in order; the first rule with a matching code wins.
@@ -101,6 +105,7 @@ var errorRules = []errorRule{
 	{
 		codes: []string{"RequestLimitExceeded", "Throttling", "ThrottlingException", "ThrottledException",
 			"TooManyRequestsException", "RequestThrottled", "RequestThrottledException", "PriorRequestNotComplete"},
+		transient: true,
 		message: func(c callInfo, code, _ string) string {
 			if c.Function != "" && code == "TooManyRequestsException" {
 				return fmt.Sprintf("Lambda is throttling %s right now (too many concurrent runs or requests); try again shortly.", c.Function)
@@ -246,6 +251,7 @@ var errorRules = []errorRule{
 	{
 		codes: []string{"InternalError", "InternalFailure", "InternalServerError", "InternalServerException",
 			"InternalServiceError", "ServiceUnavailable", "ServiceUnavailableException", "Unavailable", "ServiceException"},
+		transient: true,
 		message: func(_ callInfo, code, _ string) string {
 			return fmt.Sprintf("AWS had an internal error (%s); try again shortly.", code)
 		},
@@ -278,7 +284,7 @@ func mapError(info callInfo, timeout time.Duration, err error) error {
 			if r.notFound {
 				wrapped = fmt.Errorf("%w: %w", computebot.ErrNotFound, err)
 			}
-			return &computebot.Error{Code: code, Message: r.message(info, code, apiErr.ErrorMessage()), Err: wrapped}
+			return &computebot.Error{Code: code, Message: r.message(info, code, apiErr.ErrorMessage()), Transient: r.transient, Err: wrapped}
 		}
 		if code == "" {
 			code = CodeUnexpected
@@ -290,9 +296,9 @@ func mapError(info callInfo, timeout time.Duration, err error) error {
 	var respTimeout *awshttp.ResponseTimeoutError
 	switch {
 	case errors.Is(err, context.DeadlineExceeded):
-		return &computebot.Error{Code: CodeTimeout, Message: timeoutMessage(info, timeout), Err: err}
+		return &computebot.Error{Code: CodeTimeout, Message: timeoutMessage(info, timeout), Transient: true, Err: err}
 	case errors.As(err, &respTimeout), errors.As(err, &netErr) && netErr.Timeout():
-		return &computebot.Error{Code: CodeTimeout, Message: timeoutMessage(info, timeout),
+		return &computebot.Error{Code: CodeTimeout, Message: timeoutMessage(info, timeout), Transient: true,
 			Err: fmt.Errorf("%w: %w", context.DeadlineExceeded, err)}
 	case errors.Is(err, context.Canceled):
 		return &computebot.Error{Code: CodeCanceled, Message: fmt.Sprintf("The call to %s was cancelled.", info.API), Err: err}
@@ -302,7 +308,7 @@ func mapError(info callInfo, timeout time.Duration, err error) error {
 	}
 	var sendErr *smithyhttp.RequestSendError
 	if errors.As(err, &sendErr) {
-		return &computebot.Error{Code: CodeUnreachable,
+		return &computebot.Error{Code: CodeUnreachable, Transient: true,
 			Message: fmt.Sprintf("The bot could not reach AWS (%s). Try again shortly; if it persists, ask an admin to check the network.", info.API),
 			Err:     err}
 	}

@@ -233,3 +233,31 @@ func TestFormatDuration(t *testing.T) {
 		}
 	}
 }
+
+// TestTransient: the retry class lives with the error table, so the
+// workflows never keep their own list of codes worth another attempt.
+func TestTransient(t *testing.T) {
+	launch := aws.CallInfo{API: "ec2:RunInstances", Type: "t2.micro"}
+	cases := []struct {
+		err  error
+		want bool
+	}{
+		{apiErr("RequestLimitExceeded", "slow down"), true},
+		{apiErr("ThrottlingException", "Rate exceeded"), true},
+		{apiErr("InternalError", "oops"), true},
+		{apiErr("ServiceUnavailable", "later"), true},
+		{context.DeadlineExceeded, true},
+		{&smithyhttp.RequestSendError{Err: errors.New("connection refused")}, true},
+		{apiErr("InsufficientInstanceCapacity", "none"), false},
+		{apiErr("InvalidAMIID.NotFound", "gone"), false},
+		{apiErr("UnauthorizedOperation", "no"), false},
+		{apiErr("IdempotentParameterMismatch", "differs"), false},
+		{context.Canceled, false},
+	}
+	for _, tc := range cases {
+		err := aws.MapError(launch, time.Second, tc.err)
+		if got := computebot.Transient(err); got != tc.want {
+			t.Errorf("Transient(%v) = %v, want %v", err, got, tc.want)
+		}
+	}
+}

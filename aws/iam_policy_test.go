@@ -173,7 +173,7 @@ func TestIAMPolicyConditions(t *testing.T) {
 					t.Errorf("statement %s: RunInstances on instances must be a statement of its own (its conditions only apply to instances), got %q", st.Sid, st.Resource)
 				}
 				types := slices.Sorted(slices.Values(st.Condition["StringEquals"]["ec2:InstanceType"]))
-				want := slices.Sorted(slices.Values(cfg.AllowedTypes()))
+				want := slices.Sorted(slices.Values(cfg.Launch.AllowedTypes))
 				if !slices.Equal(types, want) {
 					t.Errorf("statement %s: ec2:InstanceType %q, want launch.allowed_types of config/example.yaml %q", st.Sid, types, want)
 				}

@@ -5,12 +5,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	neturl "net/url"
 	"os"
 	"os/exec"
+	"reflect"
 	"runtime"
 	"strconv"
 	"strings"
@@ -23,8 +25,10 @@ import (
 
 	"github.com/computebot/computebot"
 	"github.com/computebot/computebot/aws"
+	"github.com/computebot/computebot/config"
 	"github.com/computebot/computebot/idle"
 	"github.com/computebot/computebot/internal/fakeaws"
+	"github.com/computebot/computebot/policy"
 )
 
 // The idle-scan benchmarks: N = 10,000 managed running instances, every
@@ -159,7 +163,9 @@ func (c *countingClient) take() map[string]int {
 
 func BenchmarkIdleScan(b *testing.B) {
 	client := scanClient(b)
-	sched, err := idle.New(idle.Settings{Schedule: "@every 1h"}, idle.Deps{
+	cfg := config.Default().Idle
+	cfg.Schedule = "@every 1h"
+	sched, err := idle.New(cfg, idle.Deps{
 		Cloud: client, Notifier: nopNotifier{}, Authorizer: allowAll{}, KV: newMemKV(),
 	})
 	if err != nil {
@@ -233,12 +239,14 @@ type nopNotifier struct{}
 func (nopNotifier) PostNotice(_ context.Context, n idle.Notice) (string, string, error) {
 	return "C0BENCH", "1.1", nil
 }
-func (nopNotifier) UpdateNotice(context.Context, idle.Notice) error     { return nil }
-func (nopNotifier) Announce(context.Context, idle.Notice, string) error { return nil }
+func (nopNotifier) UpdateNotice(context.Context, idle.Notice) error { return nil }
+func (nopNotifier) Announce(context.Context, idle.Notice) error     { return nil }
 
 type allowAll struct{}
 
-func (allowAll) AllowStop(context.Context, computebot.Instance) error { return nil }
+func (allowAll) Authorize(context.Context, policy.Action) (policy.Decision, error) {
+	return policy.Decision{Verdict: policy.Allow}, nil
+}
 
 // memKV is an in-memory idle.KV.
 type memKV struct {
@@ -258,21 +266,30 @@ func (k *memKV) Get(_ context.Context, bucket, key string, v any) error {
 	return json.Unmarshal(raw, v)
 }
 
-func (k *memKV) Put(_ context.Context, bucket, key string, v any) error {
+// Update is the compare-and-set of idle.KV; the mutex makes it trivially
+// one (this fake serves one benchmark process).
+func (k *memKV) Update(_ context.Context, bucket, key string, v any, fn func(found bool) error) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	reflect.ValueOf(v).Elem().SetZero()
+	raw, found := k.m[bucket+"/"+key]
+	if found {
+		if err := json.Unmarshal(raw, v); err != nil {
+			return err
+		}
+	}
+	switch err := fn(found); {
+	case errors.Is(err, computebot.ErrDeleteKey):
+		delete(k.m, bucket+"/"+key)
+		return nil
+	case err != nil:
+		return err
+	}
 	raw, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
-	k.mu.Lock()
 	k.m[bucket+"/"+key] = raw
-	k.mu.Unlock()
-	return nil
-}
-
-func (k *memKV) Delete(_ context.Context, bucket, key string) error {
-	k.mu.Lock()
-	delete(k.m, bucket+"/"+key)
-	k.mu.Unlock()
 	return nil
 }
 

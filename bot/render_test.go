@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -19,11 +20,13 @@ func goldenRequest() *computebot.Request {
 	created := time.Date(2026, 11, 28, 9, 30, 0, 0, time.UTC)
 	return &computebot.Request{
 		ID: "R-7K2F9QXM", Requester: "UANA", ChannelID: "CDATA", MessageTS: "1700000000.000100",
-		InstanceType: "t2.micro", ImageRef: "ami-0123456789abcdef0", ImageID: "ami-0123456789abcdef0",
-		ImageName: "al2023-ami-2023.6.20241010.0-kernel-6.1-x86_64", Name: "feature-eng",
-		Reason: "feature engineering", Lease: 4 * time.Hour, VCPUs: 1, MemoryMiB: 1024,
-		PricePerHour: 0.0116, PriceKnown: true, State: computebot.RequestPending,
-		CreatedAt: created, ApprovalExpiresAt: created.Add(24 * time.Hour),
+		State: computebot.RequestPending, CreatedAt: created, ApprovalExpiresAt: created.Add(24 * time.Hour),
+		Launch: &computebot.LaunchRequest{
+			InstanceType: "t2.micro", ImageRef: "ami-0123456789abcdef0", ImageID: "ami-0123456789abcdef0",
+			ImageName: "al2023-ami-2023.6.20241010.0-kernel-6.1-x86_64", Name: "feature-eng",
+			Reason: "feature engineering", Lease: 4 * time.Hour, VCPUs: 1, MemoryMiB: 1024,
+			PricePerHour: 0.0116, PriceKnown: true,
+		},
 	}
 }
 
@@ -38,12 +41,14 @@ func TestGoldenBlocks(t *testing.T) {
 	expired := goldenRequest()
 	expired.State = computebot.RequestExpired
 	auto := goldenRequest()
-	auto.State, auto.AutoApproved, auto.PriceKnown = computebot.RequestApproved, true, false
+	auto.State, auto.AutoApproved, auto.Launch.PriceKnown = computebot.RequestApproved, true, false
 	ready := goldenRequest()
-	ready.State, ready.DecidedBy, ready.DecidedAt = computebot.RequestReady, "UBO", ready.CreatedAt.Add(time.Minute)
-	ready.InstanceID, ready.PublicIP, ready.PrivateIP = "i-0123456789abcdef0", "54.12.34.56", "10.0.1.5"
+	ready.State, ready.DecidedBy, ready.DecidedAt = computebot.RequestDone, "UBO", ready.CreatedAt.Add(time.Minute)
+	ready.Launch.InstanceID, ready.Launch.PublicIP, ready.Launch.PrivateIP = "i-0123456789abcdef0", "54.12.34.56", "10.0.1.5"
 	private := *ready
-	private.PublicIP = ""
+	privateLaunch := *ready.Launch
+	privateLaunch.PublicIP = ""
+	private.Launch = &privateLaunch
 
 	cases := map[string]reply.Message{
 		"request_pending":  reply.RequestMessage(pending),
@@ -51,7 +56,8 @@ func TestGoldenBlocks(t *testing.T) {
 		"request_denied":   reply.RequestMessage(denied),
 		"request_expired":  reply.RequestMessage(expired),
 		"request_auto":     reply.RequestMessage(auto),
-		"approvers_note":   reply.ApproversNote(pending, "<@UBO>, <!subteam^SPLATFORM>", false),
+		"approvers_note":   reply.ApproversNote(pending, []string{"UBO", "SPLATFORM"}, false),
+		"reason_escaped":   reply.Plain("Reason: " + "<!channel> & <@U0EVIL> typed by a person"),
 		"ready_public":     reply.Ready(ready, "ec2-user", "data-science"),
 		"ready_private":    reply.Ready(&private, "ubuntu", "data-science"),
 	}
@@ -61,7 +67,7 @@ func TestGoldenBlocks(t *testing.T) {
 			enc := json.NewEncoder(&buf)
 			enc.SetEscapeHTML(false) // keep <@U…> mentions readable in review
 			enc.SetIndent("", "  ")
-			if err := enc.Encode(map[string]any{"text": msg.Text, "blocks": Blocks(msg)}); err != nil {
+			if err := enc.Encode(map[string]any{"text": Text(msg.Text), "blocks": Blocks(msg)}); err != nil {
 				t.Fatal(err)
 			}
 			got := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
@@ -83,5 +89,24 @@ func TestGoldenBlocks(t *testing.T) {
 				t.Errorf("%s differs from golden file:\n got: %s\nwant: %s", name, got, want)
 			}
 		})
+	}
+}
+
+// TestText: people, groups and dates become Slack syntax; everything typed
+// is escaped, so it can never become a mention or an @channel.
+func TestText(t *testing.T) {
+	at := time.Date(2026, 11, 28, 9, 30, 0, 0, time.UTC)
+	cases := []struct{ in, want string }{
+		{reply.User("UANA") + " asks", "<@UANA> asks"},
+		{"approvers: " + reply.Mentions([]string{"UBO", "SPLATFORM"}), "approvers: <@UBO>, <!subteam^SPLATFORM>"},
+		{"ends " + reply.Date(at), "ends <!date^" + fmt.Sprint(at.Unix()) + "^{date_short_pretty} at {time}|2026-11-28 09:30 UTC>"},
+		{"<!channel> & <@U0EVIL>", "&lt;!channel&gt; &amp; &lt;@U0EVIL&gt;"},
+		{"*bold* `code`", "*bold* `code`"},
+		{"\uE000ubad id\uE001", "ubad id"},
+	}
+	for _, tc := range cases {
+		if got := Text(tc.in); got != tc.want {
+			t.Errorf("Text(%q) = %q, want %q", tc.in, got, tc.want)
+		}
 	}
 }

@@ -2,7 +2,6 @@ package commands
 
 import (
 	"fmt"
-	"regexp"
 	"strings"
 	"unicode/utf8"
 )
@@ -31,24 +30,25 @@ func ParseSlash(name, text string) Result {
 }
 
 // ParseText parses free text: an @-mention with the bot's mention already
-// removed ("launch t2.micro --hours 4"). Empty text gets a short help reply;
+// removed by the adapter ("launch t2.micro --hours 4"). Empty text gets a short help reply;
 // a first word that is no command gets "unknown command" with a suggestion.
 // Quoted text (a line starting with ">") is ignored: someone quoting a
 // command is not giving one.
 func ParseText(text string) Result {
-	text = clean(stripMentions(text))
+	text = clean(text)
 	if strings.HasPrefix(text, ">") {
 		return ignore()
 	}
 	return parseWords(Definitions(), text)
 }
 
-// clean undoes Slack's escaping and formatting around the whole text.
+// clean trims the text and unwraps a command written as code. The chat
+// platform's own escaping, links and leading mentions are already undone by
+// its adapter (package bot): this package sees text as it was typed.
 func clean(text string) string {
 	if !utf8.ValidString(text) {
 		text = strings.ToValidUTF8(text, "\uFFFD")
 	}
-	text = unescaper.Replace(unlink(text))
 	text = strings.TrimFunc(text, isSpace)
 	// A command written as code: `launch t2.micro` or ```launch t2.micro```.
 	for _, fence := range []string{"```", "`"} {
@@ -62,42 +62,6 @@ func clean(text string) string {
 	}
 	return text
 }
-
-var (
-	leadingMentionRE = regexp.MustCompile(`^\s*<@[A-Z0-9]+(\|[^<>]*)?>[\s:,]*`)
-	linkRE           = regexp.MustCompile(`<((?:https?://|mailto:)[^<>|]*)(?:\|([^<>]*))?>`)
-)
-
-// stripMentions removes the @-mentions Slack puts at the start of a
-// mention's text ("<@U0BOT> launch …"), in case the caller left them.
-func stripMentions(text string) string {
-	for {
-		loc := leadingMentionRE.FindStringIndex(text)
-		if loc == nil {
-			return text
-		}
-		text = text[loc[1]:]
-	}
-}
-
-// unlink turns the links Slack makes of anything that looks like a domain
-// or a URL back into the text that was typed: "<http://foo.io|foo.io>" →
-// "foo.io". Only message text carries them; it must run before unescaping.
-func unlink(text string) string {
-	if !strings.Contains(text, "<") {
-		return text
-	}
-	return linkRE.ReplaceAllStringFunc(text, func(m string) string {
-		sub := linkRE.FindStringSubmatch(m)
-		if sub[2] != "" {
-			return sub[2]
-		}
-		return sub[1]
-	})
-}
-
-// Slack escapes these three in message and command text, and only these.
-var unescaper = strings.NewReplacer("&lt;", "<", "&gt;", ">", "&amp;", "&")
 
 // parseWords parses text whose first word is the command.
 func parseWords(defs []Definition, text string) Result {

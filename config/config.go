@@ -265,26 +265,3 @@ func (c *Config) normalize() {
 	}
 	c.NotifyChannel = strings.TrimSpace(c.NotifyChannel)
 }
-
-// IsAllowedType reports whether launch.allowed_types lists t.
-func (c *Config) IsAllowedType(t string) bool {
-	return slices.Contains(c.Launch.AllowedTypes, strings.ToLower(strings.TrimSpace(t)))
-}
-
-// IsAutoApprove reports whether t launches without an approver's click: it
-// is in launch.auto_approve_types (and allowed at all).
-func (c *Config) IsAutoApprove(t string) bool {
-	t = strings.ToLower(strings.TrimSpace(t))
-	return slices.Contains(c.Launch.AutoApproveTypes, t) && c.IsAllowedType(t)
-}
-
-// AllowedTypes returns a copy of launch.allowed_types.
-func (c *Config) AllowedTypes() []string {
-	return slices.Clone(c.Launch.AllowedTypes)
-}
-
-// Price returns the configured hourly price for t (launch.prices), if any.
-func (c *Config) Price(t string) (float64, bool) {
-	p, ok := c.Launch.Prices[strings.ToLower(strings.TrimSpace(t))]
-	return p, ok
-}

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -28,7 +29,7 @@ func TestExampleLoads(t *testing.T) {
 	if !reflect.DeepEqual(c.Approvers, []string{"U0APPROVER", "S0PLATFORM"}) || c.NotifyChannel != "C0OPS" {
 		t.Errorf("approvers %v, notify_channel %q", c.Approvers, c.NotifyChannel)
 	}
-	if !c.IsAllowedType("t3.small") || c.IsAutoApprove("t3.small") || c.Launch.KeyName != "data-science" {
+	if !slices.Contains(c.Launch.AllowedTypes, "t3.small") || slices.Contains(c.Launch.AutoApproveTypes, "t3.small") || c.Launch.KeyName != "data-science" {
 		t.Errorf("launch = %+v", c.Launch)
 	}
 }
@@ -376,7 +377,7 @@ func TestEmptyFile(t *testing.T) {
 	}
 }
 
-func TestTypeHelpers(t *testing.T) {
+func TestTypesAndPricesAreNormalized(t *testing.T) {
 	c, err := Parse([]byte(`approvers: [U0APPROVER, W0ENTERPRISE, S0GROUP]
 launch:
   allowed_types: [t3.micro, T3.Small]
@@ -387,22 +388,11 @@ launch:
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !c.IsAllowedType("t3.small") || !c.IsAllowedType("T3.MICRO") || c.IsAllowedType("t3.large") {
-		t.Error("IsAllowedType")
+	if !reflect.DeepEqual(c.Launch.AllowedTypes, []string{"t3.micro", "t3.small"}) || !reflect.DeepEqual(c.Launch.AutoApproveTypes, []string{"t3.micro"}) {
+		t.Errorf("types are not normalized: %v, %v", c.Launch.AllowedTypes, c.Launch.AutoApproveTypes)
 	}
-	if !c.IsAutoApprove("t3.micro") || c.IsAutoApprove("t3.small") {
-		t.Error("IsAutoApprove")
-	}
-	types := c.AllowedTypes()
-	types[0] = "changed"
-	if !reflect.DeepEqual(c.AllowedTypes(), []string{"t3.micro", "t3.small"}) {
-		t.Errorf("AllowedTypes = %v", c.AllowedTypes())
-	}
-	if p, ok := c.Price("t3.micro"); !ok || p != 0.01 {
-		t.Errorf("Price = %v %v", p, ok)
-	}
-	if _, ok := c.Price("t3.small"); ok {
-		t.Error("Price of an unlisted type")
+	if p, ok := c.Launch.Prices["t3.micro"]; !ok || p != 0.01 || len(c.Launch.Prices) != 1 {
+		t.Errorf("prices are not normalized: %v", c.Launch.Prices)
 	}
 }
 

@@ -16,7 +16,7 @@ func BenchmarkScan10k(b *testing.B) {
 	const n = 10_000
 	for _, mode := range []string{"active", "noticed"} {
 		b.Run(mode, func(b *testing.B) {
-			r := newRig(b, defaultSettings())
+			r := newRig(b, testConfig())
 			for i := range n {
 				id := fmt.Sprintf("i-%017x", i)
 				r.cloud.add(id, t0.Add(-3*time.Hour), nil)
@@ -24,9 +24,7 @@ func BenchmarkScan10k(b *testing.B) {
 				if mode == "noticed" {
 					nt := r.newNotice(*r.cloud.insts[id], ReasonIdle, t0)
 					nt.StopAt = t0.Add(24 * time.Hour)
-					if err := r.kv.Put(b.Context(), NoticesBucket, id, nt); err != nil {
-						b.Fatal(err)
-					}
+					r.mem.put(b, nt)
 				}
 			}
 			b.ReportAllocs()

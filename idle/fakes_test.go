@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -15,6 +17,8 @@ import (
 	"time"
 
 	"github.com/computebot/computebot"
+	"github.com/computebot/computebot/config"
+	"github.com/computebot/computebot/policy"
 )
 
 // t0 is the tests' "now" at the start: a period boundary plus a bit.
@@ -48,9 +52,13 @@ type fakeCloud struct {
 	queries   []computebot.MetricsQuery
 	stopErr   error // returned by Stop and Terminate
 	getErr    error
+	tagErr    error
 	metricErr error
 	// onList runs at the start of ManagedInstances (panic, block…).
 	onList func()
+	// onGet, onStop and onTag run before Instance, Stop/Terminate and Tag
+	// do anything (block, race another path…), without the fake's lock.
+	onGet, onStop, onTag func(id string)
 }
 
 func newCloud() *fakeCloud {
@@ -154,6 +162,9 @@ func (f *fakeCloud) ManagedInstances(ctx context.Context, filter computebot.Inst
 }
 
 func (f *fakeCloud) Instance(_ context.Context, id string) (computebot.Instance, error) {
+	if f.onGet != nil {
+		f.onGet(id)
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.record("get " + id)
@@ -170,6 +181,9 @@ func (f *fakeCloud) Instance(_ context.Context, id string) (computebot.Instance,
 }
 
 func (f *fakeCloud) change(verb, id, state string) (computebot.Instance, error) {
+	if f.onStop != nil {
+		f.onStop(id)
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.record(verb + " " + id)
@@ -193,10 +207,16 @@ func (f *fakeCloud) Terminate(_ context.Context, id string) (computebot.Instance
 }
 
 func (f *fakeCloud) Tag(_ context.Context, id string, tags map[string]string) error {
+	if f.onTag != nil {
+		f.onTag(id)
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for _, k := range slices.Sorted(maps.Keys(tags)) {
 		f.record("tag " + id + " " + k + "=" + tags[k])
+	}
+	if f.tagErr != nil {
+		return f.tagErr
 	}
 	inst, ok := f.insts[id]
 	if !ok {
@@ -240,15 +260,20 @@ type fakeNotifier struct {
 	mu        sync.Mutex
 	posts     []Notice
 	updates   []Notice
-	announces []string
+	announces []Notice
 	postErr   error // returned (once) by the next PostNotice
 	inFlight  int
 	maxFlight int
 	seq       int
 	postDelay time.Duration
+	// onPost runs at the start of PostNotice, without the fake's lock.
+	onPost func(n Notice)
 }
 
 func (f *fakeNotifier) PostNotice(_ context.Context, n Notice) (string, string, error) {
+	if f.onPost != nil {
+		f.onPost(n)
+	}
 	f.mu.Lock()
 	f.inFlight++
 	f.maxFlight = max(f.maxFlight, f.inFlight)
@@ -280,10 +305,10 @@ func (f *fakeNotifier) UpdateNotice(_ context.Context, n Notice) error {
 	return nil
 }
 
-func (f *fakeNotifier) Announce(_ context.Context, n Notice, text string) error {
+func (f *fakeNotifier) Announce(_ context.Context, n Notice) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.announces = append(f.announces, n.Channel+"/"+n.ThreadTS()+": "+text)
+	f.announces = append(f.announces, n)
 	return nil
 }
 
@@ -299,36 +324,83 @@ func (f *fakeNotifier) Updates() []Notice {
 	return slices.Clone(f.updates)
 }
 
-func (f *fakeNotifier) Announces() []string {
+func (f *fakeNotifier) Announces() []Notice {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return slices.Clone(f.announces)
 }
 
-// fakeAuthz allows every stop unless refuse is set.
+// fakeAuthz allows every action unless refuse (a Deny with that code) or
+// err is set, and records what it was asked.
 type fakeAuthz struct {
 	mu     sync.Mutex
-	refuse error
-	asked  []string
+	refuse policy.RefusalCode
+	err    error
+	asked  []policy.Action
 }
 
-func (a *fakeAuthz) AllowStop(_ context.Context, inst computebot.Instance) error {
+func (a *fakeAuthz) Authorize(_ context.Context, act policy.Action) (policy.Decision, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.asked = append(a.asked, inst.ID)
-	return a.refuse
+	c := act
+	if act.Instance != nil {
+		inst := *act.Instance
+		c.Instance = &inst
+	}
+	a.asked = append(a.asked, c)
+	switch {
+	case a.err != nil:
+		return policy.Decision{Verdict: policy.Deny}, a.err
+	case a.refuse != "":
+		return policy.Decision{Verdict: policy.Deny, Refusal: policy.Refusal{Code: a.refuse, Action: act.Kind, Actor: act.Actor}}, nil
+	}
+	return policy.Decision{Verdict: policy.Allow}, nil
 }
 
-// memKV is an in-memory KV with the store's semantics (JSON values,
-// ErrNotFound, key order in List).
+func (a *fakeAuthz) Asked() []policy.Action {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return slices.Clone(a.asked)
+}
+
+// fakeObserver counts the Observer calls.
+type fakeObserver struct {
+	scans, scanErrs, noticed, stopped atomic.Int32
+}
+
+func (o *fakeObserver) IdleScanned(err error) {
+	o.scans.Add(1)
+	if err != nil {
+		o.scanErrs.Add(1)
+	}
+}
+func (o *fakeObserver) IdleNoticed() { o.noticed.Add(1) }
+func (o *fakeObserver) IdleStopped() { o.stopped.Add(1) }
+
+// memKV is an in-memory KV with the store's semantics: JSON values,
+// ErrNotFound, key order in List, and Update as an optimistic
+// compare-and-set. Update decodes and runs fn outside the fake's lock, so
+// that concurrent updates really interleave, and stores only when the key
+// has not changed since it was read; else it runs fn again. Every
+// rerunEvery-th Update also runs fn a second time on purpose (as if it
+// had lost a race), which proves that no caller relies on fn running once.
 type memKV struct {
-	mu   sync.Mutex
-	data map[string]map[string][]byte
+	mu         sync.Mutex
+	data       map[string]map[string][]byte
+	ver        map[string]int
+	updates    int
+	rerunEvery int
+	reruns     atomic.Int32 // fn runs beyond the first, for any reason
 }
 
-func newMemKV() *memKV { return &memKV{data: map[string]map[string][]byte{}} }
+func newMemKV() *memKV {
+	return &memKV{data: map[string]map[string][]byte{}, ver: map[string]int{}, rerunEvery: 3}
+}
 
-func (m *memKV) Get(_ context.Context, bucket, key string, v any) error {
+func (m *memKV) Get(ctx context.Context, bucket, key string, v any) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	raw, ok := m.data[bucket][key]
@@ -338,25 +410,60 @@ func (m *memKV) Get(_ context.Context, bucket, key string, v any) error {
 	return json.Unmarshal(raw, v)
 }
 
-func (m *memKV) Put(_ context.Context, bucket, key string, v any) error {
-	raw, err := json.Marshal(v)
-	if err != nil {
+func (m *memKV) Update(ctx context.Context, bucket, key string, v any, fn func(found bool) error) error {
+	if err := ctx.Err(); err != nil {
 		return err
 	}
 	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.data[bucket] == nil {
-		m.data[bucket] = map[string][]byte{}
+	m.updates++
+	rerun := m.rerunEvery > 0 && m.updates%m.rerunEvery == 0
+	m.mu.Unlock()
+	for runs := 0; ; runs++ {
+		if runs > 0 {
+			m.reruns.Add(1)
+		}
+		m.mu.Lock()
+		raw, found := m.data[bucket][key]
+		ver := m.ver[bucket+"/"+key]
+		m.mu.Unlock()
+		reflect.ValueOf(v).Elem().SetZero()
+		if found {
+			if err := json.Unmarshal(raw, v); err != nil {
+				return err
+			}
+		}
+		err := fn(found)
+		del := errors.Is(err, computebot.ErrDeleteKey)
+		if err != nil && !del {
+			return err
+		}
+		var out []byte
+		if !del {
+			if out, err = json.Marshal(v); err != nil {
+				return err
+			}
+		}
+		if rerun {
+			rerun = false
+			continue
+		}
+		m.mu.Lock()
+		if m.ver[bucket+"/"+key] != ver {
+			m.mu.Unlock()
+			continue // lost the race: decide again
+		}
+		m.ver[bucket+"/"+key]++
+		if del {
+			delete(m.data[bucket], key)
+		} else {
+			if m.data[bucket] == nil {
+				m.data[bucket] = map[string][]byte{}
+			}
+			m.data[bucket][key] = out
+		}
+		m.mu.Unlock()
+		return nil
 	}
-	m.data[bucket][key] = raw
-	return nil
-}
-
-func (m *memKV) Delete(_ context.Context, bucket, key string) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	delete(m.data[bucket], key)
-	return nil
 }
 
 func (m *memKV) List(ctx context.Context, bucket string, fn func(key string, raw []byte) error) error {
@@ -371,13 +478,40 @@ func (m *memKV) List(ctx context.Context, bucket string, fn func(key string, raw
 	return ctx.Err()
 }
 
-func (m *memKV) notice(t *testing.T, id string) Notice {
+// put stores a notice as is (a test's setup).
+func (m *memKV) put(t testing.TB, n Notice) {
+	t.Helper()
+	raw, err := json.Marshal(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.putRaw(n.InstanceID, raw)
+}
+
+func (m *memKV) putRaw(key string, raw []byte) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.data[NoticesBucket] == nil {
+		m.data[NoticesBucket] = map[string][]byte{}
+	}
+	m.data[NoticesBucket][key] = raw
+	m.ver[NoticesBucket+"/"+key]++
+}
+
+func (m *memKV) notice(t testing.TB, id string) Notice {
 	t.Helper()
 	var n Notice
-	if err := m.Get(t.Context(), NoticesBucket, id, &n); err != nil {
+	if err := m.Get(context.Background(), NoticesBucket, id, &n); err != nil {
 		t.Fatalf("notice of %s: %v", id, err)
 	}
 	return n
+}
+
+func (m *memKV) has(id string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	_, ok := m.data[NoticesBucket][id]
+	return ok
 }
 
 // syncBuffer collects log output from several goroutines.
@@ -404,8 +538,9 @@ type rig struct {
 	cloud  *fakeCloud
 	notes  *fakeNotifier
 	authz  *fakeAuthz
-	kv     KV
-	mem    *memKV // kv, when it is a memKV
+	obs    *fakeObserver
+	mem    *memKV
+	kv     KV // the scheduler's KV when not mem
 	clock  *clock
 	logs   *syncBuffer
 	audits *auditLog
@@ -429,30 +564,40 @@ func (a *auditLog) entries() []computebot.AuditEntry {
 	return slices.Clone(a.e)
 }
 
-func defaultSettings() Settings {
-	return Settings{Schedule: "*/10 * * * *"}
+// testConfig is the validated default idle section, scanning every 10
+// minutes, without a metrics delay.
+func testConfig() config.Idle {
+	c := config.Default().Idle
+	c.Schedule = "*/10 * * * *"
+	c.MetricsDelay = 0
+	return c
 }
 
-func newRig(t testing.TB, set Settings) *rig {
+func newRig(t testing.TB, cfg config.Idle) *rig {
 	t.Helper()
-	mem := newMemKV()
-	r := &rig{cloud: newCloud(), notes: &fakeNotifier{}, authz: &fakeAuthz{}, kv: mem, mem: mem,
+	r := &rig{cloud: newCloud(), notes: &fakeNotifier{}, authz: &fakeAuthz{}, obs: &fakeObserver{}, mem: newMemKV(),
 		clock: &clock{t: t0}, logs: &syncBuffer{}, audits: &auditLog{}}
-	r.Scheduler = r.build(t, set)
+	r.Scheduler = r.build(t, cfg)
 	return r
 }
 
-// build makes a scheduler on the rig's fakes (again, for a "restart").
-func (r *rig) build(t testing.TB, set Settings) *Scheduler {
+// build makes a scheduler on the rig's fakes (again, for a "restart", or
+// a second process on the same KV).
+func (r *rig) build(t testing.TB, cfg config.Idle) *Scheduler {
 	t.Helper()
-	s, err := New(set, Deps{
-		Cloud: r.cloud, Notifier: r.notes, Authorizer: r.authz, KV: r.kv, Audit: r.audits.add,
+	var kv KV = r.mem
+	if r.kv != nil {
+		kv = r.kv
+	}
+	s, err := New(cfg, Deps{
+		Cloud: r.cloud, Notifier: r.notes, Authorizer: r.authz, KV: kv, Audit: r.audits.add,
 		Prices: func(_ context.Context, typ string) (float64, bool) {
 			r.prices.Add(1)
 			return 0.0832, typ == "t3.large"
 		},
-		Logger: slog.New(slog.NewTextHandler(r.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		Now:    r.clock.Now,
+		Logger:   slog.New(slog.NewTextHandler(r.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Now:      r.clock.Now,
+		Observer: r.obs,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -462,14 +607,14 @@ func (r *rig) build(t testing.TB, set Settings) *Scheduler {
 
 func (r *rig) scan(t testing.TB) {
 	t.Helper()
-	if err := r.Scan(t.Context()); err != nil {
+	if err := r.Scan(context.Background()); err != nil {
 		t.Fatalf("Scan: %v", err)
 	}
 }
 
 func (r *rig) checkDue(t testing.TB) {
 	t.Helper()
-	if err := r.CheckDue(t.Context()); err != nil {
+	if err := r.CheckDue(context.Background()); err != nil {
 		t.Fatalf("CheckDue: %v", err)
 	}
 }

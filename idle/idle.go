@@ -3,43 +3,58 @@
 // work: it warns first, in the instance's request thread, waits a grace
 // period, checks again, and only then stops.
 //
-// The flow for one instance:
+// The notice of one instance, and how it moves (each arrow is one
+// compare-and-set of the stored notice, KV.Update):
 //
-//	running, idle for Settings.For (or lease expired)
-//	  → notice posted, state "noticed", StopAt = now + Grace
-//	  → Keep running: state "kept" (snoozed, or lease extended, by Snooze)
-//	  → Stop now: stopped at once, state "stopped"
-//	  → grace over: checked again: still idle → stopped ("stopped");
-//	    active again, already stopped, lease extended → "cancelled"
+//	(none) ── idle for idle.for, or lease ended ──▶ noticed      persisted, then posted
+//	noticed ── Keep running (idle) ──▶ kept                      snoozed until now + snooze
+//	noticed, kept ── Keep running (lease) ──▶ extending ──┬─ Tag ok ──▶ kept
+//	                                                     └─ failed ──▶ Claim.Prev
+//	noticed ── grace over, checked again ──┬─ no reason to stop any more ──▶ cancelled
+//	                                       └─ still idle / lease over, policy allows ──▶ stopping
+//	stopping ── Stop (Terminate) ──┬─ ok ──▶ stopped
+//	                               └─ failed ──▶ noticed (retried at the next check),
+//	                                             cancelled after maxAttempts
+//	noticed, kept, cancelled ── Stop now ──▶ stopping ──┬─ ok ──▶ stopped
+//	                                                    └─ failed ──▶ Claim.Prev
+//	kept, after KeptUntil, idle again ──▶ a new episode: noticed
+//	kept, stopped, cancelled ── 7 days later ──▶ pruned (a conditional delete)
+//
+// Nothing relies on a lock. stopping and extending are claims: whoever
+// moves a notice there (from a state that allows it) is the only one to
+// call AWS for it, and records the result with a compare-and-set that
+// holds only while its claim (Claim.Token) is still the stored one. A due
+// check and a Stop now click at the same moment, or two checks of two
+// processes, cannot both claim the notice, so StopInstances is called once
+// per episode. A due check decides (stop or cancel) only over a notice
+// that is still noticed, of the episode it checked: a Keep running that
+// lands first leaves it nothing to stop and nothing to cancel. The AWS
+// call under a claim is bounded by callTimeout; a claim older than
+// claimTTL was left by a crash, and the next check takes it over: a
+// stopping notice is stopped again (StopInstances is idempotent), an
+// extending one goes back to its previous state.
 //
 // Every notice is persisted (KV bucket NoticesBucket, one small record per
 // instance, written before the notice is posted), so a restart neither
-// repeats a notice nor forgets a pending stop. Nothing is held in memory
-// per instance between scans: no goroutine, no timer, no map.
+// repeats a notice nor forgets a pending stop. A notice is not stopped
+// while its post may still be in flight, and a crash mid-post is told to
+// the owner by posting the settled notice. Nothing is held in memory per
+// instance between scans: no goroutine, no timer, no map.
+//
+// Notices hold facts (IDs, numbers, times, codes); package reply words them.
 package idle
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"hash/fnv"
 	"log/slog"
 	"sync"
 	"time"
 
 	"github.com/computebot/computebot"
+	"github.com/computebot/computebot/config"
+	"github.com/computebot/computebot/policy"
 	"github.com/robfig/cron/v3"
-)
-
-// Defaults for zero Settings fields.
-const (
-	DefaultCPUBelowPercent   = 5
-	DefaultNetworkBelowBytes = 5e6
-	DefaultFor               = time.Hour
-	DefaultGrace             = 30 * time.Minute
-	DefaultSnooze            = 4 * time.Hour
-	DefaultPeriod            = 5 * time.Minute
-	DefaultCheckEvery        = time.Minute
 )
 
 // NoticesBucket is the KV bucket holding one Notice per instance (the
@@ -53,15 +68,17 @@ const (
 	ReasonLease = "lease"
 )
 
-// States of a notice.
+// States of a notice (see the package doc).
 const (
 	StateNoticed   = "noticed"
+	StateStopping  = "stopping"  // claimed: a Stop or Terminate call in flight
+	StateExtending = "extending" // claimed: Keep running's lease extension (Tag) in flight
 	StateKept      = "kept"
 	StateStopped   = "stopped"
 	StateCancelled = "cancelled"
 )
 
-// Actions taken when the grace ends (Notice.Action, Settings.LeaseAction).
+// Actions taken when the grace ends (Notice.Action, idle.lease_action).
 const (
 	ActionStop      = "stop"
 	ActionTerminate = "terminate"
@@ -77,10 +94,12 @@ const (
 	AuditLeaseExtend    = "lease-extend"    // … on a lease notice (expires-at re-tagged)
 )
 
-// SystemActor is the audit actor of the scheduler's own stops.
-const SystemActor = "computebot"
-
 const (
+	// period is the metrics period (basic monitoring); idle.for must be a
+	// multiple of it.
+	period = 5 * time.Minute
+	// defaultCheckEvery is how often due notices are checked between scans.
+	defaultCheckEvery = time.Minute
 	// keepSettled is how long a settled notice stays in the KV (so that a
 	// late click on it gets a clear answer) before a scan prunes it.
 	keepSettled = 7 * 24 * time.Hour
@@ -90,31 +109,12 @@ const (
 	// lookupEach is how many due notices CheckDue resolves with one
 	// DescribeInstances each; more use one listing of all managed instances.
 	lookupEach = 20
-	// lockStripes serialize state changes per instance without a lock per
-	// instance.
-	lockStripes = 64
+	// callTimeout bounds the AWS call made under a claim.
+	callTimeout = time.Minute
+	// claimTTL is the age after which a claim cannot be in flight any more
+	// (well above callTimeout, so that clocks a little apart do not matter).
+	claimTTL = 5 * time.Minute
 )
-
-// Settings configure the scheduler (config section idle). Zero fields get
-// the defaults above; Grace, Snooze, For, Period and CheckEvery must not be
-// negative, and For must be a multiple of Period.
-type Settings struct {
-	Schedule          string        // cron, 5 fields or "@every 10m"
-	CPUBelowPercent   float64       // default 5
-	NetworkBelowBytes float64       // per period, NetworkIn+NetworkOut; default 5e6
-	For               time.Duration // look-back window; default 1h
-	Grace             time.Duration // default 30m
-	Snooze            time.Duration // Keep running; default 4h
-	Period            time.Duration // default 5m
-	LeaseAction       string        // "stop" (default) or "terminate" for lease expiry
-	CheckEvery        time.Duration // how often due notices are checked between scans; default 1m
-	// MetricsDelay moves the window back: end = (now - MetricsDelay)
-	// truncated to Period. CloudWatch publishes a basic-monitoring period
-	// a few minutes after it ends, and a missing last period is partial
-	// data (not idle, and a cancelled stop), so production wants about
-	// 10m. Default 0.
-	MetricsDelay time.Duration
-}
 
 // Cloud is what the scheduler needs from AWS: a subset of
 // computebot.Compute and computebot.Metrics.
@@ -127,7 +127,8 @@ type Cloud interface {
 	InstanceMetrics(ctx context.Context, q computebot.MetricsQuery) (map[string]computebot.InstanceMetrics, error)
 }
 
-// Notifier shows notices to people (implemented by the bot).
+// Notifier shows notices to people (implemented by the workflows, which
+// render them with package reply).
 type Notifier interface {
 	// PostNotice posts a new notice (in the instance's request thread from
 	// its tags, n.RequestChannel / n.RequestThread; the implementation
@@ -138,26 +139,46 @@ type Notifier interface {
 	// UpdateNotice re-renders a posted notice after its state changed
 	// (kept, stopped, cancelled).
 	UpdateNotice(ctx context.Context, n Notice) error
-	// Announce posts a line in the notice's thread (n.ThreadTS() in
-	// n.Channel): "stopped … (idle)", "cancelled: …".
-	Announce(ctx context.Context, n Notice, text string) error
+	// Announce posts the line for a stopped or cancelled notice
+	// (reply.NoticeAnnouncement) in its thread: n.ThreadTS() in n.Channel.
+	Announce(ctx context.Context, n Notice) error
 }
 
-// Authorizer is the bot's one policy check, asked before each of the
-// scheduler's own stops (actor SystemActor). An error refuses the stop; its
-// text is shown in the cancellation.
+// Authorizer is the one policy check (*policy.Authorizer), asked before
+// each of the scheduler's own stops with ActionAutoStop and
+// computebot.SystemActor. A Deny, or an error, refuses the stop.
 type Authorizer interface {
-	AllowStop(ctx context.Context, inst computebot.Instance) error
+	Authorize(ctx context.Context, act policy.Action) (policy.Decision, error)
+}
+
+// Observer counts what the scheduler does (metrics). Its methods must be
+// quick and safe for concurrent use.
+type Observer interface {
+	// IdleScanned is called after each scheduled scan with its error.
+	IdleScanned(err error)
+	// IdleNoticed is called for each new notice that was posted.
+	IdleNoticed()
+	// IdleStopped is called for each instance stopped or terminated by the
+	// scheduler or by Stop now.
+	IdleStopped()
 }
 
 // Auditor records cloud-changing actions.
 type Auditor func(ctx context.Context, e computebot.AuditEntry)
 
-// KV is the store's key/value API; *store.DB satisfies it.
+// KV is the store's key/value API; *store.DB satisfies it. Values are JSON.
 type KV interface {
+	// Get decodes the value under key into v; the error wraps
+	// computebot.ErrNotFound when there is none.
 	Get(ctx context.Context, bucket, key string, v any) error
-	Put(ctx context.Context, bucket, key string, v any) error
-	Delete(ctx context.Context, bucket, key string) error
+	// Update is a compare-and-set on one key: it zeroes *v, decodes the
+	// stored value into v when there is one (found), calls fn, then stores
+	// v — or deletes the key when fn returns computebot.ErrDeleteKey. Any
+	// other error from fn aborts (nothing written) and is returned
+	// unchanged. fn may run more than once, so it must decide from v alone
+	// and do nothing but change v.
+	Update(ctx context.Context, bucket, key string, v any, fn func(found bool) error) error
+	// List calls fn with every key and raw value of bucket, in key order.
 	List(ctx context.Context, bucket string, fn func(key string, raw []byte) error) error
 }
 
@@ -174,22 +195,22 @@ type Deps struct {
 	Prices func(ctx context.Context, instanceType string) (float64, bool)
 	Logger *slog.Logger     // slog.Default() when nil
 	Now    func() time.Time // time.Now when nil
-	// FormatTime renders a time in outcomes and announcements (the bot
-	// passes reply.SlackDate); "2006-01-02 15:04 UTC" when nil.
-	FormatTime func(time.Time) string
-	// OnScan, when set, is called after each scheduled scan with its error
-	// (metrics).
-	OnScan func(err error)
+	// CheckEvery is how often due notices are checked between scans;
+	// 1 minute when zero.
+	CheckEvery time.Duration
+	Observer   Observer // nil: not observed
 }
 
 // Scheduler runs the idle scans. Create it with New; it is safe for
-// concurrent use (the bot calls Keep, StopNow and Report from its workers
-// while scans run).
+// concurrent use (the workflows call Keep, StopNow and Report while scans
+// run), and several schedulers may share one KV.
 type Scheduler struct {
-	set   Settings
+	cfg   config.Idle
 	sched cron.Schedule
 	// every is the schedule of the due-notice checker (a test shortens it).
 	every cron.Schedule
+
+	window, grace, snooze, delay time.Duration
 
 	cloud  Cloud
 	notify Notifier
@@ -199,65 +220,26 @@ type Scheduler struct {
 	prices func(ctx context.Context, instanceType string) (float64, bool)
 	log    *slog.Logger
 	now    func() time.Time
-	fmtT   func(time.Time) string
-	onScan func(error)
+	obs    Observer
 
-	locks   [lockStripes]sync.Mutex
-	checkMu sync.Mutex // one CheckDue at a time
+	// checkMu skips a CheckDue while another runs in this process: an
+	// optimisation only (claims make concurrent checks safe).
+	checkMu sync.Mutex
 
 	runMu  sync.Mutex
 	cron   *cron.Cron
 	cancel context.CancelFunc
 }
 
-// New checks the settings and builds a scheduler; Start runs it. A bad
-// cron spec is an error naming idle.schedule and the spec, so that the bot
-// refuses to start instead of never scanning.
-func New(s Settings, d Deps) (*Scheduler, error) {
-	sched, err := cron.ParseStandard(s.Schedule)
+// New builds a scheduler from the validated idle section; Start runs it.
+func New(cfg config.Idle, d Deps) (*Scheduler, error) {
+	sched, err := cron.ParseStandard(cfg.Schedule)
 	if err != nil {
-		return nil, fmt.Errorf("idle.schedule: invalid cron schedule %q (%v): use 5 fields such as \"*/10 * * * *\", or \"@every 10m\"", s.Schedule, err)
+		return nil, fmt.Errorf("idle.schedule: %w", err)
 	}
-	def := func(v *time.Duration, key string, dflt time.Duration) error {
-		switch {
-		case *v < 0:
-			return fmt.Errorf("idle.%s: must not be negative, not %s", key, *v)
-		case *v == 0:
-			*v = dflt
-		}
-		return nil
-	}
-	if err := errors.Join(
-		def(&s.For, "for", DefaultFor),
-		def(&s.Grace, "grace", DefaultGrace),
-		def(&s.Snooze, "snooze", DefaultSnooze),
-		def(&s.Period, "period", DefaultPeriod),
-		def(&s.CheckEvery, "check_every", DefaultCheckEvery),
-		def(&s.MetricsDelay, "metrics_delay", 0),
-	); err != nil {
-		return nil, err
-	}
-	if s.For%s.Period != 0 {
-		return nil, fmt.Errorf("idle.for: must be a multiple of the metrics period %s, not %s", s.Period, s.For)
-	}
-	if s.CPUBelowPercent == 0 {
-		s.CPUBelowPercent = DefaultCPUBelowPercent
-	}
-	if !(s.CPUBelowPercent > 0 && s.CPUBelowPercent <= 100) {
-		return nil, fmt.Errorf("idle.cpu_below_percent: must be more than 0 and at most 100, not %v", s.CPUBelowPercent)
-	}
-	if s.NetworkBelowBytes == 0 {
-		s.NetworkBelowBytes = DefaultNetworkBelowBytes
-	}
-	if !(s.NetworkBelowBytes > 0) {
-		return nil, fmt.Errorf("idle.network_below_bytes: must be more than 0, not %v", s.NetworkBelowBytes)
-	}
-	switch s.LeaseAction {
-	case "":
-		s.LeaseAction = ActionStop
-	case ActionStop, ActionTerminate:
-	default:
-		return nil, fmt.Errorf("idle.lease_action: must be %q or %q, not %q", ActionStop, ActionTerminate, s.LeaseAction)
+	if w := cfg.For.Duration(); w%period != 0 {
+		// Not a range check: only this package knows its metrics period.
+		return nil, fmt.Errorf("idle.for: %s is not a multiple of the %s metrics period", cfg.For, config.Duration(period))
 	}
 	var missing []string
 	if d.Cloud == nil {
@@ -275,10 +257,14 @@ func New(s Settings, d Deps) (*Scheduler, error) {
 	if len(missing) > 0 {
 		return nil, fmt.Errorf("idle: missing dependencies %v", missing)
 	}
+	if d.CheckEvery <= 0 {
+		d.CheckEvery = defaultCheckEvery
+	}
 	sc := &Scheduler{
-		set: s, sched: sched, every: cron.Every(s.CheckEvery),
+		cfg: cfg, sched: sched, every: cron.Every(d.CheckEvery),
+		window: cfg.For.Duration(), grace: cfg.Grace.Duration(), snooze: cfg.Snooze.Duration(), delay: cfg.MetricsDelay.Duration(),
 		cloud: d.Cloud, notify: d.Notifier, authz: d.Authorizer, audit: d.Audit, kv: d.KV,
-		prices: d.Prices, log: d.Logger, now: d.Now, fmtT: d.FormatTime, onScan: d.OnScan,
+		prices: d.Prices, log: d.Logger, now: d.Now, obs: d.Observer,
 	}
 	if sc.audit == nil {
 		sc.audit = func(context.Context, computebot.AuditEntry) {}
@@ -293,14 +279,17 @@ func New(s Settings, d Deps) (*Scheduler, error) {
 	if sc.now == nil {
 		sc.now = time.Now
 	}
-	if sc.fmtT == nil {
-		sc.fmtT = func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04 UTC") }
+	if sc.obs == nil {
+		sc.obs = nopObserver{}
 	}
 	return sc, nil
 }
 
-// Settings returns the effective settings (defaults filled in).
-func (s *Scheduler) Settings() Settings { return s.set }
+type nopObserver struct{}
+
+func (nopObserver) IdleScanned(error) {}
+func (nopObserver) IdleNoticed()      {}
+func (nopObserver) IdleStopped()      {}
 
 // Start runs the scans on the schedule and the due-notice check every
 // CheckEvery, each in one goroutine of a robfig/cron scheduler: a run that
@@ -323,7 +312,7 @@ func (s *Scheduler) Start(ctx context.Context) {
 	c.Schedule(s.every, s.job(ctx, "check", s.CheckDue))
 	c.Start()
 	s.cron, s.cancel = c, cancel
-	s.log.Info("idle scheduler started", "schedule", s.set.Schedule, "for", s.set.For, "grace", s.set.Grace, "check_every", s.set.CheckEvery)
+	s.log.Info("idle scheduler started", "schedule", s.cfg.Schedule, "for", s.window, "grace", s.grace)
 }
 
 // Stop stops the schedule, cancels the running scan or check and waits for
@@ -353,8 +342,8 @@ func (s *Scheduler) job(ctx context.Context, name string, run func(context.Conte
 		if err != nil && ctx.Err() == nil {
 			s.log.Error("idle "+name+" failed", "err", err, "took", time.Since(start))
 		}
-		if name == "scan" && s.onScan != nil {
-			s.onScan(err)
+		if name == "scan" {
+			s.obs.IdleScanned(err)
 		}
 	})
 }
@@ -374,13 +363,4 @@ func (c cronLogger) Info(msg string, kv ...any) {
 
 func (c cronLogger) Error(err error, msg string, kv ...any) {
 	c.l.Error("cron "+msg, append([]any{"err", err}, kv...)...)
-}
-
-// lock serializes state changes of one instance's notice.
-func (s *Scheduler) lock(id string) func() {
-	h := fnv.New32a()
-	_, _ = h.Write([]byte(id))
-	m := &s.locks[h.Sum32()%lockStripes]
-	m.Lock()
-	return m.Unlock
 }

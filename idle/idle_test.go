@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -12,63 +11,68 @@ import (
 	"time"
 
 	"github.com/computebot/computebot"
-	"github.com/computebot/computebot/store"
+	"github.com/computebot/computebot/config"
+	"github.com/computebot/computebot/policy"
 )
 
-var _ KV = (*store.DB)(nil)
-
-func TestNewSettings(t *testing.T) {
+func TestNew(t *testing.T) {
 	deps := Deps{Cloud: newCloud(), Notifier: &fakeNotifier{}, Authorizer: &fakeAuthz{}, KV: newMemKV()}
 	for _, spec := range []string{"*/10 * * * *", "@every 10m", "@every 90s", "@hourly", "0 9 * * 1-5"} {
-		if _, err := New(Settings{Schedule: spec}, deps); err != nil {
+		cfg := testConfig()
+		cfg.Schedule = spec
+		if _, err := New(cfg, deps); err != nil {
 			t.Errorf("New(%q): %v", spec, err)
 		}
 	}
 	for _, tt := range []struct {
-		set  Settings
-		want []string
+		change func(*config.Idle)
+		want   []string
 	}{
-		{Settings{Schedule: "every 10 minutes"}, []string{"idle.schedule", `"every 10 minutes"`}},
-		{Settings{Schedule: "*/10 * * *"}, []string{"idle.schedule", `"*/10 * * *"`, "5 fields"}},
-		{Settings{Schedule: ""}, []string{"idle.schedule", `""`}},
-		{Settings{Schedule: "@every 10 m"}, []string{"idle.schedule", `"@every 10 m"`}},
-		{Settings{Schedule: "@every 10m", For: 7 * time.Minute}, []string{"idle.for", "multiple", "5m0s"}},
-		{Settings{Schedule: "@every 10m", Grace: -time.Minute}, []string{"idle.grace", "negative"}},
-		{Settings{Schedule: "@every 10m", LeaseAction: "delete"}, []string{"idle.lease_action", `"delete"`}},
-		{Settings{Schedule: "@every 10m", CPUBelowPercent: 120}, []string{"idle.cpu_below_percent", "120"}},
-		{Settings{Schedule: "@every 10m", MetricsDelay: -time.Minute}, []string{"idle.metrics_delay", "negative"}},
+		{func(c *config.Idle) { c.Schedule = "every 10 minutes" }, []string{"idle.schedule"}},
+		{func(c *config.Idle) { c.Schedule = "*/10 * * *" }, []string{"idle.schedule"}},
+		{func(c *config.Idle) { c.For = config.Duration(7 * time.Minute) }, []string{"idle.for", "7m", "5m"}},
 	} {
-		_, err := New(tt.set, deps)
+		cfg := testConfig()
+		tt.change(&cfg)
+		_, err := New(cfg, deps)
 		if err == nil {
-			t.Errorf("New(%+v): no error", tt.set)
+			t.Errorf("New(%+v): no error", cfg)
 			continue
 		}
 		for _, w := range tt.want {
 			if !strings.Contains(err.Error(), w) {
-				t.Errorf("New(%+v) = %q, want it to mention %s", tt.set, err, w)
+				t.Errorf("New(%+v) = %q, want it to mention %s", cfg, err, w)
 			}
 		}
 	}
-	if _, err := New(Settings{Schedule: "@every 10m"}, Deps{KV: newMemKV()}); err == nil || !strings.Contains(err.Error(), "Cloud") {
+	if _, err := New(testConfig(), Deps{KV: newMemKV()}); err == nil || !strings.Contains(err.Error(), "Cloud") {
 		t.Errorf("missing dependencies: %v", err)
 	}
-	s, err := New(Settings{Schedule: "@every 10m"}, deps)
+	cfg := testConfig()
+	cfg.Schedule = "@every 10m"
+	s, err := New(cfg, deps)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Settings{Schedule: "@every 10m", CPUBelowPercent: 5, NetworkBelowBytes: 5e6, For: time.Hour, Grace: 30 * time.Minute,
-		Snooze: 4 * time.Hour, Period: 5 * time.Minute, LeaseAction: "stop", CheckEvery: time.Minute}
-	if got := s.Settings(); got != want {
-		t.Errorf("defaults: %+v, want %+v", got, want)
-	}
-	// "@every" schedules run at that interval.
+	// "@every" schedules run at that interval; due notices are checked every minute.
 	if next := s.sched.Next(t0); next != t0.Add(10*time.Minute) {
 		t.Errorf("@every 10m: next run %s after %s", next, t0)
+	}
+	if next := s.every.Next(t0); next != t0.Add(time.Minute) {
+		t.Errorf("check: next run %s after %s", next, t0)
+	}
+	deps.CheckEvery = 10 * time.Second
+	if s, _ = New(cfg, deps); s.every.Next(t0) != t0.Add(10*time.Second) {
+		t.Errorf("CheckEvery 10s: next check %s", s.every.Next(t0))
+	}
+	// The config's values are used as they are (config validated them).
+	if s.window != time.Hour || s.grace != 30*time.Minute || s.snooze != 4*time.Hour || s.cfg.LeaseAction != "stop" {
+		t.Errorf("settings: window %s, grace %s, snooze %s, lease action %q", s.window, s.grace, s.snooze, s.cfg.LeaseAction)
 	}
 }
 
 func TestScanFindsIdleInstances(t *testing.T) {
-	r := newRig(t, defaultSettings())
+	r := newRig(t, testConfig())
 	old := t0.Add(-3 * time.Hour)
 	r.cloud.add("i-idle", old, nil)
 	r.cloud.idleAll("i-idle")
@@ -87,10 +91,7 @@ func TestScanFindsIdleInstances(t *testing.T) {
 	r.cloud.setState("i-stopped", computebot.InstanceStopped)
 	r.cloud.add("i-snoozed", old, nil)
 	r.cloud.idleAll("i-snoozed")
-	if err := r.kv.Put(t.Context(), NoticesBucket, "i-snoozed", Notice{InstanceID: "i-snoozed", Reason: ReasonIdle, State: StateKept,
-		KeptUntil: t0.Add(time.Hour), Episode: "idle/i-snoozed/1"}); err != nil {
-		t.Fatal(err)
-	}
+	r.mem.put(t, Notice{InstanceID: "i-snoozed", Reason: ReasonIdle, State: StateKept, KeptUntil: t0.Add(time.Hour), Episode: "idle/i-snoozed/1"})
 
 	r.scan(t)
 
@@ -106,8 +107,11 @@ func TestScanFindsIdleInstances(t *testing.T) {
 	if !n.NoticedAt.Equal(t0) || !n.StopAt.Equal(t0.Add(30*time.Minute)) || n.Window != time.Hour {
 		t.Errorf("times: noticed %s, stop %s, window %s", n.NoticedAt, n.StopAt, n.Window)
 	}
-	if got := n.Evidence(); got != "max CPU 1.2 % and 0.3 MB network over the last 1 h" {
-		t.Errorf("evidence %q", got)
+	if n.MaxCPU != 1.2 || n.NetworkBytes != 300e3 {
+		t.Errorf("evidence: max CPU %v, network %v", n.MaxCPU, n.NetworkBytes)
+	}
+	if got := r.obs.noticed.Load(); got != 1 {
+		t.Errorf("observed %d notices, want 1", got)
 	}
 	// One listing of running instances, one metrics call for all candidates.
 	if got := r.cloud.count("list"); got != 1 {
@@ -136,7 +140,7 @@ func TestScanFindsIdleInstances(t *testing.T) {
 }
 
 func TestNoticeLifecycle(t *testing.T) {
-	r := newRig(t, defaultSettings())
+	r := newRig(t, testConfig())
 	r.cloud.add("i-1", t0.Add(-3*time.Hour), map[string]string{computebot.TagRequest: "R-7"})
 	r.cloud.idleAll("i-1")
 
@@ -157,36 +161,43 @@ func TestNoticeLifecycle(t *testing.T) {
 	if got := r.cloud.count("stop i-1"); got != 1 {
 		t.Fatalf("stop calls %d, want 1: %v", got, r.cloud.Calls())
 	}
-	if len(r.authz.asked) != 1 || r.authz.asked[0] != "i-1" {
-		t.Errorf("AllowStop asked for %v", r.authz.asked)
+	asked := r.authz.Asked()
+	if len(asked) != 1 || asked[0].Kind != policy.ActionAutoStop || asked[0].Actor != computebot.SystemActor || asked[0].Instance.ID != "i-1" {
+		t.Errorf("policy asked %+v", asked)
 	}
 	n := r.mem.notice(t, "i-1")
-	if n.State != StateStopped || !strings.Contains(n.Outcome, "Stopped") || !strings.Contains(n.Outcome, "(idle)") {
+	if n.State != StateStopped || n.How != SettledStopped || n.SettledBy != "" || !n.SettledAt.Equal(t0.Add(30*time.Minute)) || n.Claim != nil || n.Cancel != nil {
 		t.Errorf("after the stop: %+v", n)
 	}
 	ann := r.notes.Announces()
-	if len(ann) != 1 || !strings.HasPrefix(ann[0], "C1/1000.0001: stopped `i-1` (idle): max CPU 1.2 %") {
-		t.Errorf("announced %q", ann)
+	if len(ann) != 1 || ann[0].State != StateStopped || ann[0].Channel != "C1" || ann[0].ThreadTS() != "1000.0001" || ann[0].MaxCPU != 1.2 {
+		t.Errorf("announced %+v", ann)
 	}
 	ups := r.notes.Updates()
 	if len(ups) != 1 || ups[0].State != StateStopped {
 		t.Errorf("updates %+v", ups)
 	}
 	a := r.audits.entries()
-	if len(a) != 1 || a[0].Actor != "computebot" || a[0].Action != "idle-stop" || a[0].Target != "i-1" || a[0].Result != "ok" || a[0].RequestID != "R-7" {
+	if len(a) != 1 || a[0].Actor != computebot.SystemActor || a[0].Action != AuditIdleStop || a[0].Target != "i-1" || a[0].Result != "ok" || a[0].RequestID != "R-7" {
 		t.Errorf("audit %+v", a)
+	}
+	if r.obs.stopped.Load() != 1 || r.obs.noticed.Load() != 1 {
+		t.Errorf("observed %d stops, %d notices", r.obs.stopped.Load(), r.obs.noticed.Load())
 	}
 	// Checking again does nothing more.
 	r.checkDue(t)
 	r.scan(t) // the instance is stopped now: not listed
-	if r.cloud.count("stop") != 1 || len(r.notes.Posts()) != 1 {
+	if r.cloud.count("stop") != 1 || len(r.notes.Posts()) != 1 || r.obs.stopped.Load() != 1 {
 		t.Errorf("acted again: %v", r.cloud.Calls())
+	}
+	if r.mem.reruns.Load() == 0 {
+		t.Error("the KV fake never ran an update function twice")
 	}
 }
 
 // A scan also acts on due notices, without the checker.
 func TestScanRunsCheckDue(t *testing.T) {
-	r := newRig(t, defaultSettings())
+	r := newRig(t, testConfig())
 	r.cloud.add("i-1", t0.Add(-3*time.Hour), nil)
 	r.cloud.idleAll("i-1")
 	r.scan(t)
@@ -197,34 +208,17 @@ func TestScanRunsCheckDue(t *testing.T) {
 	}
 }
 
+// A restart (a new scheduler on the same store) neither repeats the notice
+// nor forgets the stop.
 func TestRestartBetweenNoticeAndStop(t *testing.T) {
-	ctx := t.Context()
-	path := filepath.Join(t.TempDir(), "computebot.db")
-	db, err := store.Open(path, store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := newRig(t, defaultSettings())
-	r.kv, r.mem = db, nil
-	r.Scheduler = r.build(t, defaultSettings())
+	r := newRig(t, testConfig())
 	r.cloud.add("i-1", t0.Add(-3*time.Hour), nil)
 	r.cloud.idleAll("i-1")
 	r.scan(t)
 	if len(r.notes.Posts()) != 1 {
 		t.Fatal("no notice")
 	}
-	if err := db.Close(); err != nil {
-		t.Fatal(err)
-	}
-
-	// Restart: a new process, a new scheduler on the same file.
-	db, err = store.Open(path, store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	r.kv = db
-	r.Scheduler = r.build(t, defaultSettings())
+	r.Scheduler = r.build(t, testConfig())
 	r.clock.Advance(10 * time.Minute)
 	r.scan(t)
 	if got := len(r.notes.Posts()); got != 1 {
@@ -235,9 +229,8 @@ func TestRestartBetweenNoticeAndStop(t *testing.T) {
 	if r.cloud.count("stop i-1") != 1 {
 		t.Fatalf("pending stop forgotten: %v", r.cloud.Calls())
 	}
-	var n Notice
-	if err := db.Get(ctx, NoticesBucket, "i-1", &n); err != nil || n.State != StateStopped {
-		t.Fatalf("after the stop: %+v, %v", n, err)
+	if n := r.mem.notice(t, "i-1"); n.State != StateStopped {
+		t.Fatalf("after the stop: %+v", n)
 	}
 	if len(r.notes.Announces()) != 1 {
 		t.Errorf("announces %v", r.notes.Announces())
@@ -248,14 +241,12 @@ func TestRestartBetweenNoticeAndStop(t *testing.T) {
 // posted again (at most one per episode), the stop still happens, and the
 // owner learns of it from the settled notice.
 func TestCrashMidPost(t *testing.T) {
-	r := newRig(t, defaultSettings())
+	r := newRig(t, testConfig())
 	r.cloud.add("i-1", t0.Add(-3*time.Hour), nil)
 	r.cloud.idleAll("i-1")
 	n := r.newNotice(computebot.Instance{ID: "i-1", Type: "t3.large", Tags: map[string]string{computebot.TagOwner: "U1"}}, ReasonIdle, t0.Add(-time.Minute))
 	n.MaxCPU, n.NetworkBytes, n.Window = 1.2, 3e5, time.Hour
-	if err := r.kv.Put(t.Context(), NoticesBucket, "i-1", n); err != nil {
-		t.Fatal(err)
-	}
+	r.mem.put(t, n)
 	r.scan(t)
 	if len(r.notes.Posts()) != 0 {
 		t.Fatalf("re-posted: %+v", r.notes.Posts())
@@ -269,19 +260,51 @@ func TestCrashMidPost(t *testing.T) {
 	if len(posts) != 1 || posts[0].State != StateStopped {
 		t.Fatalf("settled notice not posted: %+v", posts)
 	}
+	if r.obs.noticed.Load() != 0 {
+		t.Error("the settled notice's post counted as a new notice")
+	}
+}
+
+// A notice is not stopped while its post may still be in flight (the
+// owner must see the warning first), even with no grace at all.
+func TestNoStopWhilePosting(t *testing.T) {
+	cfg := testConfig()
+	cfg.Grace = 0
+	r := newRig(t, cfg)
+	r.cloud.add("i-1", t0.Add(-3*time.Hour), nil)
+	r.cloud.idleAll("i-1")
+	checked := false
+	r.notes.onPost = func(Notice) {
+		if !checked {
+			checked = true
+			r.checkDue(t) // the checker runs while the post is in flight
+		}
+	}
+	r.scan(t) // its own CheckDue, after the post, stops
+	if !checked {
+		t.Fatal("no post")
+	}
+	if got := r.cloud.count("stop i-1"); got != 1 {
+		t.Fatalf("%d stops, want 1 after the post: %v", got, r.cloud.Calls())
+	}
+	if len(r.notes.Posts()) != 1 || len(r.notes.Announces()) != 1 {
+		t.Errorf("%d posts, %d announces", len(r.notes.Posts()), len(r.notes.Announces()))
+	}
 }
 
 func TestPostFailureIsRetried(t *testing.T) {
-	r := newRig(t, defaultSettings())
+	r := newRig(t, testConfig())
 	r.cloud.add("i-1", t0.Add(-3*time.Hour), nil)
 	r.cloud.idleAll("i-1")
 	r.notes.postErr = errors.New("slack is down")
 	if err := r.Scan(t.Context()); err == nil || !strings.Contains(err.Error(), "slack is down") {
 		t.Fatalf("Scan: %v", err)
 	}
-	var n Notice
-	if err := r.kv.Get(t.Context(), NoticesBucket, "i-1", &n); !errors.Is(err, computebot.ErrNotFound) {
-		t.Fatalf("unposted notice kept: %+v, %v", n, err)
+	if r.mem.has("i-1") {
+		t.Fatalf("unposted notice kept: %+v", r.mem.notice(t, "i-1"))
+	}
+	if r.obs.noticed.Load() != 0 {
+		t.Error("a failed post counted")
 	}
 	// No stop without a warning.
 	r.clock.Advance(time.Hour)
@@ -299,23 +322,25 @@ func TestCancelPaths(t *testing.T) {
 	tests := []struct {
 		name   string
 		during func(r *rig) // between the notice and the end of the grace
-		want   string
+		want   Cancellation
 	}{
-		{"stopped meanwhile", func(r *rig) { r.cloud.setState("i-1", computebot.InstanceStopped) }, "cancelled: `i-1` was stopped meanwhile."},
-		{"terminated meanwhile", func(r *rig) { r.cloud.setState("i-1", computebot.InstanceTerminated) }, "cancelled: `i-1` was terminated meanwhile."},
-		{"gone", func(r *rig) { r.cloud.remove("i-1") }, "cancelled: `i-1` was terminated meanwhile."},
+		{"stopped meanwhile", func(r *rig) { r.cloud.setState("i-1", computebot.InstanceStopped) }, Cancellation{Reason: CancelStopped}},
+		{"stopping meanwhile", func(r *rig) { r.cloud.setState("i-1", computebot.InstanceStopping) }, Cancellation{Reason: CancelStopped}},
+		{"terminated meanwhile", func(r *rig) { r.cloud.setState("i-1", computebot.InstanceTerminated) }, Cancellation{Reason: CancelTerminated}},
+		{"gone", func(r *rig) { r.cloud.remove("i-1") }, Cancellation{Reason: CancelTerminated}},
+		{"pending", func(r *rig) { r.cloud.setState("i-1", computebot.InstancePending) }, Cancellation{Reason: CancelState, State: "pending"}},
 		{"activity resumed", func(r *rig) {
 			r.cloud.flat("i-1", t0.Add(10*time.Minute), t0.Add(15*time.Minute), 43, 100e6, 20.5e6)
-		}, "cancelled: activity resumed: max CPU 43.0 % and 120.5 MB network over the last 1 h."},
+		}, Cancellation{Reason: CancelActive, MaxCPU: 43, NetworkBytes: 120.5e6, Window: time.Hour}},
 		{"metrics stopped arriving", func(r *rig) {
 			r.cloud.flat("i-1", t0.Add(10*time.Minute), t0.Add(15*time.Minute), 1, 1, -1)
-		}, "cancelled: its metrics are incomplete (12 of 12 periods with CPU data, 11 with network data, over the last 1 h), so it may be busy."},
-		{"policy refused", func(r *rig) { r.authz.refuse = errors.New("policy refused to stop i-1: protected") },
-			"cancelled: not stopped: policy refused to stop i-1: protected."},
+		}, Cancellation{Reason: CancelIncomplete, Periods: 12, CPUPeriods: 12, NetPeriods: 11, Window: time.Hour}},
+		{"policy refused", func(r *rig) { r.authz.refuse = policy.RefuseNotManaged }, Cancellation{Reason: CancelRefused, Refusal: policy.RefuseNotManaged}},
+		{"policy check failed", func(r *rig) { r.authz.err = errors.New("slack is down") }, Cancellation{Reason: CancelRefused, Refusal: policy.RefuseInternal}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := newRig(t, defaultSettings())
+			r := newRig(t, testConfig())
 			r.cloud.add("i-1", t0.Add(-3*time.Hour), nil)
 			r.cloud.idleAll("i-1")
 			r.scan(t)
@@ -326,22 +351,30 @@ func TestCancelPaths(t *testing.T) {
 				t.Fatalf("stopped: %v", r.cloud.Calls())
 			}
 			n := r.mem.notice(t, "i-1")
-			if n.State != StateCancelled || !strings.HasPrefix(n.Outcome, "Cancelled: ") {
-				t.Errorf("notice %+v", n)
+			if n.State != StateCancelled || n.How != SettledCancelled || n.Cancel == nil || *n.Cancel != tt.want || n.SettledBy != "" || !n.SettledAt.Equal(t0.Add(31*time.Minute)) {
+				t.Errorf("notice %+v, cancel %+v; want %+v", n, n.Cancel, tt.want)
 			}
 			ann := r.notes.Announces()
-			if len(ann) != 1 || !strings.HasSuffix(ann[0], ": "+tt.want) {
-				t.Errorf("announced %q, want %q", ann, tt.want)
+			if len(ann) != 1 || ann[0].Cancel == nil || *ann[0].Cancel != tt.want {
+				t.Errorf("announced %+v, want %+v", ann, tt.want)
 			}
 			if ups := r.notes.Updates(); len(ups) != 1 || ups[0].State != StateCancelled {
 				t.Errorf("updates %+v", ups)
+			}
+			a := r.audits.entries()
+			if tt.want.Reason == CancelRefused {
+				if len(a) != 1 || a[0].Result != "refused" || a[0].Detail != string(tt.want.Refusal) || a[0].Actor != computebot.SystemActor {
+					t.Errorf("audit %+v", a)
+				}
+			} else if len(a) != 0 {
+				t.Errorf("audit %+v", a)
 			}
 		})
 	}
 }
 
 func TestStopFailureRetriedThenCancelled(t *testing.T) {
-	r := newRig(t, defaultSettings())
+	r := newRig(t, testConfig())
 	r.cloud.add("i-1", t0.Add(-3*time.Hour), nil)
 	r.cloud.idleAll("i-1")
 	r.scan(t)
@@ -349,8 +382,13 @@ func TestStopFailureRetriedThenCancelled(t *testing.T) {
 	r.cloud.stopErr = &computebot.Error{Code: "UnauthorizedOperation", Message: "computebot may not stop instances"}
 	for i := range maxAttempts {
 		err := r.CheckDue(t.Context())
-		if i < maxAttempts-1 && err == nil {
-			t.Fatalf("attempt %d: no error", i+1)
+		if i < maxAttempts-1 {
+			if err == nil {
+				t.Fatalf("attempt %d: no error", i+1)
+			}
+			if n := r.mem.notice(t, "i-1"); n.State != StateNoticed || n.Attempts != i+1 || n.Claim != nil {
+				t.Fatalf("after attempt %d: %+v", i+1, n)
+			}
 		}
 		if i == maxAttempts-1 && err != nil {
 			t.Fatalf("last attempt: %v", err)
@@ -360,17 +398,24 @@ func TestStopFailureRetriedThenCancelled(t *testing.T) {
 		t.Errorf("calls %v", r.cloud.Calls())
 	}
 	n := r.mem.notice(t, "i-1")
-	if n.State != StateCancelled || !strings.Contains(n.Outcome, "could not stop `i-1`: computebot may not stop instances") {
-		t.Errorf("notice %+v", n)
+	want := Cancellation{Reason: CancelStopFailed, ErrorCode: "UnauthorizedOperation", ErrorMessage: "computebot may not stop instances"}
+	if n.State != StateCancelled || n.Cancel == nil || *n.Cancel != want || n.Attempts != maxAttempts {
+		t.Errorf("notice %+v, cancel %+v", n, n.Cancel)
 	}
 	a := r.audits.entries()
 	if len(a) != maxAttempts || a[0].Result != "UnauthorizedOperation" {
 		t.Errorf("audit %+v", a)
 	}
+	if r.obs.stopped.Load() != 0 {
+		t.Error("a failed stop counted")
+	}
+	if len(r.notes.Announces()) != 1 {
+		t.Errorf("announces %+v", r.notes.Announces())
+	}
 }
 
 func TestKeepIdle(t *testing.T) {
-	r := newRig(t, defaultSettings())
+	r := newRig(t, testConfig())
 	r.cloud.add("i-1", t0.Add(-3*time.Hour), nil)
 	r.cloud.idleAll("i-1")
 	r.scan(t)
@@ -380,13 +425,19 @@ func TestKeepIdle(t *testing.T) {
 		t.Fatal(err)
 	}
 	until := t0.Add(5*time.Minute + 4*time.Hour)
-	if n.State != StateKept || n.KeptBy != "U9" || !n.KeptUntil.Equal(until) || !strings.HasPrefix(n.Outcome, "Kept running by <@U9> until ") {
+	if n.State != StateKept || n.How != SettledKept || n.SettledBy != "U9" || !n.KeptUntil.Equal(until) || !n.SettledAt.Equal(t0.Add(5*time.Minute)) {
 		t.Fatalf("kept: %+v", n)
+	}
+	if stored := r.mem.notice(t, "i-1"); stored.State != StateKept || stored.SettledBy != "U9" {
+		t.Errorf("stored %+v", stored)
 	}
 	if ups := r.notes.Updates(); len(ups) != 1 || ups[0].State != StateKept {
 		t.Errorf("updates %+v", ups)
 	}
-	if a := r.audits.entries(); len(a) != 1 || a[0].Action != "idle-keep" || a[0].Actor != "U9" {
+	if len(r.notes.Announces()) != 0 {
+		t.Errorf("announced a keep: %+v", r.notes.Announces())
+	}
+	if a := r.audits.entries(); len(a) != 1 || a[0].Action != AuditKeep || a[0].Actor != "U9" || a[0].Result != "ok" {
 		t.Errorf("audit %+v", a)
 	}
 	// Grace over, scans during the snooze: no stop, no notice.
@@ -398,20 +449,20 @@ func TestKeepIdle(t *testing.T) {
 		t.Fatalf("acted during the snooze: %v, %d posts", r.cloud.Calls(), len(r.notes.Posts()))
 	}
 	rep, err := r.Report(t.Context())
-	if err != nil || len(rep.Snoozed) != 1 || rep.Snoozed[0].InstanceID != "i-1" || !rep.Snoozed[0].Until.Equal(until) {
+	if err != nil || len(rep.Snoozed) != 1 || rep.Snoozed[0].InstanceID != "i-1" || !rep.Snoozed[0].Until.Equal(until) || rep.Snoozed[0].KeptBy != "U9" {
 		t.Fatalf("report %+v, %v", rep, err)
 	}
 	// Snooze over, still idle: a new episode, a new notice.
 	r.clock.Advance(time.Hour)
 	r.scan(t)
 	posts := r.notes.Posts()
-	if len(posts) != 2 || posts[1].Episode == posts[0].Episode || posts[1].State != StateNoticed {
+	if len(posts) != 2 || posts[1].Episode == posts[0].Episode || posts[1].State != StateNoticed || posts[1].SettledBy != "" {
 		t.Fatalf("after the snooze: %+v", posts)
 	}
 }
 
 func TestKeepLease(t *testing.T) {
-	r := newRig(t, defaultSettings())
+	r := newRig(t, testConfig())
 	expired := t0.Add(-10 * time.Minute)
 	r.cloud.add("i-1", t0.Add(-20*time.Minute), map[string]string{computebot.TagExpiresAt: expired.Format(time.RFC3339)})
 	r.scan(t)
@@ -422,14 +473,17 @@ func TestKeepLease(t *testing.T) {
 	}
 	// max(now, expires-at) + Snooze: the lease ended before now.
 	until := t0.Add(5*time.Minute + 4*time.Hour)
-	if n.State != StateKept || !n.KeptUntil.Equal(until) || !strings.HasPrefix(n.Outcome, "Lease extended by <@U9> until ") {
+	if n.State != StateKept || n.How != SettledKept || n.SettledBy != "U9" || !n.KeptUntil.Equal(until) || n.Claim != nil {
 		t.Fatalf("kept: %+v", n)
 	}
 	if c := r.cloud.Calls(); !slices.Contains(c, "tag i-1 computebot:expires-at="+until.Format(time.RFC3339)) {
 		t.Fatalf("calls %v", c)
 	}
-	if a := r.audits.entries(); len(a) != 1 || a[0].Action != "lease-extend" {
+	if a := r.audits.entries(); len(a) != 1 || a[0].Action != AuditLeaseExtend || a[0].Result != "ok" {
 		t.Errorf("audit %+v", a)
+	}
+	if ups := r.notes.Updates(); len(ups) != 1 || ups[0].State != StateKept {
+		t.Errorf("updates %+v", ups)
 	}
 	// Keep again before it ends: extends from the current expires-at.
 	r.clock.Advance(time.Hour)
@@ -444,10 +498,35 @@ func TestKeepLease(t *testing.T) {
 	}
 }
 
+// A failed lease extension leaves the notice as it was (the claim is
+// released) and is an error.
+func TestKeepLeaseFailure(t *testing.T) {
+	r := newRig(t, testConfig())
+	r.cloud.add("i-1", t0.Add(-20*time.Minute), map[string]string{computebot.TagExpiresAt: t0.Add(-10 * time.Minute).Format(time.RFC3339)})
+	r.scan(t)
+	r.cloud.tagErr = &computebot.Error{Code: "UnauthorizedOperation", Message: "computebot may not tag instances"}
+	_, err := r.Keep(t.Context(), "i-1", "U9")
+	if computebot.ErrorCode(err) != "UnauthorizedOperation" {
+		t.Fatalf("Keep: %v", err)
+	}
+	if n := r.mem.notice(t, "i-1"); n.State != StateNoticed || n.Claim != nil {
+		t.Errorf("notice %+v", n)
+	}
+	if a := r.audits.entries(); len(a) != 1 || a[0].Result != "UnauthorizedOperation" {
+		t.Errorf("audit %+v", a)
+	}
+	// The grace ends: the lease is still over, the instance is stopped.
+	r.clock.Advance(31 * time.Minute)
+	r.checkDue(t)
+	if r.cloud.count("stop i-1") != 1 {
+		t.Errorf("calls %v", r.cloud.Calls())
+	}
+}
+
 // EC2 reads are eventually consistent: a listing right after Keep may still
 // show the old expires-at. The kept notice stops a second notice.
 func TestKeepLeaseStaleTag(t *testing.T) {
-	r := newRig(t, defaultSettings())
+	r := newRig(t, testConfig())
 	old := t0.Add(-10 * time.Minute).Format(time.RFC3339)
 	r.cloud.add("i-1", t0.Add(-20*time.Minute), map[string]string{computebot.TagExpiresAt: old})
 	r.scan(t)
@@ -463,28 +542,32 @@ func TestKeepLeaseStaleTag(t *testing.T) {
 }
 
 func TestStopNow(t *testing.T) {
-	r := newRig(t, defaultSettings())
+	r := newRig(t, testConfig())
 	r.cloud.add("i-1", t0.Add(-3*time.Hour), nil)
 	r.cloud.idleAll("i-1")
 	r.scan(t)
+	r.clock.Advance(time.Minute)
 	n, err := r.StopNow(t.Context(), "i-1", "U9")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n.State != StateStopped || !strings.HasPrefix(n.Outcome, "Stopped by <@U9> ") {
+	if n.State != StateStopped || n.How != SettledStopNow || n.SettledBy != "U9" || !n.SettledAt.Equal(t0.Add(time.Minute)) || n.Claim != nil {
 		t.Fatalf("notice %+v", n)
 	}
 	if r.cloud.count("stop i-1") != 1 {
 		t.Fatalf("calls %v", r.cloud.Calls())
 	}
-	if ann := r.notes.Announces(); len(ann) != 1 || ann[0] != "C1/1000.0001: stopped `i-1` (Stop now by <@U9>)." {
-		t.Errorf("announced %q", ann)
+	if ann := r.notes.Announces(); len(ann) != 1 || ann[0].How != SettledStopNow || ann[0].SettledBy != "U9" || ann[0].ThreadTS() != "1000.0001" {
+		t.Errorf("announced %+v", ann)
 	}
 	if ups := r.notes.Updates(); len(ups) != 1 || ups[0].State != StateStopped {
 		t.Errorf("updates %+v", ups)
 	}
-	if a := r.audits.entries(); len(a) != 1 || a[0].Action != "idle-stop-now" || a[0].Actor != "U9" || a[0].Result != "ok" {
+	if a := r.audits.entries(); len(a) != 1 || a[0].Action != AuditStopNow || a[0].Actor != "U9" || a[0].Result != "ok" {
 		t.Errorf("audit %+v", a)
+	}
+	if r.obs.stopped.Load() != 1 {
+		t.Errorf("observed %d stops", r.obs.stopped.Load())
 	}
 	// The grace ends: nothing more happens.
 	r.clock.Advance(time.Hour)
@@ -492,38 +575,79 @@ func TestStopNow(t *testing.T) {
 	if r.cloud.count("stop") != 1 || len(r.notes.Announces()) != 1 {
 		t.Errorf("acted again: %v", r.cloud.Calls())
 	}
-	// Clicking again, or Keep after the stop, is a clear refusal.
+	// Clicking again, or Keep after the stop, is a typed refusal.
 	for _, f := range []func(context.Context, string, string) (Notice, error){r.StopNow, r.Keep} {
-		if _, err := f(t.Context(), "i-1", "U9"); computebot.ErrorCode(err) != CodeNoticeSettled || !strings.Contains(computebot.UserMessage(err), "already stopped") {
+		_, err := f(t.Context(), "i-1", "U9")
+		var se *SettledError
+		if !errors.As(err, &se) || se.Notice.State != StateStopped || se.Notice.How != SettledStopNow || se.Notice.InstanceID != "i-1" {
 			t.Errorf("on a stopped notice: %v", err)
 		}
 	}
-	if _, err := r.Keep(t.Context(), "i-2", "U9"); computebot.ErrorCode(err) != CodeNoNotice {
-		t.Errorf("Keep without a notice: %v", err)
+	for _, f := range []func(context.Context, string, string) (Notice, error){r.StopNow, r.Keep} {
+		_, err := f(t.Context(), "i-2", "U9")
+		var nn *NoNoticeError
+		if !errors.As(err, &nn) || nn.InstanceID != "i-2" || !errors.Is(err, ErrNoNotice) || !errors.Is(err, computebot.ErrNotFound) {
+			t.Errorf("without a notice: %v", err)
+		}
+	}
+	if r.cloud.count("stop") != 1 {
+		t.Errorf("calls %v", r.cloud.Calls())
+	}
+}
+
+// Stop now on a cancelled or kept notice stops; Keep on a cancelled one
+// is refused.
+func TestStopNowAfterSettled(t *testing.T) {
+	r := newRig(t, testConfig())
+	r.cloud.add("i-1", t0.Add(-3*time.Hour), nil)
+	r.cloud.idleAll("i-1")
+	r.scan(t)
+	r.cloud.flat("i-1", t0.Add(10*time.Minute), t0.Add(15*time.Minute), 60, 1, 1)
+	r.clock.Advance(31 * time.Minute)
+	r.checkDue(t)
+	if n := r.mem.notice(t, "i-1"); n.State != StateCancelled {
+		t.Fatalf("notice %+v", n)
+	}
+	var se *SettledError
+	if _, err := r.Keep(t.Context(), "i-1", "U9"); !errors.As(err, &se) || se.Notice.State != StateCancelled {
+		t.Errorf("Keep on a cancelled notice: %v", err)
+	}
+	n, err := r.StopNow(t.Context(), "i-1", "U9")
+	if err != nil || n.State != StateStopped || n.Cancel != nil || n.How != SettledStopNow {
+		t.Fatalf("Stop now on a cancelled notice: %+v, %v", n, err)
 	}
 }
 
 func TestStopNowFailure(t *testing.T) {
-	r := newRig(t, defaultSettings())
+	r := newRig(t, testConfig())
 	r.cloud.add("i-1", t0.Add(-3*time.Hour), nil)
 	r.cloud.idleAll("i-1")
 	r.scan(t)
+	if _, err := r.Keep(t.Context(), "i-1", "U8"); err != nil {
+		t.Fatal(err)
+	}
 	r.cloud.stopErr = &computebot.Error{Code: "IncorrectInstanceState", Message: "it is not in a state from which it can be stopped"}
 	_, err := r.StopNow(t.Context(), "i-1", "U9")
 	if computebot.UserMessage(err) != "it is not in a state from which it can be stopped" {
 		t.Fatalf("StopNow: %v", err)
 	}
-	if n := r.mem.notice(t, "i-1"); n.State != StateNoticed {
+	if n := r.mem.notice(t, "i-1"); n.State != StateKept || n.SettledBy != "U8" || n.Claim != nil || n.Attempts != 0 {
 		t.Errorf("notice %+v", n)
+	}
+	if a := r.audits.entries(); len(a) != 2 || a[1].Action != AuditStopNow || a[1].Result != "IncorrectInstanceState" {
+		t.Errorf("audit %+v", a)
+	}
+	if r.obs.stopped.Load() != 0 || len(r.notes.Announces()) != 0 {
+		t.Error("a failed stop was shown or counted")
 	}
 }
 
 func TestLeaseExpiry(t *testing.T) {
 	for _, action := range []string{"stop", "terminate"} {
 		t.Run(action, func(t *testing.T) {
-			set := defaultSettings()
-			set.LeaseAction = action
-			r := newRig(t, set)
+			cfg := testConfig()
+			cfg.LeaseAction = action
+			r := newRig(t, cfg)
 			ended := t0.Add(-time.Minute)
 			// Young and busy: the lease applies at any age, regardless of activity.
 			r.cloud.add("i-1", t0.Add(-10*time.Minute), map[string]string{computebot.TagExpiresAt: ended.Format(time.RFC3339)})
@@ -543,36 +667,51 @@ func TestLeaseExpiry(t *testing.T) {
 				t.Fatalf("%s calls %d: %v", action, got, r.cloud.Calls())
 			}
 			a := r.audits.entries()
-			if len(a) != 1 || a[0].Action != "lease-"+action || a[0].Actor != "computebot" || a[0].Target != "i-1" {
+			if len(a) != 1 || a[0].Action != "lease-"+action || a[0].Actor != computebot.SystemActor || a[0].Target != "i-1" {
 				t.Errorf("audit %+v", a)
 			}
-			done := map[string]string{"stop": "stopped", "terminate": "terminated"}[action]
-			if ann := r.notes.Announces(); len(ann) != 1 || !strings.Contains(ann[0], ": "+done+" `i-1` (lease ended ") {
-				t.Errorf("announced %q", ann)
+			how := map[string]Settlement{"stop": SettledStopped, "terminate": SettledTerminated}[action]
+			if ann := r.notes.Announces(); len(ann) != 1 || ann[0].How != how || !ann[0].LeaseEnded.Equal(ended) {
+				t.Errorf("announced %+v", ann)
+			}
+			if r.obs.stopped.Load() != 1 {
+				t.Errorf("observed %d stops", r.obs.stopped.Load())
 			}
 		})
 	}
 }
 
 func TestLeaseExtendedMeanwhile(t *testing.T) {
-	r := newRig(t, defaultSettings())
+	r := newRig(t, testConfig())
 	r.cloud.add("i-1", t0.Add(-10*time.Minute), map[string]string{computebot.TagExpiresAt: t0.Add(-time.Minute).Format(time.RFC3339)})
 	r.scan(t)
-	r.cloud.setTag("i-1", computebot.TagExpiresAt, t0.Add(5*time.Hour).Format(time.RFC3339)) // /computebot extend
+	until := t0.Add(5 * time.Hour)
+	r.cloud.setTag("i-1", computebot.TagExpiresAt, until.Format(time.RFC3339)) // /computebot extend
 	r.clock.Advance(31 * time.Minute)
 	r.checkDue(t)
 	if r.cloud.count("stop") != 0 {
 		t.Fatal("stopped")
 	}
-	if ann := r.notes.Announces(); len(ann) != 1 || !strings.Contains(ann[0], "cancelled: the lease of `i-1` was extended until ") {
-		t.Errorf("announced %q", ann)
+	want := Cancellation{Reason: CancelLeaseExtended, LeaseUntil: until}
+	if ann := r.notes.Announces(); len(ann) != 1 || ann[0].Cancel == nil || !ann[0].Cancel.LeaseUntil.Equal(until) || ann[0].Cancel.Reason != want.Reason {
+		t.Errorf("announced %+v", ann)
+	}
+	// The tag removed instead:
+	r2 := newRig(t, testConfig())
+	r2.cloud.add("i-1", t0.Add(-10*time.Minute), map[string]string{computebot.TagExpiresAt: t0.Add(-time.Minute).Format(time.RFC3339)})
+	r2.scan(t)
+	r2.cloud.setTag("i-1", computebot.TagExpiresAt, "")
+	r2.clock.Advance(31 * time.Minute)
+	r2.checkDue(t)
+	if n := r2.mem.notice(t, "i-1"); n.Cancel == nil || n.Cancel.Reason != CancelNoLease {
+		t.Errorf("notice %+v", n)
 	}
 }
 
 // An instance that is idle again after a cancelled notice starts a new
 // episode.
 func TestCancelledThenIdleAgain(t *testing.T) {
-	r := newRig(t, defaultSettings())
+	r := newRig(t, testConfig())
 	r.cloud.add("i-1", t0.Add(-3*time.Hour), nil)
 	r.cloud.idleAll("i-1")
 	r.scan(t)
@@ -590,13 +729,13 @@ func TestCancelledThenIdleAgain(t *testing.T) {
 	r.clock.Advance(time.Hour)
 	r.scan(t)
 	posts := r.notes.Posts()
-	if len(posts) != 2 || posts[1].Episode == posts[0].Episode {
+	if len(posts) != 2 || posts[1].Episode == posts[0].Episode || posts[1].Cancel != nil {
 		t.Fatalf("posts %+v", posts)
 	}
 }
 
 func TestPostsAreSequential(t *testing.T) {
-	r := newRig(t, defaultSettings())
+	r := newRig(t, testConfig())
 	for i := range 100 {
 		id := fmt.Sprintf("i-%03d", i)
 		r.cloud.add(id, t0.Add(-3*time.Hour), nil)
@@ -625,7 +764,7 @@ func TestPostsAreSequential(t *testing.T) {
 }
 
 func TestReport(t *testing.T) {
-	r := newRig(t, defaultSettings()) // scans every 10 minutes
+	r := newRig(t, testConfig()) // scans every 10 minutes
 	r.cloud.add("i-a", t0.Add(-3*time.Hour), nil)
 	r.cloud.idleAll("i-a")
 	r.scan(t)
@@ -658,7 +797,7 @@ func TestReport(t *testing.T) {
 }
 
 func TestPrune(t *testing.T) {
-	r := newRig(t, defaultSettings())
+	r := newRig(t, testConfig())
 	r.cloud.add("i-1", t0.Add(-3*time.Hour), nil)
 	r.cloud.idleAll("i-1")
 	r.scan(t)
@@ -667,29 +806,88 @@ func TestPrune(t *testing.T) {
 	}
 	r.clock.Advance(keepSettled + time.Hour)
 	r.scan(t)
-	var n Notice
-	if err := r.kv.Get(t.Context(), NoticesBucket, "i-1", &n); !errors.Is(err, computebot.ErrNotFound) {
-		t.Errorf("settled notice not pruned: %+v, %v", n, err)
+	if r.mem.has("i-1") {
+		t.Errorf("settled notice not pruned: %+v", r.mem.notice(t, "i-1"))
+	}
+}
+
+// Pruning is conditional: a notice that changed since it was listed (a new
+// episode) stays.
+func TestPruneKeepsNewerNotice(t *testing.T) {
+	r := newRig(t, testConfig())
+	now := t0.Add(keepSettled + time.Hour)
+	old := Notice{InstanceID: "i-1", Reason: ReasonIdle, State: StateStopped, SettledAt: t0, Episode: "idle/i-1/1"}
+	newer := Notice{InstanceID: "i-1", Reason: ReasonIdle, State: StateNoticed, NoticedAt: now, StopAt: now.Add(time.Hour), Episode: "idle/i-1/2"}
+	r.mem.put(t, newer)
+	r.clock.Advance(keepSettled + time.Hour)
+	r.prune(t.Context(), "i-1", old.Episode, now)
+	if n := r.mem.notice(t, "i-1"); n.Episode != newer.Episode {
+		t.Errorf("newer notice pruned: %+v", n)
+	}
+	r.mem.put(t, old)
+	r.prune(t.Context(), "i-1", old.Episode, now)
+	if r.mem.has("i-1") {
+		t.Error("old notice not pruned")
 	}
 }
 
 // A notice record must stay small: 10,000 of them are a few MB.
 func TestNoticeIsSmall(t *testing.T) {
-	r := newRig(t, defaultSettings())
-	r.cloud.add("i-0123456789abcdef0", t0.Add(-3*time.Hour), map[string]string{computebot.TagName: "a reasonably long instance name"})
-	r.cloud.idleAll("i-0123456789abcdef0")
+	r := newRig(t, testConfig())
+	id := "i-0123456789abcdef0"
+	r.cloud.add(id, t0.Add(-3*time.Hour), map[string]string{computebot.TagName: "a reasonably long instance name"})
+	r.cloud.idleAll(id)
 	r.scan(t)
-	if _, err := r.Keep(t.Context(), "i-0123456789abcdef0", "U0123456789"); err != nil {
-		t.Fatal(err)
+	r.cloud.flat(id, t0, t0.Add(5*time.Minute), 99.5, 123e6, 456e6)
+	r.clock.Advance(31 * time.Minute)
+	r.checkDue(t)
+	r.mem.mu.Lock()
+	raw := r.mem.data[NoticesBucket][id]
+	r.mem.mu.Unlock()
+	if n := r.mem.notice(t, id); n.State != StateCancelled {
+		t.Fatalf("notice %+v", n)
 	}
-	raw := r.mem.data[NoticesBucket]["i-0123456789abcdef0"]
 	if len(raw) > 1024 {
 		t.Errorf("notice record is %d bytes: %s", len(raw), raw)
 	}
 }
 
+// Records written before notices held facts: a prose "outcome", "kept_by",
+// no "how". They still decode (what they lack stays empty), and the
+// scheduler acts on them.
+func TestLegacyRecords(t *testing.T) {
+	r := newRig(t, testConfig())
+	r.cloud.add("i-kept", t0.Add(-3*time.Hour), nil)
+	r.cloud.idleAll("i-kept")
+	r.mem.putRaw("i-kept", []byte(`{"instance_id":"i-kept","owner":"Ui-kept","type":"t3.large","reason":"idle","action":"stop",`+
+		`"max_cpu":1.2,"network_bytes":300000,"window":3600000000000,"noticed_at":"2026-03-02T08:00:00Z","stop_at":"2026-03-02T08:30:00Z",`+
+		`"state":"kept","outcome":"Kept running by <@U9> until <!date^1772448000^{date_short_pretty} at {time}|2026-03-02 11:00 UTC>.",`+
+		`"kept_by":"U9","kept_until":"2026-03-02T11:00:00Z","settled_at":"2026-03-02T08:10:00Z","channel":"C1","ts":"2000.0001","episode":"idle/i-kept/1"}`))
+	r.cloud.add("i-noticed", t0.Add(-3*time.Hour), nil)
+	r.cloud.idleAll("i-noticed")
+	r.mem.putRaw("i-noticed", []byte(`{"instance_id":"i-noticed","owner":"Ui-noticed","reason":"idle","action":"stop","max_cpu":1.2,`+
+		`"noticed_at":"2026-03-02T09:50:00Z","stop_at":"2026-03-02T10:20:00Z","state":"noticed","channel":"C1","ts":"2000.0002","episode":"idle/i-noticed/1"}`))
+
+	n := r.mem.notice(t, "i-kept")
+	if n.State != StateKept || n.How != "" || !n.KeptUntil.Equal(time.Date(2026, 3, 2, 11, 0, 0, 0, time.UTC)) {
+		t.Fatalf("legacy kept notice: %+v", n)
+	}
+	rep, err := r.Report(t.Context())
+	if err != nil || len(rep.Snoozed) != 1 || rep.Snoozed[0].InstanceID != "i-kept" || len(rep.Noticed) != 1 {
+		t.Fatalf("report %+v, %v", rep, err)
+	}
+	r.clock.Advance(20 * time.Minute)
+	r.checkDue(t)
+	if n := r.mem.notice(t, "i-noticed"); n.State != StateStopped || n.How != SettledStopped {
+		t.Errorf("legacy noticed notice: %+v", n)
+	}
+	if n, err := r.StopNow(t.Context(), "i-kept", "U9"); err != nil || n.State != StateStopped || n.How != SettledStopNow {
+		t.Errorf("Stop now on a legacy kept notice: %+v, %v", n, err)
+	}
+}
+
 func TestStartRunsScansAndChecks(t *testing.T) {
-	r := newRig(t, defaultSettings())
+	r := newRig(t, testConfig())
 	r.sched, r.every = everySchedule(20*time.Millisecond), everySchedule(5*time.Millisecond)
 	r.cloud.add("i-1", t0.Add(-3*time.Hour), nil)
 	r.cloud.idleAll("i-1")
@@ -703,10 +901,13 @@ func TestStartRunsScansAndChecks(t *testing.T) {
 	if !strings.Contains(r.logs.String(), "idle scheduler stopped") {
 		t.Error("no stop log")
 	}
+	if r.obs.scans.Load() == 0 || r.obs.scanErrs.Load() != 0 {
+		t.Errorf("observed %d scans, %d failed", r.obs.scans.Load(), r.obs.scanErrs.Load())
+	}
 }
 
 func TestPanicInScanIsRecovered(t *testing.T) {
-	r := newRig(t, defaultSettings())
+	r := newRig(t, testConfig())
 	r.sched, r.every = everySchedule(10*time.Millisecond), everySchedule(time.Hour)
 	var scans atomic.Int32
 	r.cloud.onList = func() {
@@ -724,7 +925,7 @@ func TestPanicInScanIsRecovered(t *testing.T) {
 }
 
 func TestSkipIfStillRunning(t *testing.T) {
-	r := newRig(t, defaultSettings())
+	r := newRig(t, testConfig())
 	r.sched, r.every = everySchedule(5*time.Millisecond), everySchedule(time.Hour)
 	var running, maxRunning, scans atomic.Int32
 	release := make(chan struct{})
@@ -757,7 +958,7 @@ func TestSkipIfStillRunning(t *testing.T) {
 
 // Stop cancels a running scan and waits for it.
 func TestStopWaitsForTheScan(t *testing.T) {
-	r := newRig(t, defaultSettings())
+	r := newRig(t, testConfig())
 	r.sched, r.every = everySchedule(5*time.Millisecond), everySchedule(time.Hour)
 	started := make(chan struct{})
 	var done atomic.Bool
@@ -790,9 +991,9 @@ func waitFor(t *testing.T, cond func() bool) {
 }
 
 func TestMetricsDelay(t *testing.T) {
-	set := defaultSettings()
-	set.MetricsDelay = 10 * time.Minute
-	r := newRig(t, set)
+	cfg := testConfig()
+	cfg.MetricsDelay = config.Duration(10 * time.Minute)
+	r := newRig(t, cfg)
 	r.cloud.add("i-1", t0.Add(-3*time.Hour), nil)
 	// CloudWatch has not published the last two periods yet.
 	r.cloud.flat("i-1", t0.Add(-12*time.Hour), t0.Add(-10*time.Minute), 1, 1, 1)

@@ -2,15 +2,17 @@ package idle
 
 import (
 	"fmt"
-	"math"
-	"strings"
 	"time"
+
+	"github.com/computebot/computebot"
+	"github.com/computebot/computebot/policy"
 )
 
 // Notice is one warning that an instance will be stopped, and what became
 // of it. It is persisted as JSON (small: a few hundred bytes) under its
 // instance ID in NoticesBucket; only the latest notice of an instance is
-// kept.
+// kept. It holds facts only (IDs, numbers, times, codes): package reply
+// words them, so the wording can change without touching stored records.
 type Notice struct {
 	InstanceID string `json:"instance_id"`
 	Name       string `json:"name,omitempty"`
@@ -21,7 +23,7 @@ type Notice struct {
 	// ActionTerminate for a lease with lease_action terminate.
 	Action string `json:"action"`
 
-	// Evidence of an idle notice (see Evidence).
+	// Evidence of an idle notice.
 	MaxCPU       float64       `json:"max_cpu,omitempty"`       // max CPU % over the window
 	NetworkBytes float64       `json:"network_bytes,omitempty"` // max per-period NetworkIn+NetworkOut bytes
 	Window       time.Duration `json:"window,omitempty"`
@@ -31,19 +33,33 @@ type Notice struct {
 	CostPerHour float64 `json:"cost_per_hour,omitempty"`
 	PriceKnown  bool    `json:"price_known,omitempty"`
 
+	// NoticedAt is when the notice was persisted, right before its post;
+	// StopAt is NoticedAt + grace.
 	NoticedAt time.Time `json:"noticed_at"`
 	StopAt    time.Time `json:"stop_at"`
 
-	State   string `json:"state"`             // StateNoticed, StateKept, StateStopped, StateCancelled
-	Outcome string `json:"outcome,omitempty"` // plain words for kept/stopped/cancelled
-	// KeptBy and KeptUntil record Keep running: the snooze (idle) or the
-	// new expires-at (lease). A kept notice stops new notices until then.
-	KeptBy    string    `json:"kept_by,omitempty"`
-	KeptUntil time.Time `json:"kept_until,omitzero"`
+	// State is StateNoticed, StateStopping, StateExtending, StateKept,
+	// StateStopped or StateCancelled (see the package doc).
+	State string `json:"state"`
+	// How says how a settled notice was settled; "" in records written
+	// before it existed (they are worded generically).
+	How Settlement `json:"how,omitempty"`
+	// SettledBy is the user who clicked Keep running or Stop now; "" when
+	// the scheduler settled the notice (and in records written before it
+	// existed: their "kept_by" and prose "outcome" are not read).
+	SettledBy string    `json:"settled_by,omitempty"`
 	SettledAt time.Time `json:"settled_at,omitzero"`
-	// Attempts counts failed stop calls (the notice is cancelled after
-	// maxAttempts).
+	// KeptUntil is the end of the snooze (idle) or the new expires-at
+	// (lease) of a kept notice; a kept notice stops new notices until then.
+	KeptUntil time.Time `json:"kept_until,omitzero"`
+	// Cancel is why a cancelled notice was cancelled.
+	Cancel *Cancellation `json:"cancel,omitempty"`
+	// Attempts counts the scheduler's failed stop calls (the notice is
+	// cancelled after maxAttempts).
 	Attempts int `json:"attempts,omitempty"`
+	// Claim is the AWS call in flight while State is StateStopping or
+	// StateExtending.
+	Claim *Claim `json:"claim,omitempty"`
 
 	// RequestChannel and RequestThread are the instance's request thread
 	// (tags computebot:channel and computebot:thread), where PostNotice
@@ -59,10 +75,73 @@ type Notice struct {
 	Episode string `json:"episode"`
 }
 
-// Evidence is the idle evidence in words: "max CPU 1.2 % and 0.3 MB
-// network over the last 1 h".
-func (n Notice) Evidence() string {
-	return evidence(n.MaxCPU, n.NetworkBytes, n.Window)
+// Settlement is how a notice was settled.
+type Settlement string
+
+const (
+	SettledKept       Settlement = "kept"       // Keep running: snoozed, or lease extended (SettledBy, KeptUntil)
+	SettledStopped    Settlement = "stopped"    // the scheduler stopped it when the grace ended
+	SettledTerminated Settlement = "terminated" // the scheduler terminated it (a lease, lease_action terminate)
+	SettledStopNow    Settlement = "stop-now"   // Stop now (SettledBy)
+	SettledCancelled  Settlement = "cancelled"  // not stopped after all (Cancel)
+)
+
+// CancelReason names why a notice was cancelled.
+type CancelReason string
+
+const (
+	CancelTerminated    CancelReason = "terminated"         // the instance was terminated (or is gone) meanwhile
+	CancelStopped       CancelReason = "stopped"            // the instance was stopped meanwhile
+	CancelState         CancelReason = "state"              // the instance is in another state: State
+	CancelNoLease       CancelReason = "no-lease"           // a lease notice's instance has no expires-at any more
+	CancelLeaseExtended CancelReason = "lease-extended"     // the lease now ends at LeaseUntil
+	CancelActive        CancelReason = "active"             // activity resumed: MaxCPU, NetworkBytes over Window
+	CancelIncomplete    CancelReason = "incomplete-metrics" // Periods, CPUPeriods, NetPeriods over Window
+	CancelRefused       CancelReason = "refused"            // the policy refused the stop: Refusal
+	CancelStopFailed    CancelReason = "stop-failed"        // the stop call failed maxAttempts times: ErrorCode, ErrorMessage
+)
+
+// Cancellation is why a notice was cancelled: a reason and the facts the
+// words need. Only the fields the reason lists are set.
+type Cancellation struct {
+	Reason CancelReason `json:"reason"`
+
+	State      string    `json:"state,omitempty"`      // CancelState: the instance's state
+	LeaseUntil time.Time `json:"lease_until,omitzero"` // CancelLeaseExtended
+
+	// CancelActive and CancelIncomplete: the fresh metrics at the end of
+	// the grace.
+	MaxCPU       float64       `json:"max_cpu,omitempty"`
+	NetworkBytes float64       `json:"network_bytes,omitempty"`
+	Window       time.Duration `json:"window,omitempty"`
+	Periods      int           `json:"periods,omitempty"`     // periods in the window
+	CPUPeriods   int           `json:"cpu_periods,omitempty"` // … with a CPU datapoint
+	NetPeriods   int           `json:"net_periods,omitempty"` // … with both network datapoints
+
+	Refusal policy.RefusalCode `json:"refusal,omitempty"` // CancelRefused
+
+	// CancelStopFailed: the last error's code, and its message for users
+	// (computebot.UserMessage: already plain words from the aws error table).
+	ErrorCode    string `json:"error_code,omitempty"`
+	ErrorMessage string `json:"error_message,omitempty"`
+}
+
+// Claim marks an AWS call in flight on a notice: the Stop or Terminate of
+// a stopping notice, the Tag of an extending one. Whoever wrote the claim
+// (compare-and-set from a state that allows it) makes the call and then
+// records its result with another compare-and-set conditioned on Token, so
+// that no one else acts on the notice meanwhile. A claim older than
+// claimTTL cannot be in flight any more (the call is bounded by
+// callTimeout): its claimant crashed, and the next check takes it over.
+type Claim struct {
+	Token string    `json:"token"` // random, one per claim
+	At    time.Time `json:"at"`
+	// By is the user who clicked (Stop now, Keep running); "" for the
+	// scheduler's own stop.
+	By string `json:"by,omitempty"`
+	// Prev is the state before the claim, restored when the call fails
+	// (Stop now, Keep running) or a crashed Keep's claim is taken over.
+	Prev string `json:"prev"`
 }
 
 // ThreadTS is the thread to announce in: the request thread when the
@@ -74,13 +153,59 @@ func (n Notice) ThreadTS() string {
 	return n.TS
 }
 
-// Pending reports whether the notice still waits for its grace to end.
-func (n Notice) Pending() bool { return n.State == StateNoticed }
+// Terminates reports whether the grace's end terminates the instance
+// instead of stopping it.
+func (n Notice) Terminates() bool {
+	return n.Reason == ReasonLease && n.Action == ActionTerminate
+}
+
+// Settled reports whether nothing more happens to the notice but a new
+// Keep running (kept) or Stop now (kept, cancelled).
+func (n Notice) Settled() bool {
+	switch n.State {
+	case StateKept, StateStopped, StateCancelled:
+		return true
+	}
+	return false
+}
+
+// posted reports whether the post of the notice returned (and was recorded).
+func (n Notice) posted() bool { return n.Channel != "" && n.TS != "" }
+
+// mayBePosting reports whether the notice's post may still be in flight
+// at now: it has not been recorded, and it started (right after NoticedAt)
+// less than postTimeout (and a margin for the bookkeeping) ago.
+func (n Notice) mayBePosting(now time.Time) bool {
+	return !n.posted() && now.Before(n.NoticedAt.Add(postTimeout+time.Minute))
+}
+
+// claimed reports whether an AWS call may be in flight on the notice.
+func (n Notice) claimed() bool {
+	return n.State == StateStopping || n.State == StateExtending
+}
+
+// staleClaim reports whether the notice is claimed by a call that cannot
+// be in flight any more at now.
+func (n Notice) staleClaim(now time.Time) bool {
+	if !n.claimed() {
+		return false
+	}
+	return n.Claim == nil || !now.Before(n.Claim.At.Add(claimTTL))
+}
+
+// pending reports whether the notice waits for its grace to end (or is
+// being stopped or kept right now, from there).
+func (n Notice) pending() bool {
+	if n.claimed() {
+		return n.Claim == nil || n.Claim.Prev == StateNoticed
+	}
+	return n.State == StateNoticed
+}
 
 // blocks reports whether n stops a new notice for its instance at now: it
-// is pending, or kept (snoozed, lease extended) until after now.
+// is pending or claimed, or kept (snoozed, lease extended) until after now.
 func (n Notice) blocks(now time.Time) bool {
-	return n.State == StateNoticed || (n.State == StateKept && now.Before(n.KeptUntil))
+	return n.State == StateNoticed || n.claimed() || (n.State == StateKept && now.Before(n.KeptUntil))
 }
 
 // prunable reports whether a settled notice can be forgotten.
@@ -118,38 +243,24 @@ type Snooze struct {
 	Until      time.Time
 }
 
-func evidence(cpu, net float64, window time.Duration) string {
-	return fmt.Sprintf("max CPU %s %% and %s network over the last %s", oneDecimal(cpu), megabytes(net), humanDuration(window))
+// ErrNoNotice is why Keep and StopNow fail on an instance without a
+// notice; they return it inside a *NoNoticeError naming the instance.
+var ErrNoNotice = fmt.Errorf("idle: no idle or lease notice: %w", computebot.ErrNotFound)
+
+// NoNoticeError is ErrNoNotice for one instance.
+type NoNoticeError struct{ InstanceID string }
+
+func (e *NoNoticeError) Error() string {
+	return "idle: " + e.InstanceID + " has no idle or lease notice"
 }
 
-func oneDecimal(v float64) string {
-	if math.IsNaN(v) || math.IsInf(v, 0) {
-		return "?"
-	}
-	return fmt.Sprintf("%.1f", v)
-}
+func (e *NoNoticeError) Unwrap() error { return ErrNoNotice }
 
-func megabytes(b float64) string {
-	return oneDecimal(b/1e6) + " MB"
-}
+// SettledError is why Keep or StopNow cannot act on a notice: it is
+// stopped, cancelled (Keep), or being stopped or kept right now (a claim).
+// Notice is the notice as stored.
+type SettledError struct{ Notice Notice }
 
-// humanDuration writes 1h as "1 h", 90m as "1 h 30 min", 30m as "30 min",
-// 4h as "4 h".
-func humanDuration(d time.Duration) string {
-	if d <= 0 {
-		return "0 min"
-	}
-	d = d.Round(time.Minute)
-	h, m := int(d/time.Hour), int((d%time.Hour)/time.Minute)
-	var parts []string
-	if h >= 48 && h%24 == 0 {
-		return fmt.Sprintf("%d days", h/24)
-	}
-	if h > 0 {
-		parts = append(parts, fmt.Sprintf("%d h", h))
-	}
-	if m > 0 || h == 0 {
-		parts = append(parts, fmt.Sprintf("%d min", m))
-	}
-	return strings.Join(parts, " ")
+func (e *SettledError) Error() string {
+	return fmt.Sprintf("idle: the notice of %s is %s", e.Notice.InstanceID, e.Notice.State)
 }

@@ -1,7 +1,6 @@
 package idle
 
 import (
-	"fmt"
 	"time"
 
 	"github.com/computebot/computebot"
@@ -37,7 +36,8 @@ func (r rule) evaluate(m computebot.InstanceMetrics, start, end time.Time) verdi
 		if t.Before(start) || !t.Before(end) {
 			return 0, false
 		}
-		return int(t.Sub(start) / r.Period), true
+		i := int(t.Sub(start) / r.Period)
+		return i, i < periods // a window that is not whole periods ends short
 	}
 	const (
 		hasCPU = 1 << iota
@@ -97,11 +97,14 @@ func (r rule) evaluate(m computebot.InstanceMetrics, start, end time.Time) verdi
 	return v
 }
 
-// activity describes why a verdict is not idle, for a cancellation.
-func (v verdict) activity(window time.Duration) string {
-	if !v.Complete {
-		return fmt.Sprintf("its metrics are incomplete (%d of %d periods with CPU data, %d with network data, over the last %s), so it may be busy",
-			v.CPUPoints, v.Periods, v.NetPoints, humanDuration(window))
+// cancellation is why a verdict that is not idle cancels a notice (nil
+// when it is idle).
+func (v verdict) cancellation(window time.Duration) *Cancellation {
+	switch {
+	case v.Idle:
+		return nil
+	case !v.Complete:
+		return &Cancellation{Reason: CancelIncomplete, Periods: v.Periods, CPUPeriods: v.CPUPoints, NetPeriods: v.NetPoints, Window: window}
 	}
-	return "activity resumed: " + evidence(v.MaxCPU, v.NetworkBytes, window)
+	return &Cancellation{Reason: CancelActive, MaxCPU: v.MaxCPU, NetworkBytes: v.NetworkBytes, Window: window}
 }

@@ -91,26 +91,31 @@ func TestRuleLongWindow(t *testing.T) {
 	}
 }
 
-func TestEvidenceWords(t *testing.T) {
-	n := Notice{MaxCPU: 1.23, NetworkBytes: 0.31e6, Window: time.Hour}
-	if got, want := n.Evidence(), "max CPU 1.2 % and 0.3 MB network over the last 1 h"; got != want {
-		t.Errorf("Evidence = %q, want %q", got, want)
-	}
-	for d, want := range map[time.Duration]string{
-		time.Hour: "1 h", 90 * time.Minute: "1 h 30 min", 30 * time.Minute: "30 min", 4 * time.Hour: "4 h",
-		48 * time.Hour: "2 days", 0: "0 min",
-	} {
-		if got := humanDuration(d); got != want {
-			t.Errorf("humanDuration(%s) = %q, want %q", d, got, want)
-		}
+func TestVerdictCancellation(t *testing.T) {
+	if c := (verdict{Idle: true, Complete: true, Periods: 12}).cancellation(time.Hour); c != nil {
+		t.Errorf("idle verdict cancels: %+v", c)
 	}
 	v := verdict{Complete: false, Periods: 12, CPUPoints: 9, NetPoints: 12}
-	if got := v.activity(time.Hour); got != "its metrics are incomplete (9 of 12 periods with CPU data, 12 with network data, over the last 1 h), so it may be busy" {
-		t.Errorf("activity = %q", got)
+	want := Cancellation{Reason: CancelIncomplete, Periods: 12, CPUPeriods: 9, NetPeriods: 12, Window: time.Hour}
+	if c := v.cancellation(time.Hour); c == nil || *c != want {
+		t.Errorf("incomplete: %+v, want %+v", c, want)
 	}
 	v = verdict{Complete: true, Periods: 12, MaxCPU: 43, NetworkBytes: 120.5e6}
-	if got := v.activity(time.Hour); got != "activity resumed: max CPU 43.0 % and 120.5 MB network over the last 1 h" {
-		t.Errorf("activity = %q", got)
+	want = Cancellation{Reason: CancelActive, MaxCPU: 43, NetworkBytes: 120.5e6, Window: time.Hour}
+	if c := v.cancellation(time.Hour); c == nil || *c != want {
+		t.Errorf("active: %+v, want %+v", c, want)
+	}
+}
+
+// A window that is not a whole number of periods (New refuses one, but
+// evaluate must not index past its buffer).
+func TestRuleShortWindow(t *testing.T) {
+	end := time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
+	start := end.Add(-7 * time.Minute)
+	r := rule{CPUBelow: 5, NetBelow: 5e6, Period: 5 * time.Minute}
+	p := []computebot.Datapoint{{Time: start.Add(time.Minute), Value: 1}, {Time: start.Add(6 * time.Minute), Value: 1}}
+	if v := r.evaluate(computebot.InstanceMetrics{CPUMax: p, NetworkIn: p, NetworkOut: p}, start, end); v.Periods != 1 || !v.Idle {
+		t.Errorf("evaluate = %+v", v)
 	}
 }
 

@@ -25,7 +25,7 @@ func (s *Scheduler) Scan(ctx context.Context) error {
 		return fmt.Errorf("idle: scan: %w", err)
 	}
 	end := s.windowEnd(now)
-	start := end.Add(-s.set.For)
+	start := end.Add(-s.window)
 	r := s.rule()
 
 	var (
@@ -78,7 +78,7 @@ func (s *Scheduler) Scan(ctx context.Context) error {
 			for i, inst := range cands {
 				ids[i] = inst.ID
 			}
-			metrics, err := s.cloud.InstanceMetrics(ctx, computebot.MetricsQuery{InstanceIDs: ids, Start: start, End: end, Period: s.set.Period})
+			metrics, err := s.cloud.InstanceMetrics(ctx, computebot.MetricsQuery{InstanceIDs: ids, Start: start, End: end, Period: period})
 			var idle []Notice
 			if err == nil {
 				for _, inst := range cands {
@@ -87,7 +87,7 @@ func (s *Scheduler) Scan(ctx context.Context) error {
 						continue
 					}
 					n := s.newNotice(inst, ReasonIdle, now)
-					n.MaxCPU, n.NetworkBytes, n.Window = v.MaxCPU, v.NetworkBytes, s.set.For
+					n.MaxCPU, n.NetworkBytes, n.Window = v.MaxCPU, v.NetworkBytes, s.window
 					idle = append(idle, n)
 				}
 			}
@@ -175,11 +175,11 @@ func (s *Scheduler) Scan(ctx context.Context) error {
 
 // windowEnd is the exclusive end of the metrics window for a run at now.
 func (s *Scheduler) windowEnd(now time.Time) time.Time {
-	return now.Add(-s.set.MetricsDelay).Truncate(s.set.Period)
+	return now.Add(-s.delay).Truncate(period)
 }
 
 func (s *Scheduler) rule() rule {
-	return rule{CPUBelow: s.set.CPUBelowPercent, NetBelow: s.set.NetworkBelowBytes, Period: s.set.Period}
+	return rule{CPUBelow: s.cfg.CPUBelowPercent, NetBelow: s.cfg.NetworkBelowBytes, Period: period}
 }
 
 // leaseEnd returns the instance's expires-at tag, if it has a valid one.
@@ -201,14 +201,14 @@ func (s *Scheduler) newNotice(inst computebot.Instance, reason string, now time.
 		Reason:         reason,
 		Action:         ActionStop,
 		NoticedAt:      now,
-		StopAt:         now.Add(s.set.Grace),
+		StopAt:         now.Add(s.grace),
 		State:          StateNoticed,
 		RequestChannel: inst.Tags[computebot.TagChannel],
 		RequestThread:  inst.Tags[computebot.TagThread],
 		Episode:        reason + "/" + inst.ID + "/" + strconv.FormatInt(now.Unix(), 10),
 	}
 	if reason == ReasonLease {
-		n.Action = s.set.LeaseAction
+		n.Action = s.cfg.LeaseAction
 	}
 	return n
 }
@@ -233,70 +233,94 @@ const postTimeout = 2 * time.Minute
 // that fails outright removes the record, so the next scan warns again
 // instead of stopping an instance whose owner was never told.
 func (s *Scheduler) post(ctx context.Context, n Notice) (bool, error) {
-	unlock := s.lock(n.InstanceID)
-	var cur Notice
-	err := s.kv.Get(ctx, NoticesBucket, n.InstanceID, &cur)
+	// The grace runs from the post, not from the scan: posts are paced.
+	at := s.now()
+	n.NoticedAt, n.StopAt = at, at.Add(s.grace)
+	_, err := s.update(ctx, n.InstanceID, func(cur *Notice, found bool) error {
+		if found && cur.blocks(at) {
+			return errSkip // another scan got there first
+		}
+		*cur = n
+		return nil
+	})
 	switch {
-	case err == nil && cur.blocks(s.now()):
-		unlock() // another scan got there first
+	case errors.Is(err, errSkip):
 		return false, nil
-	case err != nil && !errors.Is(err, computebot.ErrNotFound):
-		unlock()
+	case err != nil:
 		return false, fmt.Errorf("idle: notice for %s: %w", n.InstanceID, err)
 	}
-	if err := s.kv.Put(ctx, NoticesBucket, n.InstanceID, n); err != nil {
-		unlock()
-		return false, fmt.Errorf("idle: notice for %s: %w", n.InstanceID, err)
-	}
-	unlock()
 
 	// The post and its bookkeeping are not cut short by Stop: a post that
 	// reached Slack but was cancelled on our side would look failed, be
 	// forgotten, and be posted again after a restart.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), postTimeout)
-	defer cancel()
-	channel, ts, perr := s.notify.PostNotice(ctx, n)
-
-	unlock = s.lock(n.InstanceID)
-	defer unlock()
-	if err := s.kv.Get(ctx, NoticesBucket, n.InstanceID, &cur); err != nil || cur.Episode != n.Episode {
-		if err == nil || errors.Is(err, computebot.ErrNotFound) {
-			err = errors.New("record replaced meanwhile")
-		}
-		return perr == nil, fmt.Errorf("idle: notice for %s: after posting: %w", n.InstanceID, err)
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), postTimeout)
+	channel, ts, perr := s.notify.PostNotice(pctx, n)
+	cancel()
+	if perr == nil {
+		s.obs.IdleNoticed()
 	}
+	ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), callTimeout)
+	defer cancel()
+
+	cur, err := s.update(ctx, n.InstanceID, func(cur *Notice, found bool) error {
+		switch {
+		case !found || cur.Episode != n.Episode:
+			return errReplaced
+		case perr == nil:
+			cur.Channel, cur.TS = channel, ts
+			return nil
+		case cur.State == StateNoticed:
+			return computebot.ErrDeleteKey
+		}
+		return errSkip // settled meanwhile: keep what happened
+	})
 	if perr != nil {
-		if cur.State == StateNoticed {
-			if err := s.kv.Delete(ctx, NoticesBucket, n.InstanceID); err != nil {
-				s.log.Error("idle: forget unposted notice", "instance", n.InstanceID, "err", err)
-			}
+		if err != nil && !errors.Is(err, errSkip) && !errors.Is(err, computebot.ErrDeleteKey) {
+			s.log.Error("idle: forget unposted notice", "instance", n.InstanceID, "err", err)
 		}
 		return false, fmt.Errorf("idle: post notice for %s: %w", n.InstanceID, perr)
 	}
-	cur.Channel, cur.TS = channel, ts
-	if err := s.kv.Put(ctx, NoticesBucket, n.InstanceID, cur); err != nil {
+	if err != nil {
 		return true, fmt.Errorf("idle: notice for %s: save where it was posted: %w", n.InstanceID, err)
 	}
 	s.log.Info("idle notice", "instance", n.InstanceID, "reason", n.Reason, "owner", n.Owner, "stop_at", n.StopAt, "channel", channel)
-	if cur.State != StateNoticed {
-		// Settled (Keep, Stop now) while the post was in flight.
-		if err := s.notify.UpdateNotice(ctx, cur); err != nil {
-			s.log.Warn("idle: update notice", "instance", n.InstanceID, "err", err)
-		}
+	if cur.Settled() {
+		// Kept or stopped while the post was in flight: whoever settled it
+		// left the showing to this post (it could not know where it went).
+		s.show(ctx, cur)
 	}
 	return true, nil
 }
 
 // prune forgets a settled notice, unless it changed since it was listed.
 func (s *Scheduler) prune(ctx context.Context, id, episode string, now time.Time) {
-	defer s.lock(id)()
-	var cur Notice
-	if err := s.kv.Get(ctx, NoticesBucket, id, &cur); err != nil || cur.Episode != episode || !cur.prunable(now) {
-		return
-	}
-	if err := s.kv.Delete(ctx, NoticesBucket, id); err != nil {
+	_, err := s.update(ctx, id, func(cur *Notice, found bool) error {
+		if !found || cur.Episode != episode || !cur.prunable(now) {
+			return errSkip
+		}
+		return computebot.ErrDeleteKey
+	})
+	if err != nil && !errors.Is(err, errSkip) {
 		s.log.Warn("idle: prune notice", "instance", id, "err", err)
 	}
+}
+
+// errSkip aborts a compare-and-set that found nothing to change;
+// errReplaced one whose notice is another episode's by now.
+var (
+	errSkip     = errors.New("idle: nothing to change")
+	errReplaced = errors.New("record replaced meanwhile")
+)
+
+// update is one compare-and-set of an instance's notice: fn sees the
+// stored notice (found false: there is none) and changes it, or returns
+// errSkip (or any other error) to leave it unchanged, or
+// computebot.ErrDeleteKey to delete it. It returns the notice as fn left
+// it, also when fn's error is returned. fn may run more than once.
+func (s *Scheduler) update(ctx context.Context, id string, fn func(n *Notice, found bool) error) (Notice, error) {
+	var n Notice
+	err := s.kv.Update(ctx, NoticesBucket, id, &n, func(found bool) error { return fn(&n, found) })
+	return n, err
 }
 
 // loadNotices reads every stored notice.
@@ -320,8 +344,10 @@ func (s *Scheduler) loadNotices(ctx context.Context) (map[string]Notice, error) 
 // CheckDue acts on the notices whose grace has ended: it checks each
 // instance again and stops it, or cancels the notice when the instance was
 // stopped meanwhile, became active, or had its lease extended. A stop that
-// fails is retried at the next check (maxAttempts in all). Only one
-// CheckDue runs at a time; a call while one runs returns at once.
+// fails is retried at the next check (maxAttempts in all). It also takes
+// over the claims that crashed processes left (see the package doc).
+// Checks may run concurrently (in several processes); in one process, a
+// call while one runs returns at once.
 func (s *Scheduler) CheckDue(ctx context.Context) error {
 	if !s.checkMu.TryLock() {
 		return nil
@@ -332,28 +358,42 @@ func (s *Scheduler) CheckDue(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("idle: check: %w", err)
 	}
-	var due []Notice
+	var due, stale []Notice
 	for _, n := range notices {
-		if n.State == StateNoticed && !n.StopAt.After(now) {
+		switch {
+		case n.staleClaim(now):
+			stale = append(stale, n)
+		case n.State == StateNoticed && !n.StopAt.After(now) && !n.mayBePosting(now):
 			due = append(due, n)
 		}
 	}
-	if len(due) == 0 {
-		return nil
-	}
-	slices.SortFunc(due, func(a, b Notice) int { return cmp.Compare(a.InstanceID, b.InstanceID) })
+	byID := func(a, b Notice) int { return cmp.Compare(a.InstanceID, b.InstanceID) }
+	slices.SortFunc(stale, byID)
+	slices.SortFunc(due, byID)
 
 	var errs []error
+	for _, n := range stale {
+		if err := ctx.Err(); err != nil {
+			return errors.Join(append(errs, err)...)
+		}
+		if err := s.resume(ctx, n); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(due) == 0 {
+		return errors.Join(errs...)
+	}
+
 	insts, failed, err := s.lookup(ctx, due)
 	if err != nil {
-		return fmt.Errorf("idle: check: %w", err)
+		return errors.Join(append(errs, fmt.Errorf("idle: check: %w", err))...)
 	}
 	if len(failed) > 0 {
 		errs = append(errs, fmt.Errorf("idle: check: could not look up %d instances (retried at the next check)", len(failed)))
 	}
 	// Fresh metrics for the idle notices whose instance still runs.
 	end := s.windowEnd(now)
-	start := end.Add(-s.set.For)
+	start := end.Add(-s.window)
 	var ids []string
 	for _, n := range due {
 		if inst, ok := insts[n.InstanceID]; ok && n.Reason == ReasonIdle && inst.State == computebot.InstanceRunning {
@@ -363,7 +403,7 @@ func (s *Scheduler) CheckDue(ctx context.Context) error {
 	var metrics map[string]computebot.InstanceMetrics
 	metricsOK := true
 	if len(ids) > 0 {
-		metrics, err = s.cloud.InstanceMetrics(ctx, computebot.MetricsQuery{InstanceIDs: ids, Start: start, End: end, Period: s.set.Period})
+		metrics, err = s.cloud.InstanceMetrics(ctx, computebot.MetricsQuery{InstanceIDs: ids, Start: start, End: end, Period: period})
 		if err != nil {
 			metricsOK = false
 			errs = append(errs, fmt.Errorf("idle: check: metrics of %d instances: %w", len(ids), err))

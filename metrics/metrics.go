@@ -1,12 +1,14 @@
 // Package metrics holds computebot's Prometheus collectors. A Metrics has
-// its own registry (no global state); the bot, the AWS client and the idle
-// scheduler report to it through small callbacks wired in cmd/computebot.
+// its own registry (no global state). It is the Slack adapter's observer
+// (bot.Observer) and the idle scheduler's (idle.Observer), and the AWS
+// client reports each call to AWSCall.
 package metrics
 
 import (
 	"context"
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -33,6 +35,8 @@ type Metrics struct {
 	stops       prometheus.Counter
 	reconnects  prometheus.Counter
 	connected   prometheus.Gauge
+
+	everConnected atomic.Bool // a connection before this one makes it a reconnect
 }
 
 // New registers the collectors on a fresh registry, with the Go runtime and
@@ -149,8 +153,8 @@ func (m *Metrics) SlackCall(method string, status int) {
 	}
 }
 
-// Scan counts one idle scan.
-func (m *Metrics) Scan(err error) {
+// IdleScanned counts one idle scan.
+func (m *Metrics) IdleScanned(err error) {
 	if m == nil {
 		return
 	}
@@ -161,16 +165,17 @@ func (m *Metrics) Scan(err error) {
 	m.idleScans.WithLabelValues(result).Inc()
 }
 
-// Notice counts one posted idle notice.
-func (m *Metrics) Notice() {
+// IdleNoticed counts one posted idle notice.
+func (m *Metrics) IdleNoticed() {
 	if m == nil {
 		return
 	}
 	m.notices.Inc()
 }
 
-// Stop counts one instance stopped (or terminated) by the idle scheduler.
-func (m *Metrics) Stop() {
+// IdleStopped counts one instance stopped (or terminated) by the idle
+// scheduler or a notice's Stop now.
+func (m *Metrics) IdleStopped() {
 	if m == nil {
 		return
 	}
@@ -179,11 +184,11 @@ func (m *Metrics) Stop() {
 
 // Connected records a socket connection; every one after the first is a
 // reconnect.
-func (m *Metrics) Connected(first bool) {
+func (m *Metrics) Connected() {
 	if m == nil {
 		return
 	}
-	if !first {
+	if m.everConnected.Swap(true) {
 		m.reconnects.Inc()
 	}
 	m.connected.Set(1)

@@ -1,6 +1,10 @@
 // Package policy is the one place where computebot decides who may do what.
 // Every action that changes the cloud (or moves a request towards it) asks
-// Authorize first; the bot never re-implements a rule on its own.
+// Authorize first; the workflows never re-implement a rule on their own.
+//
+// A refusal is a value: a code and the facts behind it (which type, which
+// limit, whose instance). Package reply turns it into words; nothing here
+// writes a sentence or chat syntax.
 package policy
 
 import (
@@ -14,14 +18,14 @@ import (
 	"time"
 
 	"github.com/computebot/computebot"
+	"github.com/computebot/computebot/config"
 )
 
 // Verdict is the outcome of an authorization.
 type Verdict int
 
 const (
-	// Deny: the action is refused; Decision.Reason says why, in words for
-	// the person who acted.
+	// Deny: the action is refused; Decision.Refusal says why.
 	Deny Verdict = iota
 	// Allow: go ahead.
 	Allow
@@ -40,10 +44,52 @@ func (v Verdict) String() string {
 	}
 }
 
-// Decision is a verdict with the reason to show when it is a refusal.
+// Decision is a verdict with, for a Deny, the refusal.
 type Decision struct {
 	Verdict Verdict
-	Reason  string
+	Refusal Refusal // set when Verdict is Deny
+}
+
+// RefusalCode names why an action was refused.
+type RefusalCode string
+
+const (
+	RefuseTypeNotAllowed   RefusalCode = "type-not-allowed"   // InstanceType, Allowed
+	RefuseLeaseTooLong     RefusalCode = "lease-too-long"     // Lease, MaxLease
+	RefuseNotApprover      RefusalCode = "not-approver"       // Action (approve, deny), RequestID, Approvers
+	RefuseSelfApproval     RefusalCode = "self-approval"      // RequestID, Approvers
+	RefuseApproversOnly    RefusalCode = "approvers-only"     // Action (list-all, idle), Approvers
+	RefuseApproversUnknown RefusalCode = "approvers-unknown"  // the approver list could not be checked
+	RefuseQuota            RefusalCode = "quota"              // Owner, Actor, Count, Limit
+	RefuseQuotaUnknown     RefusalCode = "quota-unknown"      // the running instances could not be counted
+	RefuseNotManaged       RefusalCode = "not-managed"        // InstanceID, Action
+	RefuseNotOwner         RefusalCode = "not-owner"          // InstanceID, Owner, Approvers, Action
+	RefuseExtendTooFar     RefusalCode = "extend-too-far"     // InstanceID, Lease, MaxLease, Latest, Approvers
+	RefuseFunctionNotFound RefusalCode = "function-not-found" // Function (also for functions outside the allowlist)
+	RefuseInternal         RefusalCode = "internal"           // Detail: a bug, never the user's fault
+)
+
+// Refusal is why an action was refused: a code and the facts the words
+// need. Only the fields the code lists are set.
+type Refusal struct {
+	Code   RefusalCode
+	Action ActionKind
+	Actor  string
+
+	InstanceType string
+	Allowed      []string // the allowed instance types
+	Lease        time.Duration
+	MaxLease     time.Duration
+	Latest       time.Time // the latest lease end an owner may extend to
+
+	RequestID  string
+	InstanceID string
+	Owner      string   // the Slack user the instance or request belongs to
+	Approvers  []string // Slack user (U…, W…) and user-group (S…) IDs
+	Count      int      // the owner's active launches
+	Limit      int      // launch.max_running_per_user
+	Function   string
+	Detail     string
 }
 
 // ActionKind names what someone is trying to do.
@@ -53,6 +99,12 @@ const (
 	ActionLaunch  ActionKind = "launch"  // ask for an instance
 	ActionApprove ActionKind = "approve" // approve someone's request
 	ActionDeny    ActionKind = "deny"    // deny someone's request
+	// ActionStartLaunch is an approved launch about to call RunInstances:
+	// its owner must still be within quota. Two approvals that raced each
+	// other have both been written by then, so each sees the other: of two
+	// launches that would exceed the quota together, at least one is
+	// refused here, without any lock.
+	ActionStartLaunch ActionKind = "start-launch"
 
 	ActionStop      ActionKind = "stop" // act on an instance computebot launched
 	ActionStart     ActionKind = "start"
@@ -67,49 +119,35 @@ const (
 	ActionAutoStop   ActionKind = "auto-stop" // the scheduler stopping an idle or expired instance
 )
 
-// SystemActor is the actor of the bot's own actions (the idle scheduler).
-const SystemActor = "computebot"
-
-// Action is one attempt by Actor (a Slack user ID) to do Kind to Request,
-// Instance or Function.
+// Action is one attempt by Actor (a Slack user ID, or
+// computebot.SystemActor) to do Kind to Request, Instance or Function.
 type Action struct {
 	Kind     ActionKind
 	Actor    string
-	Request  *computebot.Request  // launch, approve, deny
-	Instance *computebot.Instance // stop, start, terminate, extend
+	Request  *computebot.Request  // launch, approve, deny, start-launch
+	Instance *computebot.Instance // stop, start, terminate, extend, keep, auto-stop
 	Function string               // invoke
 	// ExtendTo is the lease end an extend asks for.
 	ExtendTo time.Time
 }
 
-// Rules is the part of the configuration policy applies.
-type Rules struct {
-	Approvers         []string // Slack user IDs (U…/W…) and user-group IDs (S…)
-	AllowSelfApproval bool
-	AllowedTypes      []string
-	AutoApproveTypes  []string
-	MaxRunningPerUser int
-	MaxLease          time.Duration // longest lease a request may ask for; 0 = no limit
-
-	AllowedFunctions []string // glob patterns of invocable Lambda functions
-	RequireApproval  []string // glob patterns of functions that need an approver first
-}
-
 // GroupMembers resolves a Slack user group to its members' user IDs
-// (usergroups.users.list). Implemented by the bot.
+// (usergroups.users.list). Implemented by the Slack adapter.
 type GroupMembers interface {
 	UserGroupMembers(ctx context.Context, groupID string) ([]string, error)
 }
 
 // Usage counts what a user already has: pending or running instances plus
-// approved requests not launched yet. Implemented by the bot (cloud + store).
+// approved requests that have no running instance yet, leaving out the
+// request except (the one being decided). Implemented by the workflows
+// (cloud + store).
 type Usage interface {
-	ActiveLaunches(ctx context.Context, owner string) (int, error)
+	ActiveLaunches(ctx context.Context, owner, except string) (int, error)
 }
 
-// Authorizer applies Rules. Safe for concurrent use.
+// Authorizer applies the configuration's rules. Safe for concurrent use.
 type Authorizer struct {
-	rules    Rules
+	cfg      *config.Config
 	groups   GroupMembers
 	usage    Usage
 	groupTTL time.Duration
@@ -125,7 +163,7 @@ type groupEntry struct {
 	fetched time.Time
 }
 
-// Options configure an Authorizer beyond its Rules.
+// Options configure an Authorizer beyond the config.
 type Options struct {
 	Groups   GroupMembers
 	Usage    Usage
@@ -134,8 +172,8 @@ type Options struct {
 	Logger   *slog.Logger
 }
 
-// New returns an Authorizer for rules.
-func New(rules Rules, opts Options) *Authorizer {
+// New returns an Authorizer for a validated config.
+func New(cfg *config.Config, opts Options) *Authorizer {
 	if opts.GroupTTL <= 0 {
 		opts.GroupTTL = 5 * time.Minute
 	}
@@ -146,35 +184,39 @@ func New(rules Rules, opts Options) *Authorizer {
 		opts.Logger = slog.Default()
 	}
 	return &Authorizer{
-		rules: rules, groups: opts.Groups, usage: opts.Usage,
+		cfg: cfg, groups: opts.Groups, usage: opts.Usage,
 		groupTTL: opts.GroupTTL, now: opts.Now, log: opts.Logger,
 		cache: map[string]groupEntry{},
 	}
 }
 
+func deny(r Refusal) Decision { return Decision{Verdict: Deny, Refusal: r} }
+
+var allow = Decision{Verdict: Allow}
+
 // Precheck applies the rules that need no I/O, so that an obviously refused
 // command is answered in the ack itself. A Deny here is final; anything else
 // still has to pass Authorize.
 func (a *Authorizer) Precheck(act Action) Decision {
-	switch act.Kind {
-	case ActionLaunch:
-		if act.Request == nil {
-			return Decision{Deny, "internal error: no request to check"}
-		}
-		if !slices.Contains(a.rules.AllowedTypes, act.Request.InstanceType) {
-			return Decision{Deny, fmt.Sprintf("`%s` is not an allowed instance type. Allowed types: %s. Try `/launch %s`.",
-				act.Request.InstanceType, codeList(a.rules.AllowedTypes), firstOr(a.rules.AllowedTypes, "t2.micro"))}
-		}
-		if a.rules.MaxLease > 0 && act.Request.Lease > a.rules.MaxLease {
-			return Decision{Deny, fmt.Sprintf("A lease of %s is longer than the maximum of %s. Use `--hours %d` or less.",
-				fmtHours(act.Request.Lease), fmtHours(a.rules.MaxLease), int(a.rules.MaxLease/time.Hour))}
-		}
+	if act.Kind != ActionLaunch {
+		return allow
 	}
-	return Decision{Verdict: Allow}
+	if act.Request == nil || act.Request.Launch == nil {
+		return deny(Refusal{Code: RefuseInternal, Action: act.Kind, Detail: "no launch request to check"})
+	}
+	l := act.Request.Launch
+	launch := a.cfg.Launch
+	if !slices.Contains(launch.AllowedTypes, l.InstanceType) {
+		return deny(Refusal{Code: RefuseTypeNotAllowed, Action: act.Kind, Actor: act.Actor, InstanceType: l.InstanceType, Allowed: launch.AllowedTypes})
+	}
+	if maxLease := launch.MaxLease.Duration(); maxLease > 0 && l.Lease > maxLease {
+		return deny(Refusal{Code: RefuseLeaseTooLong, Action: act.Kind, Actor: act.Actor, Lease: l.Lease, MaxLease: maxLease})
+	}
+	return allow
 }
 
 // Authorize decides act. An error means the decision could not be made (a
-// Slack or AWS lookup failed); callers refuse in that case too.
+// Slack or AWS lookup failed); the decision is then a Deny too.
 func (a *Authorizer) Authorize(ctx context.Context, act Action) (Decision, error) {
 	if d := a.Precheck(act); d.Verdict == Deny {
 		return d, nil
@@ -182,109 +224,110 @@ func (a *Authorizer) Authorize(ctx context.Context, act Action) (Decision, error
 	req := act.Request
 	switch act.Kind {
 	case ActionLaunch:
-		if d, err := a.checkQuota(ctx, req.Requester, true); err != nil || d.Verdict == Deny {
+		if d, err := a.checkQuota(ctx, act, req.Requester); err != nil || d.Verdict == Deny {
 			return d, err
 		}
-		if slices.Contains(a.rules.AutoApproveTypes, req.InstanceType) {
-			return Decision{Verdict: Allow}, nil
+		if slices.Contains(a.cfg.Launch.AutoApproveTypes, req.Launch.InstanceType) {
+			return allow, nil
 		}
 		return Decision{Verdict: NeedsApproval}, nil
 
 	case ActionApprove, ActionDeny:
 		if req == nil {
-			return Decision{Deny, "internal error: no request to decide"}, nil
+			return deny(Refusal{Code: RefuseInternal, Action: act.Kind, Detail: "no request to decide"}), nil
 		}
 		ok, err := a.IsApprover(ctx, act.Actor)
 		if err != nil {
-			return Decision{Deny, "I could not check the approver list right now; please try again in a minute."}, err
+			return deny(Refusal{Code: RefuseApproversUnknown, Action: act.Kind, Actor: act.Actor}), err
 		}
 		if !ok {
-			return Decision{Deny, fmt.Sprintf("Only approvers can %s requests (%s). Ask one of them to look at request %s.",
-				act.Kind, a.ApproverMentions(), req.ID)}, nil
+			return deny(Refusal{Code: RefuseNotApprover, Action: act.Kind, Actor: act.Actor, RequestID: req.ID, Approvers: a.Approvers()}), nil
 		}
-		if act.Kind == ActionApprove && act.Actor == req.Requester && !a.rules.AllowSelfApproval {
-			return Decision{Deny, fmt.Sprintf("You can't approve your own request %s. Ask another approver (%s).",
-				req.ID, a.ApproverMentions())}, nil
+		if act.Kind == ActionApprove && act.Actor == req.Requester && !a.cfg.AllowSelfApproval {
+			return deny(Refusal{Code: RefuseSelfApproval, Action: act.Kind, Actor: act.Actor, RequestID: req.ID, Approvers: a.Approvers()}), nil
 		}
-		if act.Kind == ActionApprove && req.Kind == computebot.KindLaunch {
+		if act.Kind == ActionApprove && req.Launch != nil {
 			// Quota is checked again at approval: pending requests do not
 			// count, so several could otherwise be approved past the limit.
-			return a.checkQuota(ctx, req.Requester, false)
+			return a.checkQuota(ctx, act, req.Requester)
 		}
-		return Decision{Verdict: Allow}, nil
+		return allow, nil
+
+	case ActionStartLaunch:
+		if req == nil || req.Launch == nil {
+			return deny(Refusal{Code: RefuseInternal, Action: act.Kind, Detail: "no launch request to start"}), nil
+		}
+		return a.checkQuota(ctx, act, req.Requester)
 
 	case ActionStop, ActionStart, ActionTerminate, ActionExtend, ActionKeep:
 		return a.authorizeInstance(ctx, act)
 
 	case ActionAutoStop:
 		// Only the scheduler, and only on instances computebot launched.
-		if act.Actor != SystemActor {
-			return Decision{Deny, "internal error: only the scheduler stops instances on its own"}, nil
+		if act.Actor != computebot.SystemActor {
+			return deny(Refusal{Code: RefuseInternal, Action: act.Kind, Actor: act.Actor, Detail: "only the scheduler stops instances on its own"}), nil
 		}
 		if act.Instance == nil || act.Instance.Tags[computebot.TagManaged] != "true" {
-			return Decision{Deny, "not launched by computebot"}, nil
+			id := ""
+			if act.Instance != nil {
+				id = act.Instance.ID
+			}
+			return deny(Refusal{Code: RefuseNotManaged, Action: act.Kind, Actor: act.Actor, InstanceID: id}), nil
 		}
-		return Decision{Verdict: Allow}, nil
+		return allow, nil
 
 	case ActionListAll, ActionIdleReport:
 		ok, err := a.IsApprover(ctx, act.Actor)
 		if err != nil || !ok {
-			if act.Kind == ActionIdleReport {
-				return Decision{Deny, fmt.Sprintf("Only approvers can see the idle report (%s).", a.ApproverMentions())}, err
-			}
-			return Decision{Deny, fmt.Sprintf("Only approvers can list everyone's instances (%s). `/instances` without `--all` lists yours.", a.ApproverMentions())}, err
+			return deny(Refusal{Code: RefuseApproversOnly, Action: act.Kind, Actor: act.Actor, Approvers: a.Approvers()}), err
 		}
-		return Decision{Verdict: Allow}, nil
+		return allow, nil
 
 	case ActionInvoke:
 		if !a.FunctionAllowed(act.Function) {
-			return Decision{Deny, FunctionNotFound(act.Function)}, nil
+			// Worded exactly like a missing function: the allowlist
+			// leaks nothing.
+			return deny(Refusal{Code: RefuseFunctionNotFound, Action: act.Kind, Actor: act.Actor, Function: act.Function}), nil
 		}
-		if matchAny(a.rules.RequireApproval, act.Function) {
+		if matchAny(a.cfg.Lambda.RequireApproval, act.Function) {
 			return Decision{Verdict: NeedsApproval}, nil
 		}
-		return Decision{Verdict: Allow}, nil
+		return allow, nil
 	}
-	return Decision{Deny, fmt.Sprintf("internal error: unknown action %q", act.Kind)}, nil
+	return deny(Refusal{Code: RefuseInternal, Action: act.Kind, Detail: fmt.Sprintf("unknown action %q", act.Kind)}), nil
 }
 
 // authorizeInstance: only instances computebot launched, and only their
-// owner or an approver; an owner's extension stays within MaxLease.
+// owner or an approver; an owner's extension stays within the maximum lease.
 func (a *Authorizer) authorizeInstance(ctx context.Context, act Action) (Decision, error) {
 	inst := act.Instance
 	if inst == nil {
-		return Decision{Deny, "internal error: no instance to check"}, nil
+		return deny(Refusal{Code: RefuseInternal, Action: act.Kind, Detail: "no instance to check"}), nil
 	}
 	if inst.Tags[computebot.TagManaged] != "true" {
-		return Decision{Deny, fmt.Sprintf("`%s` was not launched by computebot, so I won't %s it. I only act on instances I launched.", inst.ID, act.Kind)}, nil
+		return deny(Refusal{Code: RefuseNotManaged, Action: act.Kind, Actor: act.Actor, InstanceID: inst.ID}), nil
 	}
 	owner := inst.Tags[computebot.TagOwner]
 	approver, err := a.IsApprover(ctx, act.Actor)
 	if err != nil && act.Actor != owner {
-		return Decision{Deny, "I could not check the approver list right now; please try again in a minute."}, err
+		return deny(Refusal{Code: RefuseApproversUnknown, Action: act.Kind, Actor: act.Actor}), err
 	}
 	if act.Actor != owner && !approver {
-		return Decision{Deny, fmt.Sprintf("`%s` belongs to <@%s>. Only its owner or an approver (%s) can %s it.", inst.ID, owner, a.ApproverMentions(), act.Kind)}, nil
+		return deny(Refusal{Code: RefuseNotOwner, Action: act.Kind, Actor: act.Actor, InstanceID: inst.ID, Owner: owner, Approvers: a.Approvers()}), nil
 	}
-	if act.Kind == ActionExtend && !approver && a.rules.MaxLease > 0 && !inst.LaunchTime.IsZero() {
-		if lease := act.ExtendTo.Sub(inst.LaunchTime); lease > a.rules.MaxLease {
-			latest := inst.LaunchTime.Add(a.rules.MaxLease)
-			return Decision{Deny, fmt.Sprintf("That would make the lease of `%s` %s long; the maximum is %s, i.e. until %s. Ask an approver (%s) to extend it further.",
-				inst.ID, fmtHours(lease.Round(time.Hour)), fmtHours(a.rules.MaxLease), latest.UTC().Format("2006-01-02 15:04 UTC"), a.ApproverMentions())}, nil
+	maxLease := a.cfg.Launch.MaxLease.Duration()
+	if act.Kind == ActionExtend && !approver && maxLease > 0 && !inst.LaunchTime.IsZero() {
+		if lease := act.ExtendTo.Sub(inst.LaunchTime); lease > maxLease {
+			return deny(Refusal{Code: RefuseExtendTooFar, Action: act.Kind, Actor: act.Actor, InstanceID: inst.ID,
+				Lease: lease.Round(time.Hour), MaxLease: maxLease, Latest: inst.LaunchTime.Add(maxLease), Approvers: a.Approvers()}), nil
 		}
 	}
-	return Decision{Verdict: Allow}, nil
+	return allow, nil
 }
 
 // FunctionAllowed reports whether a Lambda function may be listed and invoked.
 func (a *Authorizer) FunctionAllowed(name string) bool {
-	return matchAny(a.rules.AllowedFunctions, name)
-}
-
-// FunctionNotFound is the refusal for a function outside the allowlist:
-// worded exactly like a missing function, so the allowlist leaks nothing.
-func FunctionNotFound(name string) string {
-	return fmt.Sprintf("Lambda function `%s` does not exist (or is not available through computebot). `/lambda list` shows the ones you can invoke.", name)
+	return matchAny(a.cfg.Lambda.AllowedFunctions, name)
 }
 
 func matchAny(patterns []string, name string) bool {
@@ -296,26 +339,26 @@ func matchAny(patterns []string, name string) bool {
 	return false
 }
 
-// checkQuota refuses when owner is at the limit. self tells whether the
-// owner is the one acting (a /launch) or an approver is acting for them.
-func (a *Authorizer) checkQuota(ctx context.Context, owner string, self bool) (Decision, error) {
-	if a.rules.MaxRunningPerUser <= 0 || a.usage == nil {
-		return Decision{Verdict: Allow}, nil
+// checkQuota refuses when owner is at the limit, counting everything they
+// have but the request being decided.
+func (a *Authorizer) checkQuota(ctx context.Context, act Action, owner string) (Decision, error) {
+	limit := a.cfg.Launch.MaxRunningPerUser
+	if limit <= 0 || a.usage == nil {
+		return allow, nil
 	}
-	n, err := a.usage.ActiveLaunches(ctx, owner)
+	except := ""
+	if act.Request != nil {
+		except = act.Request.ID
+	}
+	n, err := a.usage.ActiveLaunches(ctx, owner, except)
 	if err != nil {
-		return Decision{Deny, "I could not count running instances right now (AWS did not answer); please try again in a minute."},
+		return deny(Refusal{Code: RefuseQuotaUnknown, Action: act.Kind, Actor: act.Actor, Owner: owner}),
 			fmt.Errorf("policy: count active launches of %s: %w", owner, err)
 	}
-	if n < a.rules.MaxRunningPerUser {
-		return Decision{Verdict: Allow}, nil
+	if n < limit {
+		return allow, nil
 	}
-	if self {
-		return Decision{Deny, fmt.Sprintf("You already have %d pending or running instances (counting approved requests not launched yet); the limit is %d per person. Stop or terminate one, then try again.",
-			n, a.rules.MaxRunningPerUser)}, nil
-	}
-	return Decision{Deny, fmt.Sprintf("<@%s> already has %d pending or running instances (counting approved requests not launched yet); the limit is %d per person. Approving would exceed it: ask them to stop one first.",
-		owner, n, a.rules.MaxRunningPerUser)}, nil
+	return deny(Refusal{Code: RefuseQuota, Action: act.Kind, Actor: act.Actor, Owner: owner, Count: n, Limit: limit}), nil
 }
 
 // IsApprover reports whether user is listed directly or through a user group.
@@ -323,13 +366,11 @@ func (a *Authorizer) IsApprover(ctx context.Context, user string) (bool, error) 
 	if user == "" {
 		return false, nil
 	}
-	var firstErr error
-	for _, id := range a.rules.Approvers {
-		if id == user {
-			return true, nil
-		}
+	if slices.Contains(a.cfg.Approvers, user) {
+		return true, nil
 	}
-	for _, id := range a.rules.Approvers {
+	var firstErr error
+	for _, id := range a.cfg.Approvers {
 		if !strings.HasPrefix(id, "S") {
 			continue
 		}
@@ -373,39 +414,8 @@ func (a *Authorizer) groupMembers(ctx context.Context, group string) ([]string, 
 	return members, nil
 }
 
-// ApproverMentions renders the approver list as Slack mentions.
-func (a *Authorizer) ApproverMentions() string {
-	parts := make([]string, 0, len(a.rules.Approvers))
-	for _, id := range a.rules.Approvers {
-		if strings.HasPrefix(id, "S") {
-			parts = append(parts, fmt.Sprintf("<!subteam^%s>", id))
-		} else {
-			parts = append(parts, fmt.Sprintf("<@%s>", id))
-		}
-	}
-	return strings.Join(parts, ", ")
-}
+// Approvers are the configured approvers: Slack user IDs and user-group IDs.
+func (a *Authorizer) Approvers() []string { return slices.Clone(a.cfg.Approvers) }
 
-// AutoApproves reports whether instanceType launches without a click.
-func (a *Authorizer) AutoApproves(instanceType string) bool {
-	return slices.Contains(a.rules.AutoApproveTypes, instanceType)
-}
-
-func codeList(items []string) string {
-	out := make([]string, len(items))
-	for i, s := range items {
-		out[i] = "`" + s + "`"
-	}
-	return strings.Join(out, ", ")
-}
-
-func firstOr(items []string, def string) string {
-	if len(items) > 0 {
-		return items[0]
-	}
-	return def
-}
-
-func fmtHours(d time.Duration) string {
-	return fmt.Sprintf("%d h", int(d/time.Hour))
-}
+// AllowsSelfApproval reports whether requesters may approve their own requests.
+func (a *Authorizer) AllowsSelfApproval() bool { return a.cfg.AllowSelfApproval }

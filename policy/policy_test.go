@@ -3,11 +3,12 @@ package policy_test
 import (
 	"context"
 	"errors"
-	"strings"
+	"reflect"
 	"testing"
 	"time"
 
 	"github.com/computebot/computebot"
+	"github.com/computebot/computebot/config"
 	"github.com/computebot/computebot/policy"
 )
 
@@ -23,44 +24,67 @@ func (g groups) UserGroupMembers(_ context.Context, id string) ([]string, error)
 
 type fixedUsage map[string]int
 
-func (u fixedUsage) ActiveLaunches(_ context.Context, owner string) (int, error) {
+func (u fixedUsage) ActiveLaunches(_ context.Context, owner, _ string) (int, error) {
 	return u[owner], nil
+}
+
+// rules is a validated config with the given changes.
+func rules(t *testing.T, change func(*config.Config)) *config.Config {
+	t.Helper()
+	c := config.Default()
+	c.Approvers = []string{"UBO", "SPLATFORM"}
+	c.Launch.AllowedTypes = []string{"t2.micro", "t3.small"}
+	c.Launch.AutoApproveTypes = []string{"t2.micro"}
+	c.Launch.AMI = "ami-0123456789abcdef0"
+	c.Launch.MaxRunningPerUser = 2
+	c.Launch.MaxLease = config.Duration(72 * time.Hour)
+	if change != nil {
+		change(c)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
 
 func newAuthz(t *testing.T, u fixedUsage) *policy.Authorizer {
 	t.Helper()
-	return policy.New(policy.Rules{
-		Approvers:         []string{"UBO", "SPLATFORM"},
-		AllowedTypes:      []string{"t2.micro", "t3.small"},
-		AutoApproveTypes:  []string{"t2.micro"},
-		MaxRunningPerUser: 2,
-		MaxLease:          72 * time.Hour,
-	}, policy.Options{Groups: groups{"SPLATFORM": {"UCARL", "UANA"}}, Usage: u})
+	return policy.New(rules(t, nil), policy.Options{Groups: groups{"SPLATFORM": {"UCARL", "UANA"}}, Usage: u})
 }
 
 func TestAuthorize(t *testing.T) {
 	ctx := context.Background()
 	req := func(typ string) *computebot.Request {
-		return &computebot.Request{ID: "R-1", Requester: "UANA", InstanceType: typ, Lease: 4 * time.Hour}
+		return &computebot.Request{ID: "R-1", Requester: "UANA", Launch: &computebot.LaunchRequest{InstanceType: typ, Lease: 4 * time.Hour}}
 	}
+	approvers := []string{"UBO", "SPLATFORM"}
 	cases := []struct {
 		name    string
 		usage   fixedUsage
 		act     policy.Action
 		verdict policy.Verdict
-		reason  string
+		refusal policy.Refusal
 	}{
-		{"auto-approved type", nil, policy.Action{Kind: policy.ActionLaunch, Actor: "UANA", Request: req("t2.micro")}, policy.Allow, ""},
-		{"needs approval", nil, policy.Action{Kind: policy.ActionLaunch, Actor: "UANA", Request: req("t3.small")}, policy.NeedsApproval, ""},
-		{"type not allowed", nil, policy.Action{Kind: policy.ActionLaunch, Actor: "UANA", Request: req("p5.48xlarge")}, policy.Deny, "Allowed types: `t2.micro`, `t3.small`"},
-		{"quota reached", fixedUsage{"UANA": 2}, policy.Action{Kind: policy.ActionLaunch, Actor: "UANA", Request: req("t3.small")}, policy.Deny, "the limit is 2 per person"},
-		{"direct approver", nil, policy.Action{Kind: policy.ActionApprove, Actor: "UBO", Request: req("t3.small")}, policy.Allow, ""},
-		{"group approver", nil, policy.Action{Kind: policy.ActionApprove, Actor: "UCARL", Request: req("t3.small")}, policy.Allow, ""},
-		{"stranger", nil, policy.Action{Kind: policy.ActionApprove, Actor: "UEVE", Request: req("t3.small")}, policy.Deny, "Only approvers can approve"},
-		{"stranger deny", nil, policy.Action{Kind: policy.ActionDeny, Actor: "UEVE", Request: req("t3.small")}, policy.Deny, "Only approvers can deny"},
-		{"self approval", nil, policy.Action{Kind: policy.ActionApprove, Actor: "UANA", Request: req("t3.small")}, policy.Deny, "can't approve your own request"},
-		{"approval over quota", fixedUsage{"UANA": 2}, policy.Action{Kind: policy.ActionApprove, Actor: "UBO", Request: req("t3.small")}, policy.Deny, "<@UANA> already has 2"},
-		{"deny ignores quota", fixedUsage{"UANA": 5}, policy.Action{Kind: policy.ActionDeny, Actor: "UBO", Request: req("t3.small")}, policy.Allow, ""},
+		{"auto-approved type", nil, policy.Action{Kind: policy.ActionLaunch, Actor: "UANA", Request: req("t2.micro")}, policy.Allow, policy.Refusal{}},
+		{"needs approval", nil, policy.Action{Kind: policy.ActionLaunch, Actor: "UANA", Request: req("t3.small")}, policy.NeedsApproval, policy.Refusal{}},
+		{"type not allowed", nil, policy.Action{Kind: policy.ActionLaunch, Actor: "UANA", Request: req("p5.48xlarge")}, policy.Deny,
+			policy.Refusal{Code: policy.RefuseTypeNotAllowed, Action: policy.ActionLaunch, Actor: "UANA", InstanceType: "p5.48xlarge", Allowed: []string{"t2.micro", "t3.small"}}},
+		{"quota reached", fixedUsage{"UANA": 2}, policy.Action{Kind: policy.ActionLaunch, Actor: "UANA", Request: req("t3.small")}, policy.Deny,
+			policy.Refusal{Code: policy.RefuseQuota, Action: policy.ActionLaunch, Actor: "UANA", Owner: "UANA", Count: 2, Limit: 2}},
+		{"direct approver", nil, policy.Action{Kind: policy.ActionApprove, Actor: "UBO", Request: req("t3.small")}, policy.Allow, policy.Refusal{}},
+		{"group approver", nil, policy.Action{Kind: policy.ActionApprove, Actor: "UCARL", Request: req("t3.small")}, policy.Allow, policy.Refusal{}},
+		{"stranger", nil, policy.Action{Kind: policy.ActionApprove, Actor: "UEVE", Request: req("t3.small")}, policy.Deny,
+			policy.Refusal{Code: policy.RefuseNotApprover, Action: policy.ActionApprove, Actor: "UEVE", RequestID: "R-1", Approvers: approvers}},
+		{"stranger deny", nil, policy.Action{Kind: policy.ActionDeny, Actor: "UEVE", Request: req("t3.small")}, policy.Deny,
+			policy.Refusal{Code: policy.RefuseNotApprover, Action: policy.ActionDeny, Actor: "UEVE", RequestID: "R-1", Approvers: approvers}},
+		{"self approval", nil, policy.Action{Kind: policy.ActionApprove, Actor: "UANA", Request: req("t3.small")}, policy.Deny,
+			policy.Refusal{Code: policy.RefuseSelfApproval, Action: policy.ActionApprove, Actor: "UANA", RequestID: "R-1", Approvers: approvers}},
+		{"approval over quota", fixedUsage{"UANA": 2}, policy.Action{Kind: policy.ActionApprove, Actor: "UBO", Request: req("t3.small")}, policy.Deny,
+			policy.Refusal{Code: policy.RefuseQuota, Action: policy.ActionApprove, Actor: "UBO", Owner: "UANA", Count: 2, Limit: 2}},
+		{"deny ignores quota", fixedUsage{"UANA": 5}, policy.Action{Kind: policy.ActionDeny, Actor: "UBO", Request: req("t3.small")}, policy.Allow, policy.Refusal{}},
+		{"start within quota", fixedUsage{"UANA": 1}, policy.Action{Kind: policy.ActionStartLaunch, Actor: "UBO", Request: req("t3.small")}, policy.Allow, policy.Refusal{}},
+		{"start over quota (a raced approval)", fixedUsage{"UANA": 2}, policy.Action{Kind: policy.ActionStartLaunch, Actor: "UBO", Request: req("t3.small")}, policy.Deny,
+			policy.Refusal{Code: policy.RefuseQuota, Action: policy.ActionStartLaunch, Actor: "UBO", Owner: "UANA", Count: 2, Limit: 2}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -69,10 +93,10 @@ func TestAuthorize(t *testing.T) {
 				t.Fatal(err)
 			}
 			if d.Verdict != tc.verdict {
-				t.Fatalf("verdict = %v (%q), want %v", d.Verdict, d.Reason, tc.verdict)
+				t.Fatalf("verdict = %v (%+v), want %v", d.Verdict, d.Refusal, tc.verdict)
 			}
-			if !strings.Contains(d.Reason, tc.reason) {
-				t.Fatalf("reason = %q, want it to contain %q", d.Reason, tc.reason)
+			if !reflect.DeepEqual(d.Refusal, tc.refusal) {
+				t.Fatalf("refusal = %+v, want %+v", d.Refusal, tc.refusal)
 			}
 		})
 	}
@@ -80,8 +104,8 @@ func TestAuthorize(t *testing.T) {
 
 func TestPrecheckLease(t *testing.T) {
 	a := newAuthz(t, nil)
-	d := a.Precheck(policy.Action{Kind: policy.ActionLaunch, Request: &computebot.Request{InstanceType: "t2.micro", Lease: 100 * time.Hour}})
-	if d.Verdict != policy.Deny || !strings.Contains(d.Reason, "maximum of 72 h") {
+	d := a.Precheck(policy.Action{Kind: policy.ActionLaunch, Request: &computebot.Request{Launch: &computebot.LaunchRequest{InstanceType: "t2.micro", Lease: 100 * time.Hour}}})
+	if d.Verdict != policy.Deny || d.Refusal.Code != policy.RefuseLeaseTooLong || d.Refusal.MaxLease != 72*time.Hour || d.Refusal.Lease != 100*time.Hour {
 		t.Fatalf("got %+v", d)
 	}
 }
@@ -102,7 +126,7 @@ func (c *countingGroups) UserGroupMembers(context.Context, string) ([]string, er
 func TestGroupMembersCachedAndStaleOnError(t *testing.T) {
 	now := time.Unix(1_700_000_000, 0)
 	g := &countingGroups{}
-	a := policy.New(policy.Rules{Approvers: []string{"SOPS"}}, policy.Options{Groups: g, GroupTTL: time.Minute, Now: func() time.Time { return now }})
+	a := policy.New(rules(t, func(c *config.Config) { c.Approvers = []string{"SOPS"} }), policy.Options{Groups: g, GroupTTL: time.Minute, Now: func() time.Time { return now }})
 	ctx := context.Background()
 	for range 3 {
 		if ok, err := a.IsApprover(ctx, "UCARL"); !ok || err != nil {
@@ -123,9 +147,9 @@ func TestGroupMembersCachedAndStaleOnError(t *testing.T) {
 }
 
 func TestUnresolvableGroupIsAnError(t *testing.T) {
-	a := policy.New(policy.Rules{Approvers: []string{"SNOPE"}}, policy.Options{Groups: groups{}})
+	a := policy.New(rules(t, func(c *config.Config) { c.Approvers = []string{"SNOPE"} }), policy.Options{Groups: groups{}})
 	d, err := a.Authorize(context.Background(), policy.Action{Kind: policy.ActionApprove, Actor: "UX", Request: &computebot.Request{ID: "R-1", Requester: "UY"}})
-	if err == nil || d.Verdict != policy.Deny {
+	if err == nil || d.Verdict != policy.Deny || d.Refusal.Code != policy.RefuseApproversUnknown {
 		t.Fatalf("got %+v, %v; want deny with error", d, err)
 	}
 }
@@ -136,22 +160,28 @@ func TestAuthorizeInstanceActions(t *testing.T) {
 		Tags: map[string]string{computebot.TagManaged: "true", computebot.TagOwner: "UDAN"}}
 	foreign := &computebot.Instance{ID: "i-0fedcba9876543210", Tags: map[string]string{computebot.TagOwner: "UDAN"}}
 	a := newAuthz(t, nil)
+	approvers := []string{"UBO", "SPLATFORM"}
 	cases := []struct {
 		name    string
 		act     policy.Action
 		verdict policy.Verdict
-		reason  string
+		refusal policy.Refusal
 	}{
-		{"owner stops", policy.Action{Kind: policy.ActionStop, Actor: "UDAN", Instance: managed}, policy.Allow, ""},
-		{"approver terminates", policy.Action{Kind: policy.ActionTerminate, Actor: "UBO", Instance: managed}, policy.Allow, ""},
-		{"group approver starts", policy.Action{Kind: policy.ActionStart, Actor: "UCARL", Instance: managed}, policy.Allow, ""},
-		{"stranger stops", policy.Action{Kind: policy.ActionStop, Actor: "UEVE", Instance: managed}, policy.Deny, "belongs to <@UDAN>"},
-		{"not launched by computebot", policy.Action{Kind: policy.ActionStop, Actor: "UBO", Instance: foreign}, policy.Deny, "not launched by computebot"},
-		{"owner extends within the cap", policy.Action{Kind: policy.ActionExtend, Actor: "UDAN", Instance: managed, ExtendTo: launched.Add(72 * time.Hour)}, policy.Allow, ""},
-		{"owner extends past the cap", policy.Action{Kind: policy.ActionExtend, Actor: "UDAN", Instance: managed, ExtendTo: launched.Add(80 * time.Hour)}, policy.Deny, "the maximum is 72 h"},
-		{"approver extends past the cap", policy.Action{Kind: policy.ActionExtend, Actor: "UBO", Instance: managed, ExtendTo: launched.Add(200 * time.Hour)}, policy.Allow, ""},
-		{"list all as approver", policy.Action{Kind: policy.ActionListAll, Actor: "UBO"}, policy.Allow, ""},
-		{"list all as stranger", policy.Action{Kind: policy.ActionListAll, Actor: "UEVE"}, policy.Deny, "Only approvers"},
+		{"owner stops", policy.Action{Kind: policy.ActionStop, Actor: "UDAN", Instance: managed}, policy.Allow, policy.Refusal{}},
+		{"approver terminates", policy.Action{Kind: policy.ActionTerminate, Actor: "UBO", Instance: managed}, policy.Allow, policy.Refusal{}},
+		{"group approver starts", policy.Action{Kind: policy.ActionStart, Actor: "UCARL", Instance: managed}, policy.Allow, policy.Refusal{}},
+		{"stranger stops", policy.Action{Kind: policy.ActionStop, Actor: "UEVE", Instance: managed}, policy.Deny,
+			policy.Refusal{Code: policy.RefuseNotOwner, Action: policy.ActionStop, Actor: "UEVE", InstanceID: managed.ID, Owner: "UDAN", Approvers: approvers}},
+		{"not launched by computebot", policy.Action{Kind: policy.ActionStop, Actor: "UBO", Instance: foreign}, policy.Deny,
+			policy.Refusal{Code: policy.RefuseNotManaged, Action: policy.ActionStop, Actor: "UBO", InstanceID: foreign.ID}},
+		{"owner extends within the cap", policy.Action{Kind: policy.ActionExtend, Actor: "UDAN", Instance: managed, ExtendTo: launched.Add(72 * time.Hour)}, policy.Allow, policy.Refusal{}},
+		{"owner extends past the cap", policy.Action{Kind: policy.ActionExtend, Actor: "UDAN", Instance: managed, ExtendTo: launched.Add(80 * time.Hour)}, policy.Deny,
+			policy.Refusal{Code: policy.RefuseExtendTooFar, Action: policy.ActionExtend, Actor: "UDAN", InstanceID: managed.ID,
+				Lease: 80 * time.Hour, MaxLease: 72 * time.Hour, Latest: launched.Add(72 * time.Hour), Approvers: approvers}},
+		{"approver extends past the cap", policy.Action{Kind: policy.ActionExtend, Actor: "UBO", Instance: managed, ExtendTo: launched.Add(200 * time.Hour)}, policy.Allow, policy.Refusal{}},
+		{"list all as approver", policy.Action{Kind: policy.ActionListAll, Actor: "UBO"}, policy.Allow, policy.Refusal{}},
+		{"list all as stranger", policy.Action{Kind: policy.ActionListAll, Actor: "UEVE"}, policy.Deny,
+			policy.Refusal{Code: policy.RefuseApproversOnly, Action: policy.ActionListAll, Actor: "UEVE", Approvers: approvers}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -159,23 +189,27 @@ func TestAuthorizeInstanceActions(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if d.Verdict != tc.verdict || !strings.Contains(d.Reason, tc.reason) {
-				t.Fatalf("got %v %q, want %v containing %q", d.Verdict, d.Reason, tc.verdict, tc.reason)
+			if d.Verdict != tc.verdict || !reflect.DeepEqual(d.Refusal, tc.refusal) {
+				t.Fatalf("got %v %+v, want %v %+v", d.Verdict, d.Refusal, tc.verdict, tc.refusal)
 			}
 		})
 	}
 }
 
 func TestAuthorizeInvoke(t *testing.T) {
-	a := policy.New(policy.Rules{Approvers: []string{"UBO"}, AllowedFunctions: []string{"report-*", "etl"}, RequireApproval: []string{"etl"}}, policy.Options{})
+	a := policy.New(rules(t, func(c *config.Config) {
+		c.Approvers = []string{"UBO"}
+		c.Lambda.AllowedFunctions = []string{"report-*", "etl"}
+		c.Lambda.RequireApproval = []string{"etl"}
+	}), policy.Options{})
 	ctx := context.Background()
 	for name, want := range map[string]policy.Verdict{"report-daily": policy.Allow, "etl": policy.NeedsApproval, "billing": policy.Deny} {
 		d, err := a.Authorize(ctx, policy.Action{Kind: policy.ActionInvoke, Actor: "UANA", Function: name})
 		if err != nil || d.Verdict != want {
-			t.Errorf("%s: %v %q, %v; want %v", name, d.Verdict, d.Reason, err, want)
+			t.Errorf("%s: %v %+v, %v; want %v", name, d.Verdict, d.Refusal, err, want)
 		}
-		if want == policy.Deny && d.Reason != policy.FunctionNotFound(name) {
-			t.Errorf("a disallowed function must look like a missing one: %q", d.Reason)
+		if want == policy.Deny && (d.Refusal.Code != policy.RefuseFunctionNotFound || d.Refusal.Function != name) {
+			t.Errorf("a disallowed function must look like a missing one: %+v", d.Refusal)
 		}
 	}
 }
@@ -189,8 +223,8 @@ func TestAuthorizeSchedulerAndKeep(t *testing.T) {
 		act  policy.Action
 		want policy.Verdict
 	}{
-		{policy.Action{Kind: policy.ActionAutoStop, Actor: policy.SystemActor, Instance: managed}, policy.Allow},
-		{policy.Action{Kind: policy.ActionAutoStop, Actor: policy.SystemActor, Instance: foreign}, policy.Deny},
+		{policy.Action{Kind: policy.ActionAutoStop, Actor: computebot.SystemActor, Instance: managed}, policy.Allow},
+		{policy.Action{Kind: policy.ActionAutoStop, Actor: computebot.SystemActor, Instance: foreign}, policy.Deny},
 		{policy.Action{Kind: policy.ActionAutoStop, Actor: "UBO", Instance: managed}, policy.Deny},
 		{policy.Action{Kind: policy.ActionKeep, Actor: "UDAN", Instance: managed}, policy.Allow},
 		{policy.Action{Kind: policy.ActionKeep, Actor: "UBO", Instance: managed}, policy.Allow},
@@ -201,7 +235,7 @@ func TestAuthorizeSchedulerAndKeep(t *testing.T) {
 	for _, tc := range cases {
 		d, err := a.Authorize(ctx, tc.act)
 		if err != nil || d.Verdict != tc.want {
-			t.Errorf("%s by %s: %v %q %v, want %v", tc.act.Kind, tc.act.Actor, d.Verdict, d.Reason, err, tc.want)
+			t.Errorf("%s by %s: %v %+v %v, want %v", tc.act.Kind, tc.act.Actor, d.Verdict, d.Refusal, err, tc.want)
 		}
 	}
 }

@@ -74,7 +74,7 @@ func instanceBlocks(row InstanceRow, all bool, now time.Time) []Block {
 	line1 := fmt.Sprintf("*%s* `%s` · `%s` · %s", name, in.ID, in.Type, stateWord(in.State))
 	var facts []string
 	if all {
-		facts = append(facts, fmt.Sprintf("owner <@%s>", in.Tags[computebot.TagOwner]))
+		facts = append(facts, "owner "+User(in.Tags[computebot.TagOwner]))
 	}
 	if in.PublicIP != "" {
 		facts = append(facts, fmt.Sprintf("IP `%s`", in.PublicIP))
@@ -89,7 +89,7 @@ func instanceBlocks(row InstanceRow, all bool, now time.Time) []Block {
 		}
 	}
 	if exp, err := time.Parse(time.RFC3339, in.Tags[computebot.TagExpiresAt]); err == nil {
-		facts = append(facts, "lease ends "+SlackDate(exp))
+		facts = append(facts, "lease ends "+Date(exp))
 	}
 	blocks := []Block{{Kind: Section, Text: line1 + "\n" + strings.Join(facts, " · ")}}
 	if buttons := InstanceButtons(in); len(buttons) > 0 {
@@ -157,11 +157,11 @@ func SSHLine(instanceID, publicIP, privateIP, sshUser, keyName string) string {
 // Stopped, Started, Terminated and Extended are the thread replies of the
 // lifecycle commands.
 func Stopped(in computebot.Instance, by string) Message {
-	return Plain(fmt.Sprintf(":white_circle: `%s` stopped by <@%s>. Its disk is kept; `/start %s` brings it back with a new public IP.", in.ID, by, in.ID))
+	return Plain(fmt.Sprintf(":white_circle: `%s` stopped by %s. Its disk is kept; `/start %s` brings it back with a new public IP.", in.ID, User(by), in.ID))
 }
 
 func Started(in computebot.Instance, by, sshUser, keyName string) Message {
-	head := fmt.Sprintf(":large_green_circle: `%s` started by <@%s>", in.ID, by)
+	head := fmt.Sprintf(":large_green_circle: `%s` started by %s", in.ID, User(by))
 	if in.PublicIP != "" {
 		head += fmt.Sprintf(": new public IP `%s`", in.PublicIP)
 	}
@@ -169,9 +169,98 @@ func Started(in computebot.Instance, by, sshUser, keyName string) Message {
 }
 
 func Terminated(in computebot.Instance, by string) Message {
-	return Plain(fmt.Sprintf(":wastebasket: `%s` terminated by <@%s>.", in.ID, by))
+	return Plain(fmt.Sprintf(":wastebasket: `%s` terminated by %s.", in.ID, User(by)))
 }
 
 func Extended(in computebot.Instance, by string, until time.Time, hours int) Message {
-	return Plain(fmt.Sprintf(":hourglass: Lease of `%s` extended by %d h by <@%s>: it now ends %s.", in.ID, hours, by, SlackDate(until)))
+	return Plain(fmt.Sprintf(":hourglass: Lease of `%s` extended by %d h by %s: it now ends %s.", in.ID, hours, User(by), Date(until)))
+}
+
+// Lifecycle names one instance action in the words its messages need.
+type Lifecycle struct {
+	Verb   string // "stop"
+	Doing  string // "Stopping"
+	Target string // the state that means done ("stopped"); "" for extend
+}
+
+// ListFailed answers /instances when EC2 could not list (why is the cloud's
+// explanation).
+func ListFailed(why string) Message { return Plain("I could not list instances: " + why) }
+
+// ActionFailed answers an instance action EC2 refused.
+func ActionFailed(l Lifecycle, instanceID, why string) Message {
+	return Plain(fmt.Sprintf("I could not %s `%s`: %s", l.Verb, instanceID, why))
+}
+
+// ActionUnderWay is the private answer while an instance changes state.
+func ActionUnderWay(l Lifecycle, instanceID string) Message {
+	return Plain(fmt.Sprintf("%s `%s`… I'll post in its request thread when it is %s.", l.Doing, instanceID, l.Target))
+}
+
+// ActionSlow says an instance did not reach the state in time.
+func ActionSlow(l Lifecycle, instanceID string, wait time.Duration) Message {
+	return Plain(fmt.Sprintf("`%s` has not reached %s after %s; check it with `/instances`.", instanceID, l.Target, wait))
+}
+
+// NoSuchInstance answers a command naming an instance ID EC2 does not know.
+func NoSuchInstance(id string) Message {
+	return Plain(fmt.Sprintf("I can't find instance `%s` in this region. `/instances` lists yours.", id))
+}
+
+// LookupFailed answers a command whose target (an instance, a function)
+// could not be looked up.
+func LookupFailed(target, why string) Message {
+	return Plain(fmt.Sprintf("I could not look up `%s`: %s", target, why))
+}
+
+// OwnListFailed answers a command naming an instance by name when the
+// caller's instances could not be listed.
+func OwnListFailed(why string) Message { return Plain("I could not list your instances: " + why) }
+
+// NoInstanceNamed answers a command naming none of the caller's instances.
+func NoInstanceNamed(name string) Message {
+	return Plain(fmt.Sprintf("You have no instance named `%s`. `/instances` lists yours; you can also use an instance ID.", name))
+}
+
+// AmbiguousName answers a command whose name fits several instances.
+func AmbiguousName(name string, ids []string) Message {
+	quoted := make([]string, len(ids))
+	for i, id := range ids {
+		quoted[i] = "`" + id + "`"
+	}
+	return Plain(fmt.Sprintf("You have %d instances named `%s` (%s); use the instance ID.", len(ids), name, strings.Join(quoted, ", ")))
+}
+
+// WrongState explains why an instance's state does not allow an action, or
+// returns false when it does.
+func WrongState(l Lifecycle, in computebot.Instance) (Message, bool) {
+	gone := in.State == computebot.InstanceTerminated || in.State == computebot.InstanceShuttingDown
+	say := func(format string, args ...any) (Message, bool) { return Plain(fmt.Sprintf(format, args...)), true }
+	switch {
+	case gone && l.Verb == "terminate":
+		return say("`%s` is already terminated.", in.ID)
+	case gone:
+		return say("`%s` has been terminated; there is nothing to %s.", in.ID, l.Verb)
+	}
+	switch l.Verb {
+	case "stop":
+		switch in.State {
+		case computebot.InstanceRunning:
+			return Message{}, false
+		case computebot.InstancePending:
+			return say("`%s` is still starting; stop it once it runs (or terminate it).", in.ID)
+		}
+		return say("`%s` is already %s.", in.ID, in.State)
+	case "start":
+		switch in.State {
+		case computebot.InstanceStopped:
+			return Message{}, false
+		case computebot.InstanceStopping:
+			return say("`%s` is still stopping; start it once it has stopped.", in.ID)
+		case computebot.InstancePending:
+			return say("`%s` is already starting.", in.ID)
+		}
+		return say("`%s` is already %s.", in.ID, in.State)
+	}
+	return Message{}, false
 }

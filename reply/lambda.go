@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/computebot/computebot"
 )
@@ -38,7 +39,7 @@ func Invoked(user, function string, async bool) Message {
 	if async {
 		how = "invoked asynchronously"
 	}
-	return Plain(fmt.Sprintf(":zap: <@%s> %s `%s`.", user, how, function))
+	return Plain(fmt.Sprintf(":zap: %s %s `%s`.", User(user), how, function))
 }
 
 // maxInline is how much result text goes into a message; more is uploaded
@@ -104,3 +105,46 @@ func orNone(s string) string {
 	}
 	return s
 }
+
+// FunctionsListFailed answers /lambda list when Lambda could not list.
+func FunctionsListFailed(why string) Message {
+	return Plain("I could not list Lambda functions: " + why)
+}
+
+// FunctionNotFound is the answer for a function that does not exist, and
+// for one outside the allowlist: the same words, so the allowlist leaks
+// nothing.
+func FunctionNotFound(name string) Message {
+	return Plain(fmt.Sprintf("Lambda function `%s` does not exist (or is not available through computebot). `/lambda list` shows the ones you can invoke.", name))
+}
+
+// InvokeNeedsApproval answers an invocation that turned out to need an
+// approver after it was accepted (the rules changed in between).
+func InvokeNeedsApproval(function string) Message {
+	return Plain(fmt.Sprintf("`%s` needs an approver; run `/lambda invoke %s …` to request it.", function, function))
+}
+
+// InvokeTimedOut is why a synchronous invocation failed when it outlived
+// lambda.timeout.
+func InvokeTimedOut(limit time.Duration) string {
+	return fmt.Sprintf("it did not finish within %s (lambda.timeout). It may still be running: check its logs before invoking it again.", limit)
+}
+
+// InvokeInterrupted is why an approved invocation that was in flight when
+// the bot stopped is not run again.
+func InvokeInterrupted() string {
+	return "the bot restarted while this invocation was running, so its result is unknown. Check the function's logs before invoking it again."
+}
+
+// UploadFailed follows a result whose full output could not be attached.
+func UploadFailed() Message {
+	return Plain("I could not attach the full output (file upload failed); it is in the function's CloudWatch logs.")
+}
+
+// OutputFileName names the file a long result is uploaded as.
+func OutputFileName(function string, at time.Time) string {
+	return fmt.Sprintf("%s-%s.txt", function, at.UTC().Format("20060102T150405Z"))
+}
+
+// OutputFileTitle is the title of that file.
+func OutputFileTitle(function string) string { return "Output of " + function }

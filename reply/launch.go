@@ -21,13 +21,17 @@ func RequestBlockID(requestID string) string { return "request:" + requestID }
 // RequestMessage is the channel message for a request waiting for approval
 // (with Approve / Deny) or, once decided, with its outcome instead of buttons.
 func RequestMessage(r *computebot.Request) Message {
-	summary := fmt.Sprintf("<@%s> requests 1 × `%s`%s", r.Requester, r.InstanceType, specs(r))
-	fields := requestFields(r)
-	text := fmt.Sprintf("<@%s> requests 1 × %s (%s), request %s", r.Requester, r.InstanceType, Price(r), r.ID)
-	if r.Kind == computebot.KindLambda {
-		summary = fmt.Sprintf("<@%s> asks to invoke Lambda function `%s`", r.Requester, r.Function)
-		fields = lambdaFields(r)
-		text = fmt.Sprintf("<@%s> asks to invoke %s, request %s", r.Requester, r.Function, r.ID)
+	var summary, text string
+	var fields []string
+	if l := r.Lambda; l != nil {
+		summary = fmt.Sprintf("%s asks to invoke Lambda function `%s`", User(r.Requester), l.Function)
+		fields = lambdaFields(r.ID, l)
+		text = fmt.Sprintf("%s asks to invoke %s, request %s", User(r.Requester), l.Function, r.ID)
+	} else {
+		l := launchOf(r)
+		summary = fmt.Sprintf("%s requests 1 × `%s`%s", User(r.Requester), l.InstanceType, specs(l))
+		fields = requestFields(r.ID, l)
+		text = fmt.Sprintf("%s requests 1 × %s (%s), request %s", User(r.Requester), l.InstanceType, Price(l), r.ID)
 	}
 	blocks := []Block{
 		{Kind: Section, Text: summary},
@@ -40,7 +44,7 @@ func RequestMessage(r *computebot.Request) Message {
 				{Text: "Approve", ActionID: ActionApprove, Value: r.ID, Style: Primary},
 				{Text: "Deny", ActionID: ActionDeny, Value: r.ID, Style: Danger},
 			}},
-			Block{Kind: Context, Text: fmt.Sprintf("Waiting for an approver. The approval expires %s.", SlackDate(r.ApprovalExpiresAt))},
+			Block{Kind: Context, Text: fmt.Sprintf("Waiting for an approver. The approval expires %s.", Date(r.ApprovalExpiresAt))},
 		)
 	default:
 		outcome := Outcome(r)
@@ -50,98 +54,100 @@ func RequestMessage(r *computebot.Request) Message {
 	return Message{Text: text, Blocks: blocks}
 }
 
+// launchOf is a launch request's payload, empty for a request without one,
+// so that rendering never fails on a damaged record.
+func launchOf(r *computebot.Request) *computebot.LaunchRequest {
+	if r.Launch == nil {
+		return &computebot.LaunchRequest{}
+	}
+	return r.Launch
+}
+
 // Outcome is the one-line decision shown where the buttons were.
 func Outcome(r *computebot.Request) string {
 	switch {
 	case r.State == computebot.RequestDenied:
-		return fmt.Sprintf(":no_entry: Denied by <@%s>", r.DecidedBy)
+		return fmt.Sprintf(":no_entry: Denied by %s", User(r.DecidedBy))
 	case r.State == computebot.RequestExpired:
 		return ":hourglass: Expired: no approver decided in time. Run `/launch` again if you still need it."
 	case r.State == computebot.RequestRefused:
 		return ":no_entry: Refused: " + r.Failure
 	case r.AutoApproved:
-		return ":robot_face: Auto-approved by policy" + launchSuffix(r)
+		return ":robot_face: Auto-approved by policy" + resultSuffix(r)
 	case r.DecidedBy != "":
-		return fmt.Sprintf(":white_check_mark: Approved by <@%s>", r.DecidedBy) + launchSuffix(r)
+		return fmt.Sprintf(":white_check_mark: Approved by %s", User(r.DecidedBy)) + resultSuffix(r)
 	}
 	return string(r.State)
 }
 
-func launchSuffix(r *computebot.Request) string {
+func resultSuffix(r *computebot.Request) string {
+	lambda := r.Kind() == computebot.KindLambda
 	switch {
-	case r.State == computebot.RequestFailed && r.Kind == computebot.KindLambda:
+	case r.State == computebot.RequestFailed && lambda:
 		return " — invocation failed (see thread)"
 	case r.State == computebot.RequestFailed:
 		return " — launch failed (see thread)"
-	case r.State == computebot.RequestReady && r.Kind == computebot.KindLambda:
+	case r.State == computebot.RequestDone && lambda:
 		return " — invoked (see thread)"
-	case r.State == computebot.RequestReady:
-		return fmt.Sprintf(" — `%s` running", r.InstanceID)
+	case r.State == computebot.RequestDone:
+		return fmt.Sprintf(" — `%s` running", launchOf(r).InstanceID)
 	}
 	return ""
 }
 
-func lambdaFields(r *computebot.Request) []string {
-	payload := r.Payload
+func lambdaFields(id string, l *computebot.LambdaRequest) []string {
+	payload := l.Payload
 	if payload == "" {
 		payload = "(none)"
 	}
 	mode := "synchronous"
-	if r.Async {
+	if l.Async {
 		mode = "asynchronous (Event)"
 	}
 	return []string{
-		"*Payload*\n```" + clipText(payload, 500) + "```",
+		"*Payload*\n```" + Clip(payload, 500) + "```",
 		"*Mode*\n" + mode,
-		"*Request*\n`" + r.ID + "`",
+		"*Request*\n`" + id + "`",
 	}
 }
 
-func clipText(s string, n int) string {
-	r := []rune(s)
-	if len(r) <= n {
-		return s
-	}
-	return string(r[:n-1]) + "…"
-}
-
-func specs(r *computebot.Request) string {
-	if r.VCPUs == 0 && r.MemoryMiB == 0 {
+func specs(l *computebot.LaunchRequest) string {
+	if l.VCPUs == 0 && l.MemoryMiB == 0 {
 		return ""
 	}
-	return fmt.Sprintf(" (%d vCPU, %s)", r.VCPUs, GiB(r.MemoryMiB))
+	return fmt.Sprintf(" (%d vCPU, %s)", l.VCPUs, GiB(l.MemoryMiB))
 }
 
-func requestFields(r *computebot.Request) []string {
-	ami := "`" + r.ImageID + "`"
-	if r.ImageID == "" {
-		ami = "`" + r.ImageRef + "`"
+func requestFields(id string, l *computebot.LaunchRequest) []string {
+	ami := "`" + l.ImageID + "`"
+	if l.ImageID == "" {
+		ami = "`" + l.ImageRef + "`"
 	}
-	if r.ImageName != "" {
-		ami += " " + r.ImageName
+	if l.ImageName != "" {
+		ami += " " + l.ImageName
 	}
 	fields := []string{
 		"*AMI*\n" + ami,
-		"*Lease*\n" + Hours(r.Lease),
-		"*Price*\n" + Price(r),
-		"*Request*\n`" + r.ID + "`",
+		"*Lease*\n" + Hours(l.Lease),
+		"*Price*\n" + Price(l),
+		"*Request*\n`" + id + "`",
 	}
-	if r.Name != "" {
-		fields = append(fields, "*Name*\n"+r.Name)
+	if l.Name != "" {
+		fields = append(fields, "*Name*\n"+l.Name)
 	}
-	if r.Reason != "" {
-		fields = append(fields, "*Reason*\n"+r.Reason)
+	if l.Reason != "" {
+		fields = append(fields, "*Reason*\n"+l.Reason)
 	}
 	return fields
 }
 
 // Price renders the hourly and lease price, or "price unknown".
-func Price(r *computebot.Request) string {
-	if !r.PriceKnown {
+func Price(l *computebot.LaunchRequest) string {
+	if !l.PriceKnown {
 		return "price unknown"
 	}
-	lease := r.PricePerHour * r.Lease.Hours()
-	return fmt.Sprintf("≈ $%s/h, ≈ $%.2f for the lease", trimPrice(r.PricePerHour), math.Ceil(lease*100-1e-9)/100)
+	lease := l.PricePerHour * l.Lease.Hours()
+	return fmt.Sprintf("≈ $%s/h, ≈ $%.2f for the lease", trimPrice(l.PricePerHour), math.Ceil(lease*100-1e-9)/100)
 }
 
 // trimPrice shows up to 4 decimals, dropping trailing zeros but keeping two.
@@ -170,14 +176,9 @@ func Hours(d time.Duration) string {
 	return fmt.Sprintf("%d min", int(d/time.Minute))
 }
 
-// SlackDate renders t in each reader's own time zone, with a UTC fallback.
-func SlackDate(t time.Time) string {
-	return fmt.Sprintf("<!date^%d^{date_short_pretty} at {time}|%s>", t.Unix(), t.UTC().Format("2006-01-02 15:04 UTC"))
-}
-
 // ApproversNote is the first thread reply: who can approve.
-func ApproversNote(r *computebot.Request, approvers string, selfApproval bool) Message {
-	text := fmt.Sprintf("Request `%s` needs approval. Approvers: %s.", r.ID, approvers)
+func ApproversNote(r *computebot.Request, approvers []string, selfApproval bool) Message {
+	text := fmt.Sprintf("Request `%s` needs approval. Approvers: %s.", r.ID, Mentions(approvers))
 	if !selfApproval {
 		text += " Requesters can't approve their own requests."
 	}
@@ -186,12 +187,12 @@ func ApproversNote(r *computebot.Request, approvers string, selfApproval bool) M
 
 // Launching is the progress reply once a launch starts.
 func Launching(r *computebot.Request) Message {
-	return Plain(fmt.Sprintf(":rocket: Launching `%s` for request `%s`…", r.InstanceType, r.ID))
+	return Plain(fmt.Sprintf(":rocket: Launching `%s` for request `%s`…", launchOf(r).InstanceType, r.ID))
 }
 
 // Pending is the progress reply once EC2 returned an instance ID.
 func Pending(r *computebot.Request) Message {
-	return Plain(fmt.Sprintf(":hourglass_flowing_sand: `%s` is pending; I'll post its address as soon as it runs.", r.InstanceID))
+	return Plain(fmt.Sprintf(":hourglass_flowing_sand: `%s` is pending; I'll post its address as soon as it runs.", launchOf(r).InstanceID))
 }
 
 // SSHUser picks the login user: configured, or inferred from the AMI name.
@@ -211,43 +212,44 @@ func SSHUser(configured, imageName string) string {
 
 // Ready is the thread reply with everything needed to connect.
 func Ready(r *computebot.Request, sshUser, keyName string) Message {
+	l := launchOf(r)
 	var b strings.Builder
-	fmt.Fprintf(&b, ":white_check_mark: <@%s>, `%s` is running (`%s`, request `%s`).\n", r.Requester, r.InstanceID, r.InstanceType, r.ID)
-	if r.PublicIP != "" {
-		fmt.Fprintf(&b, "*Public IP:* `%s`\n", r.PublicIP)
+	fmt.Fprintf(&b, ":white_check_mark: %s, `%s` is running (`%s`, request `%s`).\n", User(r.Requester), l.InstanceID, l.InstanceType, r.ID)
+	if l.PublicIP != "" {
+		fmt.Fprintf(&b, "*Public IP:* `%s`\n", l.PublicIP)
 	}
-	b.WriteString(SSHLine(r.InstanceID, r.PublicIP, r.PrivateIP, sshUser, keyName))
+	b.WriteString(SSHLine(l.InstanceID, l.PublicIP, l.PrivateIP, sshUser, keyName))
 	text := strings.TrimRight(b.String(), "\n")
-	ends := r.DecidedAt.Add(r.Lease)
+	ends := r.DecidedAt.Add(l.Lease)
 	return Message{
-		Text: fmt.Sprintf("%s is running: %s", r.InstanceID, firstNonEmpty(r.PublicIP, r.PrivateIP)),
+		Text: fmt.Sprintf("%s is running: %s", l.InstanceID, firstNonEmpty(l.PublicIP, l.PrivateIP)),
 		Blocks: []Block{
 			{Kind: Section, Text: text},
-			{Kind: Context, Text: fmt.Sprintf("Lease ends %s.", SlackDate(ends))},
+			{Kind: Context, Text: fmt.Sprintf("Lease ends %s.", Date(ends))},
 		},
 	}
 }
 
-// Failed is the thread reply when a launch fails.
+// Failed is the thread reply when a launch or an approved invocation fails.
 func Failed(r *computebot.Request) Message {
 	what := "launch"
-	if r.Kind == computebot.KindLambda {
+	if r.Kind() == computebot.KindLambda {
 		what = "invocation"
 	}
-	return Plain(fmt.Sprintf(":x: <@%s>, the %s of request `%s` failed: %s", r.Requester, what, r.ID, r.Failure))
+	return Plain(fmt.Sprintf(":x: %s, the %s of request `%s` failed: %s", User(r.Requester), what, r.ID, r.Failure))
 }
 
 // Decision is the thread reply recording an approver's decision.
 func Decision(r *computebot.Request) Message {
 	if r.State == computebot.RequestDenied {
-		return Plain(fmt.Sprintf("Denied by <@%s>. Nothing was launched.", r.DecidedBy))
+		return Plain(fmt.Sprintf("Denied by %s. Nothing was launched.", User(r.DecidedBy)))
 	}
-	return Plain(fmt.Sprintf("Approved by <@%s>.", r.DecidedBy))
+	return Plain(fmt.Sprintf("Approved by %s.", User(r.DecidedBy)))
 }
 
 // Expired is the thread reply when an approval window passes.
 func Expired(r *computebot.Request) Message {
-	return Plain(fmt.Sprintf("Request `%s` expired: no approver decided before %s. Nothing was launched.", r.ID, SlackDate(r.ApprovalExpiresAt)))
+	return Plain(fmt.Sprintf("Request `%s` expired: no approver decided before %s. Nothing was launched.", r.ID, Date(r.ApprovalExpiresAt)))
 }
 
 func firstNonEmpty(s ...string) string {
@@ -266,20 +268,119 @@ func Status(r *computebot.Request) Message {
 	case computebot.RequestNew:
 		state = "being checked"
 	case computebot.RequestPending:
-		state = "waiting for an approver; the approval expires " + SlackDate(r.ApprovalExpiresAt)
+		state = "waiting for an approver; the approval expires " + Date(r.ApprovalExpiresAt)
 	case computebot.RequestApproved:
 		state = "approved, about to start"
-	case computebot.RequestLaunching:
+	case computebot.RequestExecuting:
 		state = "starting"
 	case computebot.RequestLaunched:
-		state = fmt.Sprintf("`%s` launched, waiting for it to run", r.InstanceID)
-	case computebot.RequestReady:
+		state = fmt.Sprintf("`%s` launched, waiting for it to run", launchOf(r).InstanceID)
+	case computebot.RequestDone:
 		state = "done"
-		if r.InstanceID != "" {
-			state = fmt.Sprintf("done: `%s` was launched", r.InstanceID)
+		if id := launchOf(r).InstanceID; id != "" {
+			state = fmt.Sprintf("done: `%s` was launched", id)
 		}
 	default:
 		state = strings.TrimPrefix(Outcome(r), ":no_entry: ")
 	}
-	return Plain(fmt.Sprintf("Request `%s` (<@%s>): %s.", r.ID, r.Requester, state))
+	return Plain(fmt.Sprintf("Request `%s` (%s): %s.", r.ID, User(r.Requester), state))
+}
+
+// StatusNotHere answers "@computebot status" outside a request's thread.
+func StatusNotHere() Message {
+	return Plain("Ask `@computebot status` in a request's thread to hear where that request stands. `/instances` lists your instances.")
+}
+
+// StatusNotARequest answers "@computebot status" in a thread that is not a
+// request's.
+func StatusNotARequest() Message {
+	return Plain("This thread is not one of my requests. Ask `@computebot status` in a request's thread.")
+}
+
+// CannotPost explains why a request (or an invocation's thread) could not
+// be posted: the bot is not in the channel (notInChannel), or Slack failed.
+func CannotPost(kind computebot.RequestKind, notInChannel bool) Message {
+	nothing, what := "nothing was launched", "your request"
+	if kind == computebot.KindLambda {
+		nothing, what = "nothing was invoked", "the invocation"
+	}
+	if notInChannel {
+		return Plain("I can't post in this channel: invite me first (`/invite @computebot`), then run the command again. " +
+			strings.ToUpper(nothing[:1]) + nothing[1:] + ".")
+	}
+	return Plain(fmt.Sprintf("I could not post %s in this channel, so %s. Please try again.", what, nothing))
+}
+
+// TypeLookupFailed refuses a request whose instance type EC2 did not
+// describe (why is the cloud's own explanation).
+func TypeLookupFailed(instanceType, why string) Message {
+	return Plain(fmt.Sprintf("I could not look up `%s`: %s Nothing was launched.", instanceType, why))
+}
+
+// ImageLookupFailed refuses a request whose AMI did not resolve.
+func ImageLookupFailed(imageRef, why string) Message {
+	return Plain(fmt.Sprintf("I could not use AMI `%s`: %s Nothing was launched.", imageRef, why))
+}
+
+// SaveFailed answers a command whose request could not be stored.
+func SaveFailed() Message {
+	return Plain("I could not save your request (internal error). Nothing changed; please try again.")
+}
+
+// UnknownRequest answers a click on a request this store has never seen.
+func UnknownRequest(id string) Message {
+	return Plain(fmt.Sprintf("I don't know request `%s`; it may come from another computebot installation.", id))
+}
+
+// ClickFailed answers a click the bot could not look up (its store failed).
+func ClickFailed() Message {
+	return Plain("Something went wrong on my side (internal error); please click again in a minute.")
+}
+
+// LookupBroke answers a question the bot's store could not answer.
+func LookupBroke() Message {
+	return Plain("I could not look that up (internal error); please try again.")
+}
+
+// DecisionNotSaved answers a click whose decision could not be stored.
+func DecisionNotSaved() Message {
+	return Plain("I could not record your decision (internal error); please click again.")
+}
+
+// AlreadyDecided answers a click on a request that is no longer pending.
+func AlreadyDecided(r *computebot.Request) Message {
+	switch r.State {
+	case computebot.RequestDenied:
+		return Plain(fmt.Sprintf("Request `%s` was already denied by %s.", r.ID, User(r.DecidedBy)))
+	case computebot.RequestExpired:
+		return Plain(fmt.Sprintf("Request `%s` has expired; %s can run `/launch` again.", r.ID, User(r.Requester)))
+	case computebot.RequestRefused, computebot.RequestNew:
+		return Plain(fmt.Sprintf("Request `%s` is not waiting for approval.", r.ID))
+	}
+	if r.AutoApproved {
+		return Plain(fmt.Sprintf("Request `%s` was auto-approved by policy.", r.ID))
+	}
+	return Plain(fmt.Sprintf("Request `%s` was already approved by %s.", r.ID, User(r.DecidedBy)))
+}
+
+// ClickedTooLate answers an Approve or Deny after the approval window.
+func ClickedTooLate(r *computebot.Request, approve bool) Message {
+	done := "denied"
+	if approve {
+		done = "approved"
+	}
+	return Plain(fmt.Sprintf("Request `%s` expired at %s, so it can't be %s. Nothing was done; %s can ask again.",
+		r.ID, Date(r.ApprovalExpiresAt), done, User(r.Requester)))
+}
+
+// TerminatedBeforeRunning is the failure of a launch whose instance ended
+// before it ran.
+func TerminatedBeforeRunning(instanceID, state string) string {
+	return fmt.Sprintf("`%s` was terminated before it started running (state %s). Nothing is running; try again or pick another type.", instanceID, state)
+}
+
+// NotRunningInTime is the failure of a launch whose instance did not run
+// within the wait.
+func NotRunningInTime(instanceID string, wait time.Duration) string {
+	return fmt.Sprintf("`%s` did not reach running within %s. It may still start; check it in the EC2 console.", instanceID, wait)
 }

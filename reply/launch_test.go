@@ -21,7 +21,7 @@ func TestPrice(t *testing.T) {
 		{0, false, time.Hour, "price unknown"},
 	}
 	for _, tc := range cases {
-		r := &computebot.Request{PricePerHour: tc.perHour, PriceKnown: tc.known, Lease: tc.lease}
+		r := &computebot.LaunchRequest{PricePerHour: tc.perHour, PriceKnown: tc.known, Lease: tc.lease}
 		if got := Price(r); got != tc.want {
 			t.Errorf("Price(%v/h, %v) = %q, want %q", tc.perHour, tc.lease, got, tc.want)
 		}

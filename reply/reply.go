@@ -1,8 +1,15 @@
-// Package reply is the platform-neutral shape of everything the bot says:
-// the approval flow builds these, and package bot renders them to Block Kit
-// in one place. Text uses Slack mrkdwn (*bold*, `code`, <@U…> mentions),
-// which is what every chat target computebot speaks today.
+// Package reply is every word the bot says, in a platform-neutral shape:
+// the workflows (flow/) build these messages from facts (requests,
+// instances, policy refusals, idle notices), and package bot renders them to
+// Block Kit in one place.
+//
+// Text uses a light markup that Slack's mrkdwn and the demo's terminal both
+// read: *bold*, `code`, ```preformatted``` and :emoji: shortcodes. People,
+// user groups and times are elements (User, Group, Date in markup.go), never
+// chat syntax: each renderer gives them its own form, and escapes the rest.
 package reply
+
+import "fmt"
 
 // Kind is the kind of a block.
 type Kind string
@@ -59,4 +66,19 @@ type Confirm struct {
 // Plain is a message of one text section.
 func Plain(text string) Message {
 	return Message{Text: text, Blocks: []Block{{Kind: Section, Text: text}}}
+}
+
+// CannotRun answers a command that has no workflow (a bug, or a command
+// from a newer version).
+func CannotRun(command string) Message {
+	return Plain(fmt.Sprintf("I can't run `%s` here. Try `/computebot help`.", command))
+}
+
+// IdleNotRunning answers a notice button or /computebot idle when the idle
+// scheduler is off.
+func IdleNotRunning() Message { return Plain("The idle scheduler is not running.") }
+
+// IdleReportFailed answers /computebot idle when the report could not be built.
+func IdleReportFailed(why string) Message {
+	return Plain("I could not build the idle report: " + why)
 }

@@ -16,20 +16,24 @@ import (
 // benchRequest is a realistic request as persisted on the ack path.
 func benchRequest(id string) *computebot.Request {
 	return &computebot.Request{
-		ID:           id,
-		Requester:    "U0ANA",
-		ChannelID:    "C0DATASCI",
-		ResponseURL:  "https://hooks.slack.com/commands/T000/1234567890/abcdefghijklmnopqrstuvwx",
-		InstanceType: "t2.micro",
-		ImageRef:     "resolve:ssm:/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64",
-		Reason:       "feature engineering",
-		Lease:        4 * time.Hour,
-		State:        computebot.RequestNew,
+		ID:          id,
+		Requester:   "U0ANA",
+		ChannelID:   "C0DATASCI",
+		ResponseURL: "https://hooks.slack.com/commands/T000/1234567890/abcdefghijklmnopqrstuvwx",
+		State:       computebot.RequestNew,
+		Launch: &computebot.LaunchRequest{
+			InstanceType: "t2.micro",
+			ImageRef:     "resolve:ssm:/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64",
+			Reason:       "feature engineering",
+			Lease:        4 * time.Hour,
+		},
 	}
 }
 
 // latencies collects per-operation durations and reports p50 and p99, the
-// figures the ack-latency target is stated in.
+// figures the ack-latency target is stated in, and the maximum, which
+// shows the disk's own stalls (an fsync now and then takes tens of
+// milliseconds on a shared virtual disk, whatever bbolt does).
 type latencies struct {
 	mu sync.Mutex
 	d  []time.Duration
@@ -41,22 +45,20 @@ func (l *latencies) add(d time.Duration) {
 	l.mu.Unlock()
 }
 
-func (l *latencies) report(b *testing.B) { l.reportAs(b, "") }
-
-// reportAs reports p50 and p99 under the given metric prefix.
-func (l *latencies) reportAs(b *testing.B, prefix string) {
+func (l *latencies) report(b *testing.B) {
 	if len(l.d) == 0 {
 		return
 	}
 	slices.Sort(l.d)
 	p := func(q float64) float64 { return float64(l.d[int(q*float64(len(l.d)-1))].Nanoseconds()) }
-	b.ReportMetric(p(0.50), prefix+"p50-ns")
-	b.ReportMetric(p(0.99), prefix+"p99-ns")
+	b.ReportMetric(p(0.50), "p50-ns")
+	b.ReportMetric(p(0.99), "p99-ns")
+	b.ReportMetric(float64(l.d[len(l.d)-1].Nanoseconds()), "max-ns")
 }
 
 // BenchmarkCreateRequest is one writer creating requests back to back:
-// every op appends one journal record (one write(2), no fsync) while the
-// committer moves earlier ones into bbolt in group commits alongside.
+// every op is a lone durable commit (maxBatchDelay, then two fdatasyncs),
+// the floor of what CreateRequest adds to an ack.
 func BenchmarkCreateRequest(b *testing.B) {
 	db := openAt(b, filepath.Join(b.TempDir(), "computebot.db"))
 	ctx := b.Context()
@@ -74,9 +76,9 @@ func BenchmarkCreateRequest(b *testing.B) {
 }
 
 // BenchmarkCreateRequestParallel is 8 concurrent writers (a burst of
-// /launch commands, far beyond the ack target's 200/s: it saturates the
-// CPUs, so its p99 is mostly waiting for one): appends are serialized by
-// the journal's mutex, and commits run alongside.
+// /launch commands, far beyond the ack target's 200/s): writes that meet
+// within maxBatchDelay, or while a commit is in flight, share a commit, so
+// throughput grows with the writers while each still waits for its fsync.
 func BenchmarkCreateRequestParallel(b *testing.B) {
 	const writers = 8
 	db := openAt(b, filepath.Join(b.TempDir(), "computebot.db"))
@@ -104,17 +106,15 @@ func BenchmarkCreateRequestParallel(b *testing.B) {
 // latency target: requests arriving open-loop at 200/s, each in its own
 // goroutine as envelopes would. ns/op is just the 5 ms pacing; the figures
 // that matter are p50-ns and p99-ns, the time one CreateRequest adds to an
-// ack. Then, as the bot's worker does right after the ack, each goroutine
-// reads its request back, which waits for its commit: committed-p50/p99-ns
-// are from the start of CreateRequest to the request being durably in
-// bbolt, the window in which a machine crash (not a process crash) could
-// lose it.
+// ack, until the request is durably committed (it is readable at once:
+// each goroutine reads it back, as the bot's worker does right after the
+// ack, and fails should it be missing).
 func BenchmarkCreateRequestAt200PerSecond(b *testing.B) {
 	db := openAt(b, filepath.Join(b.TempDir(), "computebot.db"))
 	ctx := b.Context()
 	var (
-		lat, committed latencies
-		wg             sync.WaitGroup
+		lat latencies
+		wg  sync.WaitGroup
 	)
 	tick := time.NewTicker(5 * time.Millisecond)
 	defer tick.Stop()
@@ -132,17 +132,15 @@ func BenchmarkCreateRequestAt200PerSecond(b *testing.B) {
 			lat.add(time.Since(start))
 			if _, err := db.Request(ctx, id); err != nil {
 				b.Error(err)
-				return
 			}
-			committed.add(time.Since(start))
 		})
 	}
 	wg.Wait()
 	lat.report(b)
-	committed.reportAs(b, "committed-")
 }
 
-// BenchmarkUpdateRequest is the approval compare-and-set.
+// BenchmarkUpdateRequest is the approval compare-and-set: a read, fn, and
+// a lone durable commit that checks the version.
 func BenchmarkUpdateRequest(b *testing.B) {
 	db := openAt(b, filepath.Join(b.TempDir(), "computebot.db"))
 	ctx := b.Context()
@@ -158,6 +156,23 @@ func BenchmarkUpdateRequest(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkKVUpdateParallel is 8 writers incrementing one counter with
+// Update: every lost race costs a re-read and another commit.
+func BenchmarkKVUpdateParallel(b *testing.B) {
+	db := openAt(b, filepath.Join(b.TempDir(), "computebot.db"))
+	ctx := b.Context()
+	b.SetParallelism((8 + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0))
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			var n int
+			if err := db.Update(ctx, "bench", "counter", &n, func(bool) error { n++; return nil }); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
 }
 
 // BenchmarkRequest is a read: no commit, no fsync.

@@ -1,10 +1,12 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 
 	"github.com/computebot/computebot"
 	bolt "go.etcd.io/bbolt"
@@ -13,7 +15,8 @@ import (
 // The key/value API holds small state that does not deserve its own schema
 // (caches, de-duplication markers, schedules' last runs…). Values are JSON.
 // Each named bucket is a nested bucket under "kv", created on first write,
-// so callers cannot collide with the request and audit buckets.
+// so callers cannot collide with the request and audit buckets. Every
+// write is durable when it returns (see the package doc).
 
 // Get decodes the value stored under key in bucket into v (as
 // json.Unmarshal does). The error wraps computebot.ErrNotFound when the
@@ -22,7 +25,7 @@ func (db *DB) Get(ctx context.Context, bucket, key string, v any) error {
 	if err := checkKV(ctx, bucket, key); err != nil {
 		return fmt.Errorf("store: get %s/%s: %w", bucket, key, err)
 	}
-	err := db.bolt.View(func(tx *bolt.Tx) error {
+	err := db.view(func(tx *bolt.Tx) error {
 		b := tx.Bucket(kvBucket).Bucket([]byte(bucket))
 		if b == nil {
 			return computebot.ErrNotFound
@@ -40,42 +43,150 @@ func (db *DB) Get(ctx context.Context, bucket, key string, v any) error {
 	return nil
 }
 
-// Put stores v (JSON-encoded) under key in bucket, replacing any value.
-func (db *DB) Put(ctx context.Context, bucket, key string, v any) error {
-	return db.put(ctx, "put", bucket, key, v, true)
-}
-
 // Create stores v under key in bucket only if the key is absent; otherwise
 // the error wraps computebot.ErrExists and the stored value is unchanged.
 // The check and the write are one transaction, so of concurrent Creates of
 // the same key exactly one succeeds: the building block for "first time
 // we see this envelope ID" de-duplication.
+//
+// There is no blind Put: a read-modify-write through Get and a Put would
+// lose whatever was written in between; Update is the one way to replace
+// a value.
 func (db *DB) Create(ctx context.Context, bucket, key string, v any) error {
-	return db.put(ctx, "create", bucket, key, v, false)
-}
-
-func (db *DB) put(ctx context.Context, verb, bucket, key string, v any, replace bool) error {
 	if err := checkKV(ctx, bucket, key); err != nil {
-		return fmt.Errorf("store: %s %s/%s: %w", verb, bucket, key, err)
+		return fmt.Errorf("store: create %s/%s: %w", bucket, key, err)
 	}
 	val, err := json.Marshal(v)
 	if err != nil {
-		return fmt.Errorf("store: %s %s/%s: %w", verb, bucket, key, err)
+		return fmt.Errorf("store: create %s/%s: %w", bucket, key, err)
 	}
-	err = db.w.do(func(tx *bolt.Tx) error {
-		b, err := tx.Bucket(kvBucket).CreateBucketIfNotExists([]byte(bucket))
+	var refused error
+	err = db.write(func(tx *bolt.Tx) error {
+		refused = nil // a rerun decides afresh
+		// Check first: a refused Create changes nothing, not even the
+		// bucket's existence, since the transaction commits (see DB.write).
+		kv := tx.Bucket(kvBucket)
+		if b := kv.Bucket([]byte(bucket)); b != nil && b.Get([]byte(key)) != nil {
+			refused = computebot.ErrExists
+			return nil
+		}
+		b, err := kv.CreateBucketIfNotExists([]byte(bucket))
 		if err != nil {
 			return err
 		}
-		if !replace && b.Get([]byte(key)) != nil {
-			return computebot.ErrExists
-		}
 		return b.Put([]byte(key), val)
 	})
+	if err == nil {
+		err = refused
+	}
 	if err != nil {
-		return fmt.Errorf("store: %s %s/%s: %w", verb, bucket, key, err)
+		return fmt.Errorf("store: create %s/%s: %w", bucket, key, err)
 	}
 	return nil
+}
+
+// Update is a compare-and-set on one key: a read-modify-write that no
+// concurrent write can slip into. v must be a non-nil pointer. Update sets
+// *v to its zero value, decodes the stored value into v when the key
+// exists (found is true), calls fn(found), then stores v, JSON-encoded, in
+// place of the value it read, provided that value is still the stored one;
+// when it is not (a concurrent write won), it starts over, zeroing and
+// decoding again. So fn sees the latest value; and it may run more than
+// once, so it must decide from v alone and do nothing but change v.
+//
+// When fn returns computebot.ErrDeleteKey (or an error wrapping it), the
+// key is deleted instead (if present) and Update returns nil: a
+// conditional delete. Any other error from fn aborts (nothing is written)
+// and is returned unchanged, unwrapped. A missing bucket is a missing key
+// (found is false); storing creates it.
+//
+// fn runs outside any transaction, and no lock held by this process makes
+// Update correct: the compare on the stored value does, as a conditional
+// write would in a shared store. When v encodes to exactly the value read,
+// nothing is written (the result is the same).
+func (db *DB) Update(ctx context.Context, bucket, key string, v any, fn func(found bool) error) error {
+	if err := checkKV(ctx, bucket, key); err != nil {
+		return fmt.Errorf("store: update %s/%s: %w", bucket, key, err)
+	}
+	pv := reflect.ValueOf(v)
+	if pv.Kind() != reflect.Pointer || pv.IsNil() {
+		return fmt.Errorf("store: update %s/%s: v must be a non-nil pointer, not %T", bucket, key, v)
+	}
+	bname, k := []byte(bucket), []byte(key)
+	for attempt := 1; ; attempt++ {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("store: update %s/%s: %w", bucket, key, err)
+		}
+		if attempt > maxAttempts {
+			return fmt.Errorf("store: update %s/%s: lost the race %d times: %w", bucket, key, maxAttempts, computebot.ErrConflict)
+		}
+		var read []byte // a copy of the stored value; nil when absent
+		err := db.view(func(tx *bolt.Tx) error {
+			if b := tx.Bucket(kvBucket).Bucket(bname); b != nil {
+				if val := b.Get(k); val != nil {
+					read = bytes.Clone(val)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("store: update %s/%s: %w", bucket, key, err)
+		}
+		found := read != nil
+		pv.Elem().SetZero()
+		if found {
+			if err := json.Unmarshal(read, v); err != nil {
+				return fmt.Errorf("store: update %s/%s: decode: %w", bucket, key, err)
+			}
+		}
+		del := false
+		if err := fn(found); errors.Is(err, computebot.ErrDeleteKey) {
+			del = true
+		} else if err != nil {
+			return err
+		}
+		var val []byte
+		if !del {
+			if val, err = json.Marshal(v); err != nil {
+				return fmt.Errorf("store: update %s/%s: %w", bucket, key, err)
+			}
+		}
+		// Nothing to change: deleting an absent key, or storing the value
+		// that is there. The outcome is as if written when read.
+		if (del && !found) || (!del && found && bytes.Equal(val, read)) {
+			return nil
+		}
+		lost := false
+		err = db.write(func(tx *bolt.Tx) error {
+			lost = false // a rerun decides afresh
+			kv := tx.Bucket(kvBucket)
+			b := kv.Bucket(bname)
+			var cur []byte
+			if b != nil {
+				cur = b.Get(k)
+			}
+			if (cur != nil) != found || !bytes.Equal(cur, read) {
+				lost = true
+				return nil // see DB.write
+			}
+			if del {
+				return b.Delete(k) // found, so b exists
+			}
+			b, err := kv.CreateBucketIfNotExists(bname)
+			if err != nil {
+				return err
+			}
+			return b.Put(k, val)
+		})
+		if err == nil && lost {
+			db.log.Debug("key changed concurrently; deciding again", "bucket", bucket, "key", key, "attempt", attempt)
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("store: update %s/%s: %w", bucket, key, err)
+		}
+		return nil
+	}
 }
 
 // Delete removes key from bucket. Deleting an absent key is not an error,
@@ -84,7 +195,7 @@ func (db *DB) Delete(ctx context.Context, bucket, key string) error {
 	if err := checkKV(ctx, bucket, key); err != nil {
 		return fmt.Errorf("store: delete %s/%s: %w", bucket, key, err)
 	}
-	err := db.w.do(func(tx *bolt.Tx) error {
+	err := db.write(func(tx *bolt.Tx) error {
 		b := tx.Bucket(kvBucket).Bucket([]byte(bucket))
 		if b == nil {
 			return nil
@@ -124,7 +235,7 @@ func (db *DB) List(ctx context.Context, bucket string, fn func(key string, raw [
 		return fmt.Errorf("store: list %s: %w", bucket, err)
 	}
 	var fnErr error
-	err := db.bolt.View(func(tx *bolt.Tx) error {
+	err := db.view(func(tx *bolt.Tx) error {
 		b := tx.Bucket(kvBucket).Bucket([]byte(bucket))
 		if b == nil {
 			return nil

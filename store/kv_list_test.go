@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"sync"
 	"testing"
 )
 
@@ -38,12 +39,21 @@ func TestKVList(t *testing.T) {
 	if got := list("missing"); len(got) != 0 {
 		t.Fatalf("missing bucket: %v", got)
 	}
-	for i := range 3000 {
-		if err := db.Put(ctx, "many", fmt.Sprintf("k%05d", i), i); err != nil {
-			t.Fatal(err)
-		}
+	// Many writers, so that the 3000 durable writes share commits instead
+	// of taking one (and a batch delay) each.
+	var wg sync.WaitGroup
+	for w := range 50 {
+		wg.Go(func() {
+			for i := w; i < 3000; i += 50 {
+				if err := set(ctx, db, "many", fmt.Sprintf("k%05d", i), i); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
 	}
-	if err := db.Put(ctx, "other", "k00001", -1); err != nil {
+	wg.Wait()
+	if err := set(ctx, db, "other", "k00001", -1); err != nil {
 		t.Fatal(err)
 	}
 	if err := db.Delete(ctx, "many", "k00002"); err != nil {

@@ -6,21 +6,39 @@ import (
 	"github.com/computebot/computebot"
 )
 
-// requestRecord is the stored form of a computebot.Request (schema 1).
+// requestRecord is the stored form of a computebot.Request (schema 2).
 // It is a separate type with explicit JSON names so that renaming a field
 // of the domain type cannot silently orphan data already on disk; the
-// round-trip test fills every field of Request by reflection, so a field
-// added there but forgotten here fails the tests.
+// round-trip test fills every field of Request (nested payloads included)
+// by reflection, so a field added there but forgotten here fails the tests.
 //
-// Times are stored in UTC; omitzero keeps unset times out of the record.
+// The kind is not stored: it follows from which payload is present, as
+// Request.Kind derives it. Times are stored in UTC; omitzero keeps unset
+// times out of the record, omitempty an absent payload.
 type requestRecord struct {
 	ID          string `json:"id"`
-	Kind        string `json:"kind,omitempty"`
 	Requester   string `json:"requester,omitempty"`
 	ChannelID   string `json:"channel_id,omitempty"`
 	ResponseURL string `json:"response_url,omitempty"`
 	MessageTS   string `json:"message_ts,omitempty"`
 
+	State string `json:"state"`
+	// Version is what UpdateRequest compares before it saves; see there.
+	Version           int64     `json:"version"`
+	AutoApproved      bool      `json:"auto_approved,omitempty"`
+	DecidedBy         string    `json:"decided_by,omitempty"`
+	DecidedAt         time.Time `json:"decided_at,omitzero"`
+	CreatedAt         time.Time `json:"created_at,omitzero"`
+	ApprovalExpiresAt time.Time `json:"approval_expires_at,omitzero"`
+	UpdatedAt         time.Time `json:"updated_at,omitzero"`
+	Failure           string    `json:"failure,omitempty"`
+
+	Launch *launchRecord `json:"launch,omitempty"`
+	Lambda *lambdaRecord `json:"lambda,omitempty"`
+}
+
+// launchRecord is the stored form of a computebot.LaunchRequest.
+type launchRecord struct {
 	InstanceType string        `json:"instance_type,omitempty"`
 	ImageRef     string        `json:"image_ref,omitempty"`
 	ImageID      string        `json:"image_id,omitempty"`
@@ -35,99 +53,80 @@ type requestRecord struct {
 	PricePerHour float64 `json:"price_per_hour,omitempty"`
 	PriceKnown   bool    `json:"price_known,omitempty"`
 
-	State             computebot.RequestState `json:"state"`
-	AutoApproved      bool                    `json:"auto_approved,omitempty"`
-	DecidedBy         string                  `json:"decided_by,omitempty"`
-	DecidedAt         time.Time               `json:"decided_at,omitzero"`
-	CreatedAt         time.Time               `json:"created_at,omitzero"`
-	ApprovalExpiresAt time.Time               `json:"approval_expires_at,omitzero"`
-	UpdatedAt         time.Time               `json:"updated_at,omitzero"`
-
 	InstanceID string `json:"instance_id,omitempty"`
 	PublicIP   string `json:"public_ip,omitempty"`
 	PrivateIP  string `json:"private_ip,omitempty"`
-	Failure    string `json:"failure,omitempty"`
+}
 
+// lambdaRecord is the stored form of a computebot.LambdaRequest.
+type lambdaRecord struct {
 	Function string `json:"function,omitempty"`
 	Payload  string `json:"payload,omitempty"`
 	Async    bool   `json:"async,omitempty"`
 }
 
 func toRequestRecord(r *computebot.Request) requestRecord {
-	return requestRecord{
+	rec := requestRecord{
 		ID:                r.ID,
-		Kind:              string(r.Kind),
-		Function:          r.Function,
-		Payload:           r.Payload,
-		Async:             r.Async,
 		Requester:         r.Requester,
 		ChannelID:         r.ChannelID,
 		ResponseURL:       r.ResponseURL,
 		MessageTS:         r.MessageTS,
-		InstanceType:      r.InstanceType,
-		ImageRef:          r.ImageRef,
-		ImageID:           r.ImageID,
-		ImageName:         r.ImageName,
-		ImageRoot:         r.ImageRoot,
-		Name:              r.Name,
-		Reason:            r.Reason,
-		Lease:             r.Lease,
-		VCPUs:             r.VCPUs,
-		MemoryMiB:         r.MemoryMiB,
-		PricePerHour:      r.PricePerHour,
-		PriceKnown:        r.PriceKnown,
-		State:             r.State,
+		State:             string(r.State),
+		Version:           r.Version,
 		AutoApproved:      r.AutoApproved,
 		DecidedBy:         r.DecidedBy,
 		DecidedAt:         r.DecidedAt.UTC(),
 		CreatedAt:         r.CreatedAt.UTC(),
 		ApprovalExpiresAt: r.ApprovalExpiresAt.UTC(),
 		UpdatedAt:         r.UpdatedAt.UTC(),
-		InstanceID:        r.InstanceID,
-		PublicIP:          r.PublicIP,
-		PrivateIP:         r.PrivateIP,
 		Failure:           r.Failure,
 	}
+	// Conversions, not field-by-field copies: Go converts between struct
+	// types whose fields match (tags aside), so a field added to the
+	// domain type but not to its record does not compile.
+	if r.Launch != nil {
+		l := launchRecord(*r.Launch)
+		rec.Launch = &l
+	}
+	if r.Lambda != nil {
+		l := lambdaRecord(*r.Lambda)
+		rec.Lambda = &l
+	}
+	return rec
 }
 
+// request returns a new Request, sharing no memory with rec.
 func (rec *requestRecord) request() *computebot.Request {
-	return &computebot.Request{
+	r := &computebot.Request{
 		ID:                rec.ID,
-		Kind:              computebot.RequestKind(rec.Kind),
-		Function:          rec.Function,
-		Payload:           rec.Payload,
-		Async:             rec.Async,
 		Requester:         rec.Requester,
 		ChannelID:         rec.ChannelID,
 		ResponseURL:       rec.ResponseURL,
 		MessageTS:         rec.MessageTS,
-		InstanceType:      rec.InstanceType,
-		ImageRef:          rec.ImageRef,
-		ImageID:           rec.ImageID,
-		ImageName:         rec.ImageName,
-		ImageRoot:         rec.ImageRoot,
-		Name:              rec.Name,
-		Reason:            rec.Reason,
-		Lease:             rec.Lease,
-		VCPUs:             rec.VCPUs,
-		MemoryMiB:         rec.MemoryMiB,
-		PricePerHour:      rec.PricePerHour,
-		PriceKnown:        rec.PriceKnown,
-		State:             rec.State,
+		State:             computebot.RequestState(rec.State),
+		Version:           rec.Version,
 		AutoApproved:      rec.AutoApproved,
 		DecidedBy:         rec.DecidedBy,
 		DecidedAt:         rec.DecidedAt,
 		CreatedAt:         rec.CreatedAt,
 		ApprovalExpiresAt: rec.ApprovalExpiresAt,
 		UpdatedAt:         rec.UpdatedAt,
-		InstanceID:        rec.InstanceID,
-		PublicIP:          rec.PublicIP,
-		PrivateIP:         rec.PrivateIP,
 		Failure:           rec.Failure,
 	}
+	if rec.Launch != nil {
+		l := computebot.LaunchRequest(*rec.Launch)
+		r.Launch = &l
+	}
+	if rec.Lambda != nil {
+		l := computebot.LambdaRequest(*rec.Lambda)
+		r.Lambda = &l
+	}
+	return r
 }
 
-// auditRecord is the stored form of a computebot.AuditEntry (schema 1).
+// auditRecord is the stored form of a computebot.AuditEntry (unchanged
+// since schema 1).
 type auditRecord struct {
 	Time      time.Time `json:"time,omitzero"`
 	Actor     string    `json:"actor,omitempty"`
@@ -139,25 +138,9 @@ type auditRecord struct {
 }
 
 func toAuditRecord(e computebot.AuditEntry) auditRecord {
-	return auditRecord{
-		Time:      e.Time.UTC(),
-		Actor:     e.Actor,
-		Action:    e.Action,
-		RequestID: e.RequestID,
-		Target:    e.Target,
-		Result:    e.Result,
-		Detail:    e.Detail,
-	}
+	rec := auditRecord(e) // a conversion: see toRequestRecord
+	rec.Time = e.Time.UTC()
+	return rec
 }
 
-func (rec *auditRecord) entry() computebot.AuditEntry {
-	return computebot.AuditEntry{
-		Time:      rec.Time,
-		Actor:     rec.Actor,
-		Action:    rec.Action,
-		RequestID: rec.RequestID,
-		Target:    rec.Target,
-		Result:    rec.Result,
-		Detail:    rec.Detail,
-	}
-}
+func (rec *auditRecord) entry() computebot.AuditEntry { return computebot.AuditEntry(*rec) }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/computebot/computebot/bot"
+	"github.com/computebot/computebot/flow"
 	"github.com/computebot/computebot/internal/fakeslack"
 )
 
@@ -27,10 +28,11 @@ func BenchmarkAckLatency(b *testing.B) {
 	)
 	var mu sync.Mutex
 	var inBot []time.Duration
-	bed := newBed(b, withBotOptions(func(o *bot.Options) {
-		o.CallTimeout = 30 * time.Second
-		o.OnAck = func(_ string, d time.Duration) { mu.Lock(); inBot = append(inBot, d); mu.Unlock() }
-	}))
+	bed := newBedWith(b, func(m *Main) {
+		m.WrapObserver = func(o bot.Observer) bot.Observer {
+			return ackTimes{o, func(d time.Duration) { mu.Lock(); inBot = append(inBot, d); mu.Unlock() }}
+		}
+	}, withTimings(func(o *flow.Options) { o.CallTimeout = 30 * time.Second }))
 	bed.aws.SetLatency("", 2*time.Second)
 	var lat []time.Duration
 	b.ResetTimer()
@@ -80,7 +82,7 @@ func BenchmarkAckLatency(b *testing.B) {
 //	go test -run '^$' -bench RunningToReply -benchtime 1x ./cmd/computebot/
 func BenchmarkRunningToReply(b *testing.B) {
 	const launches = 10
-	bed := newBed(b, withBotOptions(func(o *bot.Options) { o.PollInterval = 0 }), // the default
+	bed := newBed(b, withTimings(func(o *flow.Options) { o.PollInterval = 0 }), // the default
 		withConfig(strings.Replace(baseConfig, "max_running_per_user: 3", "max_running_per_user: 100", 1)))
 	const pending = 2500 * time.Millisecond
 	bed.aws.SetRunningDelay(pending)
@@ -126,6 +128,17 @@ func BenchmarkRunningToReply(b *testing.B) {
 	b.ReportMetric(ms(percentile(delays, 50)), "p50-ms")
 	b.ReportMetric(ms(delays[len(delays)-1]), "max-ms")
 	b.ReportMetric(float64(len(delays)), "instances")
+}
+
+// ackTimes records each ack's latency inside the bot, besides observing it.
+type ackTimes struct {
+	bot.Observer
+	add func(time.Duration)
+}
+
+func (a ackTimes) Ack(envelopeType string, d time.Duration) {
+	a.add(d)
+	a.Observer.Ack(envelopeType, d)
 }
 
 func readyReplies(bed *bed) int {

@@ -9,10 +9,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/slack-go/slack"
-
 	"github.com/computebot/computebot"
 	"github.com/computebot/computebot/aws"
+	"github.com/computebot/computebot/bot"
 	"github.com/computebot/computebot/config"
 )
 
@@ -166,48 +165,34 @@ func checkSlack(ctx context.Context, r *checkReport, timeout time.Duration, botT
 		r.fail("slack tokens", err)
 		return
 	}
-	if apiURL == "" {
-		apiURL = slack.APIURL
-	}
+	chat := bot.NewChat(bot.ChatOptions{APIURL: apiURL, BotToken: botToken, AppToken: appToken})
 
 	bctx, cancel := context.WithTimeout(ctx, timeout)
-	auth, err := slack.New(botToken, slack.OptionAPIURL(apiURL)).AuthTestContext(bctx)
+	id, err := chat.CheckBotToken(bctx)
 	cancel()
 	if err != nil {
-		r.failf("slack bot token", "auth.test refused SLACK_BOT_TOKEN: %s", slackErrorDetail(err))
+		r.failf("slack bot token", "auth.test refused SLACK_BOT_TOKEN: %s", tokenDetail(err))
 	} else {
-		r.pass("slack bot token", "auth.test: bot %s (%s) in workspace %s (%s)", auth.User, auth.UserID, auth.Team, auth.TeamID)
+		r.pass("slack bot token", "auth.test: bot %s (%s) in workspace %s (%s)", id.User, id.UserID, id.Team, id.TeamID)
 	}
 
 	actx, cancel := context.WithTimeout(ctx, timeout)
-	// apps.connections.open only hands out a socket URL; it is not dialled.
-	_, _, err = slack.New("", slack.OptionAPIURL(apiURL), slack.OptionAppLevelToken(appToken)).StartSocketModeContext(actx)
+	err = chat.CheckAppToken(actx)
 	cancel()
 	if err != nil {
-		r.failf("slack app token", "apps.connections.open refused SLACK_APP_TOKEN: %s", slackErrorDetail(err))
+		r.failf("slack app token", "apps.connections.open refused SLACK_APP_TOKEN: %s", tokenDetail(err))
 	} else {
 		r.pass("slack app token", "apps.connections.open accepted it (socket mode is enabled; no socket was opened)")
 	}
 }
 
-// slackErrorDetail explains the Slack error codes an operator is likely to
-// meet here.
-func slackErrorDetail(err error) string {
-	msg := err.Error()
-	hints := map[string]string{
-		"invalid_auth":           "the token is not valid (revoked, mistyped or from another app)",
-		"not_authed":             "no token reached Slack",
-		"account_inactive":       "the token belongs to a deleted user or an uninstalled app",
-		"token_revoked":          "the token was revoked",
-		"not_allowed_token_type": "wrong kind of token (bot token xoxb-… vs app-level token xapp-…)",
-		"missing_scope":          "the token lacks a scope (the app token needs connections:write)",
+// tokenDetail is Slack's error code and what it means, when Slack answered.
+func tokenDetail(err error) string {
+	var te *bot.TokenError
+	if errors.As(err, &te) {
+		return te.Error()
 	}
-	for code, hint := range hints {
-		if strings.Contains(msg, code) {
-			return code + ": " + hint
-		}
-	}
-	return msg
+	return err.Error()
 }
 
 // checkAWS checks identity, resources and launch permission, in the order

@@ -1,3 +1,5 @@
+//go:build !nodemo
+
 package main
 
 // computebot demo: the real bot (Main, with the same bot, commands, aws and
@@ -22,8 +24,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/computebot/computebot/bot"
 	"github.com/computebot/computebot/commands"
+	"github.com/computebot/computebot/flow"
 	"github.com/computebot/computebot/internal/fakeaws"
 	"github.com/computebot/computebot/internal/fakeslack"
 )
@@ -185,7 +187,7 @@ func startDemo(out io.Writer, interactive bool) (d *demo, err error) {
 		"SLACK_API_URL":   d.slack.APIURL(),
 	}
 	m.Getenv = func(k string) string { return env[k] }
-	m.BotOptions = bot.Options{PollInterval: 100 * time.Millisecond, RetryBackoff: 50 * time.Millisecond,
+	m.Timings = flow.Options{PollInterval: 100 * time.Millisecond, RetryBackoff: 50 * time.Millisecond,
 		ShutdownTimeout: 5 * time.Second, NoticeInterval: 50 * time.Millisecond}
 	m.IdleCheckEvery = time.Second
 	// No operations endpoint in the demo: it must start on a machine where

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/computebot/computebot"
-	"github.com/computebot/computebot/bot"
+	"github.com/computebot/computebot/flow"
 	"github.com/computebot/computebot/internal/fakeaws"
 	"github.com/computebot/computebot/internal/fakeslack"
 	"github.com/computebot/computebot/store"
@@ -53,7 +53,7 @@ type bed struct {
 	cfg    string
 	main   *Main
 	stderr *syncBuffer
-	opts   bot.Options
+	opts   flow.Options
 	seen   map[string]bool // requests a helper already returned
 	tune   func(*Main)
 }
@@ -63,8 +63,8 @@ type bedOption func(*bed)
 // withConfig replaces the YAML (%s is the store path).
 func withConfig(yaml string) bedOption { return func(b *bed) { b.cfg = yaml } }
 
-// withBotOptions tightens timings.
-func withBotOptions(f func(*bot.Options)) bedOption { return func(b *bed) { f(&b.opts) } }
+// withTimings tightens the workflows' timings.
+func withTimings(f func(*flow.Options)) bedOption { return func(b *bed) { f(&b.opts) } }
 
 func newBed(t testing.TB, opts ...bedOption) *bed {
 	t.Helper()
@@ -130,7 +130,7 @@ func (b *bed) start() {
 	m := NewMain()
 	m.Getenv = b.env
 	m.Stderr = b.stderr
-	m.BotOptions = b.opts
+	m.Timings = b.opts
 	m.Listen = "127.0.0.1:0" // /healthz, /readyz, /metrics on a free port (ListenAddr)
 	if b.tune != nil {
 		b.tune(m)

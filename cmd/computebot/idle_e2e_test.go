@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/computebot/computebot/bot"
+	"github.com/computebot/computebot/flow"
 	"github.com/computebot/computebot/internal/fakeaws"
 	"github.com/computebot/computebot/internal/fakeslack"
 )
@@ -30,7 +30,7 @@ idle:
 `
 
 func newIdleBed(t testing.TB, opts ...bedOption) *bed {
-	opts = append([]bedOption{withConfig(idleConfig), withBotOptions(func(o *bot.Options) { o.NoticeInterval = 5 * time.Millisecond })}, opts...)
+	opts = append([]bedOption{withConfig(idleConfig), withTimings(func(o *flow.Options) { o.NoticeInterval = 5 * time.Millisecond })}, opts...)
 	b := newBedWith(t, func(m *Main) { m.IdleCheckEvery = 100 * time.Millisecond }, opts...)
 	return b
 }

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/computebot/computebot"
-	"github.com/computebot/computebot/bot"
 	"github.com/computebot/computebot/internal/fakeaws"
 	"github.com/computebot/computebot/internal/fakeslack"
 )
@@ -189,8 +188,8 @@ func TestLambdaRequiringApproval(t *testing.T) {
 	if inv := b.aws.Invocations("etl-nightly"); len(inv) != 1 || !strings.Contains(string(inv[0].Payload), `"full": true`) {
 		t.Errorf("invocations = %+v", inv)
 	}
-	r := b.waitRequest(func(r *computebot.Request) bool { return r.Kind == computebot.KindLambda })
-	if r.State != computebot.RequestReady {
+	r := b.waitRequest(func(r *computebot.Request) bool { return r.Kind() == computebot.KindLambda })
+	if r.State != computebot.RequestDone {
 		t.Errorf("state = %s", r.State)
 	}
 }
@@ -268,5 +267,3 @@ func (b *bed) requestMessageMatching(substr string) fakeslack.Message {
 	}
 	return m
 }
-
-var _ = bot.Options{}

@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/computebot/computebot"
-	"github.com/computebot/computebot/bot"
+	"github.com/computebot/computebot/flow"
 )
 
 func TestLaunchApproveRunSSH(t *testing.T) {
@@ -48,7 +48,7 @@ func TestLaunchApproveRunSSH(t *testing.T) {
 		t.Errorf("buttons still there after approval: %v", btns)
 	}
 
-	r := b.waitRequest(func(r *computebot.Request) bool { return r.State == computebot.RequestReady })
+	r := b.waitRequest(func(r *computebot.Request) bool { return r.State == computebot.RequestDone })
 	wantTags := map[string]string{
 		"Name": "computebot-" + strings.ToLower(r.ID), "computebot:managed": "true", "computebot:owner": ana,
 		"computebot:request": r.ID, "computebot:channel": channel, "computebot:thread": msg.TS,
@@ -165,7 +165,7 @@ func TestThrottledLaunchIsRetriedWithTheSameToken(t *testing.T) {
 }
 
 func TestLaunchTimeoutFindsTheInstanceAWSCreatedAnyway(t *testing.T) {
-	b := newBed(t, withBotOptions(func(o *bot.Options) { o.CallTimeout = 300 * time.Millisecond }))
+	b := newBed(t, withTimings(func(o *flow.Options) { o.CallTimeout = 300 * time.Millisecond }))
 	// Every RunInstances answer comes too late, but EC2 still launches.
 	b.aws.SetLatency("RunInstances", 400*time.Millisecond)
 	b.slash(ana, "/launch", "t2.micro")
@@ -178,7 +178,7 @@ func TestLaunchTimeoutFindsTheInstanceAWSCreatedAnyway(t *testing.T) {
 }
 
 func TestLaunchTimeoutIsReportedInPlainWords(t *testing.T) {
-	b := newBed(t, withBotOptions(func(o *bot.Options) { o.CallTimeout = 300 * time.Millisecond }))
+	b := newBed(t, withTimings(func(o *flow.Options) { o.CallTimeout = 300 * time.Millisecond }))
 	b.aws.SetLatency("RunInstances", 400*time.Millisecond)
 	b.aws.FailNext("RunInstances", "InternalError", "", 10) // …and never launches
 	b.slash(ana, "/launch", "t2.micro")

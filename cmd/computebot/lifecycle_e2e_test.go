@@ -19,7 +19,7 @@ func (b *bed) launched(user, extra string) *computebot.Request {
 	b.t.Helper()
 	b.slash(user, "/launch", "t3.medium "+extra)
 	r := b.waitRequest(func(r *computebot.Request) bool {
-		return r.Requester == user && r.State == computebot.RequestReady && !b.seen[r.ID]
+		return r.Requester == user && r.State == computebot.RequestDone && !b.seen[r.ID]
 	})
 	b.seen[r.ID] = true
 	b.waitThread(r.MessageTS, "is running")
@@ -53,7 +53,7 @@ func TestInstancesListsOwnAndAll(t *testing.T) {
 	}
 	list := b.waitPrivate(ana, "Your instances")
 	text := visible(list)
-	for _, want := range []string{"notebook", mine.InstanceID, "`t3.medium`", "running", "IP `" + mine.PublicIP + "`", "up ", "since it started", "lease ends"} {
+	for _, want := range []string{"notebook", mine.Launch.InstanceID, "`t3.medium`", "running", "IP `" + mine.Launch.PublicIP + "`", "up ", "since it started", "lease ends"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("list lacks %q:\n%s", want, text)
 		}
@@ -110,41 +110,41 @@ func TestInstancesPaging(t *testing.T) {
 func TestStopStartTerminateExtendByOwner(t *testing.T) {
 	b := newBed(t, withConfig(lifecycleConfig))
 	r := b.launched(ana, "--name notebook")
-	firstIP := r.PublicIP
+	firstIP := r.Launch.PublicIP
 
-	b.slash(ana, "/stop", r.InstanceID)
+	b.slash(ana, "/stop", r.Launch.InstanceID)
 	b.waitThread(r.MessageTS, "stopped by <@UANA>")
 	b.waitPrivate(ana, "stopped by <@UANA>") // she typed it outside the thread
-	if in, _ := b.aws.Instance(r.InstanceID); in.State != "stopped" {
+	if in, _ := b.aws.Instance(r.Launch.InstanceID); in.State != "stopped" {
 		t.Fatalf("state = %s", in.State)
 	}
 
 	b.slash(ana, "/start", "notebook") // by name
 	started := b.waitThread(r.MessageTS, "started by <@UANA>")
-	in, _ := b.aws.Instance(r.InstanceID)
+	in, _ := b.aws.Instance(r.Launch.InstanceID)
 	if in.PublicIP == firstIP || !strings.Contains(visible(started), "new public IP `"+in.PublicIP+"`") ||
 		!strings.Contains(visible(started), "ssh -i ~/.ssh/data-science.pem ec2-user@"+in.PublicIP) {
 		t.Errorf("start reply (old IP %s, new %s):\n%s", firstIP, in.PublicIP, visible(started))
 	}
 
 	before, _ := time.Parse(time.RFC3339, in.Tags["computebot:expires-at"])
-	b.slash(ana, "/extend", r.InstanceID+" 4")
+	b.slash(ana, "/extend", r.Launch.InstanceID+" 4")
 	b.waitThread(r.MessageTS, "extended by 4 h by <@UANA>")
-	in, _ = b.aws.Instance(r.InstanceID)
+	in, _ = b.aws.Instance(r.Launch.InstanceID)
 	after, _ := time.Parse(time.RFC3339, in.Tags["computebot:expires-at"])
 	if after.Sub(before) != 4*time.Hour {
 		t.Errorf("expires-at moved %v, want 4h (%s → %s)", after.Sub(before), before, after)
 	}
 
-	b.slash(ana, "/terminate", r.InstanceID)
+	b.slash(ana, "/terminate", r.Launch.InstanceID)
 	b.waitThread(r.MessageTS, "terminated by <@UANA>")
-	if in, _ := b.aws.Instance(r.InstanceID); in.State != "terminated" {
+	if in, _ := b.aws.Instance(r.Launch.InstanceID); in.State != "terminated" {
 		t.Fatalf("state = %s", in.State)
 	}
 
 	var got []string
 	for _, e := range b.audit() {
-		if e.Target == r.InstanceID {
+		if e.Target == r.Launch.InstanceID {
 			got = append(got, e.Actor+":"+e.Action+":"+e.Result)
 		}
 	}
@@ -179,7 +179,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 	actors := []actor{{ana, true}, {bo, true}, {eve, false}} // owner, approver, stranger
 	for _, a := range actors {
 		r := b.launched(ana, "")
-		id := r.InstanceID
+		id := r.Launch.InstanceID
 		steps := []struct{ cmd, text, done string }{
 			{"/extend", id + " 2", "extended by 2 h"},
 			{"/stop", id, "stopped by"},
@@ -219,13 +219,13 @@ func TestInstanceRefusals(t *testing.T) {
 		inAck                 bool
 	}{
 		{ana, "/stop", "i-xyz", "not an instance ID", true},
-		{ana, "/extend", r.InstanceID + " lots", "hours", true},
+		{ana, "/extend", r.Launch.InstanceID + " lots", "hours", true},
 		{ana, "/stop", "i-0123456789abcdeff", "I can't find instance `i-0123456789abcdeff`", false},
-		{ana, "/start", r.InstanceID, "is already running", false},
+		{ana, "/start", r.Launch.InstanceID, "is already running", false},
 		{ana, "/stop", "twin", "You have 2 instances named `twin`", false},
 		{ana, "/stop", "nosuch", "You have no instance named `nosuch`", false},
 		{bo, "/terminate", "i-0f0e0d0c0b0a09080", "was not launched by computebot", false},
-		{ana, "/extend", r.InstanceID + " 40", "the maximum is 24 h", false},
+		{ana, "/extend", r.Launch.InstanceID + " 40", "the maximum is 24 h", false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.cmd+" "+tc.text, func(t *testing.T) {
@@ -243,6 +243,6 @@ func TestInstanceRefusals(t *testing.T) {
 		t.Errorf("%d cloud-changing calls after refusals", n)
 	}
 	// An approver may extend past the owner's cap.
-	b.slash(bo, "/extend", r.InstanceID+" 40")
+	b.slash(bo, "/extend", r.Launch.InstanceID+" 40")
 	b.waitThread(r.MessageTS, "extended by 40 h by <@UBO>")
 }

@@ -14,7 +14,6 @@ import (
 
 	"github.com/computebot/computebot"
 	"github.com/computebot/computebot/bot"
-	"github.com/computebot/computebot/idle"
 	"github.com/computebot/computebot/metrics"
 )
 
@@ -28,7 +27,6 @@ type ops struct {
 	metrics   *metrics.Metrics
 	connected atomic.Bool // socket-mode connection up
 	storeOpen atomic.Bool
-	everUp    atomic.Bool // a connection before this one makes it a reconnect
 	srv       *http.Server
 	ln        net.Listener
 	served    chan struct{}
@@ -47,14 +45,23 @@ func (o *ops) ready() error {
 	return nil
 }
 
-func (o *ops) onConnected() {
-	o.metrics.Connected(!o.everUp.Swap(true))
-	o.connected.Store(true)
+// observer is what watches the Slack adapter: the metrics, plus the
+// connection state /readyz answers from.
+func (o *ops) observer() bot.Observer { return readiness{o.metrics, o} }
+
+type readiness struct {
+	*metrics.Metrics
+	ops *ops
 }
 
-func (o *ops) onDisconnected() {
-	o.connected.Store(false)
-	o.metrics.Disconnected()
+func (r readiness) Connected() {
+	r.Metrics.Connected()
+	r.ops.connected.Store(true)
+}
+
+func (r readiness) Disconnected() {
+	r.ops.connected.Store(false)
+	r.Metrics.Disconnected()
 }
 
 func (o *ops) handler() http.Handler {
@@ -127,78 +134,6 @@ func (m *Main) ListenAddr() string { return m.ops.addr() }
 
 // Ready reports whether /readyz answers 200: Slack connected and store open.
 func (m *Main) Ready() bool { return m.ops != nil && m.ops.ready() == nil }
-
-// hookMetrics chains the metrics and readiness callbacks onto opts, after
-// any a test set.
-func (m *Main) hookMetrics(opts *bot.Options) {
-	mt := m.ops.metrics
-	onConnected, onDisconnected, onAck := opts.OnConnected, opts.OnDisconnected, opts.OnAck
-	onEnvelope, onCommand, onSlackCall := opts.OnEnvelope, opts.OnCommand, opts.OnSlackCall
-	opts.OnConnected = func() {
-		if onConnected != nil {
-			onConnected()
-		}
-		m.ops.onConnected()
-	}
-	opts.OnDisconnected = func() {
-		m.ops.onDisconnected()
-		if onDisconnected != nil {
-			onDisconnected()
-		}
-	}
-	opts.OnAck = func(t string, d time.Duration) {
-		mt.Ack(t, d)
-		if onAck != nil {
-			onAck(t, d)
-		}
-	}
-	opts.OnEnvelope = func(t string) {
-		mt.Envelope(t)
-		if onEnvelope != nil {
-			onEnvelope(t)
-		}
-	}
-	opts.OnCommand = func(name, outcome string) {
-		mt.Command(name, outcome)
-		if onCommand != nil {
-			onCommand(name, outcome)
-		}
-	}
-	opts.OnSlackCall = func(method string, status int) {
-		mt.SlackCall(method, status)
-		if onSlackCall != nil {
-			onSlackCall(method, status)
-		}
-	}
-}
-
-// countNotices counts the idle notices the scheduler posts.
-type countNotices struct {
-	idle.Notifier
-	m *metrics.Metrics
-}
-
-func (c countNotices) PostNotice(ctx context.Context, n idle.Notice) (string, string, error) {
-	channel, ts, err := c.Notifier.PostNotice(ctx, n)
-	if err == nil && n.State == idle.StateNoticed { // not a settled notice's re-post
-		c.m.Notice()
-	}
-	return channel, ts, err
-}
-
-// countStops counts, from the audit log, the instances the idle scheduler
-// (or a Stop now click on its notice) stopped or terminated.
-func countStops(audit idle.Auditor, m *metrics.Metrics) idle.Auditor {
-	return func(ctx context.Context, e computebot.AuditEntry) {
-		if e.Result == "ok" {
-			switch e.Action {
-			case idle.AuditIdleStop, idle.AuditLeaseStop, idle.AuditLeaseTerminate, idle.AuditStopNow:
-				m.Stop()
-			}
-		}
-		audit(ctx, e)
-	}
-}
 
 // newLogger logs JSON, or text when w is a terminal.
 func newLogger(w io.Writer, level slog.Level) *slog.Logger {

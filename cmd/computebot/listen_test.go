@@ -7,7 +7,20 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/computebot/computebot/bot"
 )
+
+// onConnect runs a function on each connection before passing it on.
+type onConnect struct {
+	bot.Observer
+	before func()
+}
+
+func (o onConnect) Connected() {
+	o.before()
+	o.Observer.Connected()
+}
 
 func get(t *testing.T, url string) (int, string) {
 	t.Helper()
@@ -35,23 +48,21 @@ func TestOpsEndpoints(t *testing.T) {
 		beforeBody  string
 	)
 	b := newBedWith(t, func(m *Main) {
-		prev := m.BotOptions.OnConnected
-		m.BotOptions.OnConnected = func() {
-			// Runs on the first connection, before Main marks it ready.
-			once.Do(func() {
-				defer close(checked)
-				resp, err := http.Get("http://" + m.ListenAddr() + "/readyz")
-				if err != nil {
-					beforeBody = err.Error()
-					return
-				}
-				defer resp.Body.Close()
-				body, _ := io.ReadAll(resp.Body)
-				beforeReady, beforeBody = resp.StatusCode, string(body)
-			})
-			if prev != nil {
-				prev()
-			}
+		m.WrapObserver = func(o bot.Observer) bot.Observer {
+			return onConnect{o, func() {
+				// Runs on the first connection, before Main marks it ready.
+				once.Do(func() {
+					defer close(checked)
+					resp, err := http.Get("http://" + m.ListenAddr() + "/readyz")
+					if err != nil {
+						beforeBody = err.Error()
+						return
+					}
+					defer resp.Body.Close()
+					body, _ := io.ReadAll(resp.Body)
+					beforeReady, beforeBody = resp.StatusCode, string(body)
+				})
+			}}
 		}
 	})
 	select {

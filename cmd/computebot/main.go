@@ -16,12 +16,12 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/computebot/computebot"
 	"github.com/computebot/computebot/aws"
 	"github.com/computebot/computebot/bot"
 	"github.com/computebot/computebot/config"
+	"github.com/computebot/computebot/flow"
 	"github.com/computebot/computebot/idle"
-	"github.com/computebot/computebot/reply"
+	"github.com/computebot/computebot/policy"
 	"github.com/computebot/computebot/store"
 )
 
@@ -79,15 +79,19 @@ type Main struct {
 	Getenv func(string) string
 	Stderr io.Writer
 
-	// BotOptions and IdleCheckEvery let tests tighten timings; zero values
+	// Timings and IdleCheckEvery let tests tighten timings; zero values
 	// keep the defaults.
-	BotOptions     bot.Options
+	Timings        flow.Options
 	IdleCheckEvery time.Duration
+	// WrapObserver, when set, wraps what observes the Slack adapter
+	// (metrics and readiness), for tests that want to see it too.
+	WrapObserver func(bot.Observer) bot.Observer
 
 	log    *slog.Logger
 	ops    *ops
 	store  *store.DB
 	idle   *idle.Scheduler
+	flow   *flow.Flow
 	cancel context.CancelFunc
 	done   chan error
 	once   sync.Once
@@ -135,7 +139,11 @@ func (m *Main) ParseFlags(args []string) error {
 // Run loads the config, opens the store, connects AWS and starts the bot in
 // the background. Errors here are start-up errors; later fatal errors arrive
 // on Done.
-func (m *Main) Run(ctx context.Context) error {
+//
+// The pieces, in the order a command meets them: bot (Slack) → commands
+// (parse) → flow (workflows) → policy → store → aws (cloud) → reply (words)
+// → bot (Block Kit). The idle scheduler posts through flow's Notices.
+func (m *Main) Run(ctx context.Context) (err error) {
 	m.log = newLogger(m.Stderr, m.LogLevel)
 	m.ops = newOps()
 
@@ -152,50 +160,56 @@ func (m *Main) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	defer func() {
+		if err != nil {
+			_ = db.Close()
+		}
+	}()
 	m.store = db
 	m.ops.storeOpen.Store(true)
 	m.ops.metrics.PendingRequests(pendingRequests(db))
 
 	cloud, err := aws.New(ctx, aws.Options{Region: cfg.AWS.Region, Logger: m.log, OnCall: m.ops.metrics.AWSCall})
 	if err != nil {
-		_ = db.Close()
 		return fmt.Errorf("aws: %w", err)
 	}
 
-	opts := m.BotOptions
-	opts.Settings = settings(cfg)
-	opts.Cloud = cloud
-	opts.Store = db
-	opts.Logger = m.log
-	opts.BotToken, opts.AppToken = botToken, appToken
-	opts.APIURL = m.Getenv("SLACK_API_URL")
-	m.hookMetrics(&opts)
-	b, err := bot.New(opts)
-	if err != nil {
-		_ = db.Close()
-		return err
+	var observer bot.Observer = m.ops.observer()
+	if m.WrapObserver != nil {
+		observer = m.WrapObserver(observer)
 	}
-	sched, err := idle.New(idleSettings(cfg, m.IdleCheckEvery), idle.Deps{
-		Cloud: cloud, Notifier: countNotices{b, m.ops.metrics}, Authorizer: b, Audit: countStops(b.Audit, m.ops.metrics), KV: db, Prices: b.Price,
-		Logger: m.log.With("component", "idle"), FormatTime: reply.SlackDate,
-		OnScan: m.ops.metrics.Scan,
+	chat := bot.NewChat(bot.ChatOptions{APIURL: m.Getenv("SLACK_API_URL"), BotToken: botToken, AppToken: appToken, Observer: observer})
+	t := m.Timings
+	authz := policy.New(cfg, policy.Options{Groups: chat, Usage: flow.NewUsage(cloud, db, t.CallTimeout), Logger: m.log})
+	prices := flow.NewPrices(cloud, cfg.Launch.Prices, t.CallTimeout, m.log)
+	audit := flow.NewAuditor(db, m.log)
+	sched, err := idle.New(cfg.Idle, idle.Deps{
+		Cloud: cloud, Notifier: flow.NewNotices(chat, cfg.NotifyChannel, t.NoticeInterval, m.log), Authorizer: authz,
+		Audit: audit.Record, KV: db, Prices: prices.Price, Observer: m.ops.metrics,
+		Logger: m.log.With("component", "idle"), CheckEvery: m.IdleCheckEvery,
 	})
 	if err != nil {
-		_ = db.Close()
 		return err
 	}
-	b.SetIdle(sched)
-	m.idle = sched
+	f, err := flow.New(flow.Deps{Config: cfg, Cloud: cloud, Store: db, Chat: chat, Authz: authz, Idle: sched,
+		Prices: prices, Audit: audit, Logger: m.log}, t)
+	if err != nil {
+		return err
+	}
+	b, err := bot.New(bot.Options{Chat: chat, Workflows: f, Observer: observer, Logger: m.log})
+	if err != nil {
+		return err
+	}
 	if m.Listen != "" {
 		if err := m.ops.listen(m.Listen); err != nil {
-			_ = db.Close()
 			return err
 		}
 		m.log.Info("serving /healthz, /readyz and /metrics", "addr", m.ops.addr())
 	}
 
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	m.cancel = cancel
+	m.cancel, m.idle, m.flow = cancel, sched, f
+	f.Start(runCtx)
 	go func() {
 		m.done <- b.Run(runCtx)
 		close(m.done)
@@ -209,7 +223,8 @@ func (m *Main) Run(ctx context.Context) error {
 // its own (for example Slack refused the tokens).
 func (m *Main) Done() <-chan error { return m.done }
 
-// Close stops the bot, waits for in-flight work and closes the store.
+// Close stops taking envelopes, lets in-flight work finish (within the
+// shutdown timeout) and closes the store.
 func (m *Main) Close() error {
 	m.once.Do(func() {
 		if m.ops != nil {
@@ -220,9 +235,12 @@ func (m *Main) Close() error {
 		}
 		if m.cancel != nil {
 			m.cancel()
-			for err := range m.done {
+			for err := range m.done { // no envelope is handed on after this
 				m.result = errors.Join(m.result, err)
 			}
+		}
+		if m.flow != nil {
+			m.flow.Stop()
 		}
 		if m.store != nil {
 			m.result = errors.Join(m.result, m.store.Close())
@@ -245,42 +263,3 @@ func checkTokens(botToken, appToken string) error {
 	}
 	return nil
 }
-
-func idleSettings(c *config.Config, checkEvery time.Duration) idle.Settings {
-	return idle.Settings{
-		Schedule:          c.Idle.Schedule,
-		CPUBelowPercent:   c.Idle.CPUBelowPercent,
-		NetworkBelowBytes: c.Idle.NetworkBelowBytes,
-		For:               c.Idle.For.Duration(),
-		Grace:             c.Idle.Grace.Duration(),
-		Snooze:            c.Idle.Snooze.Duration(),
-		LeaseAction:       c.Idle.LeaseAction,
-		MetricsDelay:      c.Idle.MetricsDelay.Duration(),
-		CheckEvery:        checkEvery,
-	}
-}
-
-func settings(c *config.Config) bot.Settings {
-	return bot.Settings{
-		Approvers:         c.Approvers,
-		AllowSelfApproval: c.AllowSelfApproval,
-		ApprovalTTL:       c.ApprovalTTL.Duration(),
-		NotifyChannel:     c.NotifyChannel,
-		AllowedTypes:      c.Launch.AllowedTypes,
-		AutoApproveTypes:  c.Launch.AutoApproveTypes,
-		AMI:               c.Launch.AMI,
-		SSHUser:           c.Launch.SSHUser,
-		KeyName:           c.Launch.KeyName,
-		SecurityGroupIDs:  c.Launch.SecurityGroupIDs,
-		SubnetID:          c.Launch.SubnetID,
-		MaxRunningPerUser: c.Launch.MaxRunningPerUser,
-		DefaultLease:      c.Launch.DefaultTTL.Duration(),
-		MaxLease:          c.Launch.MaxLease.Duration(),
-		Prices:            c.Launch.Prices,
-		AllowedFunctions:  c.Lambda.AllowedFunctions,
-		RequireApproval:   c.Lambda.RequireApproval,
-		LambdaTimeout:     c.Lambda.Timeout.Duration(),
-	}
-}
-
-var _ computebot.Store = (*store.DB)(nil)

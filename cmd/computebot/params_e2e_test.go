@@ -43,9 +43,11 @@ func TestSSHUserFromAMIName(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.user, func(t *testing.T) {
 			b.slash(ana, "/launch", "t3.medium --ami "+tc.ami) // auto-approved
-			r := b.waitRequest(func(r *computebot.Request) bool { return r.ImageID == tc.ami && r.State == computebot.RequestReady })
+			r := b.waitRequest(func(r *computebot.Request) bool {
+				return r.Launch.ImageID == tc.ami && r.State == computebot.RequestDone
+			})
 			ready := b.waitThread(r.MessageTS, "is running")
-			if want := tc.user + "@" + r.PublicIP; !strings.Contains(visible(ready), want) {
+			if want := tc.user + "@" + r.Launch.PublicIP; !strings.Contains(visible(ready), want) {
 				t.Errorf("reply lacks %q:\n%s", want, visible(ready))
 			}
 		})
@@ -55,8 +57,8 @@ func TestSSHUserFromAMIName(t *testing.T) {
 func TestConfiguredSSHUserWins(t *testing.T) {
 	b := newBed(t, withConfig(strings.Replace(baseConfig, "  key_name: data-science\n", "  key_name: data-science\n  ssh_user: scientist\n", 1)))
 	b.slash(ana, "/launch", "t3.medium --ami ami-0aaaaaaaaaaaaaaa1")
-	r := b.waitRequest(func(r *computebot.Request) bool { return r.State == computebot.RequestReady })
-	b.waitThread(r.MessageTS, "scientist@"+r.PublicIP)
+	r := b.waitRequest(func(r *computebot.Request) bool { return r.State == computebot.RequestDone })
+	b.waitThread(r.MessageTS, "scientist@"+r.Launch.PublicIP)
 }
 
 func TestPrices(t *testing.T) {
@@ -91,9 +93,9 @@ func TestAMIFromSSMParameter(t *testing.T) {
 	cfg := strings.Replace(baseConfig, "ami: ami-0123456789abcdef0", "ami: resolve:ssm:/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64", 1)
 	b := newBed(t, withConfig(cfg))
 	b.slash(ana, "/launch", "t3.medium")
-	r := b.waitRequest(func(r *computebot.Request) bool { return r.State == computebot.RequestReady })
-	if r.ImageID != "ami-0123456789abcdef0" {
-		t.Errorf("ImageID = %q", r.ImageID)
+	r := b.waitRequest(func(r *computebot.Request) bool { return r.State == computebot.RequestDone })
+	if r.Launch.ImageID != "ami-0123456789abcdef0" {
+		t.Errorf("ImageID = %q", r.Launch.ImageID)
 	}
 	if inst := b.aws.Instances()[0]; inst.ImageID != "ami-0123456789abcdef0" {
 		t.Errorf("launched image = %q", inst.ImageID)

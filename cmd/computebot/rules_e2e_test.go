@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/computebot/computebot"
-	"github.com/computebot/computebot/bot"
+	"github.com/computebot/computebot/flow"
 	"github.com/computebot/computebot/internal/fakeaws"
 	"github.com/computebot/computebot/internal/fakeslack"
 )
@@ -249,14 +249,14 @@ func TestRestartKeepsPendingApprovable(t *testing.T) {
 }
 
 func TestRestartResumesApprovedLaunch(t *testing.T) {
-	b := newBed(t, withBotOptions(func(o *bot.Options) { o.ShutdownTimeout = 100 * time.Millisecond }))
+	b := newBed(t, withTimings(func(o *flow.Options) { o.ShutdownTimeout = 100 * time.Millisecond }))
 	// EC2 creates the instance but the answer never reaches the bot before
 	// it is stopped: the classic "did it launch?" case.
 	b.aws.SetLatency("RunInstances", 2*time.Second)
 	b.slash(ana, "/launch", "t2.micro")
 	msg := b.requestMessage(ana)
 	b.click(bo, msg, "Approve")
-	b.waitRequest(func(r *computebot.Request) bool { return r.State == computebot.RequestLaunching })
+	b.waitRequest(func(r *computebot.Request) bool { return r.State == computebot.RequestExecuting })
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if _, err := b.slack.WaitCall(ctx, "chat.postMessage", func(c fakeslack.Call) bool { return strings.Contains(c.Params["text"], "Launching") }); err != nil {
@@ -291,9 +291,9 @@ func TestRestartStillPostsTheIP(t *testing.T) {
 	r := b.waitRequest(func(r *computebot.Request) bool { return r.State == computebot.RequestLaunched })
 	b.waitThread(msg.TS, "is pending")
 	b.restart()
-	b.aws.SetInstanceState(r.InstanceID, "running")
+	b.aws.SetInstanceState(r.Launch.InstanceID, "running")
 	ready := b.waitThread(msg.TS, "is running")
-	inst, _ := b.aws.Instance(r.InstanceID)
+	inst, _ := b.aws.Instance(r.Launch.InstanceID)
 	if !strings.Contains(visible(ready), "ec2-user@"+inst.PublicIP) {
 		t.Errorf("ready reply: %s", visible(ready))
 	}

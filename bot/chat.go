@@ -1,0 +1,141 @@
+package bot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/slack-go/slack"
+
+	"github.com/computebot/computebot/flow"
+	"github.com/computebot/computebot/reply"
+)
+
+// Chat is Slack's Web API in the workflows' terms: it implements flow.Chat
+// and policy.GroupMembers with slack-go. Rate-limited calls (HTTP 429) are
+// retried after Slack's Retry-After by slack-go's own retry client.
+type Chat struct {
+	api        *slack.Client
+	httpClient *http.Client // response_url posts
+}
+
+var _ flow.Chat = (*Chat)(nil)
+
+// ChatOptions configure NewChat.
+type ChatOptions struct {
+	APIURL   string // default https://slack.com/api/
+	BotToken string // xoxb-…
+	AppToken string // xapp-…, for socket mode
+	// Observer, when set, sees each Web API HTTP request's method and
+	// status.
+	Observer Observer
+}
+
+// rateLimitRetries is how often one call waits out a 429 before giving up:
+// enough to ride out a burst (100 idle notices), not a stuck workspace.
+const rateLimitRetries = 5
+
+// NewChat builds the Web API client.
+func NewChat(o ChatOptions) *Chat {
+	if o.APIURL == "" {
+		o.APIURL = slack.APIURL
+	}
+	transport := http.DefaultTransport
+	if o.Observer != nil {
+		transport = countingTransport{next: transport, report: o.Observer.SlackCall}
+	}
+	api := slack.New(o.BotToken,
+		slack.OptionAPIURL(o.APIURL),
+		slack.OptionAppLevelToken(o.AppToken),
+		slack.OptionHTTPClient(&http.Client{Transport: transport}),
+		// After OptionHTTPClient: the retry client wraps it. No jitter:
+		// Retry-After already spreads the callers of one workspace.
+		slack.OptionRetryConfig(slack.RetryConfig{MaxRetries: rateLimitRetries, RetryAfterDuration: time.Second}),
+	)
+	return &Chat{api: api, httpClient: &http.Client{Timeout: 10 * time.Second, Transport: transport}}
+}
+
+// slackError names the call that failed and, for Slack's "not in channel"
+// answers, wraps flow.ErrNotInChannel so the workflows can say "invite me".
+func slackError(err error, format string, args ...any) error {
+	var se slack.SlackErrorResponse
+	if errors.As(err, &se) && (se.Err == "not_in_channel" || se.Err == "channel_not_found") {
+		err = fmt.Errorf("%w: %w", flow.ErrNotInChannel, err)
+	}
+	return fmt.Errorf("slack: "+format+": %w", append(args, err)...)
+}
+
+func messageOptions(threadTS string, m reply.Message) []slack.MsgOption {
+	opts := []slack.MsgOption{slack.MsgOptionText(Text(m.Text), false), slack.MsgOptionBlocks(Blocks(m)...)}
+	if threadTS != "" {
+		opts = append(opts, slack.MsgOptionTS(threadTS))
+	}
+	return opts
+}
+
+func (c *Chat) Post(ctx context.Context, channel, threadTS string, m reply.Message) (string, error) {
+	_, ts, err := c.api.PostMessageContext(ctx, channel, messageOptions(threadTS, m)...)
+	if err != nil {
+		return "", slackError(err, "chat.postMessage to %s", channel)
+	}
+	return ts, nil
+}
+
+func (c *Chat) Update(ctx context.Context, channel, ts string, m reply.Message) error {
+	if _, _, _, err := c.api.UpdateMessageContext(ctx, channel, ts, messageOptions("", m)...); err != nil {
+		return slackError(err, "chat.update %s/%s", channel, ts)
+	}
+	return nil
+}
+
+func (c *Chat) Ephemeral(ctx context.Context, channel, user, threadTS string, m reply.Message) error {
+	if _, err := c.api.PostEphemeralContext(ctx, channel, user, messageOptions(threadTS, m)...); err != nil {
+		return slackError(err, "chat.postEphemeral to %s in %s", user, channel)
+	}
+	return nil
+}
+
+// Respond posts an ephemeral reply through a response_url: it reaches the
+// person even in channels the bot is not a member of.
+func (c *Chat) Respond(ctx context.Context, responseURL string, m reply.Message) error {
+	blocks := slack.Blocks{BlockSet: Blocks(m)}
+	msg := &slack.WebhookMessage{Text: Text(m.Text), Blocks: &blocks, ResponseType: slack.ResponseTypeEphemeral}
+	if err := slack.PostWebhookCustomHTTPContext(ctx, responseURL, c.httpClient, msg); err != nil {
+		// The URL carries a secret-ish token; say which call failed, not where.
+		return fmt.Errorf("slack: response_url post: %w", err)
+	}
+	return nil
+}
+
+// UserGroupMembers resolves a user group (policy.GroupMembers).
+func (c *Chat) UserGroupMembers(ctx context.Context, group string) ([]string, error) {
+	members, err := c.api.GetUserGroupMembersContext(ctx, group)
+	if err != nil {
+		return nil, slackError(err, "usergroups.users.list %s", group)
+	}
+	return members, nil
+}
+
+// Upload attaches content as a file in a thread (files.getUploadURLExternal,
+// the upload, files.completeUploadExternal), for output too long to post.
+func (c *Chat) Upload(ctx context.Context, channel, threadTS, filename, title, content string) error {
+	_, err := c.api.UploadFileContext(ctx, slack.UploadFileParameters{
+		Content: content, FileSize: len(content), Filename: filename, Title: title,
+		Channel: channel, ThreadTimestamp: threadTS, SnippetType: "text",
+	})
+	if err != nil {
+		return slackError(err, "upload %s to %s", filename, channel)
+	}
+	return nil
+}
+
+// DM opens (or finds) the direct-message channel with a user.
+func (c *Chat) DM(ctx context.Context, user string) (string, error) {
+	ch, _, _, err := c.api.OpenConversationContext(ctx, &slack.OpenConversationParameters{Users: []string{user}})
+	if err != nil {
+		return "", slackError(err, "conversations.open with %s", user)
+	}
+	return ch.ID, nil
+}

@@ -1,0 +1,483 @@
+// Package flow holds computebot's workflows: what happens after a command is
+// parsed and before a reply is rendered. A request's approval (approval.go)
+// and launch (launch.go), the lifecycle commands (instances.go), Lambda
+// (lambda.go) and the idle scheduler's notices (notices.go) each live in one
+// file, on top of computebot.Cloud, computebot.Store, the policy authorizer
+// and the small Chat interface below. The package knows neither Slack nor
+// AWS: bot/ implements Chat with slack-go, aws/ implements Cloud.
+//
+// Two entry points carry every command, whether typed, mentioned or clicked:
+// Accept runs before the ack (the checks that need no I/O, and persisting
+// what must survive a restart) and returns the quick answer and the Job to
+// run after the ack; Run does that job. Start runs jobs in a worker pool,
+// resumes what a previous process left unfinished and expires requests
+// nobody decided on.
+package flow
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/computebot/computebot"
+	"github.com/computebot/computebot/commands"
+	"github.com/computebot/computebot/config"
+	"github.com/computebot/computebot/idle"
+	"github.com/computebot/computebot/policy"
+	"github.com/computebot/computebot/reply"
+)
+
+// Chat is what the workflows need from the chat platform, in platform-neutral
+// messages. Implemented by package bot (slack-go); tests use an in-memory one.
+type Chat interface {
+	// Post posts in a channel, in a thread when threadTS is set, and
+	// returns the new message's ts.
+	Post(ctx context.Context, channel, threadTS string, m reply.Message) (ts string, err error)
+	Update(ctx context.Context, channel, ts string, m reply.Message) error
+	// Ephemeral shows m to user only, in channel (and thread).
+	Ephemeral(ctx context.Context, channel, user, threadTS string, m reply.Message) error
+	// Respond answers privately through a response URL, which works even in
+	// channels the bot is not a member of.
+	Respond(ctx context.Context, responseURL string, m reply.Message) error
+	// DM opens (or finds) the direct-message channel with a user.
+	DM(ctx context.Context, user string) (channel string, err error)
+	// Upload attaches content as a file in a thread.
+	Upload(ctx context.Context, channel, threadTS, filename, title, content string) error
+}
+
+// ErrNotInChannel is what a Chat wraps its platform's "not a member" or "no
+// such channel" answers in, so the workflows can say "invite me".
+var ErrNotInChannel = errors.New("the bot cannot post in this channel")
+
+// Authorizer is the policy check (policy.Authorizer).
+type Authorizer interface {
+	Precheck(act policy.Action) policy.Decision
+	Authorize(ctx context.Context, act policy.Action) (policy.Decision, error)
+	FunctionAllowed(name string) bool
+	Approvers() []string
+	AllowsSelfApproval() bool
+}
+
+// IdleScheduler is what the notice buttons and /computebot idle need from
+// the idle scheduler.
+type IdleScheduler interface {
+	Keep(ctx context.Context, instanceID, actor string) (idle.Notice, error)
+	StopNow(ctx context.Context, instanceID, actor string) (idle.Notice, error)
+	Report(ctx context.Context) (idle.Report, error)
+}
+
+// Origin is who acted, where, and how to answer them privately. Slash
+// commands, clicks and mentions all reduce to one.
+type Origin struct {
+	User     string
+	Channel  string
+	ThreadTS string // the thread they typed or clicked in; "" at top level
+	// ResponseURL answers privately even in channels the bot is not in
+	// (slash commands, clicks); mentions have none.
+	ResponseURL string
+	// Trigger is what the platform sends identically on redelivery and
+	// uniquely per invocation (a slash command's trigger_id, an event's
+	// ID): request IDs derive from it, so a redelivery is the same request.
+	Trigger string
+	// ReplyInAck: a quick answer can travel in the ack itself (slash
+	// commands). Otherwise Accept sends it after the ack, as a job.
+	ReplyInAck bool
+}
+
+// Answer is what Accept decided before the ack.
+type Answer struct {
+	// Reply is the quick answer for the person who acted, to put in the
+	// ack (only when Origin.ReplyInAck; otherwise it is in Job).
+	Reply *reply.Message
+	// Job is what to run after the ack; nil when nothing is left.
+	Job *Job
+	// Outcome says what became of the command, for metrics: "accepted",
+	// "refused" or "reply" (help and usage).
+	Outcome string
+}
+
+// Job is one unit of work after the ack. Accept and Resume make them; Run
+// does them.
+type Job struct {
+	kind      jobKind
+	requestID string
+	resume    bool   // picked up after a restart
+	origin    Origin // who acted and where
+	command   commands.Command
+	msg       reply.Message // jobTell
+}
+
+type jobKind int
+
+const (
+	jobAdmit   jobKind = iota // check and post a persisted request
+	jobDecide                 // an Approve or Deny click
+	jobProceed                // carry out an approved request
+	jobCommand                // run a parsed command (instances, stop, lambda…)
+	jobTell                   // answer someone privately
+)
+
+// Options are the workflows' timings. Zero values take the defaults noted.
+type Options struct {
+	Workers         int           // worker pool size; default 8
+	CallTimeout     time.Duration // per AWS call; default 30s
+	PollInterval    time.Duration // while waiting for an instance state; default 1s
+	LaunchWait      time.Duration // give up waiting for a state after; default 10m
+	LaunchAttempts  int           // RunInstances attempts on transient failures; default 3
+	RetryBackoff    time.Duration // wait before the next attempt, times the attempt number; default 1s
+	SweepInterval   time.Duration // how often pending requests are checked for expiry; default 30s
+	ShutdownTimeout time.Duration // in-flight work gets this long in Stop; default 20s
+	NoticeInterval  time.Duration // least time between two notices in one channel; default 1s (Slack's limit)
+}
+
+// withDefaults fills in the zero fields.
+func (o Options) withDefaults() Options {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	if o.Workers <= 0 {
+		o.Workers = 8
+	}
+	if o.LaunchAttempts <= 0 {
+		o.LaunchAttempts = 3
+	}
+	def(&o.CallTimeout, 30*time.Second)
+	def(&o.PollInterval, time.Second)
+	def(&o.LaunchWait, 10*time.Minute)
+	def(&o.RetryBackoff, time.Second)
+	def(&o.SweepInterval, 30*time.Second)
+	def(&o.ShutdownTimeout, 20*time.Second)
+	def(&o.NoticeInterval, time.Second)
+	return o
+}
+
+// Deps are the workflows' collaborators; all but Idle and Logger are
+// required.
+type Deps struct {
+	Config *config.Config // validated
+	Cloud  computebot.Cloud
+	Store  computebot.Store
+	Chat   Chat
+	Authz  Authorizer
+	Idle   IdleScheduler // nil: the idle scheduler is off
+	Prices *Prices
+	Audit  *Auditor
+	Logger *slog.Logger
+	Now    func() time.Time
+}
+
+// Flow runs the workflows. Create it with New.
+type Flow struct {
+	cfg    *config.Config
+	opts   Options
+	cloud  computebot.Cloud
+	store  computebot.Store
+	chat   Chat
+	authz  Authorizer
+	idle   IdleScheduler
+	prices *Prices
+	audit  *Auditor
+	log    *slog.Logger
+	now    func() time.Time
+
+	jobs chan Job
+
+	mu         sync.Mutex // guards started and waitCtx
+	started    bool
+	waitCtx    context.Context // background waits; cancelled when Stop starts
+	cancelWait context.CancelFunc
+	cancelWork context.CancelFunc
+	stopSweep  context.CancelFunc
+	workers    sync.WaitGroup
+	waiters    sync.WaitGroup
+	sweepDone  chan struct{}
+}
+
+// New checks the dependencies and builds the workflows; Start runs them.
+func New(d Deps, opts Options) (*Flow, error) {
+	var missing []string
+	for name, ok := range map[string]bool{"Config": d.Config != nil, "Cloud": d.Cloud != nil, "Store": d.Store != nil,
+		"Chat": d.Chat != nil, "Authz": d.Authz != nil, "Prices": d.Prices != nil, "Audit": d.Audit != nil} {
+		if !ok {
+			missing = append(missing, name)
+		}
+	}
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("flow: missing dependencies %v", missing)
+	}
+	if d.Logger == nil {
+		d.Logger = slog.Default()
+	}
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	f := &Flow{
+		cfg: d.Config, opts: opts.withDefaults(), cloud: d.Cloud, store: d.Store, chat: d.Chat, authz: d.Authz,
+		idle: d.Idle, prices: d.Prices, audit: d.Audit, log: d.Logger, now: d.Now,
+		jobs: make(chan Job, 4096),
+	}
+	// Until Start, background waits run with a context of their own (tests
+	// call Run directly).
+	f.waitCtx, f.cancelWait = context.WithCancel(context.Background())
+	return f, nil
+}
+
+// Start runs the worker pool, resumes every request a previous process left
+// unfinished and starts the expiry sweeper. Work outlives ctx: Stop ends it.
+func (f *Flow) Start(ctx context.Context) {
+	f.mu.Lock()
+	if f.started {
+		f.mu.Unlock()
+		return
+	}
+	f.started = true
+	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
+	f.cancelWork = cancelWork
+	f.waitCtx, f.cancelWait = context.WithCancel(workCtx)
+	sweepCtx, stopSweep := context.WithCancel(workCtx)
+	f.stopSweep, f.sweepDone = stopSweep, make(chan struct{})
+	// Not held from here on: resuming starts background waits, which
+	// take it.
+	f.mu.Unlock()
+
+	for range f.opts.Workers {
+		f.workers.Add(1)
+		go func() {
+			defer f.workers.Done()
+			for j := range f.jobs {
+				f.Run(workCtx, j)
+			}
+		}()
+	}
+	for _, j := range f.Resume(workCtx) {
+		f.Submit(j)
+	}
+	go func() {
+		defer close(f.sweepDone)
+		t := time.NewTicker(f.opts.SweepInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-sweepCtx.Done():
+				return
+			case <-t.C:
+				f.SweepExpired(sweepCtx)
+			}
+		}
+	}()
+}
+
+// Submit queues a job for the workers.
+func (f *Flow) Submit(j Job) { f.jobs <- j }
+
+// Stop takes no more jobs, lets the queue drain and in-flight work finish
+// for up to ShutdownTimeout, then cancels what is left (it resumes on the
+// next start). Background waits stop at once: they resume from the store.
+// Nothing may Submit once Stop has started.
+func (f *Flow) Stop() {
+	f.mu.Lock()
+	started := f.started
+	f.started = false
+	f.mu.Unlock()
+	f.cancelWait()
+	if !started {
+		f.waiters.Wait()
+		return
+	}
+	f.stopSweep()
+	<-f.sweepDone
+	close(f.jobs)
+	done := make(chan struct{})
+	go func() { f.workers.Wait(); f.waiters.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(f.opts.ShutdownTimeout):
+		f.log.Warn("shutdown timeout: cancelling in-flight work; it resumes on the next start")
+		f.cancelWork()
+		<-done
+	}
+	f.cancelWork()
+}
+
+// Accept does what must happen before the ack for a parsed command: the
+// checks that need no I/O, and persisting anything that must survive a
+// restart. Its Answer carries the quick reply (a refusal, help) and the job
+// for after the ack.
+func (f *Flow) Accept(ctx context.Context, o Origin, cmd commands.Command) Answer {
+	switch c := cmd.(type) {
+	case *commands.Help:
+		return f.answer(o, reply.Plain(commands.HelpText(c.Topic)), "reply")
+	case *commands.Launch:
+		return f.acceptRequest(ctx, o, f.newLaunchRequest(o, c))
+	case *commands.LambdaInvoke:
+		d, _ := f.authz.Authorize(ctx, policy.Action{Kind: policy.ActionInvoke, Actor: o.User, Function: c.Function})
+		switch d.Verdict {
+		case policy.Deny:
+			return f.answer(o, reply.Refusal(d.Refusal), "refused")
+		case policy.NeedsApproval:
+			return f.acceptRequest(ctx, o, f.newLambdaRequest(o, c))
+		}
+	case decideCommand:
+		return Answer{Job: &Job{kind: jobDecide, requestID: c.requestID, origin: o, command: c}, Outcome: "accepted"}
+	}
+	return Answer{Job: &Job{kind: jobCommand, origin: o, command: cmd}, Outcome: "accepted"}
+}
+
+// answer is a quick reply: in the ack when the origin allows, else sent
+// after it.
+func (f *Flow) answer(o Origin, m reply.Message, outcome string) Answer {
+	if o.ReplyInAck {
+		return Answer{Reply: &m, Outcome: outcome}
+	}
+	return Answer{Job: &Job{kind: jobTell, origin: o, msg: m}, Outcome: outcome}
+}
+
+// Tell is a job that answers o privately with m.
+func Tell(o Origin, m reply.Message) Job { return Job{kind: jobTell, origin: o, msg: m} }
+
+// Run does one job. Workers call it; tests call it directly.
+func (f *Flow) Run(ctx context.Context, j Job) {
+	defer func() {
+		// A bug in one request must not take the bot down with it.
+		if p := recover(); p != nil {
+			f.log.Error("job panicked", "request_id", j.requestID, "panic", p)
+		}
+	}()
+	switch j.kind {
+	case jobAdmit:
+		f.admitAndPost(ctx, j.requestID)
+	case jobDecide:
+		f.decide(ctx, j.origin, j.command.(decideCommand))
+	case jobProceed:
+		f.proceed(ctx, j.requestID, j.resume)
+	case jobCommand:
+		f.runCommand(ctx, j.origin, j.command)
+	case jobTell:
+		f.tell(ctx, j.origin, j.msg)
+	}
+}
+
+// Resume returns the jobs that finish what a previous process left
+// unfinished: unposted requests are posted, approved ones launched (with the
+// same ClientToken), launched ones waited for.
+func (f *Flow) Resume(ctx context.Context) []Job {
+	reqs, err := f.store.Requests(ctx, computebot.RequestNew, computebot.RequestPending, computebot.RequestApproved,
+		computebot.RequestExecuting, computebot.RequestLaunched)
+	if err != nil {
+		f.log.Error("resume: list requests", "err", err)
+		return nil
+	}
+	var jobs []Job
+	for _, r := range reqs {
+		switch {
+		case r.State == computebot.RequestPending && r.MessageTS != "":
+			continue // stays approvable; the sweeper expires it
+		case r.State == computebot.RequestLaunched:
+			f.log.Info("resuming request", "request_id", r.ID, "state", r.State)
+			f.startWaiter(r.ID)
+			continue
+		}
+		f.log.Info("resuming request", "request_id", r.ID, "state", r.State)
+		switch {
+		case r.State == computebot.RequestNew, r.MessageTS == "":
+			jobs = append(jobs, Job{kind: jobAdmit, requestID: r.ID})
+		default: // approved or executing
+			jobs = append(jobs, Job{kind: jobProceed, requestID: r.ID, resume: true})
+		}
+	}
+	return jobs
+}
+
+// runCommand runs a parsed command after its ack. Typed commands, mentions
+// and button clicks all arrive here, each with the origin of whoever acted.
+func (f *Flow) runCommand(ctx context.Context, o Origin, cmd commands.Command) {
+	switch c := cmd.(type) {
+	case *commands.Instances:
+		f.listInstances(ctx, o, c.All, 0)
+	case pageCommand:
+		if c.list == "lambda" {
+			f.listFunctions(ctx, o, c.offset)
+		} else {
+			f.listInstances(ctx, o, c.all, c.offset)
+		}
+	case *commands.Stop:
+		f.changeInstance(ctx, o, policy.ActionStop, c.Target, 0)
+	case *commands.Start:
+		f.changeInstance(ctx, o, policy.ActionStart, c.Target, 0)
+	case *commands.Terminate:
+		f.changeInstance(ctx, o, policy.ActionTerminate, c.Target, 0)
+	case *commands.Extend:
+		f.changeInstance(ctx, o, policy.ActionExtend, c.Target, c.Hours)
+	case *commands.LambdaList:
+		f.listFunctions(ctx, o, 0)
+	case *commands.LambdaInvoke:
+		f.invoke(ctx, o, c.Function, c.Payload, c.Async)
+	case *commands.Status:
+		f.status(ctx, o)
+	case *commands.Idle:
+		f.idleReport(ctx, o)
+	case noticeCommand:
+		f.noticeButton(ctx, o, c)
+	default:
+		f.tell(ctx, o, reply.CannotRun(cmd.CommandName()))
+	}
+}
+
+// tell answers the person who acted, and only them.
+func (f *Flow) tell(ctx context.Context, o Origin, m reply.Message) {
+	var err error
+	if o.ResponseURL != "" {
+		err = f.chat.Respond(ctx, o.ResponseURL, m)
+	} else {
+		err = f.chat.Ephemeral(ctx, o.Channel, o.User, o.ThreadTS, m)
+	}
+	if err != nil {
+		f.log.Error("private reply failed", "user", o.User, "channel", o.Channel, "err", err)
+	}
+}
+
+// post posts m and logs a failure; what a lost progress message costs is
+// only the message.
+func (f *Flow) post(ctx context.Context, channel, thread string, m reply.Message, what string, logArgs ...any) {
+	if _, err := f.chat.Post(ctx, channel, thread, m); err != nil {
+		f.log.Error("post "+what, append(logArgs, "err", err)...)
+	}
+}
+
+// awsCtx bounds one AWS call.
+func (f *Flow) awsCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, f.opts.CallTimeout)
+}
+
+// background runs slow follow-up work (waiting for a state change) outside
+// the worker pool; it stops when Stop starts, and resumes from the store on
+// the next start.
+func (f *Flow) background(fn func(ctx context.Context)) {
+	f.mu.Lock()
+	ctx := f.waitCtx
+	f.waiters.Add(1)
+	f.mu.Unlock()
+	go func() {
+		defer f.waiters.Done()
+		fn(ctx)
+	}()
+}
+
+// requestID derives a short, readable ID from what the platform sends
+// identically on redelivery and uniquely per invocation: the same command
+// delivered twice maps to the same request.
+func requestID(trigger string) string {
+	sum := sha256.Sum256([]byte(trigger))
+	const alphabet = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ" // no 0/O, 1/I
+	var out [8]byte
+	for i := range out {
+		out[i] = alphabet[sum[i]&31]
+	}
+	return "R-" + string(out[:])
+}

@@ -1,0 +1,241 @@
+package flow
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/computebot/computebot"
+	"github.com/computebot/computebot/commands"
+	"github.com/computebot/computebot/policy"
+	"github.com/computebot/computebot/reply"
+)
+
+// The lifecycle workflows: /instances, and /stop, /start, /terminate and
+// /extend with their buttons. Each resolves its target, asks policy, checks
+// the instance's state, acts, and reports in the instance's request thread
+// once the change is done.
+
+// liveStates are the states /instances shows: terminated ones are gone.
+var liveStates = []string{computebot.InstancePending, computebot.InstanceRunning,
+	computebot.InstanceStopping, computebot.InstanceStopped, computebot.InstanceShuttingDown}
+
+// listInstances answers /instances (all: everyone's, approvers only) with
+// one page starting at offset; a button brings the next page.
+func (f *Flow) listInstances(ctx context.Context, o Origin, all bool, offset int) {
+	filter := computebot.InstanceFilter{States: liveStates}
+	if all {
+		d, err := f.authz.Authorize(ctx, policy.Action{Kind: policy.ActionListAll, Actor: o.User})
+		if d.Verdict == policy.Deny {
+			if err != nil {
+				f.log.Error("authorize list-all", "user", o.User, "err", err)
+			}
+			f.tell(ctx, o, reply.Refusal(d.Refusal))
+			return
+		}
+	} else {
+		filter.Owner = o.User
+	}
+	actx, cancel := f.awsCtx(ctx)
+	defer cancel()
+	insts, err := f.cloud.ManagedInstances(actx, filter)
+	if err != nil {
+		f.log.Error("list instances", "user", o.User, "err", err)
+		f.tell(ctx, o, reply.ListFailed(computebot.UserMessage(err)))
+		return
+	}
+	// Newest first: the instance someone just launched is the one they look for.
+	slices.SortFunc(insts, func(x, y computebot.Instance) int {
+		if c := y.LaunchTime.Compare(x.LaunchTime); c != 0 {
+			return c
+		}
+		return strings.Compare(x.ID, y.ID)
+	})
+	type price struct {
+		usd   float64
+		known bool
+	}
+	prices := map[string]price{}
+	rows := make([]reply.InstanceRow, 0, len(insts))
+	for _, in := range insts {
+		p, seen := prices[in.Type]
+		if !seen {
+			p.usd, p.known = f.prices.Price(actx, in.Type)
+			prices[in.Type] = p
+		}
+		rows = append(rows, reply.InstanceRow{Instance: in, PricePerHour: p.usd, PriceKnown: p.known})
+	}
+	if offset >= len(rows) {
+		offset = 0
+	}
+	f.tell(ctx, o, reply.InstanceList(rows, offset, all, f.now()))
+}
+
+// lifecycles are the words and target state of each instance action.
+var lifecycles = map[policy.ActionKind]reply.Lifecycle{
+	policy.ActionStop:      {Verb: "stop", Doing: "Stopping", Target: computebot.InstanceStopped},
+	policy.ActionStart:     {Verb: "start", Doing: "Starting", Target: computebot.InstanceRunning},
+	policy.ActionTerminate: {Verb: "terminate", Doing: "Terminating", Target: computebot.InstanceTerminated},
+	policy.ActionExtend:    {Verb: "extend", Doing: "Extending"},
+}
+
+// changeInstance runs /stop, /start, /terminate and /extend (and their
+// buttons).
+func (f *Flow) changeInstance(ctx context.Context, o Origin, kind policy.ActionKind, target string, extendHours int) {
+	lc := lifecycles[kind]
+	inst, refusal := f.resolveTarget(ctx, o, target)
+	if refusal != nil {
+		f.tell(ctx, o, *refusal)
+		return
+	}
+	requestID := inst.Tags[computebot.TagRequest]
+	act := policy.Action{Kind: kind, Actor: o.User, Instance: &inst}
+	if kind == policy.ActionExtend {
+		base := f.now()
+		if exp, err := time.Parse(time.RFC3339, inst.Tags[computebot.TagExpiresAt]); err == nil && exp.After(base) {
+			base = exp
+		}
+		act.ExtendTo = base.Add(time.Duration(extendHours) * time.Hour).Truncate(time.Second)
+	}
+	d, err := f.authz.Authorize(ctx, act)
+	if d.Verdict != policy.Allow {
+		if err != nil {
+			f.log.Error("authorize instance action", "instance", inst.ID, "request_id", requestID, "user", o.User, "err", err)
+		}
+		f.log.Info("instance action refused", "instance", inst.ID, "request_id", requestID, "user", o.User, "action", kind, "refusal", d.Refusal.Code)
+		f.tell(ctx, o, reply.Refusal(d.Refusal))
+		return
+	}
+	if why, wrong := reply.WrongState(lc, inst); wrong {
+		f.tell(ctx, o, why)
+		return
+	}
+
+	actx, cancel := f.awsCtx(ctx)
+	defer cancel()
+	detail := ""
+	switch kind {
+	case policy.ActionStop:
+		_, err = f.cloud.Stop(actx, inst.ID)
+	case policy.ActionStart:
+		_, err = f.cloud.Start(actx, inst.ID)
+	case policy.ActionTerminate:
+		_, err = f.cloud.Terminate(actx, inst.ID)
+	case policy.ActionExtend:
+		detail = "expires-at " + act.ExtendTo.UTC().Format(time.RFC3339)
+		err = f.cloud.Tag(actx, inst.ID, map[string]string{computebot.TagExpiresAt: act.ExtendTo.UTC().Format(time.RFC3339)})
+	}
+	if err != nil {
+		detail = ""
+	}
+	f.audit.Record(ctx, computebot.AuditEntry{Actor: o.User, Action: lc.Verb, RequestID: requestID, Target: inst.ID, Result: computebot.AuditResult(err), Detail: detail})
+	if err != nil {
+		f.log.Error("instance action failed", "instance", inst.ID, "request_id", requestID, "action", kind, "err", err)
+		f.tell(ctx, o, reply.ActionFailed(lc, inst.ID, computebot.UserMessage(err)))
+		return
+	}
+	if kind == policy.ActionExtend {
+		f.announce(ctx, o, inst, reply.Extended(inst, o.User, act.ExtendTo, extendHours))
+		return
+	}
+	f.tell(ctx, o, reply.ActionUnderWay(lc, inst.ID))
+	f.background(func(ctx context.Context) { f.awaitChange(ctx, o, kind, inst) })
+}
+
+// awaitChange waits until the instance reaches the state the action aims
+// at, then announces it.
+func (f *Flow) awaitChange(ctx context.Context, o Origin, kind policy.ActionKind, inst computebot.Instance) {
+	lc := lifecycles[kind]
+	res := f.pollInstance(ctx, inst.ID, func(cur computebot.Instance, err error) bool {
+		if err != nil || cur.State != lc.Target {
+			return false
+		}
+		cur.Tags = inst.Tags
+		var msg reply.Message
+		switch kind {
+		case policy.ActionStop:
+			msg = reply.Stopped(cur, o.User)
+		case policy.ActionStart:
+			msg = reply.Started(cur, o.User, f.sshUser(ctx, cur.ImageID), f.cfg.Launch.KeyName)
+		default:
+			msg = reply.Terminated(cur, o.User)
+		}
+		f.announce(ctx, o, cur, msg)
+		return true
+	})
+	if res == pollTimedOut {
+		f.tell(ctx, o, reply.ActionSlow(lc, inst.ID, f.opts.LaunchWait))
+	}
+}
+
+// announce posts news about an instance in its request thread (from its
+// tags), and also privately to whoever acted when they are not looking at
+// that thread.
+func (f *Flow) announce(ctx context.Context, o Origin, inst computebot.Instance, msg reply.Message) {
+	channel, thread := inst.Tags[computebot.TagChannel], inst.Tags[computebot.TagThread]
+	if channel == "" {
+		channel, thread = o.Channel, o.ThreadTS
+	}
+	f.post(ctx, channel, thread, msg, "in request thread", "instance", inst.ID, "request_id", inst.Tags[computebot.TagRequest])
+	if o.Channel != channel || o.ThreadTS != thread {
+		f.tell(ctx, o, msg)
+	}
+}
+
+// sshUser is the login for an instance's AMI (configured, or inferred from
+// the AMI's name).
+func (f *Flow) sshUser(ctx context.Context, imageID string) string {
+	configured := f.cfg.Launch.SSHUser
+	if configured != "" || imageID == "" {
+		return reply.SSHUser(configured, "")
+	}
+	actx, cancel := f.awsCtx(ctx)
+	defer cancel()
+	img, err := f.cloud.ResolveImage(actx, imageID)
+	if err != nil {
+		f.log.Warn("look up AMI for the SSH user", "image", imageID, "err", err)
+	}
+	return reply.SSHUser("", img.Name)
+}
+
+// resolveTarget finds the instance a command names: an instance ID, or the
+// name of exactly one of the caller's instances. A non-nil message is the
+// answer to give instead.
+func (f *Flow) resolveTarget(ctx context.Context, o Origin, target string) (computebot.Instance, *reply.Message) {
+	refuse := func(m reply.Message) (computebot.Instance, *reply.Message) { return computebot.Instance{}, &m }
+	actx, cancel := f.awsCtx(ctx)
+	defer cancel()
+	if commands.IsInstanceID(target) {
+		inst, err := f.cloud.Instance(actx, target)
+		switch {
+		case errors.Is(err, computebot.ErrNotFound):
+			return refuse(reply.NoSuchInstance(target))
+		case err != nil:
+			return refuse(reply.LookupFailed(target, computebot.UserMessage(err)))
+		}
+		return inst, nil
+	}
+	insts, err := f.cloud.ManagedInstances(actx, computebot.InstanceFilter{Owner: o.User, States: liveStates})
+	if err != nil {
+		return refuse(reply.OwnListFailed(computebot.UserMessage(err)))
+	}
+	var matches []computebot.Instance
+	for _, in := range insts {
+		if in.Tags[computebot.TagName] == target {
+			matches = append(matches, in)
+		}
+	}
+	switch len(matches) {
+	case 0:
+		return refuse(reply.NoInstanceNamed(target))
+	case 1:
+		return matches[0], nil
+	}
+	ids := make([]string, len(matches))
+	for i, m := range matches {
+		ids[i] = m.ID
+	}
+	return refuse(reply.AmbiguousName(target, ids))
+}

@@ -1,0 +1,274 @@
+package flow
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/computebot/computebot"
+	"github.com/computebot/computebot/policy"
+	"github.com/computebot/computebot/reply"
+)
+
+// The launch workflow: approved → executing (RunInstances, with a
+// ClientToken derived from the request so that a retry or a restart gets
+// the same instance back) → launched (EC2 returned the instance) → done
+// (it runs; the IP and SSH line are posted), or failed.
+
+// proceed carries out an approved request: a launch, or a Lambda invocation.
+func (f *Flow) proceed(ctx context.Context, id string, resume bool) {
+	r, err := f.store.Request(ctx, id)
+	if err != nil {
+		f.log.Error("load approved request", "request_id", id, "err", err)
+		return
+	}
+	if r.Lambda != nil {
+		f.invokeApproved(ctx, id, resume)
+		return
+	}
+	f.launch(ctx, id, resume)
+}
+
+// launch runs an approved launch request. Only the first launch moves
+// approved → executing; resume (after a restart) also takes over a request
+// left executing.
+func (f *Flow) launch(ctx context.Context, id string, resume bool) {
+	r, err := f.store.Request(ctx, id)
+	if err != nil {
+		f.log.Error("load approved request", "request_id", id, "err", err)
+		return
+	}
+	if r.State == computebot.RequestApproved {
+		// The quota again, now that this approval is written: of two
+		// approvals that raced past the limit, at least one stops here.
+		d, err := f.authz.Authorize(ctx, policy.Action{Kind: policy.ActionStartLaunch, Actor: r.DecidedByOrPolicy(), Request: r})
+		if err != nil {
+			f.log.Error("authorize launch start", "request_id", id, "err", err)
+		}
+		if d.Verdict == policy.Deny {
+			f.fail(ctx, r, reply.RefusalText(d.Refusal), string(d.Refusal.Code))
+			return
+		}
+	}
+	r, err = f.store.UpdateRequest(ctx, id, func(cur *computebot.Request) error {
+		switch {
+		case cur.State == computebot.RequestApproved:
+		case cur.State == computebot.RequestExecuting && resume:
+		default:
+			return computebot.ErrConflict
+		}
+		cur.State = computebot.RequestExecuting
+		return nil
+	})
+	if err != nil {
+		if !errors.Is(err, computebot.ErrConflict) {
+			f.log.Error("start launch", "request_id", id, "err", err)
+		}
+		return
+	}
+	if !resume {
+		f.post(ctx, r.ChannelID, r.MessageTS, reply.Launching(r), "launching", "request_id", id)
+	}
+
+	inst, err := f.runInstance(ctx, r)
+	if err != nil {
+		f.log.Error("launch failed", "request_id", id, "err", err)
+		f.fail(ctx, r, computebot.UserMessage(err), computebot.AuditResult(err))
+		return
+	}
+	r, err = f.store.UpdateRequest(ctx, id, func(cur *computebot.Request) error {
+		if cur.State != computebot.RequestExecuting {
+			return computebot.ErrConflict
+		}
+		cur.State = computebot.RequestLaunched
+		cur.Launch.InstanceID = inst.ID
+		return nil
+	})
+	if err != nil {
+		f.log.Error("record launched instance", "request_id", id, "instance", inst.ID, "err", err)
+		return
+	}
+	f.audit.Record(ctx, computebot.AuditEntry{Actor: r.DecidedByOrPolicy(), Action: "launch", RequestID: id, Target: inst.ID, Result: "ok",
+		Detail: fmt.Sprintf("%s for %s", r.Launch.InstanceType, r.Requester)})
+	f.post(ctx, r.ChannelID, r.MessageTS, reply.Pending(r), "pending", "request_id", id)
+	f.startWaiter(id)
+}
+
+// runInstance calls RunInstances, retrying transient failures (as the aws
+// package classifies them) with the same ClientToken: EC2 returns the
+// instance an earlier attempt created instead of a second one. When AWS
+// never answered, it looks for an instance tagged with the request before
+// giving up, so a launch that succeeded behind a timeout is not reported
+// as failed and left running unseen.
+func (f *Flow) runInstance(ctx context.Context, r *computebot.Request) (computebot.Instance, error) {
+	spec := f.launchSpec(r)
+	var err error
+	for attempt := 1; attempt <= f.opts.LaunchAttempts; attempt++ {
+		actx, cancel := f.awsCtx(ctx)
+		var inst computebot.Instance
+		inst, err = f.cloud.Launch(actx, spec)
+		cancel()
+		if err == nil || !computebot.Transient(err) {
+			return inst, err
+		}
+		f.log.Warn("launch attempt failed; retrying with the same ClientToken", "request_id", r.ID, "attempt", attempt, "err", err)
+		if attempt < f.opts.LaunchAttempts {
+			select {
+			case <-ctx.Done():
+				return computebot.Instance{}, err
+			case <-time.After(time.Duration(attempt) * f.opts.RetryBackoff):
+			}
+		}
+	}
+	actx, cancel := f.awsCtx(ctx)
+	defer cancel()
+	if found, lerr := f.cloud.ManagedInstances(actx, computebot.InstanceFilter{Request: r.ID}); lerr == nil && len(found) > 0 {
+		f.log.Info("launch timed out but the instance exists", "request_id", r.ID, "instance", found[0].ID)
+		return found[0], nil
+	}
+	return computebot.Instance{}, err
+}
+
+func (f *Flow) launchSpec(r *computebot.Request) computebot.LaunchSpec {
+	l, launch := r.Launch, f.cfg.Launch
+	return computebot.LaunchSpec{
+		ClientToken:      r.ClientToken(),
+		InstanceType:     l.InstanceType,
+		ImageID:          l.ImageID,
+		RootDeviceName:   l.ImageRoot,
+		KeyName:          launch.KeyName,
+		SecurityGroupIDs: launch.SecurityGroupIDs,
+		SubnetID:         launch.SubnetID,
+		Tags: map[string]string{
+			computebot.TagName:    l.Name,
+			computebot.TagManaged: "true",
+			computebot.TagOwner:   r.Requester,
+			computebot.TagRequest: r.ID,
+			computebot.TagChannel: r.ChannelID,
+			computebot.TagThread:  r.MessageTS,
+			// From the decision time, not "now", so that a resumed launch
+			// sends identical parameters with the same ClientToken.
+			computebot.TagExpiresAt: r.DecidedAt.Add(l.Lease).UTC().Format(time.RFC3339),
+		},
+	}
+}
+
+// fail marks an approved request failed (a launch or an invocation) and
+// says why in its thread, in plain words; code goes to the audit log.
+func (f *Flow) fail(ctx context.Context, r *computebot.Request, why, code string) {
+	id := r.ID
+	r, err := f.store.UpdateRequest(ctx, id, func(cur *computebot.Request) error {
+		if cur.State.Terminal() {
+			return computebot.ErrConflict
+		}
+		cur.State, cur.Failure = computebot.RequestFailed, why
+		return nil
+	})
+	if err != nil {
+		f.log.Error("mark request failed", "request_id", id, "err", err)
+		return
+	}
+	action, target := "launch", ""
+	if r.Lambda != nil {
+		action, target = "invoke", r.Lambda.Function
+	} else {
+		target = r.Launch.InstanceID
+	}
+	f.audit.Record(ctx, computebot.AuditEntry{Actor: r.DecidedByOrPolicy(), Action: action, RequestID: r.ID, Target: target, Result: code, Detail: reply.PlainText(why)})
+	f.post(ctx, r.ChannelID, r.MessageTS, reply.Failed(r), "failure", "request_id", r.ID)
+	f.refreshMessage(ctx, r)
+}
+
+// startWaiter waits for the instance in the background: waiting can take
+// minutes and must not hold a worker.
+func (f *Flow) startWaiter(id string) {
+	f.background(func(ctx context.Context) { f.waitRunning(ctx, id) })
+}
+
+// pollResult says how a pollInstance ended.
+type pollResult int
+
+const (
+	pollDone     pollResult = iota // the check said done
+	pollTimedOut                   // LaunchWait passed first
+	pollStopped                    // shutting down; resumed on the next start
+)
+
+// pollInstance describes the instance every PollInterval (the SDK waiter's
+// 15 s minimum would leave people waiting) until check says done, for at
+// most LaunchWait. Describe errors are passed to check: right after
+// RunInstances EC2 may not know the ID yet (eventual consistency).
+func (f *Flow) pollInstance(ctx context.Context, id string, check func(computebot.Instance, error) bool) pollResult {
+	deadline := f.now().Add(f.opts.LaunchWait)
+	t := time.NewTicker(f.opts.PollInterval)
+	defer t.Stop()
+	for {
+		actx, cancel := f.awsCtx(ctx)
+		inst, err := f.cloud.Instance(actx, id)
+		cancel()
+		if check(inst, err) {
+			return pollDone
+		}
+		if f.now().After(deadline) {
+			return pollTimedOut
+		}
+		select {
+		case <-ctx.Done():
+			return pollStopped
+		case <-t.C:
+		}
+	}
+}
+
+// waitRunning posts the connection details as soon as the request's
+// instance runs.
+func (f *Flow) waitRunning(ctx context.Context, id string) {
+	r, err := f.store.Request(ctx, id)
+	if err != nil || r.State != computebot.RequestLaunched {
+		return
+	}
+	instanceID := r.Launch.InstanceID
+	res := f.pollInstance(ctx, instanceID, func(inst computebot.Instance, err error) bool {
+		switch {
+		case err != nil:
+			f.log.Debug("poll instance", "request_id", id, "instance", instanceID, "err", err)
+			return false
+		case inst.State == computebot.InstanceRunning:
+			f.ready(ctx, r, inst)
+			return true
+		case inst.State == computebot.InstanceTerminated || inst.State == computebot.InstanceShuttingDown:
+			f.fail(ctx, r, reply.TerminatedBeforeRunning(instanceID, inst.State), "Terminated")
+			return true
+		}
+		return false
+	})
+	if res == pollTimedOut {
+		f.fail(ctx, r, reply.NotRunningInTime(instanceID, f.opts.LaunchWait), "Timeout")
+	}
+}
+
+// ready posts the IP reply and records the request done.
+func (f *Flow) ready(ctx context.Context, r *computebot.Request, inst computebot.Instance) {
+	r.Launch.PublicIP, r.Launch.PrivateIP = inst.PublicIP, inst.PrivateIP
+	// Post before recording: a crash in between repeats the reply on the
+	// next start rather than losing it.
+	user := reply.SSHUser(f.cfg.Launch.SSHUser, r.Launch.ImageName)
+	f.post(ctx, r.ChannelID, r.MessageTS, reply.Ready(r, user, f.cfg.Launch.KeyName), "ready", "request_id", r.ID)
+	r, err := f.store.UpdateRequest(ctx, r.ID, func(cur *computebot.Request) error {
+		if cur.State != computebot.RequestLaunched {
+			return computebot.ErrConflict
+		}
+		cur.State = computebot.RequestDone
+		cur.Launch.PublicIP, cur.Launch.PrivateIP = inst.PublicIP, inst.PrivateIP
+		return nil
+	})
+	if err != nil {
+		if !errors.Is(err, computebot.ErrConflict) {
+			f.log.Error("record ready", "instance", inst.ID, "err", err)
+		}
+		return
+	}
+	f.refreshMessage(ctx, r)
+	f.log.Info("instance ready", "request_id", r.ID, "instance", r.Launch.InstanceID, "public_ip", r.Launch.PublicIP)
+}

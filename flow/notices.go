@@ -1,0 +1,198 @@
+package flow
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/computebot/computebot"
+	"github.com/computebot/computebot/idle"
+	"github.com/computebot/computebot/policy"
+	"github.com/computebot/computebot/reply"
+)
+
+// The idle scheduler's side of the chat: Notices posts its notices (the
+// scheduler's Notifier), and the Flow handles their buttons and the
+// approvers' /computebot idle report.
+
+// Notices shows the idle scheduler's notices to people. It implements
+// idle.Notifier.
+type Notices struct {
+	chat          Chat
+	notifyChannel string
+	pace          *pacer
+	log           *slog.Logger
+}
+
+var _ idle.Notifier = (*Notices)(nil)
+
+// NewNotices posts notices through chat; notifyChannel ("" for none) is the
+// last resort when neither the request thread nor a DM works. Posts to one
+// channel are at least interval apart.
+func NewNotices(chat Chat, notifyChannel string, interval time.Duration, log *slog.Logger) *Notices {
+	if interval <= 0 {
+		interval = Options{}.withDefaults().NoticeInterval
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Notices{chat: chat, notifyChannel: notifyChannel, pace: newPacer(interval), log: log}
+}
+
+// PostNotice posts an idle or lease notice: in the instance's request
+// thread, else a DM to the owner, else notify_channel. Posts are paced per
+// channel so a burst of notices stays under Slack's rate limit.
+func (s *Notices) PostNotice(ctx context.Context, n idle.Notice) (string, string, error) {
+	msg := reply.IdleNotice(n)
+	var tried []error
+	try := func(channel, thread string) (string, bool) {
+		if err := s.pace.wait(ctx, channel); err != nil {
+			tried = append(tried, err)
+			return "", false
+		}
+		ts, err := s.chat.Post(ctx, channel, thread, msg)
+		if err != nil {
+			tried = append(tried, err)
+			return "", false
+		}
+		return ts, true
+	}
+	if n.RequestChannel != "" {
+		if ts, ok := try(n.RequestChannel, n.RequestThread); ok {
+			return n.RequestChannel, ts, nil
+		}
+	}
+	if n.Owner != "" {
+		if dm, err := s.chat.DM(ctx, n.Owner); err != nil {
+			tried = append(tried, err)
+		} else if ts, ok := try(dm, ""); ok {
+			return dm, ts, nil
+		}
+	}
+	if s.notifyChannel != "" {
+		if ts, ok := try(s.notifyChannel, ""); ok {
+			return s.notifyChannel, ts, nil
+		}
+	}
+	return "", "", fmt.Errorf("flow: post notice for %s: nowhere to post: %w", n.InstanceID, errors.Join(tried...))
+}
+
+// UpdateNotice re-renders a posted notice (kept, stopped, cancelled).
+func (s *Notices) UpdateNotice(ctx context.Context, n idle.Notice) error {
+	if n.Channel == "" || n.TS == "" {
+		return errors.New("flow: notice was never posted")
+	}
+	return s.chat.Update(ctx, n.Channel, n.TS, reply.IdleNotice(n))
+}
+
+// Announce posts what became of a notice in its thread.
+func (s *Notices) Announce(ctx context.Context, n idle.Notice) error {
+	if n.Channel == "" {
+		return errors.New("flow: notice was never posted")
+	}
+	if err := s.pace.wait(ctx, n.Channel); err != nil {
+		return err
+	}
+	_, err := s.chat.Post(ctx, n.Channel, n.ThreadTS(), reply.NoticeAnnouncement(n))
+	return err
+}
+
+// noticeButton authorizes the clicker of Keep running or Stop now (owner or
+// approver, like any other action on the instance) and hands the click to
+// the scheduler.
+func (f *Flow) noticeButton(ctx context.Context, o Origin, c noticeCommand) {
+	if f.idle == nil {
+		f.tell(ctx, o, reply.IdleNotRunning())
+		return
+	}
+	kind := policy.ActionStop
+	if c.keep {
+		kind = policy.ActionKeep
+	}
+	inst, refusal := f.resolveTarget(ctx, o, c.instanceID)
+	if refusal != nil {
+		f.tell(ctx, o, *refusal)
+		return
+	}
+	d, err := f.authz.Authorize(ctx, policy.Action{Kind: kind, Actor: o.User, Instance: &inst})
+	if d.Verdict != policy.Allow {
+		if err != nil {
+			f.log.Error("authorize notice button", "instance", inst.ID, "err", err)
+		}
+		f.tell(ctx, o, reply.Refusal(d.Refusal))
+		return
+	}
+	var n idle.Notice
+	if c.keep {
+		n, err = f.idle.Keep(ctx, inst.ID, o.User)
+	} else {
+		n, err = f.idle.StopNow(ctx, inst.ID, o.User)
+	}
+	if err != nil {
+		f.log.Error("notice button", "instance", inst.ID, "keep", c.keep, "err", err)
+		f.tell(ctx, o, reply.NoticeButtonFailed(err))
+		return
+	}
+	f.log.Info("notice button", "instance", inst.ID, "user", o.User, "keep", c.keep, "state", n.State)
+}
+
+// idleReport answers /computebot idle (approvers).
+func (f *Flow) idleReport(ctx context.Context, o Origin) {
+	d, err := f.authz.Authorize(ctx, policy.Action{Kind: policy.ActionIdleReport, Actor: o.User})
+	if d.Verdict != policy.Allow {
+		if err != nil {
+			f.log.Error("authorize idle report", "err", err)
+		}
+		f.tell(ctx, o, reply.Refusal(d.Refusal))
+		return
+	}
+	if f.idle == nil {
+		f.tell(ctx, o, reply.IdleNotRunning())
+		return
+	}
+	rep, err := f.idle.Report(ctx)
+	if err != nil {
+		f.log.Error("idle report", "err", err)
+		f.tell(ctx, o, reply.IdleReportFailed(computebot.UserMessage(err)))
+		return
+	}
+	f.tell(ctx, o, reply.IdleReport(rep, f.now()))
+}
+
+// pacer spaces posts to one channel: Slack allows about one
+// chat.postMessage per second per channel, so a burst (100 idle notices)
+// is spread out instead of answered with a storm of 429s.
+type pacer struct {
+	mu       sync.Mutex
+	interval time.Duration
+	next     map[string]time.Time
+}
+
+func newPacer(interval time.Duration) *pacer {
+	return &pacer{interval: interval, next: map[string]time.Time{}}
+}
+
+// wait blocks until channel may be posted to again.
+func (p *pacer) wait(ctx context.Context, channel string) error {
+	p.mu.Lock()
+	now := time.Now()
+	at := p.next[channel]
+	if at.Before(now) {
+		at = now
+	}
+	p.next[channel] = at.Add(p.interval)
+	p.mu.Unlock()
+	if d := time.Until(at); d > 0 {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+	return nil
+}

@@ -1,0 +1,133 @@
+package flow
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/computebot/computebot"
+)
+
+// What the workflows share with the policy and the idle scheduler, built
+// once in cmd/computebot: the quota count, prices and the audit log.
+
+// Usage counts a user's active launches for the quota (policy.Usage): their
+// pending or running managed instances, and their requests that are
+// approved, executing or launched but whose instance is not among those yet
+// (EC2's listing lags a launch by a few seconds), each counted once.
+type Usage struct {
+	cloud       computebot.Compute
+	store       computebot.Store
+	callTimeout time.Duration
+}
+
+// NewUsage counts from cloud and store, bounding the EC2 call by callTimeout
+// (0: the workflows' default).
+func NewUsage(cloud computebot.Compute, store computebot.Store, callTimeout time.Duration) *Usage {
+	if callTimeout <= 0 {
+		callTimeout = Options{}.withDefaults().CallTimeout
+	}
+	return &Usage{cloud: cloud, store: store, callTimeout: callTimeout}
+}
+
+// ActiveLaunches counts owner's active launches, leaving out request except.
+func (u *Usage) ActiveLaunches(ctx context.Context, owner, except string) (int, error) {
+	actx, cancel := context.WithTimeout(ctx, u.callTimeout)
+	defer cancel()
+	insts, err := u.cloud.ManagedInstances(actx, computebot.InstanceFilter{
+		Owner:  owner,
+		States: []string{computebot.InstancePending, computebot.InstanceRunning},
+	})
+	if err != nil {
+		return 0, err
+	}
+	active := make(map[string]bool, len(insts))
+	for _, in := range insts {
+		if in.Tags[computebot.TagRequest] != except || except == "" {
+			active[in.ID] = true
+		}
+	}
+	reqs, err := u.store.Requests(ctx, computebot.RequestApproved, computebot.RequestExecuting, computebot.RequestLaunched)
+	if err != nil {
+		return 0, err
+	}
+	n := len(active)
+	for _, r := range reqs {
+		if r.Requester != owner || r.ID == except || r.Launch == nil {
+			continue
+		}
+		if id := r.Launch.InstanceID; id == "" || !active[id] {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// Prices answers hourly prices: the configured overrides first (negotiated
+// rates), then the Pricing API.
+type Prices struct {
+	cloud       computebot.Compute
+	overrides   map[string]float64
+	callTimeout time.Duration
+	log         *slog.Logger
+}
+
+// NewPrices looks prices up in overrides (launch.prices), then in cloud.
+func NewPrices(cloud computebot.Compute, overrides map[string]float64, callTimeout time.Duration, log *slog.Logger) *Prices {
+	if callTimeout <= 0 {
+		callTimeout = Options{}.withDefaults().CallTimeout
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Prices{cloud: cloud, overrides: overrides, callTimeout: callTimeout, log: log}
+}
+
+// Price is an instance type's on-demand price in USD per hour; false when
+// neither the config nor the Pricing API knows it.
+func (p *Prices) Price(ctx context.Context, instanceType string) (float64, bool) {
+	if usd, ok := p.overrides[instanceType]; ok {
+		return usd, true
+	}
+	actx, cancel := context.WithTimeout(ctx, p.callTimeout)
+	defer cancel()
+	usd, err := p.cloud.HourlyPrice(actx, instanceType)
+	if err != nil {
+		if !errors.Is(err, computebot.ErrPriceUnknown) {
+			p.log.Warn("price lookup failed; showing price unknown", "type", instanceType, "err", err)
+		}
+		return 0, false
+	}
+	return usd, true
+}
+
+// Auditor writes the audit log: every cloud-changing action and decision,
+// in the store and in the log.
+type Auditor struct {
+	store computebot.Store
+	log   *slog.Logger
+	now   func() time.Time
+}
+
+// NewAuditor records into store.
+func NewAuditor(store computebot.Store, log *slog.Logger) *Auditor {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Auditor{store: store, log: log, now: time.Now}
+}
+
+// Record writes an entry. A failing write is logged loudly but does not
+// undo what already happened in the cloud; it is not cut short by the
+// caller's cancellation either.
+func (a *Auditor) Record(ctx context.Context, e computebot.AuditEntry) {
+	if e.Time.IsZero() {
+		e.Time = a.now()
+	}
+	a.log.Info("audit", "actor", e.Actor, "action", e.Action, "request_id", e.RequestID,
+		"target", e.Target, "result", e.Result, "detail", e.Detail)
+	if err := a.store.Audit(context.WithoutCancel(ctx), e); err != nil {
+		a.log.Error("audit write failed", "request_id", e.RequestID, "action", e.Action, "err", err)
+	}
+}
