@@ -236,6 +236,8 @@ func TestValidation(t *testing.T) {
 			"idle.cpu_below_percent", []string{"not 101"}},
 		{"bad idle for", minimal + "idle:\n  for: soon\n",
 			"idle.for", []string{`idle.for: invalid duration "soon"`}},
+		{"idle for off the metrics period", minimal + "idle:\n  for: 7m\n",
+			"idle.for", []string{"7m is not a multiple of 5m"}},
 		{"negative grace", minimal + "idle:\n  grace: -5m\n",
 			"idle.grace", []string{"must not be negative"}},
 		{"bad function pattern", minimal + "lambda:\n  allowed_functions: ['report-[']\n",

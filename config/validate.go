@@ -28,6 +28,10 @@ var (
 // MaxLambdaTimeout is Lambda's own limit on a synchronous invocation.
 const MaxLambdaTimeout = 15 * time.Minute
 
+// IdleMetricsPeriod is the period of the CloudWatch metrics the idle check
+// reads (basic monitoring publishes one datapoint per 5 minutes).
+const IdleMetricsPeriod = 5 * time.Minute
+
 // problems returns everything wrong with c, each naming its key.
 func (c *Config) problems() []*Problem {
 	var ps []*Problem
@@ -124,6 +128,9 @@ func (c *Config) problems() []*Problem {
 		add("idle.cpu_below_percent", "must be more than 0 and at most 100, not %v", p)
 	}
 	positive("idle.for", c.Idle.For)
+	if c.Idle.For > 0 && c.Idle.For.Duration()%IdleMetricsPeriod != 0 {
+		add("idle.for", "%s is not a multiple of %s, the period of the CloudWatch metrics it looks back over", c.Idle.For, Duration(IdleMetricsPeriod))
+	}
 	if c.Idle.NetworkBelowBytes <= 0 {
 		add("idle.network_below_bytes", "must be more than 0, not %v", c.Idle.NetworkBelowBytes)
 	}

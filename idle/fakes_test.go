@@ -1,7 +1,6 @@
 package idle
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/computebot/computebot"
 	"github.com/computebot/computebot/config"
+	"github.com/computebot/computebot/internal/syncbuf"
 	"github.com/computebot/computebot/policy"
 )
 
@@ -514,24 +514,6 @@ func (m *memKV) has(id string) bool {
 	return ok
 }
 
-// syncBuffer collects log output from several goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // rig is one scheduler with its fakes.
 type rig struct {
 	*Scheduler
@@ -542,7 +524,7 @@ type rig struct {
 	mem    *memKV
 	kv     KV // the scheduler's KV when not mem
 	clock  *clock
-	logs   *syncBuffer
+	logs   *syncbuf.Buffer
 	audits *auditLog
 	prices atomic.Int32 // price look-ups
 }
@@ -576,7 +558,7 @@ func testConfig() config.Idle {
 func newRig(t testing.TB, cfg config.Idle) *rig {
 	t.Helper()
 	r := &rig{cloud: newCloud(), notes: &fakeNotifier{}, authz: &fakeAuthz{}, obs: &fakeObserver{}, mem: newMemKV(),
-		clock: &clock{t: t0}, logs: &syncBuffer{}, audits: &auditLog{}}
+		clock: &clock{t: t0}, logs: &syncbuf.Buffer{}, audits: &auditLog{}}
 	r.Scheduler = r.build(t, cfg)
 	return r
 }

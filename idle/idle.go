@@ -95,9 +95,9 @@ const (
 )
 
 const (
-	// period is the metrics period (basic monitoring); idle.for must be a
-	// multiple of it.
-	period = 5 * time.Minute
+	// period is the metrics period (basic monitoring); config checks that
+	// idle.for is a multiple of it.
+	period = config.IdleMetricsPeriod
 	// defaultCheckEvery is how often due notices are checked between scans.
 	defaultCheckEvery = time.Minute
 	// keepSettled is how long a settled notice stays in the KV (so that a
@@ -236,10 +236,6 @@ func New(cfg config.Idle, d Deps) (*Scheduler, error) {
 	sched, err := cron.ParseStandard(cfg.Schedule)
 	if err != nil {
 		return nil, fmt.Errorf("idle.schedule: %w", err)
-	}
-	if w := cfg.For.Duration(); w%period != 0 {
-		// Not a range check: only this package knows its metrics period.
-		return nil, fmt.Errorf("idle.for: %s is not a multiple of the %s metrics period", cfg.For, config.Duration(period))
 	}
 	var missing []string
 	if d.Cloud == nil {

@@ -30,7 +30,6 @@ func TestNew(t *testing.T) {
 	}{
 		{func(c *config.Idle) { c.Schedule = "every 10 minutes" }, []string{"idle.schedule"}},
 		{func(c *config.Idle) { c.Schedule = "*/10 * * *" }, []string{"idle.schedule"}},
-		{func(c *config.Idle) { c.For = config.Duration(7 * time.Minute) }, []string{"idle.for", "7m", "5m"}},
 	} {
 		cfg := testConfig()
 		tt.change(&cfg)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/computebot/computebot/internal/fakeaws"
 	"github.com/computebot/computebot/internal/fakeslack"
+	"github.com/computebot/computebot/internal/syncbuf"
 )
 
 // TestBinary builds the real computebot binary and points it at the fakes
@@ -54,7 +55,7 @@ func TestBinary(t *testing.T) {
 		"AWS_SECRET_ACCESS_KEY=binary-aws-secret",
 		"AWS_EC2_METADATA_DISABLED=true",
 	}
-	stderr := &syncBuffer{}
+	stderr := &syncbuf.Buffer{}
 	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

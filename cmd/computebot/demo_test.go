@@ -1,6 +1,7 @@
 package main
 
 import (
+	"github.com/computebot/computebot/internal/syncbuf"
 	"io"
 	"os"
 	"path/filepath"
@@ -13,7 +14,7 @@ import (
 // runDemoScript runs the demo with script as its (non-terminal) stdin.
 func runDemoScript(t *testing.T, script string) string {
 	t.Helper()
-	var out syncBuffer
+	var out syncbuf.Buffer
 	before, _ := filepath.Glob(filepath.Join(os.TempDir(), "computebot-demo-*"))
 	if code := runDemo(nil, strings.NewReader(script), &out); code != 0 {
 		t.Fatalf("runDemo = %d\n%s", code, out.String())
@@ -73,7 +74,7 @@ func TestDemoInteractive(t *testing.T) {
 	demoInteractive = func(io.Reader) bool { return true }
 	defer func() { demoInteractive = old }()
 	r, w := io.Pipe()
-	var out syncBuffer
+	var out syncbuf.Buffer
 	done := make(chan int)
 	go func() { done <- runDemo(nil, r, &out) }()
 	waitOut := func(substr string) {

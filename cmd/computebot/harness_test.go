@@ -1,14 +1,12 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,7 +14,7 @@ import (
 	"github.com/computebot/computebot/flow"
 	"github.com/computebot/computebot/internal/fakeaws"
 	"github.com/computebot/computebot/internal/fakeslack"
-	"github.com/computebot/computebot/store"
+	"github.com/computebot/computebot/internal/syncbuf"
 )
 
 // Users and channels of the end-to-end tests.
@@ -52,7 +50,7 @@ type bed struct {
 	dir    string
 	cfg    string
 	main   *Main
-	stderr *syncBuffer
+	stderr *syncbuf.Buffer
 	opts   flow.Options
 	seen   map[string]bool // requests a helper already returned
 	tune   func(*Main)
@@ -74,7 +72,7 @@ func newBed(t testing.TB, opts ...bedOption) *bed {
 // newBedWith is newBed with a hook to adjust each Main before it runs.
 func newBedWith(t testing.TB, tune func(*Main), opts ...bedOption) *bed {
 	t.Helper()
-	b := &bed{t: t, tune: tune, slack: fakeslack.New(), aws: fakeaws.New(), dir: t.TempDir(), cfg: baseConfig, stderr: &syncBuffer{}, seen: map[string]bool{}}
+	b := &bed{t: t, tune: tune, slack: fakeslack.New(), aws: fakeaws.New(), dir: t.TempDir(), cfg: baseConfig, stderr: &syncbuf.Buffer{}, seen: map[string]bool{}}
 	t.Cleanup(b.slack.Close)
 	t.Cleanup(b.aws.Close)
 	b.opts.PollInterval = 50 * time.Millisecond
@@ -297,25 +295,6 @@ func ackText(t *testing.T, a fakeslack.Ack) string {
 	}
 	return p.Text
 }
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-var _ = store.Open
 
 // visible is everything a person sees in a message: its text and the text
 // of every block, decoded (the raw JSON escapes <@U…> mentions).

@@ -186,7 +186,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	sched, err := idle.New(cfg.Idle, idle.Deps{
 		Cloud: cloud, Notifier: flow.NewNotices(chat, cfg.NotifyChannel, t.NoticeInterval, m.log), Authorizer: authz,
 		Audit: audit.Record, KV: db, Prices: prices.Price, Observer: m.ops.metrics,
-		Logger: m.log.With("component", "idle"), CheckEvery: m.IdleCheckEvery,
+		Logger: m.log, CheckEvery: m.IdleCheckEvery,
 	})
 	if err != nil {
 		return err

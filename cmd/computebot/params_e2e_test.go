@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/computebot/computebot"
+	"github.com/computebot/computebot/internal/syncbuf"
 )
 
 func TestPrivateSubnetGetsPrivateIPAndSSMHint(t *testing.T) {
@@ -140,7 +141,7 @@ func TestBadConfigRefusesToStartAndNamesTheKey(t *testing.T) {
 			m.Getenv = func(k string) string {
 				return map[string]string{"SLACK_BOT_TOKEN": "xoxb-x", "SLACK_APP_TOKEN": "xapp-x"}[k]
 			}
-			m.Stderr = &syncBuffer{}
+			m.Stderr = &syncbuf.Buffer{}
 			if err := m.ParseFlags([]string{"--config", path}); err != nil {
 				t.Fatal(err)
 			}
@@ -159,7 +160,7 @@ func TestBadConfigRefusesToStartAndNamesTheKey(t *testing.T) {
 func TestMissingTokensRefuseToStart(t *testing.T) {
 	m := NewMain()
 	m.Getenv = func(string) string { return "" }
-	m.Stderr = &syncBuffer{}
+	m.Stderr = &syncbuf.Buffer{}
 	if err := m.ParseFlags([]string{"--config", "../../config/example.yaml"}); err != nil {
 		t.Fatal(err)
 	}

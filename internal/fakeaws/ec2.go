@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"encoding/xml"
 	"fmt"
+	"maps"
 	"regexp"
 	"sort"
 	"strconv"
@@ -59,8 +60,8 @@ func (in *instance) snapshot() Instance { return in.Instance.clone() }
 
 func (i Instance) clone() Instance {
 	i.SecurityGroupIDs = append([]string(nil), i.SecurityGroupIDs...)
-	i.Tags = cloneMap(i.Tags)
-	i.VolumeTags = cloneMap(i.VolumeTags)
+	i.Tags = maps.Clone(i.Tags)
+	i.VolumeTags = maps.Clone(i.VolumeTags)
 	return i
 }
 
@@ -316,8 +317,8 @@ func ec2RunInstances(s *Server, req *request) (*response, *apiError) {
 			SecurityGroupIDs: append([]string(nil), spec.securityGroupIDs...),
 			PrivateIP:        s.privateIPLocked(),
 			LaunchTime:       launchTime,
-			Tags:             cloneMap(spec.tags["instance"]),
-			VolumeTags:       cloneMap(spec.tags["volume"]),
+			Tags:             maps.Clone(spec.tags["instance"]),
+			VolumeTags:       maps.Clone(spec.tags["volume"]),
 			ClientToken:      token,
 			HttpTokens:       spec.httpTokens,
 			RootEncrypted:    rootEncrypted,

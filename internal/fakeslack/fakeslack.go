@@ -55,6 +55,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -504,19 +505,8 @@ func (s *Server) closed() bool {
 }
 
 func cloneCall(c Call) Call {
-	c.Params = cloneMap(c.Params)
+	c.Params = maps.Clone(c.Params)
 	return c
-}
-
-func cloneMap(m map[string]string) map[string]string {
-	if m == nil {
-		return nil
-	}
-	out := make(map[string]string, len(m))
-	for k, v := range m {
-		out[k] = v
-	}
-	return out
 }
 
 // findMessage returns the stored message or nil. s.mu must be held.

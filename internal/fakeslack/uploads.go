@@ -118,14 +118,7 @@ func (s *Server) handleUpload(w http.ResponseWriter, r *http.Request) {
 	if filename != "" {
 		params["filename"] = filename
 	}
-	s.calls = append(s.calls, Call{
-		Method: method,
-		Params: params,
-		Time:   start,
-		Status: res.status,
-		Error:  res.errorCode(),
-	})
-	s.notifyLocked()
+	s.recordCallLocked(Call{Method: method, Params: params, Time: start}, res)
 	s.mu.Unlock()
 
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")

@@ -82,14 +82,7 @@ func (s *Server) handleAPI(w http.ResponseWriter, r *http.Request) {
 
 	s.mu.Lock()
 	res := s.serveAPILocked(method, token, params, perr)
-	s.calls = append(s.calls, Call{
-		Method: method,
-		Params: params,
-		Time:   start,
-		Status: res.status,
-		Error:  res.errorCode(),
-	})
-	s.notifyLocked()
+	s.recordCallLocked(Call{Method: method, Params: params, Time: start}, res)
 	s.mu.Unlock()
 
 	writeResult(w, res)
@@ -372,17 +365,31 @@ func resolveChannel(ch string) string {
 	return ch
 }
 
-func (s *Server) chatPostMessage(p map[string]string) apiResult {
+// recordCallLocked logs a Web API call with its result and wakes waiters.
+func (s *Server) recordCallLocked(c Call, res apiResult) {
+	c.Status, c.Error = res.status, res.errorCode()
+	s.calls = append(s.calls, c)
+	s.notifyLocked()
+}
+
+// postedContent reads the channel and the content of a message to post,
+// or the error Slack would answer with.
+func postedContent(p map[string]string) (string, content, string) {
 	ch := resolveChannel(p["channel"])
 	if ch == "" {
-		return fail("channel_not_found")
+		return "", content{}, "channel_not_found"
 	}
 	c, code := readContent(p)
+	if code == "" && c.empty() {
+		code = "no_text"
+	}
+	return ch, c, code
+}
+
+func (s *Server) chatPostMessage(p map[string]string) apiResult {
+	ch, c, code := postedContent(p)
 	if code != "" {
 		return fail(code)
-	}
-	if c.empty() {
-		return fail("no_text")
 	}
 	m := s.addMessageLocked(Message{
 		Channel:     ch,
@@ -432,20 +439,13 @@ func (s *Server) chatUpdate(p map[string]string) apiResult {
 }
 
 func (s *Server) chatPostEphemeral(p map[string]string) apiResult {
-	ch := resolveChannel(p["channel"])
-	if ch == "" {
-		return fail("channel_not_found")
-	}
 	user := p["user"]
-	if user == "" {
+	if resolveChannel(p["channel"]) != "" && user == "" {
 		return fail("user_not_in_channel")
 	}
-	c, code := readContent(p)
+	ch, c, code := postedContent(p)
 	if code != "" {
 		return fail(code)
-	}
-	if c.empty() {
-		return fail("no_text")
 	}
 	m := s.addMessageLocked(Message{
 		Channel:       ch,
@@ -616,15 +616,7 @@ func (s *Server) handleResponseURL(w http.ResponseWriter, r *http.Request) {
 
 	s.mu.Lock()
 	res := s.serveResponseURLLocked(id, params, perr)
-	s.calls = append(s.calls, Call{
-		Method:      method,
-		Params:      params,
-		Time:        start,
-		Status:      res.status,
-		Error:       res.errorCode(),
-		ResponseURL: s.ts.URL + r.URL.Path,
-	})
-	s.notifyLocked()
+	s.recordCallLocked(Call{Method: method, Params: params, Time: start, ResponseURL: s.ts.URL + r.URL.Path}, res)
 	s.mu.Unlock()
 
 	writeResult(w, res)
