@@ -213,7 +213,8 @@ func (d *demo) seedIdle() error {
 	form := url.Values{
 		"token":   {"xoxb-demo-bot-token"},
 		"channel": {demoChannel},
-		"text":    {"<@UANA> requests 1 × `t3.small` — Approved by <@UBO> — `" + demoIdleID + "` running since 3 h (seeded by the demo; it has been idle all along)"},
+		"text": {fakeslack.UserMention("UANA") + " requests 1 × `t3.small` — Approved by " + fakeslack.UserMention("UBO") +
+			" — `" + demoIdleID + "` running since 3 h (seeded by the demo; it has been idle all along)"},
 	}
 	resp, err := http.PostForm(d.slack.APIURL()+"chat.postMessage", form)
 	if err != nil {
@@ -409,7 +410,7 @@ func (d *demo) handle(line string) (quit bool) {
 		d.mu.Lock()
 		user := d.user
 		d.mu.Unlock()
-		if _, err := d.slack.SendMention(fakeslack.Mention{UserID: user, ChannelID: demoChannel, Text: "<@" + fakeslack.BotUserID + "> " + rest}); err != nil {
+		if _, err := d.slack.SendMention(fakeslack.Mention{UserID: user, ChannelID: demoChannel, Text: fakeslack.UserMention(fakeslack.BotUserID) + " " + rest}); err != nil {
 			d.say("  (could not send the mention: %v)", err)
 		}
 	default:

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"regexp"
 	"slices"
 	"strings"
 
@@ -207,63 +206,5 @@ func (v *channelView) blockLines(raw json.RawMessage) []string {
 	return lines
 }
 
-var slackMarkup = regexp.MustCompile(`<([^<>]*)>`)
-
-// mrkdwn turns Slack's markup into what a reader sees: <@U…> → @name,
-// <!subteam^S…> → @group, <#C…|name> → #name, <url|label> → label (url).
-func (v *channelView) mrkdwn(s string) string {
-	s = slackMarkup.ReplaceAllStringFunc(s, func(tok string) string {
-		inner := tok[1 : len(tok)-1]
-		ref, label, hasLabel := strings.Cut(inner, "|")
-		switch {
-		case strings.HasPrefix(ref, "@"):
-			if n, ok := v.names[ref[1:]]; ok {
-				return "@" + n
-			}
-			if hasLabel {
-				return "@" + strings.TrimPrefix(label, "@")
-			}
-			return ref
-		case strings.HasPrefix(ref, "!subteam^"):
-			if hasLabel {
-				return "@" + strings.TrimPrefix(label, "@")
-			}
-			return "@" + strings.TrimPrefix(ref, "!subteam^")
-		case strings.HasPrefix(ref, "!date^"):
-			if hasLabel {
-				return label
-			}
-			return ref
-		case strings.HasPrefix(ref, "!"):
-			return "@" + ref[1:]
-		case strings.HasPrefix(ref, "#"):
-			if hasLabel {
-				return "#" + label
-			}
-			return ref
-		case hasLabel:
-			return label + " (" + ref + ")"
-		default:
-			return ref
-		}
-	})
-	s = slackEmoji.ReplaceAllStringFunc(s, func(tok string) string {
-		if e, ok := emoji[strings.Trim(tok, ":")]; ok {
-			return e
-		}
-		return tok
-	})
-	return strings.NewReplacer("```", "", "&lt;", "<", "&gt;", ">", "&amp;", "&").Replace(s)
-}
-
-var slackEmoji = regexp.MustCompile(`:[a-z0-9_+-]+:`)
-
-// emoji are the shortcodes the bot uses, as a terminal can show them.
-var emoji = map[string]string{
-	"white_check_mark": "✅", "rocket": "🚀", "hourglass_flowing_sand": "⏳", "hourglass": "⌛", "zzz": "💤",
-	"x": "❌", "warning": "⚠️", "no_entry": "⛔", "no_entry_sign": "🚫", "stop_sign": "🛑", "octagonal_sign": "🛑",
-	"red_circle": "🔴", "large_green_circle": "🟢", "green_circle": "🟢", "white_circle": "⚪",
-	"moneybag": "💰", "lock": "🔒", "key": "🔑", "clock3": "🕒", "alarm_clock": "⏰", "wastebasket": "🗑️",
-	"arrows_counterclockwise": "🔄", "information_source": "ℹ️", "mag": "🔍", "zap": "⚡", "heavy_check_mark": "✔️",
-	"black_square_for_stop": "⏹️", "robot_face": "🤖", "inbox_tray": "📥", "arrow_forward": "▶️", "broom": "🧹", "bulb": "💡", "computer": "💻",
-}
+// mrkdwn is what a Slack client shows for s, people by their names.
+func (v *channelView) mrkdwn(s string) string { return fakeslack.Readable(s, v.names) }
