@@ -116,11 +116,11 @@ func (r *Request) Kind() RequestKind {
 // the same launch as far as EC2 is concerned.
 func (r *Request) ClientToken() string { return "computebot-" + r.ID }
 
-// DecidedByOrPolicy is who approved: the approver's user ID, or "policy"
+// DecidedByOrPolicy is who approved: the approver's user ID, or PolicyActor
 // for an auto-approved request.
 func (r *Request) DecidedByOrPolicy() string {
 	if r.AutoApproved || r.DecidedBy == "" {
-		return "policy"
+		return PolicyActor
 	}
 	return r.DecidedBy
 }
@@ -136,9 +136,13 @@ type AuditEntry struct {
 	Detail    string
 }
 
-// SystemActor is the actor of the bot's own actions (the idle scheduler's
-// stops) in policy checks and the audit log.
-const SystemActor = "computebot"
+// Actors that are not people, in policy checks and the audit log.
+const (
+	// SystemActor is the bot acting on its own (the idle scheduler's stops).
+	SystemActor = "computebot"
+	// PolicyActor approves the requests that policy auto-approves.
+	PolicyActor = "policy"
+)
 
 // AuditResult is the audit Result of an action that ended with err: "ok"
 // for nil, else the error's code, else "error".

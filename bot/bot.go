@@ -49,11 +49,10 @@ type Workflows interface {
 	Submit(j flow.Job)
 }
 
-// Options wire a Bot.
+// Options wire a Bot. What observes it is the Chat's Observer.
 type Options struct {
 	Chat      *Chat
 	Workflows Workflows
-	Observer  Observer // nil: nothing observed
 	Logger    *slog.Logger
 }
 
@@ -79,11 +78,12 @@ func New(opts Options) (*Bot, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	if opts.Observer == nil {
-		opts.Observer = nopObserver{}
+	observer := opts.Chat.observer
+	if observer == nil {
+		observer = nopObserver{}
 	}
 	return &Bot{
-		chat: opts.Chat, flow: opts.Workflows, observer: opts.Observer, log: opts.Logger,
+		chat: opts.Chat, flow: opts.Workflows, observer: observer, log: opts.Logger,
 		socket: socketmode.New(opts.Chat.api),
 		acking: make(chan struct{}, 256),
 		seen:   newEnvelopeSet(15 * time.Minute),

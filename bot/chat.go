@@ -19,7 +19,11 @@ import (
 type Chat struct {
 	api        *slack.Client
 	httpClient *http.Client // response_url posts
+	observer   Observer     // nil: nothing observed
 }
+
+// responseURLMethod is the method name response_url posts are counted under.
+const responseURLMethod = "response_url"
 
 var _ flow.Chat = (*Chat)(nil)
 
@@ -42,9 +46,12 @@ func NewChat(o ChatOptions) *Chat {
 	if o.APIURL == "" {
 		o.APIURL = slack.APIURL
 	}
-	transport := http.DefaultTransport
+	transport, webhooks := http.DefaultTransport, http.DefaultTransport
 	if o.Observer != nil {
 		transport = countingTransport{next: transport, report: o.Observer.SlackCall}
+		// A response URL ends in a secret (it lets anyone post into the
+		// channel): its calls are counted under one fixed name.
+		webhooks = countingTransport{next: webhooks, report: func(_ string, status int) { o.Observer.SlackCall(responseURLMethod, status) }}
 	}
 	api := slack.New(o.BotToken,
 		slack.OptionAPIURL(o.APIURL),
@@ -54,7 +61,7 @@ func NewChat(o ChatOptions) *Chat {
 		// Retry-After already spreads the callers of one workspace.
 		slack.OptionRetryConfig(slack.RetryConfig{MaxRetries: rateLimitRetries, RetryAfterDuration: time.Second}),
 	)
-	return &Chat{api: api, httpClient: &http.Client{Timeout: 10 * time.Second, Transport: transport}}
+	return &Chat{api: api, observer: o.Observer, httpClient: &http.Client{Timeout: 10 * time.Second, Transport: webhooks}}
 }
 
 // slackError names the call that failed and, for Slack's "not in channel"
@@ -122,7 +129,7 @@ func (c *Chat) UserGroupMembers(ctx context.Context, group string) ([]string, er
 // the upload, files.completeUploadExternal), for output too long to post.
 func (c *Chat) Upload(ctx context.Context, channel, threadTS, filename, title, content string) error {
 	_, err := c.api.UploadFileContext(ctx, slack.UploadFileParameters{
-		Content: content, FileSize: len(content), Filename: filename, Title: title,
+		Content: content, FileSize: len(content), Filename: filename, Title: reply.PlainText(title),
 		Channel: channel, ThreadTimestamp: threadTS, SnippetType: "text",
 	})
 	if err != nil {

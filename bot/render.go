@@ -18,7 +18,7 @@ const maxSectionText = 3000
 func Blocks(m reply.Message) []slack.Block {
 	out := make([]slack.Block, 0, len(m.Blocks))
 	mrkdwn := func(s string, limit int) *slack.TextBlockObject {
-		return slack.NewTextBlockObject(slack.MarkdownType, reply.Clip(Text(s), limit), false, false)
+		return slack.NewTextBlockObject(slack.MarkdownType, clipMrkdwn(Text(s), limit), false, false)
 	}
 	plain := func(s string, limit int) *slack.TextBlockObject {
 		return slack.NewTextBlockObject(slack.PlainTextType, reply.Clip(reply.PlainText(s), limit), false, false)
@@ -57,6 +57,32 @@ func Blocks(m reply.Message) []slack.Block {
 		}
 	}
 	return out
+}
+
+// clipMrkdwn cuts rendered mrkdwn to at most n runes, marking the cut with
+// "…", and never in the middle of an escape (&amp;) or a mention (<@U…>),
+// which Slack would show as garbage.
+func clipMrkdwn(s string, n int) string {
+	r := []rune(s)
+	if len(r) <= n {
+		return s
+	}
+	cut := r[:n-1]
+	for _, pair := range [][2]rune{{'&', ';'}, {'<', '>'}} {
+		if i := lastRune(cut, pair[0]); i >= 0 && lastRune(cut[i:], pair[1]) < 0 {
+			cut = cut[:i]
+		}
+	}
+	return string(cut) + "…"
+}
+
+func lastRune(rs []rune, r rune) int {
+	for i := len(rs) - 1; i >= 0; i-- {
+		if rs[i] == r {
+			return i
+		}
+	}
+	return -1
 }
 
 // escaper escapes the three characters Slack's mrkdwn treats as control

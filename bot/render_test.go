@@ -110,3 +110,23 @@ func TestText(t *testing.T) {
 		}
 	}
 }
+
+func TestClipMrkdwn(t *testing.T) {
+	cases := []struct {
+		in   string
+		n    int
+		want string
+	}{
+		{"short", 10, "short"},
+		{"abcdefghij", 5, "abcd…"},
+		{"ab &amp; cd", 6, "ab …"},
+		{"ab <@UANA> cd", 7, "ab …"},
+		{"ab <@UANA> cd", 12, "ab <@UANA> …"},
+		{"x &amp;", 7, "x &amp;"},
+	}
+	for _, tc := range cases {
+		if got := clipMrkdwn(tc.in, tc.n); got != tc.want {
+			t.Errorf("clipMrkdwn(%q, %d) = %q, want %q", tc.in, tc.n, got, tc.want)
+		}
+	}
+}

@@ -8,7 +8,10 @@
 // decided later, by policy and the cloud.
 //
 // The package depends on the standard library only; it knows nothing of
-// Slack's API or of AWS. Every command is declared once, in Definitions,
+// Slack's API or of AWS: the adapter hands it text as it was typed. Its
+// usage lines, help and parse errors are the one set of user-facing words
+// outside package reply, on purpose: they are generated from the command
+// table (Definitions), so they cannot drift from what the parser accepts. Every command is declared once, in Definitions,
 // and both the parser and the help text are driven by that table, so help
 // can never drift from what is actually accepted.
 package commands
@@ -46,8 +49,8 @@ type Result struct {
 	// *Stop, *Start, *Terminate, *Extend, *LambdaList, *LambdaInvoke,
 	// *Status or *Help.
 	Command Command
-	// Reply is set when Outcome is Reply: Slack mrkdwn text for the person
-	// who typed the command.
+	// Reply is set when Outcome is Reply: text for the person who typed
+	// the command, in package reply's light markup (*bold*, `code`).
 	Reply string
 }
 

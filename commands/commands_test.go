@@ -228,8 +228,6 @@ func TestParseText(t *testing.T) {
 		{"thanks!", want{reply: "unknown command `thanks!`. Try `help` for the list of commands."}},
 		{"", want{has: []string{"Commands: `launch`, `instances`", "Try `help`"}}},
 		{"   \n ", want{has: []string{"Try `help`"}}},
-		{"", want{has: []string{"Try `help`"}}},
-		{"> launch t2.micro", want{ignore: true}},
 		{"> launch t2.micro", want{ignore: true}},
 		{`"launch t2.micro`, want{has: []string{"unterminated quote"}}},
 	}

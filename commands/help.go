@@ -4,10 +4,10 @@ import (
 	"strings"
 )
 
-// HelpText renders help from Definitions as Slack mrkdwn. topic is "" for
-// every command, or a command as Help.Topic carries it ("launch", "lambda",
-// "lambda invoke"; "/launch" works too). An unknown topic gets a line saying
-// so and the list of commands.
+// HelpText renders help from Definitions in reply's light markup (*bold*,
+// `code`). topic is "" for every command, or a command as Help.Topic
+// carries it ("launch", "lambda", "lambda invoke"; "/launch" works too). An
+// unknown topic gets a line saying so and the list of commands.
 func HelpText(topic string) string {
 	defs := Definitions()
 	t, ok := helpTopic(defs, topic)

@@ -136,19 +136,17 @@ func (f *Flow) admit(ctx context.Context, r *computebot.Request) *computebot.Req
 	}
 
 	l := r.Launch
-	actx, cancel := f.awsCtx(ctx)
-	defer cancel()
-	it, err := f.cloud.InstanceType(actx, l.InstanceType)
+	it, err := f.cloud.InstanceType(ctx, l.InstanceType)
 	if err != nil {
 		f.refuse(ctx, r, reply.TypeLookupFailed(l.InstanceType, computebot.UserMessage(err)))
 		return nil
 	}
-	img, err := f.cloud.ResolveImage(actx, l.ImageRef)
+	img, err := f.cloud.ResolveImage(ctx, l.ImageRef)
 	if err != nil {
 		f.refuse(ctx, r, reply.ImageLookupFailed(l.ImageRef, computebot.UserMessage(err)))
 		return nil
 	}
-	price, priceKnown := f.prices.Price(actx, l.InstanceType)
+	price, priceKnown := f.prices.Price(ctx, l.InstanceType)
 
 	auto := d.Verdict == policy.Allow
 	r = f.settleNew(ctx, r.ID, auto, func(cur *computebot.Request) {
@@ -161,7 +159,7 @@ func (f *Flow) admit(ctx context.Context, r *computebot.Request) *computebot.Req
 		return nil
 	}
 	if auto {
-		f.audit.Record(ctx, computebot.AuditEntry{Actor: "policy", Action: "approve", RequestID: r.ID, Result: "ok", Detail: "auto-approved type " + l.InstanceType})
+		f.audit.Record(ctx, computebot.AuditEntry{Actor: computebot.PolicyActor, Action: "approve", RequestID: r.ID, Result: "ok", Detail: "auto-approved type " + l.InstanceType})
 	}
 	return r
 }

@@ -122,9 +122,10 @@ const (
 )
 
 // Options are the workflows' timings. Zero values take the defaults noted.
+// Each AWS call is bounded by the cloud client itself (aws.Options.CallTimeout),
+// and a synchronous Lambda invocation by lambda.timeout.
 type Options struct {
 	Workers         int           // worker pool size; default 8
-	CallTimeout     time.Duration // per AWS call; default 30s
 	PollInterval    time.Duration // while waiting for an instance state; default 1s
 	LaunchWait      time.Duration // give up waiting for a state after; default 10m
 	LaunchAttempts  int           // RunInstances attempts on transient failures; default 3
@@ -147,7 +148,6 @@ func (o Options) withDefaults() Options {
 	if o.LaunchAttempts <= 0 {
 		o.LaunchAttempts = 3
 	}
-	def(&o.CallTimeout, 30*time.Second)
 	def(&o.PollInterval, time.Second)
 	def(&o.LaunchWait, 10*time.Minute)
 	def(&o.RetryBackoff, time.Second)
@@ -188,8 +188,9 @@ type Flow struct {
 
 	jobs chan Job
 
-	mu         sync.Mutex // guards started and waitCtx
+	mu         sync.Mutex // guards started, stopped and waitCtx
 	started    bool
+	stopped    bool            // a Flow runs once
 	waitCtx    context.Context // background waits; cancelled when Stop starts
 	cancelWait context.CancelFunc
 	cancelWork context.CancelFunc
@@ -202,10 +203,13 @@ type Flow struct {
 // New checks the dependencies and builds the workflows; Start runs them.
 func New(d Deps, opts Options) (*Flow, error) {
 	var missing []string
-	for name, ok := range map[string]bool{"Config": d.Config != nil, "Cloud": d.Cloud != nil, "Store": d.Store != nil,
-		"Chat": d.Chat != nil, "Authz": d.Authz != nil, "Prices": d.Prices != nil, "Audit": d.Audit != nil} {
-		if !ok {
-			missing = append(missing, name)
+	for _, dep := range []struct {
+		name string
+		ok   bool
+	}{{"Config", d.Config != nil}, {"Cloud", d.Cloud != nil}, {"Store", d.Store != nil}, {"Chat", d.Chat != nil},
+		{"Authz", d.Authz != nil}, {"Prices", d.Prices != nil}, {"Audit", d.Audit != nil}} {
+		if !dep.ok {
+			missing = append(missing, dep.name)
 		}
 	}
 	if len(missing) > 0 {
@@ -230,9 +234,10 @@ func New(d Deps, opts Options) (*Flow, error) {
 
 // Start runs the worker pool, resumes every request a previous process left
 // unfinished and starts the expiry sweeper. Work outlives ctx: Stop ends it.
+// A Flow runs once: Start after Stop does nothing.
 func (f *Flow) Start(ctx context.Context) {
 	f.mu.Lock()
-	if f.started {
+	if f.started || f.stopped {
 		f.mu.Unlock()
 		return
 	}
@@ -283,7 +288,7 @@ func (f *Flow) Submit(j Job) { f.jobs <- j }
 func (f *Flow) Stop() {
 	f.mu.Lock()
 	started := f.started
-	f.started = false
+	f.started, f.stopped = false, true
 	f.mu.Unlock()
 	f.cancelWait()
 	if !started {
@@ -316,7 +321,10 @@ func (f *Flow) Accept(ctx context.Context, o Origin, cmd commands.Command) Answe
 	case *commands.Launch:
 		return f.acceptRequest(ctx, o, f.newLaunchRequest(o, c))
 	case *commands.LambdaInvoke:
-		d, _ := f.authz.Authorize(ctx, policy.Action{Kind: policy.ActionInvoke, Actor: o.User, Function: c.Function})
+		d, err := f.authz.Authorize(ctx, policy.Action{Kind: policy.ActionInvoke, Actor: o.User, Function: c.Function})
+		if err != nil {
+			f.log.Error("authorize invoke", "function", c.Function, "err", err)
+		}
 		switch d.Verdict {
 		case policy.Deny:
 			return f.answer(o, reply.Refusal(d.Refusal), "refused")
@@ -448,11 +456,6 @@ func (f *Flow) post(ctx context.Context, channel, thread string, m reply.Message
 	if _, err := f.chat.Post(ctx, channel, thread, m); err != nil {
 		f.log.Error("post "+what, append(logArgs, "err", err)...)
 	}
-}
-
-// awsCtx bounds one AWS call.
-func (f *Flow) awsCtx(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(ctx, f.opts.CallTimeout)
 }
 
 // background runs slow follow-up work (waiting for a state change) outside

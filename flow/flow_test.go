@@ -138,7 +138,7 @@ func TestNew(t *testing.T) {
 	}
 	e := newEnv(t)
 	f, err := flow.New(flow.Deps{Config: e.cfg, Cloud: e.cloud, Store: e.store, Chat: e.chat, Authz: policy.New(e.cfg, policy.Options{}),
-		Prices: flow.NewPrices(e.cloud, nil, 0, nil), Audit: flow.NewAuditor(e.store, nil)}, flow.Options{})
+		Prices: flow.NewPrices(e.cloud, nil, nil), Audit: flow.NewAuditor(e.store, nil)}, flow.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -88,7 +88,7 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 		idle:   &fakeIdle{},
 		groups: &fakeGroups{members: map[string][]string{"SPLATFORM": {carl}}},
 		opts: flow.Options{
-			Workers: 2, CallTimeout: time.Second, PollInterval: time.Millisecond,
+			Workers: 2, PollInterval: time.Millisecond,
 			LaunchWait:   10 * time.Minute, // on the fake clock
 			RetryBackoff: time.Millisecond, SweepInterval: time.Millisecond,
 			ShutdownTimeout: time.Second, NoticeInterval: time.Millisecond,
@@ -107,11 +107,11 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 // newFlow builds a Flow over the env's fakes, stopped when the test ends.
 func (e *env) newFlow() *flow.Flow {
 	e.t.Helper()
-	usage := flow.NewUsage(e.cloud, e.store, 0)
+	usage := flow.NewUsage(e.cloud, e.store)
 	authz := policy.New(e.cfg, policy.Options{Groups: e.groups, Usage: usage, Now: e.clock.Now, Logger: quiet})
 	d := flow.Deps{
 		Config: e.cfg, Cloud: e.cloud, Store: e.store, Chat: e.chat, Authz: authz,
-		Prices: flow.NewPrices(e.cloud, e.cfg.Launch.Prices, 0, quiet),
+		Prices: flow.NewPrices(e.cloud, e.cfg.Launch.Prices, quiet),
 		Audit:  flow.NewAuditor(e.store, quiet),
 		Logger: quiet, Now: e.clock.Now,
 	}

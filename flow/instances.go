@@ -38,9 +38,7 @@ func (f *Flow) listInstances(ctx context.Context, o Origin, all bool, offset int
 	} else {
 		filter.Owner = o.User
 	}
-	actx, cancel := f.awsCtx(ctx)
-	defer cancel()
-	insts, err := f.cloud.ManagedInstances(actx, filter)
+	insts, err := f.cloud.ManagedInstances(ctx, filter)
 	if err != nil {
 		f.log.Error("list instances", "user", o.User, "err", err)
 		f.tell(ctx, o, reply.ListFailed(computebot.UserMessage(err)))
@@ -62,7 +60,7 @@ func (f *Flow) listInstances(ctx context.Context, o Origin, all bool, offset int
 	for _, in := range insts {
 		p, seen := prices[in.Type]
 		if !seen {
-			p.usd, p.known = f.prices.Price(actx, in.Type)
+			p.usd, p.known = f.prices.Price(ctx, in.Type)
 			prices[in.Type] = p
 		}
 		rows = append(rows, reply.InstanceRow{Instance: in, PricePerHour: p.usd, PriceKnown: p.known})
@@ -73,18 +71,16 @@ func (f *Flow) listInstances(ctx context.Context, o Origin, all bool, offset int
 	f.tell(ctx, o, reply.InstanceList(rows, offset, all, f.now()))
 }
 
-// lifecycles are the words and target state of each instance action.
-var lifecycles = map[policy.ActionKind]reply.Lifecycle{
-	policy.ActionStop:      {Verb: "stop", Doing: "Stopping", Target: computebot.InstanceStopped},
-	policy.ActionStart:     {Verb: "start", Doing: "Starting", Target: computebot.InstanceRunning},
-	policy.ActionTerminate: {Verb: "terminate", Doing: "Terminating", Target: computebot.InstanceTerminated},
-	policy.ActionExtend:    {Verb: "extend", Doing: "Extending"},
+// targetState is the instance state that means an action is done.
+var targetState = map[policy.ActionKind]string{
+	policy.ActionStop:      computebot.InstanceStopped,
+	policy.ActionStart:     computebot.InstanceRunning,
+	policy.ActionTerminate: computebot.InstanceTerminated,
 }
 
 // changeInstance runs /stop, /start, /terminate and /extend (and their
 // buttons).
 func (f *Flow) changeInstance(ctx context.Context, o Origin, kind policy.ActionKind, target string, extendHours int) {
-	lc := lifecycles[kind]
 	inst, refusal := f.resolveTarget(ctx, o, target)
 	if refusal != nil {
 		f.tell(ctx, o, *refusal)
@@ -108,48 +104,45 @@ func (f *Flow) changeInstance(ctx context.Context, o Origin, kind policy.ActionK
 		f.tell(ctx, o, reply.Refusal(d.Refusal))
 		return
 	}
-	if why, wrong := reply.WrongState(lc, inst); wrong {
+	if why, wrong := reply.WrongState(kind, inst); wrong {
 		f.tell(ctx, o, why)
 		return
 	}
 
-	actx, cancel := f.awsCtx(ctx)
-	defer cancel()
 	detail := ""
 	switch kind {
 	case policy.ActionStop:
-		_, err = f.cloud.Stop(actx, inst.ID)
+		_, err = f.cloud.Stop(ctx, inst.ID)
 	case policy.ActionStart:
-		_, err = f.cloud.Start(actx, inst.ID)
+		_, err = f.cloud.Start(ctx, inst.ID)
 	case policy.ActionTerminate:
-		_, err = f.cloud.Terminate(actx, inst.ID)
+		_, err = f.cloud.Terminate(ctx, inst.ID)
 	case policy.ActionExtend:
 		detail = "expires-at " + act.ExtendTo.UTC().Format(time.RFC3339)
-		err = f.cloud.Tag(actx, inst.ID, map[string]string{computebot.TagExpiresAt: act.ExtendTo.UTC().Format(time.RFC3339)})
+		err = f.cloud.Tag(ctx, inst.ID, map[string]string{computebot.TagExpiresAt: act.ExtendTo.UTC().Format(time.RFC3339)})
 	}
 	if err != nil {
 		detail = ""
 	}
-	f.audit.Record(ctx, computebot.AuditEntry{Actor: o.User, Action: lc.Verb, RequestID: requestID, Target: inst.ID, Result: computebot.AuditResult(err), Detail: detail})
+	f.audit.Record(ctx, computebot.AuditEntry{Actor: o.User, Action: string(kind), RequestID: requestID, Target: inst.ID, Result: computebot.AuditResult(err), Detail: detail})
 	if err != nil {
 		f.log.Error("instance action failed", "instance", inst.ID, "request_id", requestID, "action", kind, "err", err)
-		f.tell(ctx, o, reply.ActionFailed(lc, inst.ID, computebot.UserMessage(err)))
+		f.tell(ctx, o, reply.ActionFailed(kind, inst.ID, computebot.UserMessage(err)))
 		return
 	}
 	if kind == policy.ActionExtend {
 		f.announce(ctx, o, inst, reply.Extended(inst, o.User, act.ExtendTo, extendHours))
 		return
 	}
-	f.tell(ctx, o, reply.ActionUnderWay(lc, inst.ID))
+	f.tell(ctx, o, reply.ActionUnderWay(kind, inst.ID))
 	f.background(func(ctx context.Context) { f.awaitChange(ctx, o, kind, inst) })
 }
 
 // awaitChange waits until the instance reaches the state the action aims
 // at, then announces it.
 func (f *Flow) awaitChange(ctx context.Context, o Origin, kind policy.ActionKind, inst computebot.Instance) {
-	lc := lifecycles[kind]
 	res := f.pollInstance(ctx, inst.ID, func(cur computebot.Instance, err error) bool {
-		if err != nil || cur.State != lc.Target {
+		if err != nil || cur.State != targetState[kind] {
 			return false
 		}
 		cur.Tags = inst.Tags
@@ -166,7 +159,7 @@ func (f *Flow) awaitChange(ctx context.Context, o Origin, kind policy.ActionKind
 		return true
 	})
 	if res == pollTimedOut {
-		f.tell(ctx, o, reply.ActionSlow(lc, inst.ID, f.opts.LaunchWait))
+		f.tell(ctx, o, reply.ActionSlow(kind, inst.ID, f.opts.LaunchWait))
 	}
 }
 
@@ -191,9 +184,7 @@ func (f *Flow) sshUser(ctx context.Context, imageID string) string {
 	if configured != "" || imageID == "" {
 		return reply.SSHUser(configured, "")
 	}
-	actx, cancel := f.awsCtx(ctx)
-	defer cancel()
-	img, err := f.cloud.ResolveImage(actx, imageID)
+	img, err := f.cloud.ResolveImage(ctx, imageID)
 	if err != nil {
 		f.log.Warn("look up AMI for the SSH user", "image", imageID, "err", err)
 	}
@@ -205,10 +196,8 @@ func (f *Flow) sshUser(ctx context.Context, imageID string) string {
 // answer to give instead.
 func (f *Flow) resolveTarget(ctx context.Context, o Origin, target string) (computebot.Instance, *reply.Message) {
 	refuse := func(m reply.Message) (computebot.Instance, *reply.Message) { return computebot.Instance{}, &m }
-	actx, cancel := f.awsCtx(ctx)
-	defer cancel()
 	if commands.IsInstanceID(target) {
-		inst, err := f.cloud.Instance(actx, target)
+		inst, err := f.cloud.Instance(ctx, target)
 		switch {
 		case errors.Is(err, computebot.ErrNotFound):
 			return refuse(reply.NoSuchInstance(target))
@@ -217,7 +206,7 @@ func (f *Flow) resolveTarget(ctx context.Context, o Origin, target string) (comp
 		}
 		return inst, nil
 	}
-	insts, err := f.cloud.ManagedInstances(actx, computebot.InstanceFilter{Owner: o.User, States: liveStates})
+	insts, err := f.cloud.ManagedInstances(ctx, computebot.InstanceFilter{Owner: o.User, States: liveStates})
 	if err != nil {
 		return refuse(reply.OwnListFailed(computebot.UserMessage(err)))
 	}

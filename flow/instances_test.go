@@ -17,10 +17,10 @@ import (
 const requestThread = "1600000000.000001"
 
 var (
-	lcStop      = reply.Lifecycle{Verb: "stop", Doing: "Stopping", Target: computebot.InstanceStopped}
-	lcStart     = reply.Lifecycle{Verb: "start", Doing: "Starting", Target: computebot.InstanceRunning}
-	lcTerminate = reply.Lifecycle{Verb: "terminate", Doing: "Terminating", Target: computebot.InstanceTerminated}
-	lcExtend    = reply.Lifecycle{Verb: "extend", Doing: "Extending"}
+	lcStop      = policy.ActionStop
+	lcStart     = policy.ActionStart
+	lcTerminate = policy.ActionTerminate
+	lcExtend    = policy.ActionExtend
 )
 
 const (

@@ -20,9 +20,7 @@ import (
 // listFunctions answers /lambda list with the functions the allowlist lets
 // people see, one page at a time.
 func (f *Flow) listFunctions(ctx context.Context, o Origin, offset int) {
-	actx, cancel := f.awsCtx(ctx)
-	defer cancel()
-	all, err := f.cloud.ListFunctions(actx)
+	all, err := f.cloud.ListFunctions(ctx)
 	if err != nil {
 		f.log.Error("list functions", "err", err)
 		f.tell(ctx, o, reply.FunctionsListFailed(computebot.UserMessage(err)))
@@ -79,9 +77,7 @@ func (f *Flow) invoke(ctx context.Context, o Origin, function, payload string, a
 // lookUpFunction checks that a function exists; a non-nil message is the
 // answer when it does not (or Lambda failed).
 func (f *Flow) lookUpFunction(ctx context.Context, function string) *reply.Message {
-	actx, cancel := f.awsCtx(ctx)
-	defer cancel()
-	_, err := f.cloud.GetFunction(actx, function)
+	_, err := f.cloud.GetFunction(ctx, function)
 	switch {
 	case err == nil:
 		return nil
@@ -104,7 +100,7 @@ func (f *Flow) runInvocation(ctx context.Context, actor, requestID string, l com
 		f.post(ctx, channel, thread, m, "invocation result", "function", l.Function, "request_id", requestID)
 	}
 	if err != nil {
-		why := computebot.UserMessage(err)
+		why := reply.Literal(computebot.UserMessage(err))
 		if errors.Is(err, context.DeadlineExceeded) || computebot.ErrorCode(err) == "Timeout" {
 			why = reply.InvokeTimedOut(limit)
 		}

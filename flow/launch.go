@@ -39,17 +39,8 @@ func (f *Flow) launch(ctx context.Context, id string, resume bool) {
 		f.log.Error("load approved request", "request_id", id, "err", err)
 		return
 	}
-	if r.State == computebot.RequestApproved {
-		// The quota again, now that this approval is written: of two
-		// approvals that raced past the limit, at least one stops here.
-		d, err := f.authz.Authorize(ctx, policy.Action{Kind: policy.ActionStartLaunch, Actor: r.DecidedByOrPolicy(), Request: r})
-		if err != nil {
-			f.log.Error("authorize launch start", "request_id", id, "err", err)
-		}
-		if d.Verdict == policy.Deny {
-			f.fail(ctx, r, reply.RefusalText(d.Refusal), string(d.Refusal.Code))
-			return
-		}
+	if r.State == computebot.RequestApproved && !f.stillWithinQuota(ctx, r) {
+		return
 	}
 	r, err = f.store.UpdateRequest(ctx, id, func(cur *computebot.Request) error {
 		switch {
@@ -74,7 +65,7 @@ func (f *Flow) launch(ctx context.Context, id string, resume bool) {
 	inst, err := f.runInstance(ctx, r)
 	if err != nil {
 		f.log.Error("launch failed", "request_id", id, "err", err)
-		f.fail(ctx, r, computebot.UserMessage(err), computebot.AuditResult(err))
+		f.fail(ctx, r, reply.Literal(computebot.UserMessage(err)), computebot.AuditResult(err))
 		return
 	}
 	r, err = f.store.UpdateRequest(ctx, id, func(cur *computebot.Request) error {
@@ -95,6 +86,52 @@ func (f *Flow) launch(ctx context.Context, id string, resume bool) {
 	f.startWaiter(id)
 }
 
+// stillWithinQuota counts the quota again right before RunInstances, now
+// that this approval is written: of two approvals that raced each other past
+// the limit, each sees the other here, and at least one is undone (both,
+// at worst: never too many). An undone request goes back to its approvers
+// (or, auto-approved, is refused), privately. When the count itself fails,
+// the launch goes ahead: it was within quota when it was approved, and an
+// AWS hiccup must not cost an approved request.
+func (f *Flow) stillWithinQuota(ctx context.Context, r *computebot.Request) bool {
+	d, err := f.authz.Authorize(ctx, policy.Action{Kind: policy.ActionStartLaunch, Actor: r.DecidedByOrPolicy(), Request: r})
+	if err != nil {
+		f.log.Warn("could not count the quota again before the launch; going ahead (it was counted at approval)", "request_id", r.ID, "err", err)
+		return true
+	}
+	if d.Verdict != policy.Deny {
+		return true
+	}
+	f.log.Info("approval undone: over the quota at launch", "request_id", r.ID, "refusal", d.Refusal.Code)
+	why := reply.NotLaunched(d.Refusal, !r.AutoApproved)
+	undone, err := f.store.UpdateRequest(ctx, r.ID, func(cur *computebot.Request) error {
+		if cur.State != computebot.RequestApproved {
+			return computebot.ErrConflict
+		}
+		if cur.AutoApproved {
+			cur.State, cur.Failure = computebot.RequestRefused, why.Text
+		} else {
+			cur.State, cur.DecidedBy, cur.DecidedAt = computebot.RequestPending, "", time.Time{}
+		}
+		return nil
+	})
+	if err != nil {
+		if !errors.Is(err, computebot.ErrConflict) {
+			f.log.Error("undo approval", "request_id", r.ID, "err", err)
+		}
+		return false
+	}
+	f.audit.Record(ctx, computebot.AuditEntry{Actor: r.DecidedByOrPolicy(), Action: "approve", RequestID: r.ID,
+		Result: string(d.Refusal.Code), Detail: "undone before the launch: over the quota"})
+	to := requesterOf(r)
+	if !r.AutoApproved {
+		to = Origin{User: r.DecidedBy, Channel: r.ChannelID, ThreadTS: r.MessageTS}
+	}
+	f.tell(ctx, to, why)
+	f.refreshMessage(ctx, undone)
+	return false
+}
+
 // runInstance calls RunInstances, retrying transient failures (as the aws
 // package classifies them) with the same ClientToken: EC2 returns the
 // instance an earlier attempt created instead of a second one. When AWS
@@ -105,10 +142,8 @@ func (f *Flow) runInstance(ctx context.Context, r *computebot.Request) (computeb
 	spec := f.launchSpec(r)
 	var err error
 	for attempt := 1; attempt <= f.opts.LaunchAttempts; attempt++ {
-		actx, cancel := f.awsCtx(ctx)
 		var inst computebot.Instance
-		inst, err = f.cloud.Launch(actx, spec)
-		cancel()
+		inst, err = f.cloud.Launch(ctx, spec)
 		if err == nil || !computebot.Transient(err) {
 			return inst, err
 		}
@@ -121,9 +156,7 @@ func (f *Flow) runInstance(ctx context.Context, r *computebot.Request) (computeb
 			}
 		}
 	}
-	actx, cancel := f.awsCtx(ctx)
-	defer cancel()
-	if found, lerr := f.cloud.ManagedInstances(actx, computebot.InstanceFilter{Request: r.ID}); lerr == nil && len(found) > 0 {
+	if found, lerr := f.cloud.ManagedInstances(ctx, computebot.InstanceFilter{Request: r.ID}); lerr == nil && len(found) > 0 {
 		f.log.Info("launch timed out but the instance exists", "request_id", r.ID, "instance", found[0].ID)
 		return found[0], nil
 	}
@@ -204,9 +237,7 @@ func (f *Flow) pollInstance(ctx context.Context, id string, check func(computebo
 	t := time.NewTicker(f.opts.PollInterval)
 	defer t.Stop()
 	for {
-		actx, cancel := f.awsCtx(ctx)
-		inst, err := f.cloud.Instance(actx, id)
-		cancel()
+		inst, err := f.cloud.Instance(ctx, id)
 		if check(inst, err) {
 			return pollDone
 		}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/computebot/computebot"
 	"github.com/computebot/computebot/config"
+	"github.com/computebot/computebot/flow"
 	"github.com/computebot/computebot/policy"
 	"github.com/computebot/computebot/reply"
 )
@@ -283,18 +284,87 @@ func TestLaunchStartQuotaRecheck(t *testing.T) {
 		}
 	})
 	e.decide(r1, bo, true)
-	r1 = e.waitState(r1.ID, sFailed)
-	want := reply.RefusalText(policy.Refusal{Code: policy.RefuseQuota, Action: policy.ActionStartLaunch, Actor: bo, Owner: ana, Count: 1, Limit: 1})
-	if r1.Failure != want {
-		t.Errorf("Failure = %q, want %q", r1.Failure, want)
+	// Both approvals count each other: r1's is undone, privately, and it
+	// waits for an approver again; nothing is launched for it.
+	r1 = e.waitState(r1.ID, sPending)
+	if r1.DecidedBy != "" || !r1.DecidedAt.IsZero() {
+		t.Errorf("undone approval still records a decision: %q at %v", r1.DecidedBy, r1.DecidedAt)
 	}
-	contains(t, "failure", reply.Plain(r1.Failure), "Another request was approved at the same moment")
+	refusal := policy.Refusal{Code: policy.RefuseQuota, Action: policy.ActionStartLaunch, Actor: bo, RequestID: r1.ID, Owner: ana, Count: 1, Limit: 1}
+	bob := flow.Origin{User: bo, Channel: r1.ChannelID, ThreadTS: r1.MessageTS}
+	waitFor(t, "the approver to hear why", func() bool { return len(e.chat.private(bob)) > 0 })
+	e.told(bob, reply.NotLaunched(refusal, true))
+	contains(t, "undone approval", reply.NotLaunched(refusal, true), "was not launched", "waits for an approver again")
+	for _, spec := range e.cloud.launchSpecs() {
+		if spec.ClientToken == r1.ClientToken() {
+			t.Errorf("RunInstances for the undone request: %+v", spec)
+		}
+	}
+	log := e.store.auditLog()
+	var undone bool
+	for _, a := range log {
+		undone = undone || (a.RequestID == r1.ID && a.Action == "approve" && a.Result == string(policy.RefuseQuota))
+	}
+	if !undone {
+		t.Errorf("audit %+v has no undone approval of %s", log, r1.ID)
+	}
+	// The request message shows the buttons again.
+	waitFor(t, "the message to show Approve again", func() bool {
+		ups := e.chat.updates(r1.MessageTS)
+		return len(ups) > 0 && strings.Contains(words(ups[len(ups)-1].Msg), "Waiting for an approver")
+	})
+}
+
+// TestLaunchStartQuotaRecheckAutoApproved: an auto-approved request over
+// the quota at launch is refused (privately to its requester), not left
+// waiting for an approver it never needed.
+func TestLaunchStartQuotaRecheckAutoApproved(t *testing.T) {
+	e := newEnv(t, withConfig(func(c *config.Config) { c.Launch.MaxRunningPerUser = 1 }))
+	other, _ := e.request(ana, "t2.micro")
+	e.store.setAfterUpdate(func(r *computebot.Request) {
+		if r.State == sApproved && r.AutoApproved {
+			e.store.setAfterUpdate(nil)
+			if _, err := e.store.UpdateRequest(e.ctx, other.ID, func(cur *computebot.Request) error {
+				cur.State, cur.DecidedBy, cur.DecidedAt = sApproved, carl, epoch
+				return nil
+			}); err != nil {
+				panic(err)
+			}
+		}
+	})
+	o := e.slashOrigin(ana)
+	e.slash(o, "/launch", "t3.medium") // auto-approved
+	r := e.waitState(e.store.last().ID, sRefused)
+	refusal := policy.Refusal{Code: policy.RefuseQuota, Action: policy.ActionStartLaunch, Actor: "policy", RequestID: r.ID, Owner: ana, Count: 1, Limit: 1}
+	if want := reply.NotLaunched(refusal, false).Text; r.Failure != want {
+		t.Errorf("Failure = %q, want %q", r.Failure, want)
+	}
+	waitFor(t, "the requester to hear why", func() bool { return len(e.chat.private(o)) > 0 })
+	e.told(o, reply.NotLaunched(refusal, false))
 	if n := len(e.cloud.launchSpecs()); n != 0 {
 		t.Errorf("RunInstances calls = %d, want none", n)
 	}
-	log := e.store.auditLog()
-	if last := log[len(log)-1]; last.Result != string(policy.RefuseQuota) || last.Action != "launch" {
-		t.Errorf("audit %+v, want the quota refusal", last)
+}
+
+// TestLaunchStartQuotaCountFails: when the recount before the launch fails
+// (EC2 throttled), the approved request is launched anyway: it was within
+// quota when it was approved, and a hiccup must not cost an approval.
+func TestLaunchStartQuotaCountFails(t *testing.T) {
+	e := newEnv(t)
+	r, _ := e.request(ana, "t2.micro")
+	// The approval's own count passes; the recount at launch start fails.
+	throttled := &computebot.Error{Code: "RequestLimitExceeded", Message: "AWS is throttling requests right now; try again shortly.", Transient: true}
+	var counts int
+	e.store.setAfterUpdate(func(cur *computebot.Request) {
+		if cur.ID == r.ID && cur.State == sApproved && counts == 0 {
+			counts++
+			e.cloud.failNext(cManagedInstances, throttled)
+		}
+	})
+	e.decide(r, bo, true)
+	e.waitState(r.ID, sDone)
+	if n := len(e.cloud.launchSpecs()); n != 1 {
+		t.Errorf("RunInstances calls = %d, want 1", n)
 	}
 }
 

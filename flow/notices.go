@@ -77,6 +77,9 @@ func (s *Notices) PostNotice(ctx context.Context, n idle.Notice) (string, string
 			return s.notifyChannel, ts, nil
 		}
 	}
+	if len(tried) == 0 {
+		return "", "", fmt.Errorf("flow: post notice for %s: nowhere to post: no request thread, owner or notify_channel", n.InstanceID)
+	}
 	return "", "", fmt.Errorf("flow: post notice for %s: nowhere to post: %w", n.InstanceID, errors.Join(tried...))
 }
 

@@ -17,25 +17,18 @@ import (
 // approved, executing or launched but whose instance is not among those yet
 // (EC2's listing lags a launch by a few seconds), each counted once.
 type Usage struct {
-	cloud       computebot.Compute
-	store       computebot.Store
-	callTimeout time.Duration
+	cloud computebot.Compute
+	store computebot.Store
 }
 
-// NewUsage counts from cloud and store, bounding the EC2 call by callTimeout
-// (0: the workflows' default).
-func NewUsage(cloud computebot.Compute, store computebot.Store, callTimeout time.Duration) *Usage {
-	if callTimeout <= 0 {
-		callTimeout = Options{}.withDefaults().CallTimeout
-	}
-	return &Usage{cloud: cloud, store: store, callTimeout: callTimeout}
+// NewUsage counts from cloud and store.
+func NewUsage(cloud computebot.Compute, store computebot.Store) *Usage {
+	return &Usage{cloud: cloud, store: store}
 }
 
 // ActiveLaunches counts owner's active launches, leaving out request except.
 func (u *Usage) ActiveLaunches(ctx context.Context, owner, except string) (int, error) {
-	actx, cancel := context.WithTimeout(ctx, u.callTimeout)
-	defer cancel()
-	insts, err := u.cloud.ManagedInstances(actx, computebot.InstanceFilter{
+	insts, err := u.cloud.ManagedInstances(ctx, computebot.InstanceFilter{
 		Owner:  owner,
 		States: []string{computebot.InstancePending, computebot.InstanceRunning},
 	})
@@ -67,21 +60,17 @@ func (u *Usage) ActiveLaunches(ctx context.Context, owner, except string) (int, 
 // Prices answers hourly prices: the configured overrides first (negotiated
 // rates), then the Pricing API.
 type Prices struct {
-	cloud       computebot.Compute
-	overrides   map[string]float64
-	callTimeout time.Duration
-	log         *slog.Logger
+	cloud     computebot.Compute
+	overrides map[string]float64
+	log       *slog.Logger
 }
 
 // NewPrices looks prices up in overrides (launch.prices), then in cloud.
-func NewPrices(cloud computebot.Compute, overrides map[string]float64, callTimeout time.Duration, log *slog.Logger) *Prices {
-	if callTimeout <= 0 {
-		callTimeout = Options{}.withDefaults().CallTimeout
-	}
+func NewPrices(cloud computebot.Compute, overrides map[string]float64, log *slog.Logger) *Prices {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Prices{cloud: cloud, overrides: overrides, callTimeout: callTimeout, log: log}
+	return &Prices{cloud: cloud, overrides: overrides, log: log}
 }
 
 // Price is an instance type's on-demand price in USD per hour; false when
@@ -90,9 +79,7 @@ func (p *Prices) Price(ctx context.Context, instanceType string) (float64, bool)
 	if usd, ok := p.overrides[instanceType]; ok {
 		return usd, true
 	}
-	actx, cancel := context.WithTimeout(ctx, p.callTimeout)
-	defer cancel()
-	usd, err := p.cloud.HourlyPrice(actx, instanceType)
+	usd, err := p.cloud.HourlyPrice(ctx, instanceType)
 	if err != nil {
 		if !errors.Is(err, computebot.ErrPriceUnknown) {
 			p.log.Warn("price lookup failed; showing price unknown", "type", instanceType, "err", err)

@@ -42,7 +42,7 @@ func TestActiveLaunches(t *testing.T) {
 	} {
 		store.put(r)
 	}
-	u := flow.NewUsage(cloud, store, 0)
+	u := flow.NewUsage(cloud, store)
 	ctx := context.Background()
 	for _, tc := range []struct {
 		owner, except string
@@ -77,7 +77,7 @@ func TestActiveLaunches(t *testing.T) {
 func TestPrices(t *testing.T) {
 	cloud := newFakeCloud(func() time.Time { return epoch })
 	cloud.prices["g4dn.xlarge"] = 0.526
-	p := flow.NewPrices(cloud, map[string]float64{"t3.small": 0.5, "t2.micro": 0.01}, 0, quiet)
+	p := flow.NewPrices(cloud, map[string]float64{"t3.small": 0.5, "t2.micro": 0.01}, quiet)
 	ctx := context.Background()
 	for _, tc := range []struct {
 		typ   string

@@ -60,7 +60,7 @@ const (
 	RefuseSelfApproval     RefusalCode = "self-approval"      // RequestID, Approvers
 	RefuseApproversOnly    RefusalCode = "approvers-only"     // Action (list-all, idle), Approvers
 	RefuseApproversUnknown RefusalCode = "approvers-unknown"  // the approver list could not be checked
-	RefuseQuota            RefusalCode = "quota"              // Owner, Actor, Count, Limit
+	RefuseQuota            RefusalCode = "quota"              // Owner, Actor, Count, Limit, RequestID
 	RefuseQuotaUnknown     RefusalCode = "quota-unknown"      // the running instances could not be counted
 	RefuseNotManaged       RefusalCode = "not-managed"        // InstanceID, Action
 	RefuseNotOwner         RefusalCode = "not-owner"          // InstanceID, Owner, Approvers, Action
@@ -217,7 +217,14 @@ func (a *Authorizer) Precheck(act Action) Decision {
 
 // Authorize decides act. An error means the decision could not be made (a
 // Slack or AWS lookup failed); the decision is then a Deny too.
-func (a *Authorizer) Authorize(ctx context.Context, act Action) (Decision, error) {
+func (a *Authorizer) Authorize(ctx context.Context, act Action) (d Decision, err error) {
+	defer func() {
+		// A bug, never the user's doing: they hear "internal error", the
+		// log has what went wrong.
+		if d.Verdict == Deny && d.Refusal.Code == RefuseInternal {
+			a.log.Error("policy: internal refusal", "action", act.Kind, "actor", act.Actor, "detail", d.Refusal.Detail)
+		}
+	}()
 	if d := a.Precheck(act); d.Verdict == Deny {
 		return d, nil
 	}
@@ -358,7 +365,7 @@ func (a *Authorizer) checkQuota(ctx context.Context, act Action, owner string) (
 	if n < limit {
 		return allow, nil
 	}
-	return deny(Refusal{Code: RefuseQuota, Action: act.Kind, Actor: act.Actor, Owner: owner, Count: n, Limit: limit}), nil
+	return deny(Refusal{Code: RefuseQuota, Action: act.Kind, Actor: act.Actor, RequestID: except, Owner: owner, Count: n, Limit: limit}), nil
 }
 
 // IsApprover reports whether user is listed directly or through a user group.

@@ -70,7 +70,7 @@ func TestAuthorize(t *testing.T) {
 		{"type not allowed", nil, policy.Action{Kind: policy.ActionLaunch, Actor: "UANA", Request: req("p5.48xlarge")}, policy.Deny,
 			policy.Refusal{Code: policy.RefuseTypeNotAllowed, Action: policy.ActionLaunch, Actor: "UANA", InstanceType: "p5.48xlarge", Allowed: []string{"t2.micro", "t3.small"}}},
 		{"quota reached", fixedUsage{"UANA": 2}, policy.Action{Kind: policy.ActionLaunch, Actor: "UANA", Request: req("t3.small")}, policy.Deny,
-			policy.Refusal{Code: policy.RefuseQuota, Action: policy.ActionLaunch, Actor: "UANA", Owner: "UANA", Count: 2, Limit: 2}},
+			policy.Refusal{Code: policy.RefuseQuota, Action: policy.ActionLaunch, Actor: "UANA", RequestID: "R-1", Owner: "UANA", Count: 2, Limit: 2}},
 		{"direct approver", nil, policy.Action{Kind: policy.ActionApprove, Actor: "UBO", Request: req("t3.small")}, policy.Allow, policy.Refusal{}},
 		{"group approver", nil, policy.Action{Kind: policy.ActionApprove, Actor: "UCARL", Request: req("t3.small")}, policy.Allow, policy.Refusal{}},
 		{"stranger", nil, policy.Action{Kind: policy.ActionApprove, Actor: "UEVE", Request: req("t3.small")}, policy.Deny,
@@ -80,11 +80,11 @@ func TestAuthorize(t *testing.T) {
 		{"self approval", nil, policy.Action{Kind: policy.ActionApprove, Actor: "UANA", Request: req("t3.small")}, policy.Deny,
 			policy.Refusal{Code: policy.RefuseSelfApproval, Action: policy.ActionApprove, Actor: "UANA", RequestID: "R-1", Approvers: approvers}},
 		{"approval over quota", fixedUsage{"UANA": 2}, policy.Action{Kind: policy.ActionApprove, Actor: "UBO", Request: req("t3.small")}, policy.Deny,
-			policy.Refusal{Code: policy.RefuseQuota, Action: policy.ActionApprove, Actor: "UBO", Owner: "UANA", Count: 2, Limit: 2}},
+			policy.Refusal{Code: policy.RefuseQuota, Action: policy.ActionApprove, Actor: "UBO", RequestID: "R-1", Owner: "UANA", Count: 2, Limit: 2}},
 		{"deny ignores quota", fixedUsage{"UANA": 5}, policy.Action{Kind: policy.ActionDeny, Actor: "UBO", Request: req("t3.small")}, policy.Allow, policy.Refusal{}},
 		{"start within quota", fixedUsage{"UANA": 1}, policy.Action{Kind: policy.ActionStartLaunch, Actor: "UBO", Request: req("t3.small")}, policy.Allow, policy.Refusal{}},
 		{"start over quota (a raced approval)", fixedUsage{"UANA": 2}, policy.Action{Kind: policy.ActionStartLaunch, Actor: "UBO", Request: req("t3.small")}, policy.Deny,
-			policy.Refusal{Code: policy.RefuseQuota, Action: policy.ActionStartLaunch, Actor: "UBO", Owner: "UANA", Count: 2, Limit: 2}},
+			policy.Refusal{Code: policy.RefuseQuota, Action: policy.ActionStartLaunch, Actor: "UBO", RequestID: "R-1", Owner: "UANA", Count: 2, Limit: 2}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -23,7 +23,7 @@ const (
 // the notice is settled (kept, stopped, cancelled) the buttons give way to
 // the outcome.
 func IdleNotice(n idle.Notice) Message {
-	name := n.Name
+	name := Literal(n.Name)
 	if name == "" {
 		name = n.InstanceID
 	}
@@ -159,7 +159,7 @@ func cancelWords(n idle.Notice) string {
 		}
 		return fmt.Sprintf("not stopped: policy refused to stop %s: %s", id, strings.TrimSuffix(why, "."))
 	case idle.CancelStopFailed:
-		return fmt.Sprintf("could not %s `%s`: %s", actionWord(n), id, strings.TrimSuffix(c.ErrorMessage, "."))
+		return fmt.Sprintf("could not %s `%s`: %s", actionWord(n), id, strings.TrimSuffix(Literal(c.ErrorMessage), "."))
 	}
 	return fmt.Sprintf("`%s` was not stopped", id)
 }
@@ -170,7 +170,7 @@ func cancelWords(n idle.Notice) string {
 func NoticeButtonFailed(err error) Message {
 	var noNotice *idle.NoNoticeError
 	var settled *idle.SettledError
-	why := computebot.UserMessage(err)
+	why := Literal(computebot.UserMessage(err))
 	switch {
 	case errors.As(err, &noNotice):
 		why = fmt.Sprintf("`%s` has no idle or lease notice.", noNotice.InstanceID)
@@ -201,7 +201,7 @@ func IdleReport(r idle.Report, now time.Time) Message {
 	if len(r.Noticed) > 0 {
 		b.WriteString("*Noticed, will be stopped:*\n")
 		for _, n := range r.Noticed {
-			fmt.Fprintf(&b, "• `%s` %s (%s) — %s; stops %s\n", n.InstanceID, n.Name, User(n.Owner), reasonText(n), Date(n.StopAt))
+			fmt.Fprintf(&b, "• `%s` %s (%s) — %s; stops %s\n", n.InstanceID, Literal(n.Name), User(n.Owner), reasonText(n), Date(n.StopAt))
 		}
 	}
 	if len(r.Snoozed) > 0 {

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/computebot/computebot"
+	"github.com/computebot/computebot/policy"
 )
 
 // Action IDs of the instance buttons. The value is the instance ID (for
@@ -67,7 +68,7 @@ func InstanceList(rows []InstanceRow, offset int, all bool, now time.Time) Messa
 
 func instanceBlocks(row InstanceRow, all bool, now time.Time) []Block {
 	in := row.Instance
-	name := in.Tags[computebot.TagName]
+	name := Literal(in.Tags[computebot.TagName])
 	if name == "" {
 		name = in.ID
 	}
@@ -176,30 +177,38 @@ func Extended(in computebot.Instance, by string, until time.Time, hours int) Mes
 	return Plain(fmt.Sprintf(":hourglass: Lease of `%s` extended by %d h by %s: it now ends %s.", in.ID, hours, User(by), Date(until)))
 }
 
-// Lifecycle names one instance action in the words its messages need.
-type Lifecycle struct {
-	Verb   string // "stop"
-	Doing  string // "Stopping"
-	Target string // the state that means done ("stopped"); "" for extend
+// lifecycle is one instance action in the words its messages need.
+type lifecycle struct {
+	verb  string // "stop"
+	doing string // "Stopping"
+	done  string // the state that means done ("stopped"); "" for extend
+}
+
+var lifecycles = map[policy.ActionKind]lifecycle{
+	policy.ActionStop:      {"stop", "Stopping", computebot.InstanceStopped},
+	policy.ActionStart:     {"start", "Starting", computebot.InstanceRunning},
+	policy.ActionTerminate: {"terminate", "Terminating", computebot.InstanceTerminated},
+	policy.ActionExtend:    {"extend", "Extending", ""},
 }
 
 // ListFailed answers /instances when EC2 could not list (why is the cloud's
 // explanation).
-func ListFailed(why string) Message { return Plain("I could not list instances: " + why) }
+func ListFailed(why string) Message { return Plain("I could not list instances: " + Literal(why)) }
 
 // ActionFailed answers an instance action EC2 refused.
-func ActionFailed(l Lifecycle, instanceID, why string) Message {
-	return Plain(fmt.Sprintf("I could not %s `%s`: %s", l.Verb, instanceID, why))
+func ActionFailed(kind policy.ActionKind, instanceID, why string) Message {
+	return Plain(fmt.Sprintf("I could not %s `%s`: %s", lifecycles[kind].verb, instanceID, Literal(why)))
 }
 
 // ActionUnderWay is the private answer while an instance changes state.
-func ActionUnderWay(l Lifecycle, instanceID string) Message {
-	return Plain(fmt.Sprintf("%s `%s`… I'll post in its request thread when it is %s.", l.Doing, instanceID, l.Target))
+func ActionUnderWay(kind policy.ActionKind, instanceID string) Message {
+	l := lifecycles[kind]
+	return Plain(fmt.Sprintf("%s `%s`… I'll post in its request thread when it is %s.", l.doing, instanceID, l.done))
 }
 
 // ActionSlow says an instance did not reach the state in time.
-func ActionSlow(l Lifecycle, instanceID string, wait time.Duration) Message {
-	return Plain(fmt.Sprintf("`%s` has not reached %s after %s; check it with `/instances`.", instanceID, l.Target, wait))
+func ActionSlow(kind policy.ActionKind, instanceID string, wait time.Duration) Message {
+	return Plain(fmt.Sprintf("`%s` has not reached %s after %s; check it with `/instances`.", instanceID, lifecycles[kind].done, wait))
 }
 
 // NoSuchInstance answers a command naming an instance ID EC2 does not know.
@@ -210,16 +219,18 @@ func NoSuchInstance(id string) Message {
 // LookupFailed answers a command whose target (an instance, a function)
 // could not be looked up.
 func LookupFailed(target, why string) Message {
-	return Plain(fmt.Sprintf("I could not look up `%s`: %s", target, why))
+	return Plain(fmt.Sprintf("I could not look up `%s`: %s", Literal(target), Literal(why)))
 }
 
 // OwnListFailed answers a command naming an instance by name when the
 // caller's instances could not be listed.
-func OwnListFailed(why string) Message { return Plain("I could not list your instances: " + why) }
+func OwnListFailed(why string) Message {
+	return Plain("I could not list your instances: " + Literal(why))
+}
 
 // NoInstanceNamed answers a command naming none of the caller's instances.
 func NoInstanceNamed(name string) Message {
-	return Plain(fmt.Sprintf("You have no instance named `%s`. `/instances` lists yours; you can also use an instance ID.", name))
+	return Plain(fmt.Sprintf("You have no instance named `%s`. `/instances` lists yours; you can also use an instance ID.", Literal(name)))
 }
 
 // AmbiguousName answers a command whose name fits several instances.
@@ -228,22 +239,23 @@ func AmbiguousName(name string, ids []string) Message {
 	for i, id := range ids {
 		quoted[i] = "`" + id + "`"
 	}
-	return Plain(fmt.Sprintf("You have %d instances named `%s` (%s); use the instance ID.", len(ids), name, strings.Join(quoted, ", ")))
+	return Plain(fmt.Sprintf("You have %d instances named `%s` (%s); use the instance ID.", len(ids), Literal(name), strings.Join(quoted, ", ")))
 }
 
 // WrongState explains why an instance's state does not allow an action, or
 // returns false when it does.
-func WrongState(l Lifecycle, in computebot.Instance) (Message, bool) {
+func WrongState(kind policy.ActionKind, in computebot.Instance) (Message, bool) {
+	l := lifecycles[kind]
 	gone := in.State == computebot.InstanceTerminated || in.State == computebot.InstanceShuttingDown
 	say := func(format string, args ...any) (Message, bool) { return Plain(fmt.Sprintf(format, args...)), true }
 	switch {
-	case gone && l.Verb == "terminate":
+	case gone && kind == policy.ActionTerminate:
 		return say("`%s` is already terminated.", in.ID)
 	case gone:
-		return say("`%s` has been terminated; there is nothing to %s.", in.ID, l.Verb)
+		return say("`%s` has been terminated; there is nothing to %s.", in.ID, l.verb)
 	}
-	switch l.Verb {
-	case "stop":
+	switch kind {
+	case policy.ActionStop:
 		switch in.State {
 		case computebot.InstanceRunning:
 			return Message{}, false
@@ -251,7 +263,7 @@ func WrongState(l Lifecycle, in computebot.Instance) (Message, bool) {
 			return say("`%s` is still starting; stop it once it runs (or terminate it).", in.ID)
 		}
 		return say("`%s` is already %s.", in.ID, in.State)
-	case "start":
+	case policy.ActionStart:
 		switch in.State {
 		case computebot.InstanceStopped:
 			return Message{}, false

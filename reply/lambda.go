@@ -18,9 +18,9 @@ func FunctionList(fns []computebot.Function, offset int) Message {
 	end := min(offset+PageSize*2, len(fns)) // one block per function
 	blocks := []Block{{Kind: Section, Text: fmt.Sprintf("*Lambda functions* (%d–%d of %d). Run one with `/lambda invoke NAME {\"json\": \"payload\"}`.", offset+1, end, len(fns))}}
 	for _, f := range fns[offset:end] {
-		line := fmt.Sprintf("*%s* · %s · %d MB · modified %s", f.Name, f.Runtime, f.MemoryMB, f.LastModified.UTC().Format("2006-01-02 15:04 UTC"))
+		line := fmt.Sprintf("*%s* · %s · %d MB · modified %s", Literal(f.Name), Literal(f.Runtime), f.MemoryMB, UTC(f.LastModified))
 		if f.Description != "" {
-			line += "\n" + f.Description
+			line += "\n" + Literal(f.Description)
 		}
 		blocks = append(blocks, Block{Kind: Section, Text: line})
 	}
@@ -56,8 +56,8 @@ func InvokeResult(function string, res computebot.InvocationResult) (Message, st
 	} else {
 		fmt.Fprintf(&head, ":white_check_mark: `%s` returned status %d.", function, res.StatusCode)
 	}
-	result := prettyJSON(res.Payload)
-	logTail := lastLines(res.LogTail, 15)
+	result := Literal(prettyJSON(res.Payload))
+	logTail := Literal(lastLines(res.LogTail, 15))
 	body := "*Result*\n```" + orNone(result) + "```"
 	if logTail != "" {
 		body += "\n*Log (last lines)*\n```" + logTail + "```"
@@ -65,19 +65,19 @@ func InvokeResult(function string, res computebot.InvocationResult) (Message, st
 	if len(body) <= maxInline {
 		return Message{Text: head.String(), Blocks: []Block{{Kind: Section, Text: head.String()}, {Kind: Section, Text: body}}}, ""
 	}
-	full := "Result:\n" + orNone(result) + "\n\nLog:\n" + res.LogTail
+	full := "Result:\n" + orNone(result) + "\n\nLog:\n" + Literal(res.LogTail)
 	msg := head.String() + " The output is too long for a message, so it is attached as a file."
 	return Plain(msg), full
 }
 
 // InvokeAccepted is the reply to an asynchronous invocation.
 func InvokeAccepted(function string, res computebot.InvocationResult) Message {
-	return Plain(fmt.Sprintf(":inbox_tray: Lambda accepted the asynchronous invocation of `%s` (status %d, request ID `%s`).", function, res.StatusCode, res.RequestID))
+	return Plain(fmt.Sprintf(":inbox_tray: Lambda accepted the asynchronous invocation of `%s` (status %d, request ID `%s`).", function, res.StatusCode, Literal(res.RequestID)))
 }
 
 // InvokeFailed is the reply when the invocation itself failed.
 func InvokeFailed(function, why string) Message {
-	return Plain(fmt.Sprintf(":x: Invoking `%s` failed: %s", function, why))
+	return Plain(fmt.Sprintf(":x: Invoking `%s` failed: %s", function, Literal(why)))
 }
 
 func prettyJSON(b []byte) string {
@@ -108,7 +108,7 @@ func orNone(s string) string {
 
 // FunctionsListFailed answers /lambda list when Lambda could not list.
 func FunctionsListFailed(why string) Message {
-	return Plain("I could not list Lambda functions: " + why)
+	return Plain("I could not list Lambda functions: " + Literal(why))
 }
 
 // FunctionNotFound is the answer for a function that does not exist, and

@@ -24,9 +24,9 @@ func RequestMessage(r *computebot.Request) Message {
 	var summary, text string
 	var fields []string
 	if l := r.Lambda; l != nil {
-		summary = fmt.Sprintf("%s asks to invoke Lambda function `%s`", User(r.Requester), l.Function)
+		summary = fmt.Sprintf("%s asks to invoke Lambda function `%s`", User(r.Requester), Literal(l.Function))
 		fields = lambdaFields(r.ID, l)
-		text = fmt.Sprintf("%s asks to invoke %s, request %s", User(r.Requester), l.Function, r.ID)
+		text = fmt.Sprintf("%s asks to invoke %s, request %s", User(r.Requester), Literal(l.Function), r.ID)
 	} else {
 		l := launchOf(r)
 		summary = fmt.Sprintf("%s requests 1 × `%s`%s", User(r.Requester), l.InstanceType, specs(l))
@@ -105,7 +105,7 @@ func lambdaFields(id string, l *computebot.LambdaRequest) []string {
 		mode = "asynchronous (Event)"
 	}
 	return []string{
-		"*Payload*\n```" + Clip(payload, 500) + "```",
+		"*Payload*\n```" + Clip(Literal(payload), 500) + "```",
 		"*Mode*\n" + mode,
 		"*Request*\n`" + id + "`",
 	}
@@ -121,10 +121,10 @@ func specs(l *computebot.LaunchRequest) string {
 func requestFields(id string, l *computebot.LaunchRequest) []string {
 	ami := "`" + l.ImageID + "`"
 	if l.ImageID == "" {
-		ami = "`" + l.ImageRef + "`"
+		ami = "`" + Literal(l.ImageRef) + "`"
 	}
 	if l.ImageName != "" {
-		ami += " " + l.ImageName
+		ami += " " + Literal(l.ImageName)
 	}
 	fields := []string{
 		"*AMI*\n" + ami,
@@ -133,10 +133,10 @@ func requestFields(id string, l *computebot.LaunchRequest) []string {
 		"*Request*\n`" + id + "`",
 	}
 	if l.Name != "" {
-		fields = append(fields, "*Name*\n"+l.Name)
+		fields = append(fields, "*Name*\n"+Literal(l.Name))
 	}
 	if l.Reason != "" {
-		fields = append(fields, "*Reason*\n"+l.Reason)
+		fields = append(fields, "*Reason*\n"+Literal(l.Reason))
 	}
 	return fields
 }
@@ -314,12 +314,12 @@ func CannotPost(kind computebot.RequestKind, notInChannel bool) Message {
 // TypeLookupFailed refuses a request whose instance type EC2 did not
 // describe (why is the cloud's own explanation).
 func TypeLookupFailed(instanceType, why string) Message {
-	return Plain(fmt.Sprintf("I could not look up `%s`: %s Nothing was launched.", instanceType, why))
+	return Plain(fmt.Sprintf("I could not look up `%s`: %s Nothing was launched.", instanceType, Literal(why)))
 }
 
 // ImageLookupFailed refuses a request whose AMI did not resolve.
 func ImageLookupFailed(imageRef, why string) Message {
-	return Plain(fmt.Sprintf("I could not use AMI `%s`: %s Nothing was launched.", imageRef, why))
+	return Plain(fmt.Sprintf("I could not use AMI `%s`: %s Nothing was launched.", Literal(imageRef), Literal(why)))
 }
 
 // SaveFailed answers a command whose request could not be stored.

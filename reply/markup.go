@@ -152,6 +152,20 @@ func PlainText(text string) string {
 // UTC is the fixed form of a moment: "2026-11-28 09:30 UTC".
 func UTC(t time.Time) string { return t.UTC().Format("2006-01-02 15:04 UTC") }
 
+// literalizer drops the element delimiters.
+var literalizer = strings.NewReplacer(string(elemStart), "", string(elemEnd), "")
+
+// Literal is text from outside the bot (a Lambda function's output, an
+// instance's Name tag, an AWS error message, a payload) made safe to embed
+// in a message: it can never contain an element, so it can never mention
+// anyone. Every message that shows such text passes it through Literal.
+func Literal(s string) string {
+	if !strings.ContainsAny(s, string(elemStart)+string(elemEnd)) {
+		return s
+	}
+	return literalizer.Replace(s)
+}
+
 // Clip cuts s to at most n runes, marking the cut with "…".
 func Clip(s string, n int) string {
 	r := []rune(s)

@@ -34,7 +34,7 @@ func RefusalText(r policy.Refusal) string {
 		counted := fmt.Sprintf("%d pending or running instances (counting approved requests not launched yet); the limit is %d per person.", r.Count, r.Limit)
 		switch {
 		case r.Action == policy.ActionStartLaunch:
-			return fmt.Sprintf("%s already has %s Another request was approved at the same moment, so this one was not launched. Stop or terminate an instance, then ask again.", User(r.Owner), counted)
+			return fmt.Sprintf("%s already has %s so request `%s` was not launched.", User(r.Owner), counted, r.RequestID)
 		case r.Actor == r.Owner:
 			return "You already have " + counted + " Stop or terminate one, then try again."
 		}
@@ -59,7 +59,19 @@ func RefusalText(r policy.Refusal) string {
 	case policy.RefuseFunctionNotFound:
 		return FunctionNotFound(r.Function).Text
 	}
-	return "internal error: " + r.Detail
+	return "Something went wrong on my side (internal error); the details are in the bot's log."
+}
+
+// NotLaunched answers an approval undone right before its launch (the
+// quota counted again: another approval of the same person's came at the
+// same moment, or the limit changed). waitsAgain: the request went back to
+// its approvers; else (auto-approved) it is refused.
+func NotLaunched(r policy.Refusal, waitsAgain bool) Message {
+	text := RefusalText(r)
+	if waitsAgain {
+		text += " It waits for an approver again; approve it once they have room."
+	}
+	return Plain(text)
 }
 
 func wholeHours(d time.Duration) string { return fmt.Sprintf("%d h", int(d/time.Hour)) }

@@ -80,5 +80,5 @@ func IdleNotRunning() Message { return Plain("The idle scheduler is not running.
 
 // IdleReportFailed answers /computebot idle when the report could not be built.
 func IdleReportFailed(why string) Message {
-	return Plain("I could not build the idle report: " + why)
+	return Plain("I could not build the idle report: " + Literal(why))
 }

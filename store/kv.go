@@ -43,47 +43,9 @@ func (db *DB) Get(ctx context.Context, bucket, key string, v any) error {
 	return nil
 }
 
-// Create stores v under key in bucket only if the key is absent; otherwise
-// the error wraps computebot.ErrExists and the stored value is unchanged.
-// The check and the write are one transaction, so of concurrent Creates of
-// the same key exactly one succeeds: the building block for "first time
-// we see this envelope ID" de-duplication.
-//
-// There is no blind Put: a read-modify-write through Get and a Put would
-// lose whatever was written in between; Update is the one way to replace
-// a value.
-func (db *DB) Create(ctx context.Context, bucket, key string, v any) error {
-	if err := checkKV(ctx, bucket, key); err != nil {
-		return fmt.Errorf("store: create %s/%s: %w", bucket, key, err)
-	}
-	val, err := json.Marshal(v)
-	if err != nil {
-		return fmt.Errorf("store: create %s/%s: %w", bucket, key, err)
-	}
-	var refused error
-	err = db.write(func(tx *bolt.Tx) error {
-		refused = nil // a rerun decides afresh
-		// Check first: a refused Create changes nothing, not even the
-		// bucket's existence, since the transaction commits (see DB.write).
-		kv := tx.Bucket(kvBucket)
-		if b := kv.Bucket([]byte(bucket)); b != nil && b.Get([]byte(key)) != nil {
-			refused = computebot.ErrExists
-			return nil
-		}
-		b, err := kv.CreateBucketIfNotExists([]byte(bucket))
-		if err != nil {
-			return err
-		}
-		return b.Put([]byte(key), val)
-	})
-	if err == nil {
-		err = refused
-	}
-	if err != nil {
-		return fmt.Errorf("store: create %s/%s: %w", bucket, key, err)
-	}
-	return nil
-}
+// There is no blind Put or Delete: a read-modify-write through Get and a
+// Put would lose whatever was written in between. Update is the one way to
+// write a value, and (with computebot.ErrDeleteKey) to delete one.
 
 // Update is a compare-and-set on one key: a read-modify-write that no
 // concurrent write can slip into. v must be a non-nil pointer. Update sets
@@ -187,25 +149,6 @@ func (db *DB) Update(ctx context.Context, bucket, key string, v any, fn func(fou
 		}
 		return nil
 	}
-}
-
-// Delete removes key from bucket. Deleting an absent key is not an error,
-// so that cleanups can be retried.
-func (db *DB) Delete(ctx context.Context, bucket, key string) error {
-	if err := checkKV(ctx, bucket, key); err != nil {
-		return fmt.Errorf("store: delete %s/%s: %w", bucket, key, err)
-	}
-	err := db.write(func(tx *bolt.Tx) error {
-		b := tx.Bucket(kvBucket).Bucket([]byte(bucket))
-		if b == nil {
-			return nil
-		}
-		return b.Delete([]byte(key))
-	})
-	if err != nil {
-		return fmt.Errorf("store: delete %s/%s: %w", bucket, key, err)
-	}
-	return nil
 }
 
 // checkKV rejects what bbolt would reject mid-transaction (empty names,

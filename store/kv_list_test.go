@@ -8,6 +8,8 @@ import (
 	"reflect"
 	"sync"
 	"testing"
+
+	"github.com/computebot/computebot"
 )
 
 func TestKVList(t *testing.T) {
@@ -56,7 +58,7 @@ func TestKVList(t *testing.T) {
 	if err := set(ctx, db, "other", "k00001", -1); err != nil {
 		t.Fatal(err)
 	}
-	if err := db.Delete(ctx, "many", "k00002"); err != nil {
+	if err := db.Update(ctx, "many", "k00002", new(int), func(bool) error { return computebot.ErrDeleteKey }); err != nil {
 		t.Fatal(err)
 	}
 	got := list("many")

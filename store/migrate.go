@@ -114,6 +114,11 @@ func migrate1to2(tx *bolt.Tx) (int, error) {
 	return len(out), nil
 }
 
+// v2 converts a schema-1 record into the current record type, which is
+// schema 2's. When schema 3 changes that type, freeze a copy of it here as
+// requestRecordV2 (as requestRecordV1 is frozen) and make v2 produce that,
+// so that this step keeps writing exactly schema 2.
+//
 // v2 converts a schema-1 record. An unknown kind fails the migration (and
 // so Open) rather than guess which payload the record is.
 func (old *requestRecordV1) v2() (requestRecord, error) {

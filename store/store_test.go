@@ -608,9 +608,7 @@ func TestPersistsAcrossReopen(t *testing.T) {
 	closedChecks["CreateRequest"] = db.CreateRequest(ctx, launchRequest("R-2", computebot.RequestNew))
 	_, closedChecks["UpdateRequest"] = db.UpdateRequest(ctx, "R-1", func(*computebot.Request) error { return nil })
 	closedChecks["Audit"] = db.Audit(ctx, entry)
-	closedChecks["Create"] = db.Create(ctx, "dedup", "E2", 1)
 	closedChecks["Update"] = db.Update(ctx, "dedup", "E1", new(int), func(bool) error { return nil })
-	closedChecks["Delete"] = db.Delete(ctx, "dedup", "E1")
 	_, closedChecks["Request"] = db.Request(ctx, "R-1")
 	_, closedChecks["Requests"] = db.Requests(ctx)
 	_, closedChecks["AuditLog"] = db.AuditLog(ctx)
@@ -908,29 +906,23 @@ func TestKV(t *testing.T) {
 		t.Fatalf("Get after replace: %+v, %v", s, err)
 	}
 
-	// Create is insert-if-absent.
-	if err := db.Create(ctx, "envelopes", "E1", 1); err != nil {
-		t.Fatal(err)
+	// Update with ErrDeleteKey deletes; deleting an absent key (or from an
+	// absent bucket) is no error.
+	del := func(bucket, key string) error {
+		return db.Update(ctx, bucket, key, new(state), func(bool) error { return computebot.ErrDeleteKey })
 	}
-	if err := db.Create(ctx, "envelopes", "E1", 2); !errors.Is(err, computebot.ErrExists) {
-		t.Fatalf("second Create: %v, want ErrExists", err)
-	}
-	var n int
-	if err := db.Get(ctx, "envelopes", "E1", &n); err != nil || n != 1 {
-		t.Fatalf("after a refused Create: %d, %v; want 1", n, err)
-	}
-
-	if err := db.Delete(ctx, "idle", "state"); err != nil {
+	if err := del("idle", "state"); err != nil {
 		t.Fatal(err)
 	}
 	if err := db.Get(ctx, "idle", "state", &s); !errors.Is(err, computebot.ErrNotFound) {
-		t.Fatalf("Get after Delete: %v", err)
+		t.Fatalf("Get after the delete: %v", err)
 	}
 	for _, tc := range [][2]string{{"idle", "state"}, {"nobucket", "k"}} {
-		if err := db.Delete(ctx, tc[0], tc[1]); err != nil {
-			t.Errorf("Delete of absent %s/%s: %v", tc[0], tc[1], err)
+		if err := del(tc[0], tc[1]); err != nil {
+			t.Errorf("delete of absent %s/%s: %v", tc[0], tc[1], err)
 		}
 	}
+	var n int
 
 	if err := set(ctx, db, "", "k", 1); err == nil {
 		t.Error("Update with an empty bucket name: no error")
@@ -965,8 +957,6 @@ func TestContextCancelled(t *testing.T) {
 	checks["Audit"] = db.Audit(ctx, computebot.AuditEntry{Action: "launch"})
 	_, checks["AuditLog"] = db.AuditLog(ctx)
 	checks["Get"] = db.Get(ctx, "b", "k", new(int))
-	checks["Create"] = db.Create(ctx, "b", "k", 1)
-	checks["Delete"] = db.Delete(ctx, "b", "k")
 	checks["Update"] = db.Update(ctx, "b", "k", new(int), func(bool) error { fnCalled = true; return nil })
 	for name, err := range checks {
 		if !errors.Is(err, context.Canceled) {

@@ -32,7 +32,7 @@ func BenchmarkAckLatency(b *testing.B) {
 		m.WrapObserver = func(o bot.Observer) bot.Observer {
 			return ackTimes{o, func(d time.Duration) { mu.Lock(); inBot = append(inBot, d); mu.Unlock() }}
 		}
-	}, withTimings(func(o *flow.Options) { o.CallTimeout = 30 * time.Second }))
+	}, withAWSCallTimeout(30*time.Second))
 	bed.aws.SetLatency("", 2*time.Second)
 	var lat []time.Duration
 	b.ResetTimer()

@@ -52,14 +52,19 @@ type bed struct {
 	main   *Main
 	stderr *syncbuf.Buffer
 	opts   flow.Options
-	seen   map[string]bool // requests a helper already returned
-	tune   func(*Main)
+	// awsCallTimeout bounds each AWS call (5 s unless a test says).
+	awsCallTimeout time.Duration
+	seen           map[string]bool // requests a helper already returned
+	tune           func(*Main)
 }
 
 type bedOption func(*bed)
 
 // withConfig replaces the YAML (%s is the store path).
 func withConfig(yaml string) bedOption { return func(b *bed) { b.cfg = yaml } }
+
+// withAWSCallTimeout bounds each AWS call.
+func withAWSCallTimeout(d time.Duration) bedOption { return func(b *bed) { b.awsCallTimeout = d } }
 
 // withTimings tightens the workflows' timings.
 func withTimings(f func(*flow.Options)) bedOption { return func(b *bed) { f(&b.opts) } }
@@ -75,9 +80,9 @@ func newBedWith(t testing.TB, tune func(*Main), opts ...bedOption) *bed {
 	b := &bed{t: t, tune: tune, slack: fakeslack.New(), aws: fakeaws.New(), dir: t.TempDir(), cfg: baseConfig, stderr: &syncbuf.Buffer{}, seen: map[string]bool{}}
 	t.Cleanup(b.slack.Close)
 	t.Cleanup(b.aws.Close)
+	b.awsCallTimeout = 5 * time.Second
 	b.opts.PollInterval = 50 * time.Millisecond
 	b.opts.SweepInterval = 50 * time.Millisecond
-	b.opts.CallTimeout = 5 * time.Second
 	b.opts.ShutdownTimeout = 5 * time.Second
 	b.opts.RetryBackoff = 10 * time.Millisecond
 	for _, o := range opts {
@@ -129,6 +134,7 @@ func (b *bed) start() {
 	m.Getenv = b.env
 	m.Stderr = b.stderr
 	m.Timings = b.opts
+	m.AWSCallTimeout = b.awsCallTimeout
 	m.Listen = "127.0.0.1:0" // /healthz, /readyz, /metrics on a free port (ListenAddr)
 	if b.tune != nil {
 		b.tune(m)

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/computebot/computebot"
-	"github.com/computebot/computebot/flow"
 )
 
 func TestLaunchApproveRunSSH(t *testing.T) {
@@ -165,7 +164,7 @@ func TestThrottledLaunchIsRetriedWithTheSameToken(t *testing.T) {
 }
 
 func TestLaunchTimeoutFindsTheInstanceAWSCreatedAnyway(t *testing.T) {
-	b := newBed(t, withTimings(func(o *flow.Options) { o.CallTimeout = 300 * time.Millisecond }))
+	b := newBed(t, withAWSCallTimeout(300*time.Millisecond))
 	// Every RunInstances answer comes too late, but EC2 still launches.
 	b.aws.SetLatency("RunInstances", 400*time.Millisecond)
 	b.slash(ana, "/launch", "t2.micro")
@@ -178,7 +177,7 @@ func TestLaunchTimeoutFindsTheInstanceAWSCreatedAnyway(t *testing.T) {
 }
 
 func TestLaunchTimeoutIsReportedInPlainWords(t *testing.T) {
-	b := newBed(t, withTimings(func(o *flow.Options) { o.CallTimeout = 300 * time.Millisecond }))
+	b := newBed(t, withAWSCallTimeout(300*time.Millisecond))
 	b.aws.SetLatency("RunInstances", 400*time.Millisecond)
 	b.aws.FailNext("RunInstances", "InternalError", "", 10) // …and never launches
 	b.slash(ana, "/launch", "t2.micro")

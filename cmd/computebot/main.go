@@ -79,9 +79,10 @@ type Main struct {
 	Getenv func(string) string
 	Stderr io.Writer
 
-	// Timings and IdleCheckEvery let tests tighten timings; zero values
-	// keep the defaults.
+	// Timings, AWSCallTimeout and IdleCheckEvery let tests tighten
+	// timings; zero values keep the defaults.
 	Timings        flow.Options
+	AWSCallTimeout time.Duration // bounds each AWS call (aws.Options.CallTimeout)
 	IdleCheckEvery time.Duration
 	// WrapObserver, when set, wraps what observes the Slack adapter
 	// (metrics and readiness), for tests that want to see it too.
@@ -169,7 +170,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	m.ops.storeOpen.Store(true)
 	m.ops.metrics.PendingRequests(pendingRequests(db))
 
-	cloud, err := aws.New(ctx, aws.Options{Region: cfg.AWS.Region, Logger: m.log, OnCall: m.ops.metrics.AWSCall})
+	cloud, err := aws.New(ctx, aws.Options{Region: cfg.AWS.Region, CallTimeout: m.AWSCallTimeout, Logger: m.log, OnCall: m.ops.metrics.AWSCall})
 	if err != nil {
 		return fmt.Errorf("aws: %w", err)
 	}
@@ -180,8 +181,8 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	chat := bot.NewChat(bot.ChatOptions{APIURL: m.Getenv("SLACK_API_URL"), BotToken: botToken, AppToken: appToken, Observer: observer})
 	t := m.Timings
-	authz := policy.New(cfg, policy.Options{Groups: chat, Usage: flow.NewUsage(cloud, db, t.CallTimeout), Logger: m.log})
-	prices := flow.NewPrices(cloud, cfg.Launch.Prices, t.CallTimeout, m.log)
+	authz := policy.New(cfg, policy.Options{Groups: chat, Usage: flow.NewUsage(cloud, db), Logger: m.log})
+	prices := flow.NewPrices(cloud, cfg.Launch.Prices, m.log)
 	audit := flow.NewAuditor(db, m.log)
 	sched, err := idle.New(cfg.Idle, idle.Deps{
 		Cloud: cloud, Notifier: flow.NewNotices(chat, cfg.NotifyChannel, t.NoticeInterval, m.log), Authorizer: authz,
@@ -196,7 +197,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	b, err := bot.New(bot.Options{Chat: chat, Workflows: f, Observer: observer, Logger: m.log})
+	b, err := bot.New(bot.Options{Chat: chat, Workflows: f, Logger: m.log})
 	if err != nil {
 		return err
 	}
@@ -231,7 +232,7 @@ func (m *Main) Close() error {
 			m.ops.storeOpen.Store(false) // /readyz fails from here on
 		}
 		if m.idle != nil {
-			m.idle.Stop() // no new scans; a running one finishes
+			m.idle.Stop() // no new scans; a running one is cancelled and waited for
 		}
 		if m.cancel != nil {
 			m.cancel()

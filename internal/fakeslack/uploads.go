@@ -141,17 +141,11 @@ func (s *Server) serveUploadLocked(id, httpMethod string, content []byte, rerr e
 		res.status = status
 		return res
 	}
-	if rl := s.rateLimits["upload_url"]; rl != nil {
-		if res, limited := s.takeRateLimitLocked("upload_url", rl); limited {
-			return res
+	if res, injected := s.injectedLocked("upload_url"); injected {
+		if res.status != http.StatusTooManyRequests {
+			res.status = http.StatusInternalServerError
 		}
-	}
-	if e := s.errs["upload_url"]; e != nil {
-		e.n--
-		if e.n <= 0 {
-			delete(s.errs, "upload_url")
-		}
-		return failWith(http.StatusInternalServerError, e.code)
+		return res
 	}
 	if httpMethod != http.MethodPost {
 		return failWith(http.StatusMethodNotAllowed, "method_not_allowed")

@@ -102,9 +102,21 @@ func (s *Server) serveAPILocked(method, token string, params map[string]string, 
 	if isApp != (method == "apps.connections.open") {
 		return fail("not_allowed_token_type")
 	}
+	if res, injected := s.injectedLocked(method); injected {
+		return res
+	}
+	if perr != nil {
+		return fail("invalid_arguments")
+	}
+	return h(s, params)
+}
+
+// injectedLocked is the rate limit (429) or the error a test injected for
+// method, if one is due: it is used up.
+func (s *Server) injectedLocked(method string) (apiResult, bool) {
 	if rl := s.rateLimits[method]; rl != nil {
 		if res, limited := s.takeRateLimitLocked(method, rl); limited {
-			return res
+			return res, true
 		}
 	}
 	if e := s.errs[method]; e != nil {
@@ -112,12 +124,9 @@ func (s *Server) serveAPILocked(method, token string, params map[string]string, 
 		if e.n <= 0 {
 			delete(s.errs, method)
 		}
-		return fail(e.code)
+		return fail(e.code), true
 	}
-	if perr != nil {
-		return fail("invalid_arguments")
-	}
-	return h(s, params)
+	return apiResult{}, false
 }
 
 func (s *Server) takeRateLimitLocked(method string, rl *rateLimit) (apiResult, bool) {
@@ -372,35 +381,28 @@ func (s *Server) recordCallLocked(c Call, res apiResult) {
 	s.notifyLocked()
 }
 
-// postedContent reads the channel and the content of a message to post,
-// or the error Slack would answer with.
-func postedContent(p map[string]string) (string, content, string) {
+// postedMessage reads a message the bot posts (its channel, thread and
+// content), or the error Slack would answer with.
+func postedMessage(p map[string]string) (Message, string) {
 	ch := resolveChannel(p["channel"])
 	if ch == "" {
-		return "", content{}, "channel_not_found"
+		return Message{}, "channel_not_found"
 	}
 	c, code := readContent(p)
 	if code == "" && c.empty() {
 		code = "no_text"
 	}
-	return ch, c, code
+	return Message{Channel: ch, ThreadTS: p["thread_ts"], User: BotUserID, Text: c.text, Blocks: c.blocks, Attachments: c.attachments}, code
 }
 
 func (s *Server) chatPostMessage(p map[string]string) apiResult {
-	ch, c, code := postedContent(p)
+	msg, code := postedMessage(p)
 	if code != "" {
 		return fail(code)
 	}
-	m := s.addMessageLocked(Message{
-		Channel:     ch,
-		ThreadTS:    p["thread_ts"],
-		User:        BotUserID,
-		Text:        c.text,
-		Blocks:      c.blocks,
-		Attachments: c.attachments,
-		Via:         "chat.postMessage",
-	})
-	return ok(map[string]any{"channel": ch, "ts": m.TS, "message": s.messageJSON(m)})
+	msg.Via = "chat.postMessage"
+	m := s.addMessageLocked(msg)
+	return ok(map[string]any{"channel": m.Channel, "ts": m.TS, "message": s.messageJSON(m)})
 }
 
 func (s *Server) chatUpdate(p map[string]string) apiResult {
@@ -443,21 +445,13 @@ func (s *Server) chatPostEphemeral(p map[string]string) apiResult {
 	if resolveChannel(p["channel"]) != "" && user == "" {
 		return fail("user_not_in_channel")
 	}
-	ch, c, code := postedContent(p)
+	msg, code := postedMessage(p)
 	if code != "" {
 		return fail(code)
 	}
-	m := s.addMessageLocked(Message{
-		Channel:       ch,
-		ThreadTS:      p["thread_ts"],
-		User:          BotUserID,
-		Text:          c.text,
-		Blocks:        c.blocks,
-		Attachments:   c.attachments,
-		Ephemeral:     true,
-		EphemeralUser: user,
-		Via:           "chat.postEphemeral",
-	})
+	msg.Ephemeral, msg.EphemeralUser = true, user
+	msg.Via = "chat.postEphemeral"
+	m := s.addMessageLocked(msg)
 	return ok(map[string]any{"message_ts": m.TS})
 }
 
@@ -623,17 +617,8 @@ func (s *Server) handleResponseURL(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) serveResponseURLLocked(id string, p map[string]string, perr error) apiResult {
-	if rl := s.rateLimits["response_url"]; rl != nil {
-		if res, limited := s.takeRateLimitLocked("response_url", rl); limited {
-			return res
-		}
-	}
-	if e := s.errs["response_url"]; e != nil {
-		e.n--
-		if e.n <= 0 {
-			delete(s.errs, "response_url")
-		}
-		return fail(e.code)
+	if res, injected := s.injectedLocked("response_url"); injected {
+		return res
 	}
 	t := s.responses[id]
 	if t == nil {

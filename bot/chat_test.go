@@ -1,0 +1,52 @@
+package bot
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/computebot/computebot/reply"
+)
+
+// recordingObserver keeps the Slack calls it sees.
+type recordingObserver struct {
+	nopObserver
+	mu      sync.Mutex
+	methods []string
+}
+
+func (r *recordingObserver) SlackCall(method string, _ int) {
+	r.mu.Lock()
+	r.methods = append(r.methods, method)
+	r.mu.Unlock()
+}
+
+// TestResponseURLSecretStaysOutOfMetrics: a response URL ends in a secret
+// that lets anyone post into the channel; the metrics count its calls under
+// a fixed name, never the URL's last element.
+func TestResponseURLSecretStaysOutOfMetrics(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) }))
+	defer srv.Close()
+	obs := &recordingObserver{}
+	chat := NewChat(ChatOptions{APIURL: srv.URL + "/api/", BotToken: "xoxb-test", AppToken: "xapp-test", Observer: obs})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	const secret = "SeCrEtToKeN"
+	if err := chat.Respond(ctx, srv.URL+"/commands/T0001/1234567890/"+secret, reply.Plain("hi")); err != nil {
+		t.Fatal(err)
+	}
+	obs.mu.Lock()
+	defer obs.mu.Unlock()
+	if len(obs.methods) != 1 || obs.methods[0] != responseURLMethod {
+		t.Fatalf("observed methods %q, want one %q", obs.methods, responseURLMethod)
+	}
+	for _, m := range obs.methods {
+		if strings.Contains(m, secret) {
+			t.Fatalf("a metric label carries the response URL's secret: %q", m)
+		}
+	}
+}
