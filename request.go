@@ -62,10 +62,13 @@ type Request struct {
 	// Version counts the saved changes of the request: 1 when created,
 	// one more with every update. Store.UpdateRequest saves only over the
 	// version it read, which makes every transition a compare-and-set.
-	Version           int64
-	AutoApproved      bool
-	DecidedBy         string
-	DecidedAt         time.Time
+	Version      int64
+	AutoApproved bool
+	DecidedBy    string
+	DecidedAt    time.Time
+	// DecidedIn is the intent (the click) that decided the request, so a
+	// run of that intent after a restart recognises its own decision.
+	DecidedIn         string
 	CreatedAt         time.Time
 	ApprovalExpiresAt time.Time
 	UpdatedAt         time.Time
@@ -156,10 +159,11 @@ func AuditResult(err error) string {
 	return "error"
 }
 
-// Store persists requests and the audit log. Implemented by package store
-// (bbolt); a shared database can implement it too: nothing here relies on
-// one process holding a lock.
+// Store persists requests, intents and the audit log. Implemented by
+// package store (bbolt); a shared database can implement it too: nothing
+// here relies on one process holding a lock.
 type Store interface {
+	Intents
 	// CreateRequest stores r with Version 1; ErrExists when a request with
 	// r.ID exists. It is durable when it returns.
 	CreateRequest(ctx context.Context, r *Request) error
@@ -179,5 +183,8 @@ type Store interface {
 	Audit(ctx context.Context, e AuditEntry) error
 	// AuditLog returns the audit log, oldest first.
 	AuditLog(ctx context.Context) ([]AuditEntry, error)
+	// AuditSince returns the entries recorded at or after since, oldest
+	// first.
+	AuditSince(ctx context.Context, since time.Time) ([]AuditEntry, error)
 	Close() error
 }

@@ -3,6 +3,21 @@
 // is the only package that imports the SDK: the rest of the bot sees
 // computebot types, and every failure comes back as a *computebot.Error
 // whose Message can be shown to a Slack user as is.
+//
+// Retries: reads retry harder than writes. Read-only calls (Describe*,
+// SSM GetParameter, Pricing GetProducts, CloudWatch GetMetricData, Lambda
+// ListFunctions and GetFunction, STS GetCallerIdentity) use the SDK's
+// adaptive retry mode, which also slows the client down while AWS
+// throttles it, with Options.ReadAttempts attempts (default 8) whatever
+// AWS_MAX_ATTEMPTS says. Mutating calls (RunInstances, Start, Stop and
+// TerminateInstances, CreateTags) keep the SDK's configured standard mode
+// with AWS_MAX_ATTEMPTS attempts (default 3); RunInstances resends the same
+// ClientToken on every attempt, so a retry never launches twice. Lambda
+// Invoke is tried once. All attempts of a call, and the sleeps between
+// them, are bounded by Options.CallTimeout; a read that runs out of time
+// while AWS keeps throttling it fails with the throttle's code and message
+// (Transient), not as a timeout. The policy is one table, retryPolicy in
+// retry.go.
 package aws
 
 import (
@@ -44,6 +59,22 @@ type Options struct {
 	CallTimeout   time.Duration // bounds each AWS call, retries included (default 20s); not Invoke, see there
 	PriceCacheTTL time.Duration // how long a known price is reused (default 24h)
 	PricingRegion string        // region of the Pricing API endpoint (default us-east-1)
+	// ReadAttempts is how many times, in all, a read-only call (Describe*,
+	// GetParameter, GetProducts, GetMetricData, ListFunctions, GetFunction,
+	// GetCallerIdentity) is tried, in the SDK's adaptive retry mode
+	// (default DefaultReadAttempts, 8). AWS_MAX_ATTEMPTS and the config's
+	// RetryMaxAttempts do not change it: they bound the mutating calls
+	// (default 3). Lambda Invoke is always tried once.
+	ReadAttempts int
+	// ReadBackoffMax caps the sleep before each retry of a read (default
+	// DefaultReadBackoffMax, 2s). It is itself capped at
+	// CallTimeout / (2 × (ReadAttempts − 1)), so that the sleeps of one read
+	// take at most half of its CallTimeout. Tests set a few milliseconds.
+	ReadBackoffMax time.Duration
+	// ReadRetryMode is RetryModeAdaptive (the default; also for any other
+	// value) or RetryModeStandard, for tests whose injected throttling,
+	// unlike AWS's, does not ease when the client slows down.
+	ReadRetryMode string
 	// MetricCallsInFlight bounds InstanceMetrics' concurrent GetMetricData
 	// calls (default DefaultMetricCallsInFlight).
 	MetricCallsInFlight int
@@ -62,7 +93,8 @@ type Client struct {
 	pricing    *pricing.Client
 	lambda     *lambda.Client
 	cloudwatch *cloudwatch.Client
-	sts        *sts.Client // only `computebot check` asks who it is
+	sts        *sts.Client  // only `computebot check` asks who it is
+	reads      readRetryers // the reads' retryers, one per service (see retry.go)
 
 	region        string
 	callTimeout   time.Duration
@@ -84,7 +116,9 @@ var _ computebot.Cloud = (*Client)(nil)
 // New loads the SDK's default configuration (environment, shared config,
 // instance role; AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_EC2,
 // AWS_ENDPOINT_URL_LAMBDA, AWS_ENDPOINT_URL_CLOUDWATCH…, AWS_MAX_ATTEMPTS
-// are honoured) and returns a Client.
+// are honoured) and returns a Client. AWS_MAX_ATTEMPTS and AWS_RETRY_MODE
+// shape the retries of the mutating calls only; reads follow
+// Options.ReadAttempts (see the package doc).
 func New(ctx context.Context, opts Options) (*Client, error) {
 	var loadOpts []func(*config.LoadOptions) error
 	if opts.Region != "" {
@@ -102,7 +136,9 @@ func New(ctx context.Context, opts Options) (*Client, error) {
 }
 
 // NewFromConfig returns a Client using cfg (tests point cfg.BaseEndpoint at a
-// fake). opts.Region, when set, overrides cfg.Region.
+// fake). opts.Region, when set, overrides cfg.Region. cfg's retry settings
+// (RetryMaxAttempts, RetryMode, Retryer) apply to the mutating calls; reads
+// use their own retryers (Options.ReadAttempts, ReadRetryMode).
 func NewFromConfig(cfg awssdk.Config, opts Options) *Client {
 	cfg = cfg.Copy()
 	if opts.Region != "" {
@@ -126,6 +162,12 @@ func NewFromConfig(cfg awssdk.Config, opts Options) *Client {
 	if opts.MetricCallsInFlight <= 0 {
 		opts.MetricCallsInFlight = DefaultMetricCallsInFlight
 	}
+	if opts.ReadAttempts <= 0 {
+		opts.ReadAttempts = DefaultReadAttempts
+	}
+	if opts.ReadBackoffMax <= 0 {
+		opts.ReadBackoffMax = DefaultReadBackoffMax
+	}
 	pricingRegion := opts.PricingRegion
 	return &Client{
 		ec2: ec2.NewFromConfig(cfg),
@@ -136,6 +178,7 @@ func NewFromConfig(cfg awssdk.Config, opts Options) *Client {
 		lambda:              lambda.NewFromConfig(cfg),
 		cloudwatch:          cloudwatch.NewFromConfig(cfg),
 		sts:                 sts.NewFromConfig(cfg),
+		reads:               newReadRetryers(opts.ReadRetryMode, opts.ReadAttempts, readBackoff(opts.ReadBackoffMax, opts.CallTimeout, opts.ReadAttempts)),
 		metricCallsInFlight: opts.MetricCallsInFlight,
 		region:              cfg.Region,
 		callTimeout:         opts.CallTimeout,
@@ -152,7 +195,8 @@ func NewFromConfig(cfg awssdk.Config, opts Options) *Client {
 func (c *Client) Region() string { return c.region }
 
 // call runs one AWS request under the per-call timeout and turns its error
-// into a *computebot.Error (see mapError).
+// into a *computebot.Error (see mapError). fn passes the retry option of
+// its operation (c.ec2Retry(info.API)…) to the SDK call; see retry.go.
 func call[T any](ctx context.Context, c *Client, info callInfo, fn func(context.Context) (T, error)) (T, error) {
 	return callWithin(ctx, c, info, c.callTimeout, fn)
 }
@@ -171,18 +215,21 @@ func callWithin[T any](ctx context.Context, c *Client, info callInfo, timeout ti
 		ctx, cancel = context.WithTimeout(ctx, timeout)
 		defer cancel()
 	}
+	attempts := &attemptLog{}
+	ctx = context.WithValue(ctx, attemptLogKey{}, attempts)
 	out, err := fn(ctx)
+	n, last := attempts.result()
 	if err != nil {
-		mapped := mapError(info, budget, err)
+		mapped := mapError(info, budget, withLastAnswer(err, last))
 		code := computebot.ErrorCode(mapped)
-		c.log.Debug("aws call failed", "api", info.API, "took", time.Since(start),
-			"code", code, "err", err)
+		c.log.Debug("aws call failed", "api", info.API, "took", time.Since(start), "attempts", n,
+			"retry", retryClassOf(info.API).String(), "code", code, "err", err)
 		if c.onCall != nil {
 			c.onCall(info.API, code, time.Since(start))
 		}
 		return out, mapped
 	}
-	c.log.Debug("aws call", "api", info.API, "took", time.Since(start))
+	c.log.Debug("aws call", "api", info.API, "took", time.Since(start), "attempts", n)
 	if c.onCall != nil {
 		c.onCall(info.API, "", time.Since(start))
 	}

@@ -32,7 +32,7 @@ type Identity struct {
 func (c *Client) CallerIdentity(ctx context.Context) (Identity, error) {
 	info := callInfo{API: "sts:GetCallerIdentity"}
 	out, err := call(ctx, c, info, func(ctx context.Context) (*sts.GetCallerIdentityOutput, error) {
-		return c.sts.GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{})
+		return c.sts.GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{}, c.stsRetry(info.API))
 	})
 	if err != nil {
 		return Identity{}, err
@@ -49,7 +49,7 @@ func (c *Client) CallerIdentity(ctx context.Context) (Identity, error) {
 func (c *Client) KeyPairExists(ctx context.Context, name string) error {
 	info := callInfo{API: "ec2:DescribeKeyPairs", KeyName: name}
 	out, err := call(ctx, c, info, func(ctx context.Context) (*ec2.DescribeKeyPairsOutput, error) {
-		return c.ec2.DescribeKeyPairs(ctx, &ec2.DescribeKeyPairsInput{KeyNames: []string{name}})
+		return c.ec2.DescribeKeyPairs(ctx, &ec2.DescribeKeyPairsInput{KeyNames: []string{name}}, c.ec2Retry(info.API))
 	})
 	if err != nil {
 		return err
@@ -71,7 +71,7 @@ func (c *Client) SecurityGroupsExist(ctx context.Context, ids []string) (vpc str
 	}
 	info := callInfo{API: "ec2:DescribeSecurityGroups", Groups: ids}
 	out, err := call(ctx, c, info, func(ctx context.Context) (*ec2.DescribeSecurityGroupsOutput, error) {
-		return c.ec2.DescribeSecurityGroups(ctx, &ec2.DescribeSecurityGroupsInput{GroupIds: append([]string(nil), ids...)})
+		return c.ec2.DescribeSecurityGroups(ctx, &ec2.DescribeSecurityGroupsInput{GroupIds: append([]string(nil), ids...)}, c.ec2Retry(info.API))
 	})
 	if err != nil {
 		return "", err
@@ -101,7 +101,7 @@ func (c *Client) SecurityGroupsExist(ctx context.Context, ids []string) (vpc str
 func (c *Client) SubnetExists(ctx context.Context, id string) (vpc string, err error) {
 	info := callInfo{API: "ec2:DescribeSubnets", SubnetID: id}
 	out, err := call(ctx, c, info, func(ctx context.Context) (*ec2.DescribeSubnetsOutput, error) {
-		return c.ec2.DescribeSubnets(ctx, &ec2.DescribeSubnetsInput{SubnetIds: []string{id}})
+		return c.ec2.DescribeSubnets(ctx, &ec2.DescribeSubnetsInput{SubnetIds: []string{id}}, c.ec2Retry(info.API))
 	})
 	if err != nil {
 		return "", err
@@ -123,7 +123,7 @@ func (c *Client) DryRunLaunch(ctx context.Context, spec computebot.LaunchSpec) e
 	in := runInstancesInput(spec)
 	in.DryRun = awssdk.Bool(true)
 	_, err := call(ctx, c, info, func(ctx context.Context) (*ec2.RunInstancesOutput, error) {
-		return c.ec2.RunInstances(ctx, in)
+		return c.ec2.RunInstances(ctx, in, c.ec2Retry(info.API))
 	})
 	switch {
 	case err == nil:

@@ -31,9 +31,14 @@ func newFake(t *testing.T) *fakeaws.Server {
 }
 
 // newClient builds the real client against the fake, without retries so a
-// fault injected once is seen once.
+// fault injected once is seen once: writes get one attempt (as with
+// AWS_MAX_ATTEMPTS=1) and so do reads, unless opts.ReadAttempts says
+// otherwise (the retry tests, retry_test.go).
 func newClient(t *testing.T, fake *fakeaws.Server, opts aws.Options) *aws.Client {
 	t.Helper()
+	if opts.ReadAttempts == 0 {
+		opts.ReadAttempts = 1
+	}
 	cfg := awssdk.Config{
 		Region:           "us-east-1",
 		Credentials:      credentials.NewStaticCredentialsProvider("AKID", "SECRET", ""),
@@ -659,7 +664,7 @@ func TestNewFromEnvironment(t *testing.T) {
 	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
 	ctx := context.Background()
 
-	c, err := aws.New(ctx, aws.Options{})
+	c, err := aws.New(ctx, aws.Options{ReadBackoffMax: 10 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -685,10 +690,23 @@ func TestNewFromEnvironment(t *testing.T) {
 	if err != nil || len(m["i-env"].CPUMax) != 1 {
 		t.Fatalf("InstanceMetrics through AWS_ENDPOINT_URL: %+v, %v", m, err)
 	}
-	// With AWS_MAX_ATTEMPTS=1 a single throttle is not retried.
-	fake.FailNext("DescribeInstanceTypes", "RequestLimitExceeded", "", 1)
-	_, err = c.InstanceType(ctx, "t3.small")
-	wantCode(t, err, "RequestLimitExceeded")
+	// AWS_MAX_ATTEMPTS=1 bounds the writes: a single failure is not retried…
+	fake.AddInstance(fakeaws.Instance{ID: instanceID, Tags: map[string]string{computebot.TagManaged: "true"}})
+	fake.FailNextStatus("CreateTags", "InternalError", "", 500, 1)
+	err = c.Tag(ctx, instanceID, map[string]string{"a": "1"})
+	wantCode(t, err, "InternalError")
+	if n := fake.CallCount("CreateTags"); n != 1 {
+		t.Errorf("CreateTags calls = %d, want 1 (AWS_MAX_ATTEMPTS=1)", n)
+	}
+	// …but not the reads, which keep their own attempts (default 8).
+	fake.FailNextStatus("DescribeInstanceTypes", "InternalError", "", 500, 2)
+	before := fake.CallCount("DescribeInstanceTypes")
+	if _, err := c.InstanceType(ctx, "t3.small"); err != nil {
+		t.Fatalf("a read after 2 failures, AWS_MAX_ATTEMPTS=1: %v", err)
+	}
+	if n := fake.CallCount("DescribeInstanceTypes") - before; n != 3 {
+		t.Errorf("DescribeInstanceTypes calls = %d, want 3", n)
+	}
 
 	c, err = aws.New(ctx, aws.Options{Region: "us-west-2"})
 	if err != nil {

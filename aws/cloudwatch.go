@@ -134,10 +134,11 @@ func (c *Client) metricDataBatch(ctx context.Context, q computebot.MetricsQuery,
 		// A broken service repeating its token must not loop forever.
 		o.StopOnDuplicateToken = true
 	})
+	retryOpt := c.cloudwatchRetry(info.API)
 	for p.HasMorePages() {
-		// Each page is its own call with its own timeout.
+		// Each page is its own call with its own timeout and retries.
 		page, err := call(ctx, c, info, func(ctx context.Context) (*cloudwatch.GetMetricDataOutput, error) {
-			return p.NextPage(ctx)
+			return p.NextPage(ctx, retryOpt)
 		})
 		if err != nil {
 			return err

@@ -27,7 +27,7 @@ func (c *Client) InstanceType(ctx context.Context, name string) (computebot.Inst
 	out, err := call(ctx, c, info, func(ctx context.Context) (*ec2.DescribeInstanceTypesOutput, error) {
 		return c.ec2.DescribeInstanceTypes(ctx, &ec2.DescribeInstanceTypesInput{
 			InstanceTypes: []types.InstanceType{types.InstanceType(name)},
-		})
+		}, c.ec2Retry(info.API))
 	})
 	if err != nil {
 		return computebot.InstanceType{}, err
@@ -56,7 +56,7 @@ func (c *Client) ResolveImage(ctx context.Context, ref string) (computebot.Image
 	if param, ok := strings.CutPrefix(ref, ssmPrefix); ok {
 		info := callInfo{API: "ssm:GetParameter", Param: param}
 		out, err := call(ctx, c, info, func(ctx context.Context) (*ssm.GetParameterOutput, error) {
-			return c.ssm.GetParameter(ctx, &ssm.GetParameterInput{Name: awssdk.String(param)})
+			return c.ssm.GetParameter(ctx, &ssm.GetParameterInput{Name: awssdk.String(param)}, c.ssmRetry(info.API))
 		})
 		if err != nil {
 			return computebot.Image{}, err
@@ -79,7 +79,7 @@ func (c *Client) ResolveImage(ctx context.Context, ref string) (computebot.Image
 
 	info := callInfo{API: "ec2:DescribeImages", Image: id}
 	out, err := call(ctx, c, info, func(ctx context.Context) (*ec2.DescribeImagesOutput, error) {
-		return c.ec2.DescribeImages(ctx, &ec2.DescribeImagesInput{ImageIds: []string{id}})
+		return c.ec2.DescribeImages(ctx, &ec2.DescribeImagesInput{ImageIds: []string{id}}, c.ec2Retry(info.API))
 	})
 	if err != nil {
 		return computebot.Image{}, err
@@ -111,7 +111,8 @@ func (c *Client) Launch(ctx context.Context, spec computebot.LaunchSpec) (comput
 	info := runInstancesInfo(spec)
 	in := runInstancesInput(spec)
 	out, err := call(ctx, c, info, func(ctx context.Context) (*ec2.RunInstancesOutput, error) {
-		return c.ec2.RunInstances(ctx, in)
+		// Every attempt sends in as it is, ClientToken included.
+		return c.ec2.RunInstances(ctx, in, c.ec2Retry(info.API))
 	})
 	if err != nil {
 		return computebot.Instance{}, err
@@ -185,7 +186,7 @@ func runInstancesInput(spec computebot.LaunchSpec) *ec2.RunInstancesInput {
 func (c *Client) Instance(ctx context.Context, id string) (computebot.Instance, error) {
 	info := callInfo{API: "ec2:DescribeInstances", InstanceID: id}
 	out, err := call(ctx, c, info, func(ctx context.Context) (*ec2.DescribeInstancesOutput, error) {
-		return c.ec2.DescribeInstances(ctx, &ec2.DescribeInstancesInput{InstanceIds: []string{id}})
+		return c.ec2.DescribeInstances(ctx, &ec2.DescribeInstancesInput{InstanceIds: []string{id}}, c.ec2Retry(info.API))
 	})
 	if err != nil {
 		return computebot.Instance{}, err
@@ -234,10 +235,11 @@ func (c *Client) ManagedInstancePages(ctx context.Context, filter computebot.Ins
 		MaxResults: awssdk.Int32(maxPageSize),
 	})
 	info := callInfo{API: "ec2:DescribeInstances"}
+	retryOpt := c.ec2Retry(info.API)
 	for p.HasMorePages() {
-		// Each page is its own call with its own timeout.
+		// Each page is its own call with its own timeout and retries.
 		page, err := call(ctx, c, info, func(ctx context.Context) (*ec2.DescribeInstancesOutput, error) {
-			return p.NextPage(ctx)
+			return p.NextPage(ctx, retryOpt)
 		})
 		if err != nil {
 			return err
@@ -261,7 +263,7 @@ func (c *Client) ManagedInstancePages(ctx context.Context, filter computebot.Ins
 func (c *Client) Stop(ctx context.Context, id string) (computebot.Instance, error) {
 	info := callInfo{API: "ec2:StopInstances", InstanceID: id, Verb: "stopped"}
 	out, err := call(ctx, c, info, func(ctx context.Context) (*ec2.StopInstancesOutput, error) {
-		return c.ec2.StopInstances(ctx, &ec2.StopInstancesInput{InstanceIds: []string{id}})
+		return c.ec2.StopInstances(ctx, &ec2.StopInstancesInput{InstanceIds: []string{id}}, c.ec2Retry(info.API))
 	})
 	if err != nil {
 		return computebot.Instance{}, err
@@ -275,7 +277,7 @@ func (c *Client) Stop(ctx context.Context, id string) (computebot.Instance, erro
 func (c *Client) Start(ctx context.Context, id string) (computebot.Instance, error) {
 	info := callInfo{API: "ec2:StartInstances", InstanceID: id, Verb: "started"}
 	out, err := call(ctx, c, info, func(ctx context.Context) (*ec2.StartInstancesOutput, error) {
-		return c.ec2.StartInstances(ctx, &ec2.StartInstancesInput{InstanceIds: []string{id}})
+		return c.ec2.StartInstances(ctx, &ec2.StartInstancesInput{InstanceIds: []string{id}}, c.ec2Retry(info.API))
 	})
 	if err != nil {
 		return computebot.Instance{}, err
@@ -289,7 +291,7 @@ func (c *Client) Start(ctx context.Context, id string) (computebot.Instance, err
 func (c *Client) Terminate(ctx context.Context, id string) (computebot.Instance, error) {
 	info := callInfo{API: "ec2:TerminateInstances", InstanceID: id, Verb: "terminated"}
 	out, err := call(ctx, c, info, func(ctx context.Context) (*ec2.TerminateInstancesOutput, error) {
-		return c.ec2.TerminateInstances(ctx, &ec2.TerminateInstancesInput{InstanceIds: []string{id}})
+		return c.ec2.TerminateInstances(ctx, &ec2.TerminateInstancesInput{InstanceIds: []string{id}}, c.ec2Retry(info.API))
 	})
 	if err != nil {
 		return computebot.Instance{}, err
@@ -330,7 +332,7 @@ func (c *Client) Tag(ctx context.Context, id string, tags map[string]string) err
 	}
 	info := callInfo{API: "ec2:CreateTags", InstanceID: id}
 	_, err := call(ctx, c, info, func(ctx context.Context) (*ec2.CreateTagsOutput, error) {
-		return c.ec2.CreateTags(ctx, &ec2.CreateTagsInput{Resources: []string{id}, Tags: list})
+		return c.ec2.CreateTags(ctx, &ec2.CreateTagsInput{Resources: []string{id}, Tags: list}, c.ec2Retry(info.API))
 	})
 	return err
 }

@@ -40,10 +40,11 @@ func (c *Client) ListFunctions(ctx context.Context) ([]computebot.Function, erro
 		MaxItems: awssdk.Int32(listFunctionsPageSize),
 	})
 	info := callInfo{API: apiListFunctions}
+	retryOpt := c.lambdaRetry(info.API)
 	var list []computebot.Function
 	for p.HasMorePages() {
 		page, err := call(ctx, c, info, func(ctx context.Context) (*lambda.ListFunctionsOutput, error) {
-			return p.NextPage(ctx)
+			return p.NextPage(ctx, retryOpt)
 		})
 		if err != nil {
 			return nil, err
@@ -61,7 +62,7 @@ func (c *Client) ListFunctions(ctx context.Context) ([]computebot.Function, erro
 func (c *Client) GetFunction(ctx context.Context, name string) (computebot.Function, error) {
 	info := callInfo{API: apiGetFunction, Function: name}
 	out, err := call(ctx, c, info, func(ctx context.Context) (*lambda.GetFunctionOutput, error) {
-		return c.lambda.GetFunction(ctx, &lambda.GetFunctionInput{FunctionName: awssdk.String(name)})
+		return c.lambda.GetFunction(ctx, &lambda.GetFunctionInput{FunctionName: awssdk.String(name)}, c.lambdaRetry(info.API))
 	})
 	if err != nil {
 		return computebot.Function{}, err
@@ -100,9 +101,9 @@ func (c *Client) Invoke(ctx context.Context, in computebot.Invocation) (computeb
 		input.Payload = in.Payload
 	}
 	out, err := callWithin(ctx, c, info, 0, func(ctx context.Context) (*lambda.InvokeOutput, error) {
-		// One attempt: a retried 5xx or dropped connection could run the
-		// function twice, and invocations are not idempotent.
-		return c.lambda.Invoke(ctx, input, func(o *lambda.Options) { o.RetryMaxAttempts = 1 })
+		// One attempt (retryOnce): a retried 5xx or dropped connection could
+		// run the function twice, and invocations are not idempotent.
+		return c.lambda.Invoke(ctx, input, c.lambdaRetry(info.API))
 	})
 	if err != nil {
 		return computebot.InvocationResult{}, err

@@ -40,7 +40,7 @@ func (c *Client) InstanceMetricsOneByOne(ctx context.Context, q computebot.Metri
 				EndTime:    awssdk.Time(q.End),
 				Period:     awssdk.Int32(period),
 				Statistics: []types.Statistic{m.stat},
-			})
+			}, c.cloudwatchRetry(info.API))
 		})
 		if err != nil {
 			return err

@@ -153,7 +153,7 @@ func (c *Client) lookupPrice(ctx context.Context, instanceType string) (float64,
 				FormatVersion: awssdk.String("aws_v1"),
 				Filters:       filters,
 				MaxResults:    awssdk.Int32(100),
-			})
+			}, c.pricingRetry(info.API))
 		})
 		if err != nil {
 			return 0, err

@@ -5,9 +5,12 @@
 // is decided by the workflows (package flow); the bot turns envelopes into
 // commands and the workflows' messages into Slack's.
 //
-// Every envelope follows one path: parse (package commands, or a button's
-// value), hand to the workflows' Accept (checks that need no I/O, and
-// persisting), ack, then queue the job Accept returned. Nothing slow (AWS,
+// Every envelope follows one path: decode what was typed or clicked, hand
+// it to the workflows' Accept (which parses it, checks what needs no I/O
+// and persists it as an intent, with the answer, before anything else),
+// ack with that answer, then queue the job Accept returned. A redelivered
+// envelope is recognised by its stored intent and acked with the same
+// answer. Nothing slow (AWS,
 // most Slack calls) happens before the ack, so a slow AWS never makes Slack
 // retry an envelope.
 package bot
@@ -20,9 +23,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/slack-go/slack"
 	"github.com/slack-go/slack/socketmode"
 
-	"github.com/computebot/computebot/commands"
 	"github.com/computebot/computebot/flow"
 )
 
@@ -43,9 +46,9 @@ type Observer interface {
 	SlackCall(method string, status int)
 }
 
-// Workflows is what the adapter hands commands to (package flow).
+// Workflows is what the adapter hands envelopes to (package flow).
 type Workflows interface {
-	Accept(ctx context.Context, o flow.Origin, cmd commands.Command) flow.Answer
+	Accept(ctx context.Context, env flow.Envelope) flow.Answer
 	Submit(j flow.Job)
 }
 
@@ -66,7 +69,6 @@ type Bot struct {
 
 	acking   chan struct{} // semaphore: envelopes between receipt and ack
 	inflight sync.WaitGroup
-	seen     *envelopeSet
 	received sync.Map // envelope ID → time.Time, until its ack
 }
 
@@ -86,13 +88,15 @@ func New(opts Options) (*Bot, error) {
 		chat: opts.Chat, flow: opts.Workflows, observer: observer, log: opts.Logger,
 		socket: socketmode.New(opts.Chat.api),
 		acking: make(chan struct{}, 256),
-		seen:   newEnvelopeSet(15 * time.Minute),
 	}, nil
 }
 
 // Run connects to Slack and serves until ctx ends; it returns once every
 // envelope received has been acked and handed on. It returns an error when
-// the socket-mode client gives up.
+// the socket-mode client gives up, and a *FatalTokenError at once when
+// Slack refuses the app-level token for good (a revoked or wrong token,
+// a missing scope: retrying cannot help); transient connection errors are
+// retried by slack-go with backoff.
 func (b *Bot) Run(ctx context.Context) error {
 	sockCtx, cancelSock := context.WithCancel(ctx)
 	defer cancelSock()
@@ -108,9 +112,20 @@ loop:
 		case err := <-sockErr:
 			if err != nil && ctx.Err() == nil {
 				runErr = fmt.Errorf("bot: socket mode: %w", err)
+				if f := fatal("SLACK_APP_TOKEN", err); f != nil {
+					runErr = f
+				}
 			}
 			break loop
 		case evt := <-b.socket.Events:
+			if evt.Type == socketmode.EventTypeConnectionError {
+				if ce, ok := evt.Data.(*slack.ConnectionErrorEvent); ok {
+					if f := fatal("SLACK_APP_TOKEN", ce.ErrorObj); f != nil {
+						runErr = f
+						break loop
+					}
+				}
+			}
 			b.handleEvent(sockCtx, evt)
 		}
 	}

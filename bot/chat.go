@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/slack-go/slack"
 
+	"github.com/computebot/computebot"
 	"github.com/computebot/computebot/flow"
 	"github.com/computebot/computebot/reply"
 )
@@ -74,10 +76,17 @@ func slackError(err error, format string, args ...any) error {
 	return fmt.Errorf("slack: "+format+": %w", append(args, err)...)
 }
 
+// metadataEvent is the event_type of the message metadata that carries a
+// message's key (reply.Message.Key).
+const metadataEvent = "computebot_message"
+
 func messageOptions(threadTS string, m reply.Message) []slack.MsgOption {
 	opts := []slack.MsgOption{slack.MsgOptionText(Text(m.Text), false), slack.MsgOptionBlocks(Blocks(m)...)}
 	if threadTS != "" {
 		opts = append(opts, slack.MsgOptionTS(threadTS))
+	}
+	if m.Key != "" {
+		opts = append(opts, slack.MsgOptionMetadata(slack.SlackMetadata{EventType: metadataEvent, EventPayload: map[string]any{"key": m.Key}}))
 	}
 	return opts
 }
@@ -134,6 +143,62 @@ func (c *Chat) Upload(ctx context.Context, channel, threadTS, filename, title, c
 	})
 	if err != nil {
 		return slackError(err, "upload %s to %s", filename, channel)
+	}
+	return nil
+}
+
+// historyPage is how many messages one conversations.history or
+// conversations.replies call asks for.
+const historyPage = 200
+
+// FindMessage finds the bot's message whose metadata carries key, in a
+// channel's history (or a thread's replies) since a moment: Slack has no
+// idempotency key for posts, so this is how a post a crashed run made is
+// found again. An error wrapping computebot.ErrNotFound when there is none.
+func (c *Chat) FindMessage(ctx context.Context, channel, threadTS, key string, since time.Time) (string, error) {
+	oldest := strconv.FormatFloat(float64(since.UnixMicro())/1e6, 'f', 6, 64)
+	cursor := ""
+	for {
+		var (
+			msgs    []slack.Message
+			hasMore bool
+			next    string
+			err     error
+		)
+		if threadTS != "" {
+			msgs, hasMore, next, err = c.api.GetConversationRepliesContext(ctx, &slack.GetConversationRepliesParameters{
+				ChannelID: channel, Timestamp: threadTS, Oldest: oldest, Cursor: cursor, Limit: historyPage, IncludeAllMetadata: true})
+		} else {
+			var h *slack.GetConversationHistoryResponse
+			h, err = c.api.GetConversationHistoryContext(ctx, &slack.GetConversationHistoryParameters{
+				ChannelID: channel, Oldest: oldest, Cursor: cursor, Limit: historyPage, IncludeAllMetadata: true})
+			if h != nil {
+				msgs, hasMore, next = h.Messages, h.HasMore, h.ResponseMetaData.NextCursor
+			}
+		}
+		if err != nil {
+			return "", slackError(err, "look for message %s in %s", key, channel)
+		}
+		for _, m := range msgs {
+			if m.Metadata.EventType == metadataEvent && m.Metadata.EventPayload["key"] == key {
+				return m.Timestamp, nil
+			}
+		}
+		if !hasMore || next == "" {
+			return "", fmt.Errorf("slack: message %s in %s: %w", key, channel, computebot.ErrNotFound)
+		}
+		cursor = next
+	}
+}
+
+// CheckTokens proves the bot token with auth.test before the bot starts:
+// a *FatalTokenError when Slack refuses it for good. Other failures (Slack
+// unreachable) are not fatal here: the Web API calls retry on their own.
+func (c *Chat) CheckTokens(ctx context.Context) error {
+	if _, err := c.CheckBotToken(ctx); err != nil {
+		if f := fatal("SLACK_BOT_TOKEN", err); f != nil {
+			return f
+		}
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package bot
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"github.com/slack-go/slack"
 )
@@ -37,6 +38,39 @@ var tokenHints = map[string]string{
 	"token_revoked":          "the token was revoked",
 	"not_allowed_token_type": "wrong kind of token (bot token xoxb-… vs app-level token xapp-…)",
 	"missing_scope":          "the token lacks a scope (the app token needs connections:write)",
+}
+
+// fatalCodes are the answers that no retry can change: the token itself is
+// wrong. The bot stops on them, saying which token and what to do.
+var fatalCodes = map[string]bool{
+	"invalid_auth": true, "not_authed": true, "account_inactive": true, "token_revoked": true,
+	"not_allowed_token_type": true, "missing_scope": true,
+}
+
+// FatalTokenError is Slack refusing one of the bot's tokens for good.
+type FatalTokenError struct {
+	Token string // the environment variable: SLACK_BOT_TOKEN or SLACK_APP_TOKEN
+	*TokenError
+}
+
+func (e *FatalTokenError) Error() string {
+	what := "create a new bot token (OAuth & Permissions → Bot User OAuth Token, xoxb-…) and set SLACK_BOT_TOKEN"
+	if e.Token == "SLACK_APP_TOKEN" {
+		what = "create a new app-level token with connections:write (Basic Information → App-Level Tokens, xapp-…) and set SLACK_APP_TOKEN"
+	}
+	return fmt.Sprintf("Slack refused %s: %s; %s", e.Token, e.TokenError.Error(), what)
+}
+
+func (e *FatalTokenError) Unwrap() error { return e.TokenError }
+
+// fatal returns err as a *FatalTokenError when Slack's answer means the
+// token named can never work, else nil.
+func fatal(token string, err error) *FatalTokenError {
+	var te *TokenError
+	if errors.As(tokenError(err), &te) && fatalCodes[te.Code] {
+		return &FatalTokenError{Token: token, TokenError: te}
+	}
+	return nil
 }
 
 // tokenError turns a Slack error into a *TokenError by its error code.

@@ -2,15 +2,17 @@ package bot
 
 import (
 	"context"
-	"sync"
+	"fmt"
 	"time"
 
 	"github.com/slack-go/slack"
 	"github.com/slack-go/slack/slackevents"
 	"github.com/slack-go/slack/socketmode"
 
+	"github.com/computebot/computebot"
 	"github.com/computebot/computebot/commands"
 	"github.com/computebot/computebot/flow"
+	"github.com/computebot/computebot/internal/crash"
 	"github.com/computebot/computebot/reply"
 )
 
@@ -44,11 +46,6 @@ func (b *Bot) handleEvent(ctx context.Context, evt socketmode.Event) {
 		if req.RetryAttempt > 0 {
 			b.log.Info("redelivered envelope", "envelope_id", req.EnvelopeID, "retry_attempt", req.RetryAttempt, "retry_reason", req.RetryReason)
 		}
-		if !b.seen.firstTime(req.EnvelopeID, time.Now()) {
-			// Already acted on: ack again so Slack stops retrying.
-			b.ack(req, nil)
-			return
-		}
 		b.acking <- struct{}{} // bounds envelopes in flight before their ack
 		b.inflight.Add(1)
 		go func() {
@@ -79,136 +76,110 @@ func (b *Bot) ack(req *socketmode.Request, m *reply.Message) {
 	if err != nil {
 		b.log.Error("ack failed", "envelope_id", req.EnvelopeID, "err", err)
 	}
+	crash.Point("ack:" + req.Type)
 	if t, ok := b.received.LoadAndDelete(req.EnvelopeID); ok {
 		b.observer.Ack(req.Type, time.Since(t.(time.Time)))
 	}
 }
 
-// accept hands a parsed command to the workflows, acks with their quick
-// answer, queues their job and counts the command.
-func (b *Bot) accept(ctx context.Context, env *socketmode.Request, o flow.Origin, name string, res commands.Result) {
-	var ans flow.Answer
-	switch res.Outcome {
-	case commands.Ignore:
-		ans.Outcome = "ignored"
-	case commands.Reply:
-		m := reply.Plain(res.Reply)
-		ans = flow.Answer{Reply: &m, Outcome: "reply"}
-		if !o.ReplyInAck {
-			ans = flow.Answer{Job: jobOf(flow.Tell(o, m)), Outcome: "reply"}
-		}
-	default:
-		ans = b.flow.Accept(ctx, o, res.Command)
-		name = res.Command.CommandName()
-	}
-	if o.ReplyInAck {
-		b.ack(env, ans.Reply)
-	} else {
-		b.ack(env, nil)
-	}
+// accept hands an envelope to the workflows (which persist it before
+// anything else), acks it with their quick answer, queues their job and
+// counts the command. A redelivered envelope gets the same answer and is
+// not counted again.
+func (b *Bot) accept(ctx context.Context, req *socketmode.Request, env flow.Envelope, name string) {
+	ans := b.flow.Accept(ctx, env)
+	b.ack(req, ans.Reply)
 	if ans.Job != nil {
 		b.flow.Submit(*ans.Job)
+	}
+	if ans.Outcome == "duplicate" {
+		return
+	}
+	if ans.Command != "" {
+		name = ans.Command
 	}
 	b.observer.Command(name, ans.Outcome)
 }
 
-func jobOf(j flow.Job) *flow.Job { return &j }
-
-func (b *Bot) onSlash(ctx context.Context, env *socketmode.Request, cmd slack.SlashCommand) {
+func (b *Bot) onSlash(ctx context.Context, req *socketmode.Request, cmd slack.SlashCommand) {
 	trigger := cmd.TriggerID
-	if trigger == "" {
-		trigger = "envelope:" + env.EnvelopeID
+	if trigger == "" && req.EnvelopeID != "" {
+		trigger = "envelope:" + req.EnvelopeID
 	}
-	o := flow.Origin{User: cmd.UserID, Channel: cmd.ChannelID, ResponseURL: cmd.ResponseURL, Trigger: trigger, ReplyInAck: true}
-	b.accept(ctx, env, o, cmd.Command, commands.ParseSlash(cmd.Command, typedText(cmd.Text)))
+	b.accept(ctx, req, flow.Envelope{
+		ID:     req.EnvelopeID,
+		Origin: flow.Origin{User: cmd.UserID, Channel: cmd.ChannelID, ResponseURL: cmd.ResponseURL, Trigger: trigger, ReplyInAck: true},
+		Input:  flow.Input{Source: computebot.SourceSlash, Command: cmd.Command, Text: typedText(cmd.Text)},
+	}, cmd.Command)
 }
 
-// onInteraction acks a button click at once and hands on what it asks for.
-func (b *Bot) onInteraction(ctx context.Context, env *socketmode.Request, cb slack.InteractionCallback) {
-	b.ack(env, nil)
-	if cb.Type != slack.InteractionTypeBlockActions {
+// onInteraction hands on a button click; its ack carries nothing (Slack
+// shows no ack payload for clicks), answers come after it.
+func (b *Bot) onInteraction(ctx context.Context, req *socketmode.Request, cb slack.InteractionCallback) {
+	var actions []*slack.BlockAction
+	if cb.Type == slack.InteractionTypeBlockActions {
+		actions = cb.ActionCallback.BlockActions
+	}
+	if len(actions) == 0 {
+		b.ack(req, nil)
 		return
 	}
 	channel := cb.Channel.ID
 	if channel == "" {
 		channel = cb.Container.ChannelID
 	}
-	for _, a := range cb.ActionCallback.BlockActions {
+	// One intent per action (Slack sends one per click); the first takes
+	// the envelope's ID, so a redelivery is recognised.
+	for i, a := range actions {
 		if a == nil {
 			continue
 		}
-		cmd, err := flow.Click(a.ActionID, a.Value, cb.Container.MessageTs)
-		if err != nil {
-			b.log.Info("ignoring click", "action_id", a.ActionID, "err", err)
-			continue
+		id := req.EnvelopeID
+		if i > 0 && id != "" {
+			id = fmt.Sprintf("%s/%d", id, i)
 		}
-		o := flow.Origin{User: cb.User.ID, Channel: channel, ThreadTS: cb.Container.ThreadTs, ResponseURL: cb.ResponseURL,
-			Trigger: "click:" + cb.TriggerID}
+		o := flow.Origin{User: cb.User.ID, Channel: channel, ThreadTS: cb.Container.ThreadTs, ResponseURL: cb.ResponseURL}
 		if a.ActionID == reply.ActionApprove || a.ActionID == reply.ActionDeny {
 			// The clicked message is the request message: its ts is the
 			// request's thread.
 			o.ThreadTS = cb.Container.MessageTs
 		}
-		ans := b.flow.Accept(ctx, o, cmd)
+		env := flow.Envelope{ID: id, Origin: o, Input: flow.Input{Source: computebot.SourceClick, ActionID: a.ActionID,
+			Value: a.Value, MessageTS: cb.Container.MessageTs}}
+		if i == 0 {
+			b.accept(ctx, req, env, a.ActionID)
+			continue
+		}
+		ans := b.flow.Accept(ctx, env)
 		if ans.Job != nil {
 			b.flow.Submit(*ans.Job)
 		}
-		b.observer.Command(cmd.CommandName(), ans.Outcome)
 	}
 }
 
 // onEvent handles Events API envelopes: app mentions run commands like
 // slash commands do, answered in the thread they were typed in.
-func (b *Bot) onEvent(ctx context.Context, env *socketmode.Request, ev slackevents.EventsAPIEvent) {
+func (b *Bot) onEvent(ctx context.Context, req *socketmode.Request, ev slackevents.EventsAPIEvent) {
 	mention, ok := ev.InnerEvent.Data.(*slackevents.AppMentionEvent)
 	if ev.Type != slackevents.CallbackEvent || !ok || mention.BotID != "" || mention.User == "" {
-		b.ack(env, nil)
+		b.ack(req, nil)
 		return
 	}
-	trigger := "envelope:" + env.EnvelopeID
+	trigger := ""
 	if cb, ok := ev.Data.(*slackevents.EventsAPICallbackEvent); ok && cb.EventID != "" {
 		trigger = "event:" + cb.EventID
+	} else if req.EnvelopeID != "" {
+		trigger = "envelope:" + req.EnvelopeID
 	}
-	res := commands.ParseText(mentionText(mention.Text))
+	text := mentionText(mention.Text)
 	thread := mention.ThreadTimeStamp
-	if _, status := res.Command.(*commands.Status); !status && thread == "" {
+	if _, status := commands.ParseText(text).Command.(*commands.Status); !status && thread == "" {
 		thread = mention.TimeStamp // answer in a thread under the mention
 	}
 	// status is about the thread it is asked in, so it keeps "" at top level.
-	o := flow.Origin{User: mention.User, Channel: mention.Channel, ThreadTS: thread, Trigger: trigger}
-	b.accept(ctx, env, o, "mention", res)
-}
-
-// envelopeSet remembers recently seen envelope IDs so a redelivered envelope
-// is acked again but not acted on twice. Memory is enough here: request IDs
-// are derived from Slack's trigger_id, so a redelivery after a restart still
-// finds the stored request.
-type envelopeSet struct {
-	mu   sync.Mutex
-	ttl  time.Duration
-	seen map[string]time.Time
-	last time.Time
-}
-
-func newEnvelopeSet(ttl time.Duration) *envelopeSet {
-	return &envelopeSet{ttl: ttl, seen: map[string]time.Time{}}
-}
-
-// firstTime records id and reports whether it had not been seen.
-func (s *envelopeSet) firstTime(id string, now time.Time) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if now.Sub(s.last) > time.Minute {
-		for k, t := range s.seen {
-			if now.Sub(t) > s.ttl {
-				delete(s.seen, k)
-			}
-		}
-		s.last = now
-	}
-	if _, ok := s.seen[id]; ok {
-		return false
-	}
-	s.seen[id] = now
-	return true
+	b.accept(ctx, req, flow.Envelope{
+		ID:     req.EnvelopeID,
+		Origin: flow.Origin{User: mention.User, Channel: mention.Channel, ThreadTS: thread, Trigger: trigger},
+		Input:  flow.Input{Source: computebot.SourceMention, Text: text},
+	}, "mention")
 }

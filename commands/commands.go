@@ -16,6 +16,8 @@
 // can never drift from what is actually accepted.
 package commands
 
+import "time"
+
 // Outcome is what the caller should do with a parse.
 type Outcome int
 
@@ -47,7 +49,7 @@ type Result struct {
 	Outcome Outcome
 	// Command is set when Outcome is Run: one of *Launch, *Instances,
 	// *Stop, *Start, *Terminate, *Extend, *LambdaList, *LambdaInvoke,
-	// *Status or *Help.
+	// *Status, *Idle, *Audit or *Help.
 	Command Command
 	// Reply is set when Outcome is Reply: text for the person who typed
 	// the command, in package reply's light markup (*bold*, `code`).
@@ -118,6 +120,15 @@ type Status struct{}
 // ("/computebot idle", approvers).
 type Idle struct{}
 
+// Audit asks for the audit log ("/computebot audit", approvers): the
+// entries of the last Since, newest first, only those about Instance or
+// only those by User when one is set (at most one is).
+type Audit struct {
+	Instance string        // an instance ID (lower case, see IsInstanceID); "" for any
+	User     string        // a Slack user ID (see IsUserID): entries whose actor it is; "" for anyone
+	Since    time.Duration // how far back; DefaultAuditSince unless --since was given, at most MaxAuditSince
+}
+
 // Help asks for help. Topic is a definition name ("launch", "lambda",
 // "lambda invoke"); "" means all commands. HelpText renders it.
 type Help struct{ Topic string }
@@ -132,4 +143,5 @@ func (*LambdaList) CommandName() string   { return "lambda list" }
 func (*LambdaInvoke) CommandName() string { return "lambda invoke" }
 func (*Status) CommandName() string       { return "status" }
 func (*Idle) CommandName() string         { return "idle" }
+func (*Audit) CommandName() string        { return "audit" }
 func (*Help) CommandName() string         { return "help" }

@@ -4,6 +4,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 // want describes an expected Result: a command, an exact reply, reply
@@ -145,7 +146,7 @@ func TestParseText(t *testing.T) {
 		{"help lambda", want{cmd: &Help{Topic: "lambda"}}},
 		{"help lambda invoke", want{cmd: &Help{Topic: "lambda invoke"}}},
 		{"help help", want{cmd: &Help{}}},
-		{"help lanch", want{reply: "there is no command `lanch`; did you mean `launch`? Commands: launch, instances, stop, start, terminate, extend, lambda, status, idle, help."}},
+		{"help lanch", want{reply: "there is no command `lanch`; did you mean `launch`? Commands: launch, instances, stop, start, terminate, extend, lambda, status, idle, audit, help."}},
 		{"help foo", want{has: []string{"there is no command `foo`."}}},
 
 		// instances
@@ -220,6 +221,39 @@ func TestParseText(t *testing.T) {
 		{"status", want{cmd: &Status{}}},
 		{"status please", want{has: []string{"unexpected argument `please` for @computebot status"}}},
 
+		// audit
+		{"audit", want{cmd: &Audit{Since: 7 * 24 * time.Hour}}},
+		{"AUDIT", want{cmd: &Audit{Since: 7 * 24 * time.Hour}}},
+		{"audit i-0123456789abcdef0", want{cmd: &Audit{Instance: "i-0123456789abcdef0", Since: 7 * 24 * time.Hour}}},
+		{"audit I-0123ABCD", want{cmd: &Audit{Instance: "i-0123abcd", Since: 7 * 24 * time.Hour}}},
+		{"audit <@U0123ABC>", want{cmd: &Audit{User: "U0123ABC", Since: 7 * 24 * time.Hour}}},
+		{"audit <@U0123ABC|ana>", want{cmd: &Audit{User: "U0123ABC", Since: 7 * 24 * time.Hour}}},
+		{"audit <@W0123ABC|Ana María López> --since 30d", want{cmd: &Audit{User: "W0123ABC", Since: 30 * 24 * time.Hour}}},
+		{"audit U0123ABC", want{cmd: &Audit{User: "U0123ABC", Since: 7 * 24 * time.Hour}}},
+		{"audit --since 36h", want{cmd: &Audit{Since: 36 * time.Hour}}},
+		{"audit --since=90d", want{cmd: &Audit{Since: 90 * 24 * time.Hour}}},
+		{"audit --since 1h30m i-0123abcd", want{cmd: &Audit{Instance: "i-0123abcd", Since: 90 * time.Minute}}},
+		{"audit —since 2D", want{cmd: &Audit{Since: 2 * 24 * time.Hour}}},
+		{"audit help", want{cmd: &Help{Topic: "audit"}}},
+		{"audit --since help", want{cmd: &Help{Topic: "audit"}}},
+		{"audit @ana", want{reply: "`@ana` is a name, and I need to know who exactly: pick the person from Slack's list as you type @, or give their member ID (U…, in their profile under ⋮ → Copy member ID).\nUsage: `/computebot audit [INSTANCE|@USER] [--since DURATION]`"}},
+		{"audit <@ana>", want{has: []string{"`<@ana>` is a name", "Copy member ID"}}},
+		{"audit i-123", want{has: []string{"`i-123` is not an instance ID"}}},
+		{"audit training-box", want{has: []string{"`training-box` is neither an instance ID (i-…) nor a person"}}},
+		{"audit <#C0123|general>", want{has: []string{"is neither an instance ID"}}},
+		{"audit u0123abc", want{has: []string{"is neither an instance ID"}}},
+		{"audit --since 91d", want{reply: "--since is how far back to look, from 1m to 90d, such as 36h or 30d; not `91d`.\nUsage: `/computebot audit [INSTANCE|@USER] [--since DURATION]`"}},
+		{"audit --since 2161h", want{has: []string{"not `2161h`"}}},
+		{"audit --since 30s", want{has: []string{"from 1m to 90d"}}},
+		{"audit --since -7d", want{has: []string{"not `-7d`"}}},
+		{"audit --since 0d", want{has: []string{"not `0d`"}}},
+		{"audit --since week", want{has: []string{"not `week`"}}},
+		{"audit --since 99999999999999999999d", want{has: []string{"--since is how far back to look"}}},
+		{"audit --since", want{has: []string{"--since needs a value"}}},
+		{"audit --snice 7d", want{has: []string{"unknown flag --snice for /computebot audit; did you mean --since?"}}},
+		{"audit i-0123abcd <@U0123ABC>", want{has: []string{"unexpected argument `<@U0123ABC>` for /computebot audit"}}},
+		{"audit <@U0123ABC|ana> extra", want{has: []string{"unexpected argument `extra`"}}},
+
 		// unknown commands, empty text, ignored text
 		{"lanch t2.micro", want{reply: "unknown command `lanch`. Try `help` — did you mean `launch`?"}},
 		{"termiante i-0123abcd", want{has: []string{"did you mean `terminate`?"}}},
@@ -269,6 +303,12 @@ func TestParseSlash(t *testing.T) {
 		{"/computebot", "", want{has: []string{"Try `help`"}}},
 		{"/computebot", "> launch t2.micro", want{has: []string{"unknown command `>`"}}}, // a slash command is never ignored
 		{"/computebot", "lanch", want{has: []string{"did you mean `launch`?"}}},
+		{"/computebot", "audit", want{cmd: &Audit{Since: 7 * 24 * time.Hour}}},
+		{"/computebot", "audit <@UANA|ana> --since 36h", want{cmd: &Audit{User: "UANA", Since: 36 * time.Hour}}},
+		{"/computebot", "audit i-0123456789abcdef0 --since 7d", want{cmd: &Audit{Instance: "i-0123456789abcdef0", Since: 7 * 24 * time.Hour}}},
+		{"/computebot", "audit @bo", want{has: []string{"`@bo` is a name", "pick the person from Slack's list"}}},
+		{"/computebot", "audi", want{has: []string{"did you mean `audit`?"}}},
+		{"/computebot", "help audit", want{cmd: &Help{Topic: "audit"}}},
 		{"/deploy", "x", want{reply: "computebot does not handle `/deploy`. Try `/computebot help`."}},
 	}
 	for _, tt := range tests {
@@ -446,7 +486,7 @@ func TestCommandNames(t *testing.T) {
 	for _, d := range Definitions() {
 		names[d.Name] = true
 	}
-	for _, c := range []Command{&Launch{}, &Instances{}, &Stop{}, &Start{}, &Terminate{}, &Extend{}, &LambdaList{}, &LambdaInvoke{}, &Status{}, &Help{}} {
+	for _, c := range []Command{&Launch{}, &Instances{}, &Stop{}, &Start{}, &Terminate{}, &Extend{}, &LambdaList{}, &LambdaInvoke{}, &Status{}, &Idle{}, &Audit{}, &Help{}} {
 		if !names[c.CommandName()] {
 			t.Errorf("%T: CommandName %q has no definition", c, c.CommandName())
 		}

@@ -1,6 +1,7 @@
 package commands
 
 import (
+	"fmt"
 	"strings"
 )
 
@@ -157,6 +158,23 @@ func Definitions() []Definition {
 			build:    func(*parsed) Result { return run(&Idle{}) },
 		},
 		{
+			Name:    "audit",
+			Summary: "Read the audit log, newest first: who launched, approved, denied, stopped, started, terminated, extended or invoked what, and how it ended.",
+			Who:     "approvers",
+			Args: []Arg{{Name: "INSTANCE|@USER", Optional: true,
+				Help: "only what happened to one instance (its ID, i-…), or only what one person did (pick them from Slack's list as you type @, or give their member ID, U…)"}},
+			Flags: []Flag{{Name: "since", Value: "DURATION",
+				Help: fmt.Sprintf("how far back to look: hours or days such as 36h or 30d (default %s, at most %s)", days(DefaultAuditSince), days(MaxAuditSince))}},
+			Notes: "The answer is private and paged. A person's filter matches what they did themselves (the actor), not what was done to their requests or instances: filter by an instance ID for that. Operators can read the same log with `computebot audit --config FILE` on the bot's host while the bot is stopped.",
+			Examples: []string{
+				`/computebot audit`,
+				`/computebot audit i-0123456789abcdef0`,
+				`/computebot audit --since 30d`,
+			},
+			subOnly: true,
+			build:   buildAudit,
+		},
+		{
 			Name:     "help",
 			Summary:  "Show this help, or the help of one command.",
 			Who:      "anyone",
@@ -202,10 +220,14 @@ func (f Flag) usage() string {
 	return "--" + f.Name + " " + f.Value
 }
 
-// slashName is how replies name a command: "/launch", "/lambda invoke".
+// slashName is how replies name a command: "/launch", "/lambda invoke",
+// "/computebot idle".
 func (d *Definition) slashName() string {
 	if d.mentionOnly {
 		return "@computebot " + d.Name
+	}
+	if d.subOnly {
+		return "/computebot " + d.Name
 	}
 	return "/" + d.Name
 }

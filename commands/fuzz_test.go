@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 )
 
@@ -104,7 +105,14 @@ func checkCommand(t *testing.T, entry string, c Command) {
 		if strings.HasPrefix(HelpText(c.Topic), "there is no command") {
 			t.Fatalf("%s: help topic %q unknown to HelpText", entry, c.Topic)
 		}
-	case *Instances, *LambdaList, *Status:
+	case *Audit:
+		if c.Since < time.Minute || c.Since > MaxAuditSince {
+			t.Fatalf("%s: audit since %s out of range", entry, c.Since)
+		}
+		if (c.Instance != "" && !IsInstanceID(c.Instance)) || (c.User != "" && !IsUserID(c.User)) || (c.Instance != "" && c.User != "") {
+			t.Fatalf("%s: bad audit filter %+v", entry, c)
+		}
+	case *Instances, *LambdaList, *Status, *Idle:
 	default:
 		t.Fatalf("%s: unexpected command %T", entry, c)
 	}

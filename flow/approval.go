@@ -8,6 +8,7 @@ import (
 
 	"github.com/computebot/computebot"
 	"github.com/computebot/computebot/commands"
+	"github.com/computebot/computebot/internal/crash"
 	"github.com/computebot/computebot/policy"
 	"github.com/computebot/computebot/reply"
 )
@@ -49,53 +50,84 @@ func (f *Flow) newLambdaRequest(o Origin, c *commands.LambdaInvoke) *computebot.
 	}
 }
 
-// acceptRequest prechecks and persists a request that goes through
-// approval; the rest happens after the ack.
-func (f *Flow) acceptRequest(ctx context.Context, o Origin, r *computebot.Request) Answer {
-	if r.Launch != nil {
-		if d := f.authz.Precheck(policy.Action{Kind: policy.ActionLaunch, Actor: r.Requester, Request: r}); d.Verdict == policy.Deny {
-			return f.answer(o, reply.Refusal(d.Refusal), "refused")
-		}
-	}
-	err := f.store.CreateRequest(ctx, r)
-	switch {
-	case errors.Is(err, computebot.ErrExists):
-		// The same command again (the platform redelivered it): it is
-		// already being handled.
-		return Answer{Outcome: "accepted"}
+// acceptRequest carries out an intent that asks for a request (a /launch,
+// an approval-gated /lambda invoke): it creates the request (the same ID
+// on every run of the intent: it derives from the trigger), admits it and
+// posts it. The intent is done once the request is posted or refused; an
+// auto-approved request is launched next, as the request's own work.
+func (f *Flow) acceptRequest(ctx context.Context, in *computebot.Intent, r *computebot.Request) {
+	r.CreatedAt = in.CreatedAt
+	switch err := f.store.CreateRequest(ctx, r); {
+	case errors.Is(err, computebot.ErrExists): // an earlier run of the intent created it
 	case err != nil:
-		f.log.Error("persist request", "request_id", r.ID, "err", err)
-		return f.answer(o, reply.SaveFailed(), "refused")
+		f.log.Error("persist request", "request_id", r.ID, "intent", in.ID, "err", err)
+		return // the intent stays unfinished: the next start tries again
+	default:
+		f.log.Info("request accepted", "request_id", r.ID, "user", r.Requester, "kind", r.Kind())
 	}
-	f.log.Info("request accepted", "request_id", r.ID, "user", r.Requester, "kind", r.Kind())
-	return Answer{Job: &Job{kind: jobAdmit, requestID: r.ID}, Outcome: "accepted"}
+	posted, over := f.admitAndPost(ctx, in, r.ID)
+	if !over {
+		return // a store write failed: the intent stays unfinished, the next start tries again
+	}
+	f.finish(ctx, in)
+	if posted != nil && posted.State == computebot.RequestApproved && posted.AutoApproved {
+		f.launch(ctx, posted.ID, false)
+	}
 }
 
 // admitAndPost authorizes a new request, looks up what the message shows,
-// records it as pending (or approved, when auto-approved) and posts it.
-// The state is saved before the message goes out, so a click arriving right
-// after the post always finds the request approvable; a request whose post
-// never happened (a crash in between) is posted on the next start.
-func (f *Flow) admitAndPost(ctx context.Context, id string) {
+// records it as pending (or approved, when auto-approved) and posts it. It
+// returns the request as posted (nil when it was refused or withdrawn), and
+// whether the intent's part is over: false when a store write failed, so
+// that the next start tries again. The state is saved before the message
+// goes out, so a click arriving right after the post always finds the
+// request approvable.
+//
+// The message is posted once: before posting, the intent records that it
+// is about to (stepPosting); a run that finds that mark, with no message
+// ts saved, first looks for the message a previous run posted (by its key)
+// and adopts it.
+func (f *Flow) admitAndPost(ctx context.Context, in *computebot.Intent, id string) (*computebot.Request, bool) {
 	r, err := f.store.Request(ctx, id)
 	if err != nil {
 		f.log.Error("load request", "request_id", id, "err", err)
-		return
+		return nil, false
 	}
 	if r.State == computebot.RequestNew {
-		if r = f.admit(ctx, r); r == nil {
-			return
+		admitted, err := f.admit(ctx, r)
+		switch {
+		case errors.Is(err, errRefused):
+			return nil, true
+		case errors.Is(err, computebot.ErrConflict): // admitted by another run meanwhile
+			if admitted, err = f.store.Request(ctx, id); err != nil {
+				return nil, false
+			}
+		case err != nil:
+			return nil, false
 		}
+		r = admitted
 	}
-	if r.MessageTS != "" || r.State.Terminal() {
-		return
+	if r.State.Terminal() {
+		return nil, true
 	}
-
-	ts, err := f.chat.Post(ctx, r.ChannelID, "", reply.RequestMessage(r))
-	if err != nil {
-		f.log.Error("post request message", "request_id", id, "err", err)
-		f.withdraw(ctx, r, reply.CannotPost(r.Kind(), errors.Is(err, ErrNotInChannel)))
-		return
+	if r.MessageTS != "" {
+		return r, true
+	}
+	msg := reply.RequestMessage(r)
+	ts := ""
+	if in.Step == stepPosting {
+		ts = f.findPosted(ctx, r.ChannelID, "", msg.Key, in.CreatedAt)
+	}
+	if ts == "" {
+		if !f.step(ctx, in, stepPosting) {
+			return nil, false // could not mark it: better not post (the next start retries)
+		}
+		if ts, err = f.chat.Post(ctx, r.ChannelID, "", msg); err != nil {
+			f.log.Error("post request message", "request_id", id, "err", err)
+			f.withdraw(ctx, r, reply.CannotPost(r.Kind(), errors.Is(err, ErrNotInChannel)))
+			return nil, true
+		}
+		crash.Point("post-request") // posted, its ts not saved
 	}
 	r, err = f.store.UpdateRequest(ctx, id, func(cur *computebot.Request) error {
 		if cur.MessageTS == "" {
@@ -105,24 +137,41 @@ func (f *Flow) admitAndPost(ctx context.Context, id string) {
 	})
 	if err != nil {
 		f.log.Error("save request message", "request_id", id, "err", err)
-		return
+		return nil, false // posted; the next run adopts the message
 	}
-	switch {
-	case r.State == computebot.RequestApproved && r.AutoApproved:
-		f.launch(ctx, r.ID, false)
-	case r.State == computebot.RequestPending:
+	switch r.State {
+	case computebot.RequestPending:
 		f.post(ctx, r.ChannelID, r.MessageTS, reply.ApproversNote(r, f.authz.Approvers(), f.authz.AllowsSelfApproval()),
 			"approvers note", "request_id", id)
+	case computebot.RequestApproved:
+		if !r.AutoApproved {
+			f.refreshMessage(ctx, r) // decided while the message was going out
+		}
 	default:
-		// Decided while the message was going out (a very fast click,
-		// whose handler launches): show the decision, not the buttons.
 		f.refreshMessage(ctx, r)
 	}
+	return r, true
+}
+
+// findPosted looks for a message with key posted in channel (thread) since
+// a moment, for a post a previous run may have made before it died: its ts,
+// or "" when there is none (or the lookup failed: then posting is the
+// lesser harm than never telling anyone).
+func (f *Flow) findPosted(ctx context.Context, channel, thread, key string, since time.Time) string {
+	ts, err := f.chat.FindMessage(ctx, channel, thread, key, since.Add(-time.Minute))
+	switch {
+	case err == nil:
+		f.log.Info("adopting a message an earlier run posted", "key", key, "ts", ts)
+		return ts
+	case !errors.Is(err, computebot.ErrNotFound):
+		f.log.Warn("could not look for an earlier post; posting", "key", key, "err", err)
+	}
+	return ""
 }
 
 // admit authorizes a new request and fills in what the message shows. It
 // returns the pending or approved request, or nil when it was refused.
-func (f *Flow) admit(ctx context.Context, r *computebot.Request) *computebot.Request {
+func (f *Flow) admit(ctx context.Context, r *computebot.Request) (*computebot.Request, error) {
 	if r.Lambda != nil {
 		return f.admitLambda(ctx, r)
 	}
@@ -131,43 +180,44 @@ func (f *Flow) admit(ctx context.Context, r *computebot.Request) *computebot.Req
 		f.log.Error("authorize launch", "request_id", r.ID, "err", err)
 	}
 	if d.Verdict == policy.Deny {
-		f.refuse(ctx, r, reply.Refusal(d.Refusal))
-		return nil
+		return nil, f.refuse(ctx, r, reply.Refusal(d.Refusal))
 	}
 
 	l := r.Launch
 	it, err := f.cloud.InstanceType(ctx, l.InstanceType)
 	if err != nil {
-		f.refuse(ctx, r, reply.TypeLookupFailed(l.InstanceType, computebot.UserMessage(err)))
-		return nil
+		return nil, f.refuse(ctx, r, reply.TypeLookupFailed(l.InstanceType, computebot.UserMessage(err)))
 	}
 	img, err := f.cloud.ResolveImage(ctx, l.ImageRef)
 	if err != nil {
-		f.refuse(ctx, r, reply.ImageLookupFailed(l.ImageRef, computebot.UserMessage(err)))
-		return nil
+		return nil, f.refuse(ctx, r, reply.ImageLookupFailed(l.ImageRef, computebot.UserMessage(err)))
 	}
 	price, priceKnown := f.prices.Price(ctx, l.InstanceType)
 
 	auto := d.Verdict == policy.Allow
-	r = f.settleNew(ctx, r.ID, auto, func(cur *computebot.Request) {
+	r, err = f.settleNew(ctx, r.ID, auto, func(cur *computebot.Request) {
 		cl := cur.Launch
 		cl.VCPUs, cl.MemoryMiB = it.VCPUs, it.MemoryMiB
 		cl.ImageID, cl.ImageName, cl.ImageRoot = img.ID, img.Name, img.RootDeviceName
 		cl.PricePerHour, cl.PriceKnown = price, priceKnown
 	})
-	if r == nil {
-		return nil
+	if err != nil {
+		return nil, err
 	}
 	if auto {
 		f.audit.Record(ctx, computebot.AuditEntry{Actor: computebot.PolicyActor, Action: "approve", RequestID: r.ID, Result: "ok", Detail: "auto-approved type " + l.InstanceType})
 	}
-	return r
+	return r, nil
 }
 
+// errRefused says an admission ended in a refusal the requester was told.
+var errRefused = errors.New("request refused")
+
 // settleNew moves a new request to approved (auto) or pending with its
-// approval window, after fill adds what the admission looked up. nil when
-// the request was no longer new or the write failed.
-func (f *Flow) settleNew(ctx context.Context, id string, auto bool, fill func(*computebot.Request)) *computebot.Request {
+// approval window, after fill adds what the admission looked up. The error
+// is computebot.ErrConflict when the request was no longer new (another run
+// admitted it), else the store's.
+func (f *Flow) settleNew(ctx context.Context, id string, auto bool, fill func(*computebot.Request)) (*computebot.Request, error) {
 	now := f.now()
 	r, err := f.store.UpdateRequest(ctx, id, func(cur *computebot.Request) error {
 		if cur.State != computebot.RequestNew {
@@ -183,17 +233,15 @@ func (f *Flow) settleNew(ctx context.Context, id string, auto bool, fill func(*c
 		}
 		return nil
 	})
-	if err != nil {
-		if !errors.Is(err, computebot.ErrConflict) {
-			f.log.Error("save admitted request", "request_id", id, "err", err)
-		}
-		return nil
+	if err != nil && !errors.Is(err, computebot.ErrConflict) {
+		f.log.Error("save admitted request", "request_id", id, "err", err)
 	}
-	return r
+	return r, err
 }
 
-// refuse tells the requester why, privately, and closes a new request.
-func (f *Flow) refuse(ctx context.Context, r *computebot.Request, why reply.Message) {
+// refuse tells the requester why, privately, and closes a new request. It
+// returns errRefused, for the admission to return.
+func (f *Flow) refuse(ctx context.Context, r *computebot.Request, why reply.Message) error {
 	f.log.Info("request refused", "request_id", r.ID, "user", r.Requester, "reason", reply.PlainText(why.Text))
 	f.tell(ctx, requesterOf(r), why)
 	_, err := f.store.UpdateRequest(ctx, r.ID, func(cur *computebot.Request) error {
@@ -206,6 +254,7 @@ func (f *Flow) refuse(ctx context.Context, r *computebot.Request, why reply.Mess
 	if err != nil {
 		f.log.Error("mark request refused", "request_id", r.ID, "err", err)
 	}
+	return errRefused
 }
 
 // withdraw closes a request whose message could not be posted.
@@ -228,8 +277,18 @@ func requesterOf(r *computebot.Request) Origin {
 	return Origin{User: r.Requester, Channel: r.ChannelID, ResponseURL: r.ResponseURL}
 }
 
-// decide applies an Approve or Deny click.
-func (f *Flow) decide(ctx context.Context, o Origin, c decideCommand) {
+// decide carries out an Approve or Deny click. Its intent is done once the
+// decision is recorded (or refused); what follows an approval (the launch)
+// is the request's own work, resumed from its state after a restart.
+func (f *Flow) decide(ctx context.Context, in *computebot.Intent, o Origin, c decideCommand) {
+	done := false
+	finish := func() {
+		if !done {
+			done = true
+			f.finish(ctx, in)
+		}
+	}
+	defer finish()
 	kind := policy.ActionDeny
 	if c.approve {
 		kind = policy.ActionApprove
@@ -244,7 +303,28 @@ func (f *Flow) decide(ctx context.Context, o Origin, c decideCommand) {
 		f.tell(ctx, o, reply.ClickFailed())
 		return
 	}
+	// The button's value must belong to the message it was clicked on: a
+	// crafted click naming another request decides nothing. A request
+	// whose message ts was not saved (a crash right after the post) is
+	// checked against the message found by its key.
+	onItsMessage := r.MessageTS
+	if onItsMessage == "" && r.ChannelID == o.Channel {
+		onItsMessage = f.findPosted(ctx, r.ChannelID, "", reply.RequestKey(r.ID), r.CreatedAt)
+	}
+	if r.ChannelID != o.Channel || onItsMessage == "" || onItsMessage != c.messageTS {
+		f.log.Warn("click refused: its request is not the clicked message's", "request_id", r.ID, "user", o.User,
+			"channel", o.Channel, "message_ts", c.messageTS)
+		f.tell(ctx, o, reply.ClickNotOnItsMessage())
+		return
+	}
 	if r.State != computebot.RequestPending {
+		if r.DecidedIn == in.ID {
+			// This click's own decision, recorded by a run that died
+			// before it was told: tell it now. The launch is the
+			// request's own work (Resume takes it further).
+			f.recorded(ctx, r, kind)
+			return
+		}
 		f.tell(ctx, o, reply.AlreadyDecided(r))
 		f.refreshMessage(ctx, r) // the click came from a stale message
 		return
@@ -275,7 +355,7 @@ func (f *Flow) decide(ctx context.Context, o Origin, c decideCommand) {
 		if !c.approve {
 			cur.State = computebot.RequestDenied
 		}
-		cur.DecidedBy, cur.DecidedAt = o.User, now
+		cur.DecidedBy, cur.DecidedAt, cur.DecidedIn = o.User, now, in.ID
 		if cur.MessageTS == "" {
 			// The click raced the save of the message's ts: the click
 			// itself says which message it came from.
@@ -300,12 +380,21 @@ func (f *Flow) decide(ctx context.Context, o Origin, c decideCommand) {
 		f.tell(ctx, o, reply.DecisionNotSaved())
 		return
 	}
-	f.audit.Record(ctx, computebot.AuditEntry{Actor: o.User, Action: string(kind), RequestID: r.ID, Result: "ok"})
-	f.refreshMessage(ctx, r)
-	f.post(ctx, r.ChannelID, r.MessageTS, reply.Decision(r), "decision", "request_id", r.ID)
+	crash.Point("after-decision") // recorded, the intent not finished
+	f.recorded(ctx, r, kind)
+	finish()
 	if r.State == computebot.RequestApproved {
 		f.proceed(ctx, r.ID, false)
 	}
+}
+
+// recorded tells a recorded decision: the audit log, the request message,
+// the thread. It runs before the decision's intent is finished, so a crash
+// in between repeats it rather than losing it.
+func (f *Flow) recorded(ctx context.Context, r *computebot.Request, kind policy.ActionKind) {
+	f.audit.Record(ctx, computebot.AuditEntry{Actor: r.DecidedBy, Action: string(kind), RequestID: r.ID, Result: "ok"})
+	f.refreshMessage(ctx, r)
+	f.post(ctx, r.ChannelID, r.MessageTS, reply.Decision(r), "decision", "request_id", r.ID)
 }
 
 // refreshMessage re-renders the request message from the stored state.

@@ -316,6 +316,7 @@ func TestClicks(t *testing.T) {
 		e := newEnv(t)
 		r, _ := e.request(ana, "t2.micro")
 		first := e.decide(r, bo, true)
+		e.clock.Advance(time.Second)
 		second := e.decide(r, bo, true)
 		r = e.waitState(r.ID, sDone)
 		e.told(first)
@@ -333,11 +334,7 @@ func TestClicks(t *testing.T) {
 		var wg sync.WaitGroup
 		origins := []flow.Origin{e.clickOrigin(bo, channel, r.MessageTS), e.clickOrigin(carl, channel, r.MessageTS)}
 		for _, o := range origins {
-			cmd, err := flow.Click(reply.ActionApprove, r.ID, r.MessageTS)
-			if err != nil {
-				t.Fatal(err)
-			}
-			ans := e.f.Accept(e.ctx, o, cmd)
+			_, ans := e.accept(o, clickInput(reply.ActionApprove, r.ID, r.MessageTS))
 			wg.Add(1)
 			go func() { defer wg.Done(); e.f.Run(e.ctx, *ans.Job) }()
 		}
@@ -402,15 +399,24 @@ func TestClicks(t *testing.T) {
 	})
 	t.Run("click before the message ts was saved", func(t *testing.T) {
 		e := newEnv(t)
-		e.chat.setPanic(mPost) // the process died while posting
+		// The process dies right after the message reached Slack; after
+		// the restart a click on it arrives before the resumed admission.
+		var ts string
+		e.chat.setAfter(func(c chatCall) {
+			if c.Method == mPost && strings.HasPrefix(c.Msg.Key, "request/") {
+				ts = c.TS
+				e.crash()
+			}
+		})
 		e.slash(e.slashOrigin(ana), "/launch", "t2.micro")
-		e.chat.setPanic("")
+		e.chat.setAfter(nil)
+		e.restart()
 		r := e.store.last()
 		if r.State != sPending || r.MessageTS != "" {
 			t.Fatalf("left %s with message %q", r.State, r.MessageTS)
 		}
-		const ts = "1700000000.999999"
 		e.click(e.clickOrigin(bo, channel, ts), reply.ActionApprove, r.ID, ts)
+		e.resume()
 		r = e.waitState(r.ID, sDone)
 		if r.MessageTS != ts {
 			t.Errorf("MessageTS %q, want the clicked message %q", r.MessageTS, ts)
@@ -450,42 +456,93 @@ func TestClicks(t *testing.T) {
 	})
 }
 
-// TestAcceptRequest: persisting before the ack.
+// TestAcceptRequest: the request is created when the intent's job runs,
+// from the intent, and once.
 func TestAcceptRequest(t *testing.T) {
 	t.Run("redelivery is the same request", func(t *testing.T) {
 		e := newEnv(t)
-		o := e.slashOrigin(ana)
-		cmd := parse(t, "/launch", "t2.micro")
-		first := e.f.Accept(e.ctx, o, cmd)
-		again := e.f.Accept(e.ctx, o, cmd)
-		if first.Job == nil || first.Outcome != "accepted" {
+		env, first := e.accept(e.slashOrigin(ana), slashInput("/launch", "t2.micro"))
+		again := e.f.Accept(e.ctx, env)
+		if first.Job == nil || first.Outcome != "accepted" || first.Command != "launch" {
 			t.Fatalf("first Accept = %+v", first)
 		}
-		if again.Job != nil || again.Reply != nil || again.Outcome != "accepted" {
-			t.Errorf("redelivered Accept = %+v, want accepted with nothing to do", again)
+		if again.Job != nil || again.Reply != nil || again.Outcome != "duplicate" || again.Command != "launch" {
+			t.Errorf("redelivered Accept = %+v, want a duplicate with nothing to do", again)
+		}
+		e.f.Run(e.ctx, *first.Job)
+		if again = e.f.Accept(e.ctx, env); again.Job != nil || again.Outcome != "duplicate" {
+			t.Errorf("redelivered after the job: %+v", again)
 		}
 		if n := e.store.count(); n != 1 {
 			t.Errorf("%d requests stored", n)
 		}
+		if n := len(e.chat.posts(channel, "")); n != 1 {
+			t.Errorf("%d request messages", n)
+		}
 	})
-	t.Run("store fails", func(t *testing.T) {
+	t.Run("the intent cannot be saved", func(t *testing.T) {
 		e := newEnv(t)
-		e.store.failNext(sCreate, errors.New("disk full"))
+		e.store.failNext(sAccept, errors.New("disk full"))
 		ans := e.slash(e.slashOrigin(ana), "/launch", "t2.micro")
-		if ans.Reply == nil || ans.Job != nil || ans.Outcome != "refused" {
+		if ans.Reply == nil || ans.Job != nil || ans.Outcome != "refused" || ans.Command != "launch" {
 			t.Fatalf("Accept = %+v", ans)
 		}
 		sameMessage(t, "ack", *ans.Reply, reply.SaveFailed())
+		if n := len(e.store.allIntents()); n != 0 {
+			t.Errorf("%d intents stored", n)
+		}
 	})
-	t.Run("request fields", func(t *testing.T) {
+	t.Run("the request cannot be saved: the next start creates it", func(t *testing.T) {
 		e := newEnv(t)
-		o := e.mentionOrigin(ana, channel, "")
+		e.store.failNext(sCreate, errors.New("disk full"))
+		env, ans := e.accept(e.slashOrigin(ana), slashInput("/launch", "t2.micro"))
+		e.f.Run(e.ctx, *ans.Job)
+		if n := e.store.count(); n != 0 {
+			t.Fatalf("%d requests", n)
+		}
+		if got := e.store.unfinished(); !slices.Equal(got, []string{env.ID}) {
+			t.Fatalf("unfinished intents %q, want the /launch", got)
+		}
+		e.restart()
+		if n := e.resume(); n != 1 {
+			t.Fatalf("Resume = %d jobs", n)
+		}
+		if r := e.store.last(); r == nil || r.State != sPending || r.MessageTS == "" {
+			t.Fatalf("after the restart: %+v", r)
+		}
+	})
+	t.Run("intent and request fields", func(t *testing.T) {
+		e := newEnv(t)
+		o := e.mentionOrigin(ana, channel, "1700000000.000111")
 		o.ResponseURL = "https://hooks.test/x"
-		e.f.Accept(e.ctx, o, parse(t, "/launch", "t3.small"))
+		env, ans := e.accept(o, mentionInput("launch t3.small"))
+		in := e.store.intent(env.ID)
+		want := computebot.Intent{
+			ID: env.ID, TriggerID: o.Trigger, Actor: ana, Channel: channel, ThreadTS: o.ThreadTS, ResponseURL: o.ResponseURL,
+			Source: computebot.SourceMention, Text: "launch t3.small", State: computebot.IntentAccepted, Version: 1,
+			CreatedAt: epoch, UpdatedAt: epoch,
+		}
+		if in == nil || *in != want {
+			t.Fatalf("stored intent\n got %+v\nwant %+v", in, want)
+		}
+		if e.store.count() != 0 {
+			t.Fatal("a request before the job ran")
+		}
+		e.clock.Advance(time.Minute) // the job runs a minute after the ack
+		e.f.Run(e.ctx, *ans.Job)
 		r := e.store.last()
-		if r.State != sNew || r.Requester != ana || r.ChannelID != channel || r.ResponseURL != o.ResponseURL || !r.CreatedAt.Equal(epoch) ||
-			r.Launch.Lease != 8*time.Hour || r.Launch.ImageRef != testAMI || r.Launch.Name != "computebot-"+strings.ToLower(r.ID) || r.Version != 1 {
+		if r.State != sPending || r.Requester != ana || r.ChannelID != channel || r.ResponseURL != o.ResponseURL || !r.CreatedAt.Equal(epoch) ||
+			r.Launch.Lease != 8*time.Hour || r.Launch.ImageRef != testAMI || r.Launch.Name != "computebot-"+strings.ToLower(r.ID) {
 			t.Errorf("stored %+v %+v", r, r.Launch)
+		}
+		if got := e.store.states(r.ID); got[0] != sNew {
+			t.Errorf("states %v, want created new", got)
+		}
+		if want := epoch.Add(time.Minute + 24*time.Hour); !r.ApprovalExpiresAt.Equal(want) {
+			t.Errorf("ApprovalExpiresAt %v, want %v (from the admission)", r.ApprovalExpiresAt, want)
+		}
+		if in := e.store.intent(env.ID); in.State != computebot.IntentDone || in.Step != "posting" {
+			t.Errorf("intent after the job: %s %q, want done", in.State, in.Step)
 		}
 	})
 }

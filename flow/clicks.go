@@ -42,6 +42,7 @@ func (pageCommand) CommandName() string { return "page" }
 type noticeCommand struct {
 	instanceID string
 	keep       bool
+	messageTS  string // the clicked message: the notice's own
 }
 
 func (c noticeCommand) CommandName() string {
@@ -74,10 +75,13 @@ func Click(actionID, value, messageTS string) (commands.Command, error) {
 		}
 		return &commands.Extend{Target: id, Hours: n}, nil
 	case reply.ActionKeepRunning:
-		return noticeCommand{instanceID: value, keep: true}, nil
+		return noticeCommand{instanceID: value, keep: true, messageTS: messageTS}, nil
 	case reply.ActionStopNow:
-		return noticeCommand{instanceID: value}, nil
+		return noticeCommand{instanceID: value, messageTS: messageTS}, nil
 	case reply.ActionPage:
+		if strings.HasPrefix(value, "audit|") {
+			return auditPageClick(value)
+		}
 		parts := strings.Split(value, "|")
 		if len(parts) != 3 {
 			return nil, fmt.Errorf("bad page value %q", value)

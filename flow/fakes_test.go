@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/computebot/computebot"
@@ -32,20 +33,33 @@ const (
 	mRespond   = "respond"
 	mDM        = "dm"
 	mUpload    = "upload"
+	mFind      = "find"
 )
+
+// errDown is what every fake answers once the process "died" (see
+// env.crash): nothing a dead process does reaches anything.
+var errDown = errors.New("fake: the process is dead")
+
+// crashed is the panic a crash unwinds the job under way with (Run
+// recovers it).
+type crashed struct{}
 
 // chatCall is one call of the fake Chat.
 type chatCall struct {
 	Method  string
 	Channel string
 	Thread  string // Post, Ephemeral, Upload
-	TS      string // Post: the ts returned; Update: the ts updated
+	TS      string // Post: the ts returned; Update: the ts updated; FindMessage: the ts found
 	User    string // Ephemeral, DM
 	URL     string // Respond
 	Msg     reply.Message
 	// Upload.
 	Filename, Title, Content string
-	Err                      error // what the call returned
+	// FindMessage.
+	Key   string
+	Since time.Time
+	At    time.Time // when the call was made, on the chat's clock
+	Err   error     // what the call returned
 }
 
 // fakeChat is an in-memory Chat that records every call. Safe for
@@ -54,13 +68,22 @@ type fakeChat struct {
 	mu    sync.Mutex
 	calls []chatCall
 	ts    int
+	// now is the chat's clock: when each call was made (posts are found
+	// again by it); epoch unless the env sets its own.
+	now func() time.Time
 	// fail, when set, decides the error of each call (nil: it works).
 	fail func(c chatCall) error
-	// panicOn makes the named method panic (a bug in the adapter).
-	panicOn string
+	// after, when set, runs once a call is recorded, outside the lock,
+	// before the call returns: it may block (a slow Slack) or crash the
+	// process (a post that reached Slack but whose answer never did).
+	after func(c chatCall)
+	// down is the process's death (env.crash): every call fails.
+	down *atomic.Bool
 }
 
-func newFakeChat() *fakeChat { return &fakeChat{} }
+func newFakeChat() *fakeChat {
+	return &fakeChat{now: func() time.Time { return epoch }, down: new(atomic.Bool)}
+}
 
 // failWith makes every call of method fail with err (nil: none fails).
 func (c *fakeChat) failWith(method string, err error) {
@@ -80,26 +103,55 @@ func (c *fakeChat) failWhen(fn func(call chatCall) error) {
 
 // record records a call and returns the ts of a post and the injected error.
 func (c *fakeChat) record(call chatCall) (string, error) {
+	call, after := c.recordLocked(call)
+	if after != nil {
+		after(call)
+	}
+	return call.TS, call.Err
+}
+
+func (c *fakeChat) recordLocked(call chatCall) (chatCall, func(chatCall)) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.panicOn == call.Method {
-		panic("fake chat: " + call.Method + " panicked")
-	}
-	if c.fail != nil {
+	call.At = c.now()
+	switch {
+	case c.down.Load():
+		call.Err = errDown
+	case c.fail != nil:
 		call.Err = c.fail(call)
 	}
 	if call.Err == nil && call.Method == mPost {
 		c.ts++
 		call.TS = fmt.Sprintf("1700000000.%06d", c.ts)
 	}
+	if call.Err == nil && call.Method == mFind {
+		call.TS, call.Err = c.findLocked(call)
+	}
 	c.calls = append(c.calls, call)
-	return call.TS, call.Err
+	if c.down.Load() {
+		return call, nil // a dead process's calls make nothing happen
+	}
+	return call, c.after
 }
 
-func (c *fakeChat) setPanic(method string) {
+// findLocked is Slack's history as FindMessage reads it: the first
+// successful post with the key in the channel (in the thread, when one is
+// given; at top level otherwise), made at or after since.
+func (c *fakeChat) findLocked(q chatCall) (string, error) {
+	for _, p := range c.calls {
+		if p.Method == mPost && p.Err == nil && p.Msg.Key == q.Key && p.Channel == q.Channel &&
+			p.Thread == q.Thread && !p.At.Before(q.Since) {
+			return p.TS, nil
+		}
+	}
+	return "", fmt.Errorf("fake chat: message %s in %s: %w", q.Key, q.Channel, computebot.ErrNotFound)
+}
+
+// setAfter sets the hook run after each recorded call (nil: none).
+func (c *fakeChat) setAfter(fn func(call chatCall)) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.panicOn = method
+	c.after = fn
 }
 
 func (c *fakeChat) Post(_ context.Context, channel, threadTS string, m reply.Message) (string, error) {
@@ -131,6 +183,26 @@ func (c *fakeChat) DM(_ context.Context, user string) (string, error) {
 func (c *fakeChat) Upload(_ context.Context, channel, threadTS, filename, title, content string) error {
 	_, err := c.record(chatCall{Method: mUpload, Channel: channel, Thread: threadTS, Filename: filename, Title: title, Content: content})
 	return err
+}
+
+func (c *fakeChat) FindMessage(_ context.Context, channel, threadTS, key string, since time.Time) (string, error) {
+	return c.record(chatCall{Method: mFind, Channel: channel, Thread: threadTS, Key: key, Since: since})
+}
+
+// finds are the FindMessage calls made, found or not.
+func (c *fakeChat) finds() []chatCall {
+	var out []chatCall
+	for _, call := range c.all() {
+		if call.Method == mFind {
+			out = append(out, call)
+		}
+	}
+	return out
+}
+
+// keyed are the successful posts with the key.
+func (c *fakeChat) keyed(key string) []chatCall {
+	return c.where(func(call chatCall) bool { return call.Method == mPost && call.Msg.Key == key })
 }
 
 // all returns every call so far.
@@ -282,6 +354,8 @@ type fakeCloud struct {
 	// must not call the cloud): a hook to make something else happen
 	// meanwhile.
 	onCall func(method, arg string)
+	// down is the process's death (env.crash): every call fails, unseen.
+	down *atomic.Bool
 }
 
 func newFakeCloud(now func() time.Time) *fakeCloud {
@@ -300,6 +374,7 @@ func newFakeCloud(now func() time.Time) *fakeCloud {
 		prices:    map[string]float64{"t2.micro": 0.0116, "t3.medium": 0.0416},
 		functions: map[string]computebot.Function{},
 		queued:    map[string][]error{}, sticky: map[string]error{}, panics: map[string]bool{},
+		down: new(atomic.Bool),
 	}
 }
 
@@ -360,6 +435,9 @@ func (c *fakeCloud) set(settleAfter int, launchTo string) {
 
 // begin records a call and returns its injected error. Called with c.mu held.
 func (c *fakeCloud) begin(method, arg string) error {
+	if c.down.Load() {
+		return errDown
+	}
 	c.calls = append(c.calls, strings.TrimSpace(method+" "+arg))
 	if c.onCall != nil {
 		c.onCall(method, arg)
@@ -482,6 +560,9 @@ func (c *fakeCloud) HourlyPrice(_ context.Context, instanceType string) (float64
 func (c *fakeCloud) Launch(_ context.Context, spec computebot.LaunchSpec) (computebot.Instance, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.down.Load() {
+		return computebot.Instance{}, errDown
+	}
 	spec.Tags = maps.Clone(spec.Tags)
 	spec.SecurityGroupIDs = slices.Clone(spec.SecurityGroupIDs)
 	c.launches = append(c.launches, spec)
@@ -641,6 +722,9 @@ func (c *fakeCloud) GetFunction(_ context.Context, name string) (computebot.Func
 }
 
 func (c *fakeCloud) Invoke(ctx context.Context, in computebot.Invocation) (computebot.InvocationResult, error) {
+	if c.down.Load() {
+		return computebot.InvocationResult{}, errDown
+	}
 	c.mu.Lock()
 	in.Payload = slices.Clone(in.Payload)
 	c.invocations = append(c.invocations, in)
@@ -671,9 +755,10 @@ func (c *fakeCloud) invoked() []computebot.Invocation {
 // ---------------------------------------------------------------- store
 
 // fakeStore is an in-memory computebot.Store with the real contract:
-// Version 1 on create, ErrExists, UpdateRequest as a compare-and-set whose
-// fn may run more than once (it does, on every twiceEvery-th call), copies
-// in and out, requests oldest first. Safe for concurrent use.
+// Version 1 on create, ErrExists, UpdateRequest and UpdateIntent as
+// compare-and-sets whose fn may run more than once (it does, on every
+// twiceEvery-th call of each), copies in and out, lists oldest first.
+// Safe for concurrent use.
 type fakeStore struct {
 	mu      sync.Mutex
 	reqs    map[string]*computebot.Request
@@ -681,10 +766,15 @@ type fakeStore struct {
 	audit   []computebot.AuditEntry
 	// history is every saved state of each request, in order.
 	history map[string][]computebot.RequestState
+	intents map[string]*computebot.Intent
+	// now stamps what the store stamps (times left zero, UpdatedAt);
+	// time.Now unless the env sets its clock.
+	now func() time.Time
 
-	updates    int
-	twiceEvery int // UpdateRequest runs fn twice on every Nth call; 0: never
-	fnRuns     int
+	updates       int
+	intentUpdates int
+	twiceEvery    int // UpdateRequest (UpdateIntent) runs fn twice on every Nth call; 0: never
+	fnRuns        int
 
 	// afterUpdate runs after every successful update, outside the lock (a
 	// concurrent writer in another process, say).
@@ -692,29 +782,50 @@ type fakeStore struct {
 	// refuseWrite, when it returns an error, makes the write of the
 	// request fn produced fail with it (nothing saved).
 	refuseWrite func(r *computebot.Request) error
+	// afterIntentUpdate runs after every successful intent update, outside
+	// the lock; onIntentRead at every Intent call; onAudit after every
+	// audit entry is written.
+	afterIntentUpdate func(in *computebot.Intent)
+	onIntentRead      func(id string)
+	onAudit           func(e computebot.AuditEntry)
 
 	queued map[string][]error
 	sticky map[string]error
+	// down is the process's death (env.crash): every call fails.
+	down *atomic.Bool
 }
 
 // Store methods, as keys of error injection.
 const (
-	sCreate   = "CreateRequest"
-	sRequest  = "Request"
-	sUpdate   = "UpdateRequest"
-	sRequests = "Requests"
-	sAudit    = "Audit"
+	sCreate       = "CreateRequest"
+	sRequest      = "Request"
+	sUpdate       = "UpdateRequest"
+	sRequests     = "Requests"
+	sAudit        = "Audit"
+	sAuditSince   = "AuditSince"
+	sAccept       = "AcceptIntent"
+	sIntent       = "Intent"
+	sUpdateIntent = "UpdateIntent"
+	sUnfinished   = "UnfinishedIntents"
+	sPrune        = "PruneIntents"
 )
 
 func newFakeStore() *fakeStore {
 	return &fakeStore{reqs: map[string]*computebot.Request{}, history: map[string][]computebot.RequestState{},
-		twiceEvery: 3, queued: map[string][]error{}, sticky: map[string]error{}}
+		intents: map[string]*computebot.Intent{}, now: time.Now,
+		twiceEvery: 3, queued: map[string][]error{}, sticky: map[string]error{}, down: new(atomic.Bool)}
 }
 
 func (s *fakeStore) failNext(method string, errs ...error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.queued[method] = append(s.queued[method], errs...)
+}
+
+func (s *fakeStore) failAlways(method string, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.sticky[method] = err
 }
 
 // injected returns the injected error of a call. Called with s.mu held.
@@ -724,6 +835,19 @@ func (s *fakeStore) injected(method string) error {
 		return q[0]
 	}
 	return s.sticky[method]
+}
+
+// gate is what every call goes through first, with s.mu held: like the
+// real store, a call fails once its context is done; a dead process's
+// calls fail; then the injected errors.
+func (s *fakeStore) gate(ctx context.Context, method string) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("fake store: %s: %w", method, err)
+	}
+	if s.down.Load() {
+		return errDown
+	}
+	return s.injected(method)
 }
 
 func copyRequest(r *computebot.Request) *computebot.Request {
@@ -739,15 +863,10 @@ func copyRequest(r *computebot.Request) *computebot.Request {
 	return &out
 }
 
-// Like the real store, every method fails once its context is done.
-
 func (s *fakeStore) CreateRequest(ctx context.Context, r *computebot.Request) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("fake store: create request: %w", err)
-	}
-	if err := s.injected(sCreate); err != nil {
+	if err := s.gate(ctx, sCreate); err != nil {
 		return err
 	}
 	if r.ID == "" {
@@ -757,7 +876,7 @@ func (s *fakeStore) CreateRequest(ctx context.Context, r *computebot.Request) er
 		return fmt.Errorf("fake store: create request %s: %w", r.ID, computebot.ErrExists)
 	}
 	if r.CreatedAt.IsZero() {
-		r.CreatedAt = time.Now()
+		r.CreatedAt = s.now()
 	}
 	if r.UpdatedAt.IsZero() {
 		r.UpdatedAt = r.CreatedAt
@@ -772,10 +891,7 @@ func (s *fakeStore) CreateRequest(ctx context.Context, r *computebot.Request) er
 func (s *fakeStore) Request(ctx context.Context, id string) (*computebot.Request, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("fake store: get request: %w", err)
-	}
-	if err := s.injected(sRequest); err != nil {
+	if err := s.gate(ctx, sRequest); err != nil {
 		return nil, err
 	}
 	r, ok := s.reqs[id]
@@ -787,11 +903,7 @@ func (s *fakeStore) Request(ctx context.Context, id string) (*computebot.Request
 
 func (s *fakeStore) UpdateRequest(ctx context.Context, id string, fn func(*computebot.Request) error) (*computebot.Request, error) {
 	s.mu.Lock()
-	if err := ctx.Err(); err != nil {
-		s.mu.Unlock()
-		return nil, fmt.Errorf("fake store: update request: %w", err)
-	}
-	if err := s.injected(sUpdate); err != nil {
+	if err := s.gate(ctx, sUpdate); err != nil {
 		s.mu.Unlock()
 		return nil, err
 	}
@@ -827,6 +939,10 @@ func (s *fakeStore) UpdateRequest(ctx context.Context, id string, fn func(*compu
 		}
 
 		s.mu.Lock()
+		if s.down.Load() {
+			s.mu.Unlock()
+			return nil, errDown
+		}
 		if s.refuseWrite != nil {
 			if err := s.refuseWrite(copyRequest(cur)); err != nil {
 				s.mu.Unlock()
@@ -838,7 +954,7 @@ func (s *fakeStore) UpdateRequest(ctx context.Context, id string, fn func(*compu
 			continue // lost the race: read and decide again
 		}
 		cur.Version = read.Version + 1
-		cur.UpdatedAt = time.Now()
+		cur.UpdatedAt = s.now()
 		s.reqs[id] = copyRequest(cur)
 		if h := s.history[id]; len(h) == 0 || h[len(h)-1] != cur.State {
 			s.history[id] = append(h, cur.State)
@@ -868,10 +984,7 @@ func (s *fakeStore) countRun() {
 func (s *fakeStore) Requests(ctx context.Context, states ...computebot.RequestState) ([]*computebot.Request, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("fake store: list requests: %w", err)
-	}
-	if err := s.injected(sRequests); err != nil {
+	if err := s.gate(ctx, sRequests); err != nil {
 		return nil, err
 	}
 	var out []*computebot.Request
@@ -891,14 +1004,16 @@ func (s *fakeStore) Requests(ctx context.Context, states ...computebot.RequestSt
 
 func (s *fakeStore) Audit(ctx context.Context, e computebot.AuditEntry) error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("fake store: audit: %w", err)
-	}
-	if err := s.injected(sAudit); err != nil {
+	if err := s.gate(ctx, sAudit); err != nil {
+		s.mu.Unlock()
 		return err
 	}
 	s.audit = append(s.audit, e)
+	hook := s.onAudit
+	s.mu.Unlock()
+	if hook != nil {
+		hook(e)
+	}
 	return nil
 }
 
@@ -908,7 +1023,210 @@ func (s *fakeStore) AuditLog(context.Context) ([]computebot.AuditEntry, error) {
 	return slices.Clone(s.audit), nil
 }
 
+// AuditSince returns the entries at or after since, in the order written
+// (the flow's clock is monotonic, so oldest first).
+func (s *fakeStore) AuditSince(ctx context.Context, since time.Time) ([]computebot.AuditEntry, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.gate(ctx, sAuditSince); err != nil {
+		return nil, err
+	}
+	var out []computebot.AuditEntry
+	for _, e := range s.audit {
+		if !e.Time.Before(since) {
+			out = append(out, e)
+		}
+	}
+	return out, nil
+}
+
 func (s *fakeStore) Close() error { return nil }
+
+// AcceptIntent stores in with Version 1 and its zero times stamped (on in
+// too); an intent with in.ID stored already is returned, with an error
+// wrapping ErrExists.
+func (s *fakeStore) AcceptIntent(ctx context.Context, in *computebot.Intent) (*computebot.Intent, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.gate(ctx, sAccept); err != nil {
+		return nil, err
+	}
+	if in.ID == "" {
+		return nil, errors.New("fake store: empty intent ID")
+	}
+	if cur, ok := s.intents[in.ID]; ok {
+		stored := *cur
+		return &stored, fmt.Errorf("fake store: create intent %s: %w", in.ID, computebot.ErrExists)
+	}
+	now := s.now()
+	if in.CreatedAt.IsZero() {
+		in.CreatedAt = now
+	}
+	if in.UpdatedAt.IsZero() {
+		in.UpdatedAt = now
+	}
+	in.Version = 1
+	stored := *in
+	s.intents[in.ID] = &stored
+	return in, nil
+}
+
+func (s *fakeStore) Intent(ctx context.Context, id string) (*computebot.Intent, error) {
+	s.mu.Lock()
+	hook := s.onIntentRead
+	err := s.gate(ctx, sIntent)
+	cur, ok := s.intents[id]
+	var out computebot.Intent
+	if ok {
+		out = *cur
+	}
+	s.mu.Unlock()
+	if hook != nil {
+		hook(id)
+	}
+	switch {
+	case err != nil:
+		return nil, err
+	case !ok:
+		return nil, fmt.Errorf("fake store: intent %s: %w", id, computebot.ErrNotFound)
+	}
+	return &out, nil
+}
+
+func (s *fakeStore) UpdateIntent(ctx context.Context, id string, fn func(*computebot.Intent) error) (*computebot.Intent, error) {
+	s.mu.Lock()
+	if err := s.gate(ctx, sUpdateIntent); err != nil {
+		s.mu.Unlock()
+		return nil, err
+	}
+	s.intentUpdates++
+	twice := s.twiceEvery > 0 && s.intentUpdates%s.twiceEvery == 0
+	s.mu.Unlock()
+	for {
+		s.mu.Lock()
+		stored, ok := s.intents[id]
+		if !ok {
+			s.mu.Unlock()
+			return nil, fmt.Errorf("fake store: update intent %s: %w", id, computebot.ErrNotFound)
+		}
+		read := *stored
+		s.mu.Unlock()
+
+		cur := read
+		if err := fn(&cur); err != nil {
+			return nil, err
+		}
+		if twice {
+			twice = false
+			cur = read
+			if err := fn(&cur); err != nil {
+				return nil, err
+			}
+		}
+		if cur.ID != id {
+			return nil, fmt.Errorf("fake store: fn changed the intent ID to %q", cur.ID)
+		}
+		s.mu.Lock()
+		if s.down.Load() {
+			s.mu.Unlock()
+			return nil, errDown
+		}
+		if s.intents[id].Version != read.Version {
+			s.mu.Unlock()
+			continue
+		}
+		cur.Version = read.Version + 1
+		cur.UpdatedAt = s.now()
+		saved := cur
+		s.intents[id] = &saved
+		hook := s.afterIntentUpdate
+		s.mu.Unlock()
+		if hook != nil {
+			c := cur
+			hook(&c)
+		}
+		return &cur, nil
+	}
+}
+
+func (s *fakeStore) UnfinishedIntents(ctx context.Context) ([]*computebot.Intent, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.gate(ctx, sUnfinished); err != nil {
+		return nil, err
+	}
+	var out []*computebot.Intent
+	for _, in := range s.intents {
+		if in.State != computebot.IntentDone {
+			c := *in
+			out = append(out, &c)
+		}
+	}
+	slices.SortFunc(out, func(a, b *computebot.Intent) int {
+		if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	return out, nil
+}
+
+func (s *fakeStore) PruneIntents(ctx context.Context, before time.Time) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.gate(ctx, sPrune); err != nil {
+		return 0, err
+	}
+	n := 0
+	for id, in := range s.intents {
+		if in.State == computebot.IntentDone && in.UpdatedAt.Before(before) {
+			delete(s.intents, id)
+			n++
+		}
+	}
+	return n, nil
+}
+
+// intent returns the stored intent, or nil.
+func (s *fakeStore) intent(id string) *computebot.Intent {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	in, ok := s.intents[id]
+	if !ok {
+		return nil
+	}
+	c := *in
+	return &c
+}
+
+// allIntents returns every stored intent, oldest first.
+func (s *fakeStore) allIntents() []*computebot.Intent {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []*computebot.Intent
+	for _, in := range s.intents {
+		c := *in
+		out = append(out, &c)
+	}
+	slices.SortFunc(out, func(a, b *computebot.Intent) int {
+		if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	return out
+}
+
+// unfinished returns the IDs of the intents not done, oldest first.
+func (s *fakeStore) unfinished() []string {
+	var ids []string
+	for _, in := range s.allIntents() {
+		if in.State != computebot.IntentDone {
+			ids = append(ids, in.ID)
+		}
+	}
+	return ids
+}
 
 // put stores r as it is (the test's setup: a request a previous process
 // left behind), Version 1.
@@ -984,16 +1302,40 @@ func (s *fakeStore) setAfterUpdate(fn func(r *computebot.Request)) {
 	s.afterUpdate = fn
 }
 
+func (s *fakeStore) setAfterIntentUpdate(fn func(in *computebot.Intent)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.afterIntentUpdate = fn
+}
+
+func (s *fakeStore) setOnIntentRead(fn func(id string)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.onIntentRead = fn
+}
+
+func (s *fakeStore) setOnAudit(fn func(e computebot.AuditEntry)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.onAudit = fn
+}
+
 // ---------------------------------------------------------------- idle
 
-// fakeIdle is the idle scheduler as the notice buttons see it.
+// fakeIdle is the idle scheduler as the notice buttons see it: one notice
+// (of whichever instance it names), which Keep and Stop now settle as the
+// scheduler does.
 type fakeIdle struct {
 	mu        sync.Mutex
 	calls     []string // "keep i-… UANA", "stop-now i-… UANA", "report"
 	notice    idle.Notice
-	err       error
+	err       error // what Keep and StopNow answer (nil: they act)
+	noticeErr error // what Notice answers
 	report    idle.Report
 	reportErr error
+	// after runs once Keep or StopNow acted (or failed), before it returns.
+	after func(call string)
+	down  *atomic.Bool
 }
 
 func (s *fakeIdle) record(call string) {
@@ -1002,18 +1344,53 @@ func (s *fakeIdle) record(call string) {
 	s.calls = append(s.calls, call)
 }
 
-func (s *fakeIdle) Keep(_ context.Context, instanceID, actor string) (idle.Notice, error) {
-	s.record("keep " + instanceID + " " + actor)
+func (s *fakeIdle) Notice(_ context.Context, instanceID string) (idle.Notice, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.notice, s.err
+	switch {
+	case s.isDown():
+		return idle.Notice{}, errDown
+	case s.noticeErr != nil:
+		return idle.Notice{}, s.noticeErr
+	case s.notice.InstanceID != instanceID:
+		return idle.Notice{}, &idle.NoNoticeError{InstanceID: instanceID}
+	}
+	return s.notice, nil
+}
+
+func (s *fakeIdle) isDown() bool { return s.down != nil && s.down.Load() }
+
+// act is Keep or Stop now: recorded, and the notice settled unless an
+// error is injected.
+func (s *fakeIdle) act(call, instanceID string, settle func(n *idle.Notice)) (idle.Notice, error) {
+	s.mu.Lock()
+	if s.isDown() {
+		s.mu.Unlock()
+		return idle.Notice{}, errDown
+	}
+	s.calls = append(s.calls, call)
+	err := s.err
+	if err == nil && s.notice.InstanceID == instanceID {
+		settle(&s.notice)
+	}
+	n, after := s.notice, s.after
+	s.mu.Unlock()
+	if after != nil {
+		after(call)
+	}
+	return n, err
+}
+
+func (s *fakeIdle) Keep(_ context.Context, instanceID, actor string) (idle.Notice, error) {
+	return s.act("keep "+instanceID+" "+actor, instanceID, func(n *idle.Notice) {
+		n.State, n.How, n.SettledBy = idle.StateKept, idle.SettledKept, actor
+	})
 }
 
 func (s *fakeIdle) StopNow(_ context.Context, instanceID, actor string) (idle.Notice, error) {
-	s.record("stop-now " + instanceID + " " + actor)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.notice, s.err
+	return s.act("stop-now "+instanceID+" "+actor, instanceID, func(n *idle.Notice) {
+		n.State, n.How, n.SettledBy = idle.StateStopping, idle.SettledStopNow, actor
+	})
 }
 
 func (s *fakeIdle) Report(context.Context) (idle.Report, error) {
@@ -1027,6 +1404,12 @@ func (s *fakeIdle) recorded() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return slices.Clone(s.calls)
+}
+
+func (s *fakeIdle) current() idle.Notice {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.notice
 }
 
 // ---------------------------------------------------------------- groups, clock

@@ -8,10 +8,10 @@
 //
 // Two entry points carry every command, whether typed, mentioned or clicked:
 // Accept runs before the ack (the checks that need no I/O, and persisting
-// what must survive a restart) and returns the quick answer and the Job to
-// run after the ack; Run does that job. Start runs jobs in a worker pool,
-// resumes what a previous process left unfinished and expires requests
-// nobody decided on.
+// the envelope's intent with its quick answer, intents.go) and returns that
+// answer and the Job to run after the ack; Run does that job. Start runs
+// jobs in a worker pool, resumes what a previous process left unfinished
+// (Resume) and expires requests nobody decided on.
 package flow
 
 import (
@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/computebot/computebot"
@@ -47,6 +48,11 @@ type Chat interface {
 	DM(ctx context.Context, user string) (channel string, err error)
 	// Upload attaches content as a file in a thread.
 	Upload(ctx context.Context, channel, threadTS, filename, title, content string) error
+	// FindMessage finds the bot's message with the key (reply.Message.Key)
+	// in channel (in the thread threadTS, when set) posted since a moment,
+	// and returns its ts; an error wrapping computebot.ErrNotFound when
+	// there is none.
+	FindMessage(ctx context.Context, channel, threadTS, key string, since time.Time) (ts string, err error)
 }
 
 // ErrNotInChannel is what a Chat wraps its platform's "not a member" or "no
@@ -65,6 +71,7 @@ type Authorizer interface {
 // IdleScheduler is what the notice buttons and /computebot idle need from
 // the idle scheduler.
 type IdleScheduler interface {
+	Notice(ctx context.Context, instanceID string) (idle.Notice, error)
 	Keep(ctx context.Context, instanceID, actor string) (idle.Notice, error)
 	StopNow(ctx context.Context, instanceID, actor string) (idle.Notice, error)
 	Report(ctx context.Context) (idle.Report, error)
@@ -96,29 +103,28 @@ type Answer struct {
 	// Job is what to run after the ack; nil when nothing is left.
 	Job *Job
 	// Outcome says what became of the command, for metrics: "accepted",
-	// "refused" or "reply" (help and usage).
+	// "refused", "reply" (help and usage), "ignored", or "duplicate" (a
+	// redelivery: not counted again).
 	Outcome string
+	// Command names the command, "" when the input parsed to none.
+	Command string
 }
 
-// Job is one unit of work after the ack. Accept and Resume make them; Run
-// does them.
+// Job is one unit of work after the ack: an intent to carry out, or a
+// request to take further after a restart. Accept and Resume make them;
+// Run does them. A Job names what is stored, so dropping one loses
+// nothing: Resume finds it again.
 type Job struct {
 	kind      jobKind
+	intentID  string
 	requestID string
-	resume    bool   // picked up after a restart
-	origin    Origin // who acted and where
-	command   commands.Command
-	msg       reply.Message // jobTell
 }
 
 type jobKind int
 
 const (
-	jobAdmit   jobKind = iota // check and post a persisted request
-	jobDecide                 // an Approve or Deny click
-	jobProceed                // carry out an approved request
-	jobCommand                // run a parsed command (instances, stop, lambda…)
-	jobTell                   // answer someone privately
+	jobIntent  jobKind = iota // carry out an intent
+	jobProceed                // take an approved or executing request further (resume)
 )
 
 // Options are the workflows' timings. Zero values take the defaults noted.
@@ -131,7 +137,7 @@ type Options struct {
 	LaunchAttempts  int           // RunInstances attempts on transient failures; default 3
 	RetryBackoff    time.Duration // wait before the next attempt, times the attempt number; default 1s
 	SweepInterval   time.Duration // how often pending requests are checked for expiry; default 30s
-	ShutdownTimeout time.Duration // in-flight work gets this long in Stop; default 20s
+	ShutdownTimeout time.Duration // in-flight work gets this long in Stop; default 5s (docker stop kills after 10 s)
 	NoticeInterval  time.Duration // least time between two notices in one channel; default 1s (Slack's limit)
 }
 
@@ -152,7 +158,7 @@ func (o Options) withDefaults() Options {
 	def(&o.LaunchWait, 10*time.Minute)
 	def(&o.RetryBackoff, time.Second)
 	def(&o.SweepInterval, 30*time.Second)
-	def(&o.ShutdownTimeout, 20*time.Second)
+	def(&o.ShutdownTimeout, 5*time.Second)
 	def(&o.NoticeInterval, time.Second)
 	return o
 }
@@ -186,7 +192,9 @@ type Flow struct {
 	log    *slog.Logger
 	now    func() time.Time
 
-	jobs chan Job
+	jobs     chan Job
+	locks    keyedLocks  // per request or instance: the order of a thread
+	stopping atomic.Bool // Stop has begun: no queued job starts
 
 	mu         sync.Mutex // guards started, stopped and waitCtx
 	started    bool
@@ -256,6 +264,9 @@ func (f *Flow) Start(ctx context.Context) {
 		go func() {
 			defer f.workers.Done()
 			for j := range f.jobs {
+				if f.stopping.Load() {
+					continue // stored: it resumes on the next start
+				}
 				f.Run(workCtx, j)
 			}
 		}()
@@ -273,19 +284,37 @@ func (f *Flow) Start(ctx context.Context) {
 				return
 			case <-t.C:
 				f.SweepExpired(sweepCtx)
+				f.pruneIntents(sweepCtx)
 			}
 		}
 	}()
 }
 
+// keepIntents is how long a done intent is kept: Slack redelivers an
+// envelope for minutes, and its answer must be there to send again.
+const keepIntents = 24 * time.Hour
+
+// pruneIntents forgets the intents done long enough ago.
+func (f *Flow) pruneIntents(ctx context.Context) {
+	n, err := f.store.PruneIntents(ctx, f.now().Add(-keepIntents))
+	switch {
+	case err != nil:
+		f.log.Error("prune intents", "err", err)
+	case n > 0:
+		f.log.Debug("pruned done intents", "count", n)
+	}
+}
+
 // Submit queues a job for the workers.
 func (f *Flow) Submit(j Job) { f.jobs <- j }
 
-// Stop takes no more jobs, lets the queue drain and in-flight work finish
-// for up to ShutdownTimeout, then cancels what is left (it resumes on the
-// next start). Background waits stop at once: they resume from the store.
-// Nothing may Submit once Stop has started.
+// Stop starts no queued job (each is stored, and resumes on the next
+// start), gives the jobs under way up to ShutdownTimeout, then cancels what
+// is left (it resumes too). Background waits stop at once. So a stop takes
+// ShutdownTimeout at most, whatever the backlog. Nothing may Submit once
+// Stop has started.
 func (f *Flow) Stop() {
+	f.stopping.Store(true)
 	f.mu.Lock()
 	started := f.started
 	f.started, f.stopped = false, true
@@ -310,101 +339,63 @@ func (f *Flow) Stop() {
 	f.cancelWork()
 }
 
-// Accept does what must happen before the ack for a parsed command: the
-// checks that need no I/O, and persisting anything that must survive a
-// restart. Its Answer carries the quick reply (a refusal, help) and the job
-// for after the ack.
-func (f *Flow) Accept(ctx context.Context, o Origin, cmd commands.Command) Answer {
-	switch c := cmd.(type) {
-	case *commands.Help:
-		return f.answer(o, reply.Plain(commands.HelpText(c.Topic)), "reply")
-	case *commands.Launch:
-		return f.acceptRequest(ctx, o, f.newLaunchRequest(o, c))
-	case *commands.LambdaInvoke:
-		d, err := f.authz.Authorize(ctx, policy.Action{Kind: policy.ActionInvoke, Actor: o.User, Function: c.Function})
-		if err != nil {
-			f.log.Error("authorize invoke", "function", c.Function, "err", err)
-		}
-		switch d.Verdict {
-		case policy.Deny:
-			return f.answer(o, reply.Refusal(d.Refusal), "refused")
-		case policy.NeedsApproval:
-			return f.acceptRequest(ctx, o, f.newLambdaRequest(o, c))
-		}
-	case decideCommand:
-		return Answer{Job: &Job{kind: jobDecide, requestID: c.requestID, origin: o, command: c}, Outcome: "accepted"}
-	}
-	return Answer{Job: &Job{kind: jobCommand, origin: o, command: cmd}, Outcome: "accepted"}
-}
-
-// answer is a quick reply: in the ack when the origin allows, else sent
-// after it.
-func (f *Flow) answer(o Origin, m reply.Message, outcome string) Answer {
-	if o.ReplyInAck {
-		return Answer{Reply: &m, Outcome: outcome}
-	}
-	return Answer{Job: &Job{kind: jobTell, origin: o, msg: m}, Outcome: outcome}
-}
-
-// Tell is a job that answers o privately with m.
-func Tell(o Origin, m reply.Message) Job { return Job{kind: jobTell, origin: o, msg: m} }
-
 // Run does one job. Workers call it; tests call it directly.
 func (f *Flow) Run(ctx context.Context, j Job) {
 	defer func() {
-		// A bug in one request must not take the bot down with it.
+		// A bug in one job must not take the bot down with it.
 		if p := recover(); p != nil {
-			f.log.Error("job panicked", "request_id", j.requestID, "panic", p)
+			f.log.Error("job panicked", "intent", j.intentID, "request_id", j.requestID, "panic", p)
 		}
 	}()
 	switch j.kind {
-	case jobAdmit:
-		f.admitAndPost(ctx, j.requestID)
-	case jobDecide:
-		f.decide(ctx, j.origin, j.command.(decideCommand))
+	case jobIntent:
+		f.runIntent(ctx, j.intentID)
 	case jobProceed:
-		f.proceed(ctx, j.requestID, j.resume)
-	case jobCommand:
-		f.runCommand(ctx, j.origin, j.command)
-	case jobTell:
-		f.tell(ctx, j.origin, j.msg)
+		defer f.locks.lock(j.requestID)()
+		f.proceed(ctx, j.requestID, true)
 	}
 }
 
 // Resume returns the jobs that finish what a previous process left
-// unfinished: unposted requests are posted, approved ones launched (with the
-// same ClientToken), launched ones waited for.
+// unfinished, each once: every intent not done, and every request between
+// its decision and its end (approved and executing ones are launched with
+// the same ClientToken; launched ones are waited for, in the background).
+// Requests not decided yet belong to their intents.
 func (f *Flow) Resume(ctx context.Context) []Job {
-	reqs, err := f.store.Requests(ctx, computebot.RequestNew, computebot.RequestPending, computebot.RequestApproved,
-		computebot.RequestExecuting, computebot.RequestLaunched)
+	var jobs []Job
+	ins, err := f.store.UnfinishedIntents(ctx)
+	if err != nil {
+		f.log.Error("resume: list intents", "err", err)
+	}
+	for _, in := range ins {
+		f.log.Info("resuming intent", "intent", in.ID, "source", in.Source, "command", in.Command+in.ActionID)
+		jobs = append(jobs, Job{kind: jobIntent, intentID: in.ID})
+	}
+	reqs, err := f.store.Requests(ctx, computebot.RequestApproved, computebot.RequestExecuting, computebot.RequestLaunched)
 	if err != nil {
 		f.log.Error("resume: list requests", "err", err)
-		return nil
+		return jobs
 	}
-	var jobs []Job
 	for _, r := range reqs {
-		switch {
-		case r.State == computebot.RequestPending && r.MessageTS != "":
-			continue // stays approvable; the sweeper expires it
-		case r.State == computebot.RequestLaunched:
-			f.log.Info("resuming request", "request_id", r.ID, "state", r.State)
-			f.startWaiter(r.ID)
-			continue
+		if r.MessageTS == "" {
+			continue // not posted yet: its intent posts it, then launches it
 		}
 		f.log.Info("resuming request", "request_id", r.ID, "state", r.State)
-		switch {
-		case r.State == computebot.RequestNew, r.MessageTS == "":
-			jobs = append(jobs, Job{kind: jobAdmit, requestID: r.ID})
-		default: // approved or executing
-			jobs = append(jobs, Job{kind: jobProceed, requestID: r.ID, resume: true})
+		if r.State == computebot.RequestLaunched {
+			f.startWaiter(r.ID, true)
+			continue
 		}
+		jobs = append(jobs, Job{kind: jobProceed, requestID: r.ID})
 	}
 	return jobs
 }
 
-// runCommand runs a parsed command after its ack. Typed commands, mentions
-// and button clicks all arrive here, each with the origin of whoever acted.
-func (f *Flow) runCommand(ctx context.Context, o Origin, cmd commands.Command) {
+// runCommand runs the commands whose intent is done once they have acted:
+// the lists, status and the idle report (running them twice does no harm),
+// and the lifecycle commands (their EC2 calls are idempotent; /extend
+// records the lease end it computed first).
+func (f *Flow) runCommand(ctx context.Context, in *computebot.Intent, o Origin, cmd commands.Command) {
+	defer f.finish(ctx, in)
 	switch c := cmd.(type) {
 	case *commands.Instances:
 		f.listInstances(ctx, o, c.All, 0)
@@ -415,23 +406,23 @@ func (f *Flow) runCommand(ctx context.Context, o Origin, cmd commands.Command) {
 			f.listInstances(ctx, o, c.all, c.offset)
 		}
 	case *commands.Stop:
-		f.changeInstance(ctx, o, policy.ActionStop, c.Target, 0)
+		f.changeInstance(ctx, in, o, policy.ActionStop, c.Target, 0)
 	case *commands.Start:
-		f.changeInstance(ctx, o, policy.ActionStart, c.Target, 0)
+		f.changeInstance(ctx, in, o, policy.ActionStart, c.Target, 0)
 	case *commands.Terminate:
-		f.changeInstance(ctx, o, policy.ActionTerminate, c.Target, 0)
+		f.changeInstance(ctx, in, o, policy.ActionTerminate, c.Target, 0)
 	case *commands.Extend:
-		f.changeInstance(ctx, o, policy.ActionExtend, c.Target, c.Hours)
+		f.changeInstance(ctx, in, o, policy.ActionExtend, c.Target, c.Hours)
 	case *commands.LambdaList:
 		f.listFunctions(ctx, o, 0)
-	case *commands.LambdaInvoke:
-		f.invoke(ctx, o, c.Function, c.Payload, c.Async)
 	case *commands.Status:
 		f.status(ctx, o)
 	case *commands.Idle:
 		f.idleReport(ctx, o)
-	case noticeCommand:
-		f.noticeButton(ctx, o, c)
+	case *commands.Audit:
+		f.auditLog(ctx, o, f.auditQuery(c), 0)
+	case auditPageCommand:
+		f.auditLog(ctx, o, c.query, c.offset)
 	default:
 		f.tell(ctx, o, reply.CannotRun(cmd.CommandName()))
 	}

@@ -23,50 +23,57 @@ func TestAnswer(t *testing.T) {
 		mention bool
 		text    string // "/cmd args" for a slash command, else a mention's text
 		outcome string
+		command string         // Answer.Command
 		quick   *reply.Message // the quick answer (in the ack or told after it)
 		job     bool           // work to run after the ack besides a quick answer
 	}{
-		{name: "help, slash", text: "/computebot help", outcome: "reply", quick: ptr(reply.Plain(commands.HelpText("")))},
-		{name: "help of a command, slash", text: "/launch help", outcome: "reply", quick: ptr(reply.Plain(commands.HelpText("launch")))},
-		{name: "help, mention", mention: true, text: "help lambda invoke", outcome: "reply", quick: ptr(reply.Plain(commands.HelpText("lambda invoke")))},
-		{name: "a refusal, slash", text: "/launch m5.large", outcome: "refused",
+		{name: "help, slash", text: "/computebot help", outcome: "reply", command: "help", quick: ptr(reply.Plain(commands.HelpText("")))},
+		{name: "help of a command, slash", text: "/launch help", outcome: "reply", command: "help", quick: ptr(reply.Plain(commands.HelpText("launch")))},
+		{name: "help, mention", mention: true, text: "help lambda invoke", outcome: "reply", command: "help", quick: ptr(reply.Plain(commands.HelpText("lambda invoke")))},
+		{name: "usage, slash", text: "/launch", outcome: "reply", quick: ptr(reply.Plain(commands.ParseSlash("/launch", "").Reply))},
+		{name: "usage, mention", mention: true, text: "launch", outcome: "reply", quick: ptr(reply.Plain(commands.ParseText("launch").Reply))},
+		{name: "a refusal, slash", text: "/launch m5.large", outcome: "refused", command: "launch",
 			quick: ptr(reply.Plain("`m5.large` is not an allowed instance type. Allowed types: `t2.micro`, `t3.small`, `t3.medium`. Try `/launch t2.micro`."))},
-		{name: "a refusal, mention", mention: true, text: "lambda invoke secret-thing", outcome: "refused", quick: ptr(reply.FunctionNotFound("secret-thing"))},
-		{name: "a request", text: "/launch t2.micro", outcome: "accepted", job: true},
-		{name: "a command", text: "/instances", outcome: "accepted", job: true},
-		{name: "a command, mention", mention: true, text: "instances", outcome: "accepted", job: true},
-		{name: "an invocation", text: "/lambda invoke report-daily", outcome: "accepted", job: true},
-		{name: "an approval-gated invocation", text: "/lambda invoke deploy-prod", outcome: "accepted", job: true},
+		{name: "a refusal, mention", mention: true, text: "lambda invoke secret-thing", outcome: "refused", command: "lambda invoke", quick: ptr(reply.FunctionNotFound("secret-thing"))},
+		{name: "a request", text: "/launch t2.micro", outcome: "accepted", command: "launch", job: true},
+		{name: "a command", text: "/instances", outcome: "accepted", command: "instances", job: true},
+		{name: "a command, mention", mention: true, text: "instances", outcome: "accepted", command: "instances", job: true},
+		{name: "an invocation", text: "/lambda invoke report-daily", outcome: "accepted", command: "lambda invoke", job: true},
+		{name: "an approval-gated invocation", text: "/lambda invoke deploy-prod", outcome: "accepted", command: "lambda invoke", job: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t)
 			e.cloud.addFunction(fn("report-daily"), fn("deploy-prod"))
 			var o flow.Origin
-			var res commands.Result
+			var in flow.Input
 			if tc.mention {
 				o = e.mentionOrigin(ana, channel, "1700000000.000900")
-				res = commands.ParseText(tc.text)
+				in = mentionInput(tc.text)
 			} else {
 				o = e.slashOrigin(ana)
 				name, args, _ := strings.Cut(tc.text, " ")
-				res = commands.ParseSlash(name, args)
+				in = slashInput(name, args)
 			}
-			if res.Outcome != commands.Run {
-				t.Fatalf("parse %q: %v %q", tc.text, res.Outcome, res.Reply)
+			env, ans := e.accept(o, in)
+			if ans.Outcome != tc.outcome || ans.Command != tc.command {
+				t.Errorf("Outcome %q, Command %q; want %q, %q", ans.Outcome, ans.Command, tc.outcome, tc.command)
 			}
-			ans := e.f.Accept(e.ctx, o, res.Command)
-			if ans.Outcome != tc.outcome {
-				t.Errorf("Outcome %q, want %q", ans.Outcome, tc.outcome)
-			}
+			stored := e.store.intent(env.ID)
 			switch {
 			case tc.quick != nil && !tc.mention:
 				if ans.Reply == nil || ans.Job != nil {
 					t.Fatalf("Answer %+v, want the reply in the ack and nothing after", ans)
 				}
 				sameMessage(t, "ack", *ans.Reply, *tc.quick)
+				if stored.State != computebot.IntentDone || stored.Ack != tc.quick.Text || !stored.ReplyInAck {
+					t.Errorf("stored %s with ack %q, want done with the answer", stored.State, stored.Ack)
+				}
 			case tc.quick != nil:
 				if ans.Reply != nil || ans.Job == nil {
 					t.Fatalf("Answer %+v, want a job that tells", ans)
+				}
+				if stored.State != computebot.IntentAccepted || stored.Ack != tc.quick.Text {
+					t.Errorf("stored %s with ack %q, want accepted with the answer to tell", stored.State, stored.Ack)
 				}
 				e.f.Run(e.ctx, *ans.Job)
 				e.told(o, *tc.quick)
@@ -74,9 +81,37 @@ func TestAnswer(t *testing.T) {
 				if ans.Reply != nil || (ans.Job != nil) != tc.job {
 					t.Fatalf("Answer %+v, want a job %v and no reply", ans, tc.job)
 				}
+				if stored.State != computebot.IntentAccepted || stored.Ack != "" {
+					t.Errorf("stored %s with ack %q, want accepted", stored.State, stored.Ack)
+				}
 				e.f.Run(e.ctx, *ans.Job)
 			}
+			if got := e.store.intent(env.ID).State; got != computebot.IntentDone {
+				t.Errorf("intent %s after its job, want done", got)
+			}
 		})
+	}
+}
+
+// TestIgnored: what the workflows do not act on (a click of a button
+// they never made, an input that parses to nothing) is acked bare.
+func TestIgnored(t *testing.T) {
+	e := newEnv(t)
+	for _, in := range []flow.Input{
+		clickInput("instance_reboot", boxID, "1700000000.000001"),
+		clickInput(reply.ActionApprove, "", "1700000000.000001"),
+		mentionInput("> launch t2.micro"), // quoted: not a command
+	} {
+		env, ans := e.accept(e.clickOrigin(bo, channel, ""), in)
+		if ans.Outcome != "ignored" || ans.Reply != nil || ans.Job != nil {
+			t.Errorf("Accept(%+v) = %+v, want ignored", in, ans)
+		}
+		if got := e.store.intent(env.ID); got == nil || got.State != computebot.IntentDone {
+			t.Errorf("intent %+v, want stored done (a redelivery is recognised)", got)
+		}
+	}
+	if calls := e.chat.all(); len(calls) != 0 {
+		t.Errorf("chat calls %+v", calls)
 	}
 }
 
@@ -84,42 +119,34 @@ func TestAnswer(t *testing.T) {
 // one, else as an ephemeral message in the thread; a failure is survived.
 func TestTell(t *testing.T) {
 	e := newEnv(t)
-	m := reply.Plain("hello")
 	viaURL := e.slashOrigin(ana)
-	e.f.Run(e.ctx, flow.Tell(viaURL, m))
-	e.told(viaURL, m)
+	e.slash(viaURL, "/instances", "")
+	e.told(viaURL, reply.InstanceList(nil, 0, false, epoch))
 	eph := e.mentionOrigin(bo, channel, "1700000000.000001")
-	e.f.Run(e.ctx, flow.Tell(eph, m))
+	e.mention(eph, "help")
 	got := e.chat.private(eph)
 	if len(got) != 1 || got[0].Channel != channel || got[0].Thread != eph.ThreadTS {
 		t.Errorf("ephemeral %+v", got)
 	}
+	sameMessage(t, "ephemeral", got[0].Msg, reply.Plain(commands.HelpText("")))
 	e.chat.failWith(mRespond, errors.New("expired_url"))
-	e.f.Run(e.ctx, flow.Tell(viaURL, m)) // logged, nothing else
-}
-
-// someCommand is a command the workflows have never heard of (a newer
-// parser, say).
-type someCommand struct{}
-
-func (someCommand) CommandName() string { return "reboot" }
-
-func TestCannotRun(t *testing.T) {
-	e := newEnv(t)
-	o := e.slashOrigin(ana)
-	ans := e.do(o, someCommand{})
-	if ans.Outcome != "accepted" {
-		t.Errorf("Outcome %q", ans.Outcome)
+	env, ans := e.accept(viaURL, slashInput("/instances", ""))
+	e.f.Run(e.ctx, *ans.Job) // logged, nothing else
+	if in := e.store.intent(env.ID); in.State != computebot.IntentDone {
+		t.Errorf("intent %s, want done: a lost answer is not retried", in.State)
 	}
-	e.told(o, reply.CannotRun("reboot"))
 }
 
-// TestPanicRecovered: a bug in one job does not take the bot down.
+// TestPanicRecovered: a bug in one job does not take the bot down; its
+// intent is done (a bug is not retried at every start).
 func TestPanicRecovered(t *testing.T) {
 	e := newEnv(t)
 	e.cloud.panicOn(cManagedInstances)
 	o := e.slashOrigin(ana)
 	e.slash(o, "/instances", "") // must return
+	if got := e.store.unfinished(); len(got) != 0 {
+		t.Errorf("unfinished intents %q", got)
+	}
 	e.cloud.calm()
 	e.slash(o, "/instances", "")
 	e.told(o, reply.InstanceList(nil, 0, false, epoch))
@@ -149,21 +176,23 @@ func TestNew(t *testing.T) {
 // workers; Stop drains them.
 func TestStartStop(t *testing.T) {
 	e := newEnv(t)
-	// An expired request, posted and pending, and a new one never admitted.
+	// An expired request, posted and pending, and a /launch accepted
+	// whose job never ran.
 	old, _ := e.request(ana, "t2.micro")
 	e.clock.Advance(25 * time.Hour)
-	e.f.Accept(e.ctx, e.slashOrigin(ana), parse(t, "/launch", "t3.small"))
-	fresh := e.store.last()
+	e.accept(e.slashOrigin(ana), slashInput("/launch", "t3.small"))
 
 	f := e.restart()
 	f.Start(e.ctx)
 	f.Start(e.ctx) // a second Start changes nothing
-	e.waitState(fresh.ID, sPending)
+	waitFor(t, "the second request", func() bool { return e.store.count() == 2 })
+	e.waitState(e.store.last().ID, sPending)
 	e.waitState(old.ID, sExpired)
 
 	// Submitted jobs run on the workers.
 	o := e.slashOrigin(ana)
-	ans := f.Accept(e.ctx, o, parse(t, "/instances", ""))
+	env := e.envelope(o, slashInput("/instances", ""))
+	ans := f.Accept(e.ctx, env)
 	f.Submit(*ans.Job)
 	waitFor(t, "the list", func() bool { return len(e.chat.private(o)) == 1 })
 
@@ -183,7 +212,7 @@ func TestStopTimeout(t *testing.T) {
 	})
 	f := e.restart()
 	f.Start(e.ctx)
-	ans := f.Accept(e.ctx, e.slashOrigin(ana), parse(t, "/lambda", "invoke report-daily"))
+	ans := f.Accept(e.ctx, e.envelope(e.slashOrigin(ana), slashInput("/lambda", "invoke report-daily")))
 	f.Submit(*ans.Job)
 	waitFor(t, "the invocation", func() bool { return len(e.cloud.invoked()) == 1 })
 	start := time.Now()

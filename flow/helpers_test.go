@@ -8,11 +8,11 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/computebot/computebot"
-	"github.com/computebot/computebot/commands"
 	"github.com/computebot/computebot/config"
 	"github.com/computebot/computebot/flow"
 	"github.com/computebot/computebot/policy"
@@ -69,6 +69,8 @@ type env struct {
 	opts   flow.Options
 	f      *flow.Flow
 	n      int
+	// down is the process's death, shared by every fake (see crash).
+	down *atomic.Bool
 }
 
 type envOption func(*env)
@@ -82,11 +84,13 @@ func withoutIdle() envOption { return func(e *env) { e.idle = nil } }
 func newEnv(t *testing.T, opts ...envOption) *env {
 	t.Helper()
 	clock := &fakeClock{t: epoch}
+	down := new(atomic.Bool)
 	e := &env{
 		t: t, ctx: context.Background(), cfg: testConfig(), clock: clock,
 		chat: newFakeChat(), cloud: newFakeCloud(clock.Now), store: newFakeStore(),
-		idle:   &fakeIdle{},
+		idle:   &fakeIdle{down: down},
 		groups: &fakeGroups{members: map[string][]string{"SPLATFORM": {carl}}},
+		down:   down,
 		opts: flow.Options{
 			Workers: 2, PollInterval: time.Millisecond,
 			LaunchWait:   10 * time.Minute, // on the fake clock
@@ -94,6 +98,9 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 			ShutdownTimeout: time.Second, NoticeInterval: time.Millisecond,
 		},
 	}
+	e.chat.now, e.chat.down = clock.Now, down
+	e.cloud.down = down
+	e.store.now, e.store.down = clock.Now, down
 	for _, o := range opts {
 		o(e)
 	}
@@ -127,12 +134,37 @@ func (e *env) newFlow() *flow.Flow {
 }
 
 // restart stops the current Flow (its background waits end) and builds a
-// new one over the same store and cloud.
+// new one over the same store and cloud, as a restarted process: after a
+// crash, the new process is alive again.
 func (e *env) restart() *flow.Flow {
 	e.t.Helper()
 	e.f.Stop()
+	e.down.Store(false)
 	e.f = e.newFlow()
 	return e.f
+}
+
+// die is the process dying at this very moment: from now on nothing it
+// does reaches the store, the chat, the cloud or the scheduler (each call
+// fails), until restart. Deferred work in the dying job (a deferred
+// finish) cannot save anything either.
+func (e *env) die() { e.down.Store(true) }
+
+// crash dies and unwinds the job under way (Run recovers the panic). Only
+// for hooks that run inside a job: a background wait has no recover.
+func (e *env) crash() {
+	e.die()
+	panic(crashed{})
+}
+
+// resume runs, in order, every job a restarted process finds.
+func (e *env) resume() int {
+	e.t.Helper()
+	jobs := e.f.Resume(e.ctx)
+	for _, j := range jobs {
+		e.f.Run(e.ctx, j)
+	}
+	return len(jobs)
 }
 
 // Origins, as the Slack adapter makes them.
@@ -158,51 +190,61 @@ func (e *env) clickOrigin(user, ch, thread string) flow.Origin {
 		Trigger: fmt.Sprintf("%s/click-%d", e.t.Name(), e.n)}
 }
 
-// do hands cmd to the workflows as the adapter does: Accept, then Run the
-// job it returns.
-func (e *env) do(o flow.Origin, cmd commands.Command) flow.Answer {
+// Inputs, as the Slack adapter decodes them.
+
+func slashInput(name, text string) flow.Input {
+	return flow.Input{Source: computebot.SourceSlash, Command: name, Text: text}
+}
+
+func mentionInput(text string) flow.Input {
+	return flow.Input{Source: computebot.SourceMention, Text: text}
+}
+
+func clickInput(actionID, value, messageTS string) flow.Input {
+	return flow.Input{Source: computebot.SourceClick, ActionID: actionID, Value: value, MessageTS: messageTS}
+}
+
+// envelope is a new delivery (a fresh envelope ID) of what o typed or
+// clicked; handing the same envelope over again is a redelivery.
+func (e *env) envelope(o flow.Origin, in flow.Input) flow.Envelope {
+	e.n++
+	return flow.Envelope{ID: fmt.Sprintf("%s/envelope-%d", e.t.Name(), e.n), Origin: o, Input: in}
+}
+
+// deliver hands an envelope to the workflows as the Slack adapter does:
+// Accept (before the ack), then Run the job it returns.
+func (e *env) deliver(env flow.Envelope) flow.Answer {
 	e.t.Helper()
-	ans := e.f.Accept(e.ctx, o, cmd)
+	ans := e.f.Accept(e.ctx, env)
 	if ans.Job != nil {
 		e.f.Run(e.ctx, *ans.Job)
 	}
 	return ans
 }
 
-// parse parses a slash command that must parse to a command.
-func parse(t *testing.T, name, text string) commands.Command {
-	t.Helper()
-	res := commands.ParseSlash(name, text)
-	if res.Outcome != commands.Run {
-		t.Fatalf("ParseSlash(%q, %q) = %v %q, want a command", name, text, res.Outcome, res.Reply)
-	}
-	return res.Command
-}
-
-// slash runs a typed slash command.
+// slash delivers a typed slash command.
 func (e *env) slash(o flow.Origin, name, text string) flow.Answer {
 	e.t.Helper()
-	return e.do(o, parse(e.t, name, text))
+	return e.deliver(e.envelope(o, slashInput(name, text)))
 }
 
-// mention runs the text of an @-mention.
+// mention delivers the text of an @-mention.
 func (e *env) mention(o flow.Origin, text string) flow.Answer {
 	e.t.Helper()
-	res := commands.ParseText(text)
-	if res.Outcome != commands.Run {
-		e.t.Fatalf("ParseText(%q) = %v %q, want a command", text, res.Outcome, res.Reply)
-	}
-	return e.do(o, res.Command)
+	return e.deliver(e.envelope(o, mentionInput(text)))
 }
 
-// click runs a button click.
+// click delivers a button click on the message messageTS.
 func (e *env) click(o flow.Origin, actionID, value, messageTS string) flow.Answer {
 	e.t.Helper()
-	cmd, err := flow.Click(actionID, value, messageTS)
-	if err != nil {
-		e.t.Fatalf("Click(%q, %q): %v", actionID, value, err)
-	}
-	return e.do(o, cmd)
+	return e.deliver(e.envelope(o, clickInput(actionID, value, messageTS)))
+}
+
+// accept only accepts (the ack), leaving the job to the test.
+func (e *env) accept(o flow.Origin, in flow.Input) (flow.Envelope, flow.Answer) {
+	e.t.Helper()
+	env := e.envelope(o, in)
+	return env, e.f.Accept(e.ctx, env)
 }
 
 // request makes user ask for an instance (/launch args) and returns the
@@ -336,4 +378,32 @@ func (e *env) auditActions() []string {
 		out = append(out, strings.Join(slices.DeleteFunc([]string{a.Actor, a.Action, a.Target, a.Result}, func(s string) bool { return s == "" }), " "))
 	}
 	return out
+}
+
+// isRequestMessage tells a request message's post from the others.
+func isRequestMessage(c chatCall) bool {
+	return c.Method == mPost && strings.HasPrefix(c.Msg.Key, reply.RequestKey(""))
+}
+
+// crashPosting makes the process die the moment it posts a request
+// message, before the post reaches Slack.
+func (e *env) crashPosting() {
+	e.chat.failWhen(func(c chatCall) error {
+		if isRequestMessage(c) {
+			e.chat.fail = nil // called under the chat's lock
+			e.crash()
+		}
+		return nil
+	})
+}
+
+// crashPosted makes the process die right after a request message reached
+// Slack, before its ts came back.
+func (e *env) crashPosted() {
+	e.chat.setAfter(func(c chatCall) {
+		if isRequestMessage(c) && c.Err == nil {
+			e.chat.setAfter(nil)
+			e.crash()
+		}
+	})
 }

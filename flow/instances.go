@@ -9,6 +9,7 @@ import (
 
 	"github.com/computebot/computebot"
 	"github.com/computebot/computebot/commands"
+	"github.com/computebot/computebot/internal/crash"
 	"github.com/computebot/computebot/policy"
 	"github.com/computebot/computebot/reply"
 )
@@ -80,7 +81,7 @@ var targetState = map[policy.ActionKind]string{
 
 // changeInstance runs /stop, /start, /terminate and /extend (and their
 // buttons).
-func (f *Flow) changeInstance(ctx context.Context, o Origin, kind policy.ActionKind, target string, extendHours int) {
+func (f *Flow) changeInstance(ctx context.Context, in *computebot.Intent, o Origin, kind policy.ActionKind, target string, extendHours int) {
 	inst, refusal := f.resolveTarget(ctx, o, target)
 	if refusal != nil {
 		f.tell(ctx, o, *refusal)
@@ -89,11 +90,7 @@ func (f *Flow) changeInstance(ctx context.Context, o Origin, kind policy.ActionK
 	requestID := inst.Tags[computebot.TagRequest]
 	act := policy.Action{Kind: kind, Actor: o.User, Instance: &inst}
 	if kind == policy.ActionExtend {
-		base := f.now()
-		if exp, err := time.Parse(time.RFC3339, inst.Tags[computebot.TagExpiresAt]); err == nil && exp.After(base) {
-			base = exp
-		}
-		act.ExtendTo = base.Add(time.Duration(extendHours) * time.Hour).Truncate(time.Second)
+		act.ExtendTo = f.extendTo(in, inst, extendHours)
 	}
 	d, err := f.authz.Authorize(ctx, act)
 	if d.Verdict != policy.Allow {
@@ -110,6 +107,7 @@ func (f *Flow) changeInstance(ctx context.Context, o Origin, kind policy.ActionK
 	}
 
 	detail := ""
+	crash.Point("before-lifecycle")
 	switch kind {
 	case policy.ActionStop:
 		_, err = f.cloud.Stop(ctx, inst.ID)
@@ -118,11 +116,20 @@ func (f *Flow) changeInstance(ctx context.Context, o Origin, kind policy.ActionK
 	case policy.ActionTerminate:
 		_, err = f.cloud.Terminate(ctx, inst.ID)
 	case policy.ActionExtend:
-		detail = "expires-at " + act.ExtendTo.UTC().Format(time.RFC3339)
-		err = f.cloud.Tag(ctx, inst.ID, map[string]string{computebot.TagExpiresAt: act.ExtendTo.UTC().Format(time.RFC3339)})
+		until := act.ExtendTo.UTC().Format(time.RFC3339)
+		detail = "expires-at " + until
+		// The new lease end is recorded first: a run of this intent after
+		// a restart tags the same end, instead of extending twice.
+		if !strings.HasPrefix(in.Step, stepExtendTo) && !f.step(ctx, in, stepExtendTo+until) {
+			f.tell(ctx, o, reply.ActionFailed(kind, inst.ID, "internal error (details are in the bot's log)"))
+			return
+		}
+		err = f.cloud.Tag(ctx, inst.ID, map[string]string{computebot.TagExpiresAt: until})
 	}
 	if err != nil {
 		detail = ""
+	} else {
+		crash.Point("after-lifecycle") // asked of EC2, not audited, the intent not finished
 	}
 	f.audit.Record(ctx, computebot.AuditEntry{Actor: o.User, Action: string(kind), RequestID: requestID, Target: inst.ID, Result: computebot.AuditResult(err), Detail: detail})
 	if err != nil {
@@ -136,6 +143,22 @@ func (f *Flow) changeInstance(ctx context.Context, o Origin, kind policy.ActionK
 	}
 	f.tell(ctx, o, reply.ActionUnderWay(kind, inst.ID))
 	f.background(func(ctx context.Context) { f.awaitChange(ctx, o, kind, inst) })
+}
+
+// extendTo is the lease end an /extend asks for: hours past the current
+// end (or now, when that has passed), or, when an earlier run of the
+// intent computed it already, that.
+func (f *Flow) extendTo(in *computebot.Intent, inst computebot.Instance, hours int) time.Time {
+	if v, ok := strings.CutPrefix(in.Step, stepExtendTo); ok {
+		if t, err := time.Parse(time.RFC3339, v); err == nil {
+			return t
+		}
+	}
+	base := f.now()
+	if exp, err := time.Parse(time.RFC3339, inst.Tags[computebot.TagExpiresAt]); err == nil && exp.After(base) {
+		base = exp
+	}
+	return base.Add(time.Duration(hours) * time.Hour).Truncate(time.Second)
 }
 
 // awaitChange waits until the instance reaches the state the action aims

@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"github.com/computebot/computebot"
+	"github.com/computebot/computebot/commands"
+	"github.com/computebot/computebot/internal/crash"
 	"github.com/computebot/computebot/policy"
 	"github.com/computebot/computebot/reply"
 )
@@ -41,8 +43,16 @@ func (f *Flow) listFunctions(ctx context.Context, o Origin, offset int) {
 
 // invoke runs /lambda invoke for a function that needs no approval: it
 // opens a thread (or uses the one the command was typed in) and posts the
-// result there.
-func (f *Flow) invoke(ctx context.Context, o Origin, function, payload string, async bool) {
+// result there. An invocation is made once: its intent records that it
+// starts, and a run after a restart that finds that record says the result
+// is unknown instead of invoking again.
+func (f *Flow) invoke(ctx context.Context, in *computebot.Intent, o Origin, c *commands.LambdaInvoke) {
+	defer f.finish(ctx, in)
+	function := c.Function
+	if in.Step == stepInvoking {
+		f.tell(ctx, o, reply.InvokeFailed(function, reply.InvokeInterrupted()))
+		return
+	}
 	d, err := f.authz.Authorize(ctx, policy.Action{Kind: policy.ActionInvoke, Actor: o.User, Function: function})
 	if d.Verdict != policy.Allow {
 		if err != nil {
@@ -61,7 +71,7 @@ func (f *Flow) invoke(ctx context.Context, o Origin, function, payload string, a
 		f.tell(ctx, o, *why)
 		return
 	}
-	ts, err := f.chat.Post(ctx, o.Channel, o.ThreadTS, reply.Invoked(o.User, function, async))
+	ts, err := f.chat.Post(ctx, o.Channel, o.ThreadTS, reply.Invoked(o.User, function, c.Async))
 	if err != nil {
 		f.log.Error("post invocation", "function", function, "err", err)
 		f.tell(ctx, o, reply.CannotPost(computebot.KindLambda, errors.Is(err, ErrNotInChannel)))
@@ -71,7 +81,11 @@ func (f *Flow) invoke(ctx context.Context, o Origin, function, payload string, a
 	if thread == "" {
 		thread = ts
 	}
-	f.runInvocation(ctx, o.User, "", computebot.LambdaRequest{Function: function, Payload: payload, Async: async}, o.Channel, thread)
+	if !f.step(ctx, in, stepInvoking) {
+		f.post(ctx, o.Channel, thread, reply.InvokeFailed(function, "internal error (details are in the bot's log)"), "invocation failure", "function", function)
+		return
+	}
+	f.runInvocation(ctx, o.User, "", computebot.LambdaRequest{Function: function, Payload: c.Payload, Async: c.Async}, o.Channel, thread)
 }
 
 // lookUpFunction checks that a function exists; a non-nil message is the
@@ -95,6 +109,7 @@ func (f *Flow) runInvocation(ctx context.Context, actor, requestID string, l com
 	limit := f.cfg.Lambda.Timeout.Duration()
 	ictx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
+	crash.Point("before-invoke")
 	res, err := f.cloud.Invoke(ictx, computebot.Invocation{Function: l.Function, Payload: []byte(l.Payload), Async: l.Async})
 	post := func(m reply.Message) {
 		f.post(ctx, channel, thread, m, "invocation result", "function", l.Function, "request_id", requestID)
@@ -179,10 +194,9 @@ func (f *Flow) invokeApproved(ctx context.Context, id string, resume bool) {
 
 // admitLambda checks that an approval-gated function exists and makes the
 // request pending.
-func (f *Flow) admitLambda(ctx context.Context, r *computebot.Request) *computebot.Request {
+func (f *Flow) admitLambda(ctx context.Context, r *computebot.Request) (*computebot.Request, error) {
 	if why := f.lookUpFunction(ctx, r.Lambda.Function); why != nil {
-		f.refuse(ctx, r, *why)
-		return nil
+		return nil, f.refuse(ctx, r, *why)
 	}
 	// Lambda requests always need an approver: never auto-approved.
 	return f.settleNew(ctx, r.ID, false, nil)

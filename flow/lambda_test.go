@@ -179,10 +179,13 @@ func TestInvoke(t *testing.T) {
 			e.cloud.addFunction(fn("report-daily"))
 			tc.setup(e)
 			o := e.slashOrigin(ana)
+			var ans flow.Answer
 			if tc.thread != "" {
 				o = e.mentionOrigin(ana, channel, tc.thread)
+				ans = e.mention(o, "lambda invoke "+tc.args)
+			} else {
+				ans = e.slash(o, "/lambda", "invoke "+tc.args)
 			}
-			ans := e.slash(o, "/lambda", "invoke "+tc.args)
 			if ans.Reply != nil || ans.Outcome != "accepted" {
 				t.Fatalf("Accept = %+v", ans)
 			}
@@ -306,26 +309,42 @@ func TestInvokeRefusals(t *testing.T) {
 }
 
 // TestInvokeRulesChanged: a command accepted under one set of rules and run
-// under another (the config was reloaded in between) follows the new ones.
+// under another (the config was reloaded in between) follows the new ones:
+// its job decides again. (That a refusal under the new rules is told is
+// TestBugRefusedOnRerunUntold, in bugs_test.go: it is not.)
 func TestInvokeRulesChanged(t *testing.T) {
 	for _, tc := range []struct {
-		name   string
-		change func(c *config.Config)
-		want   reply.Message
+		name    string
+		change  func(c *config.Config)
+		request bool // it became a request to approve
 	}{
-		{"now needs approval", func(c *config.Config) { c.Lambda.RequireApproval = []string{"report-*"} }, reply.InvokeNeedsApproval("report-daily")},
-		{"now outside the allowlist", func(c *config.Config) { c.Lambda.AllowedFunctions = []string{"deploy-*"} }, reply.FunctionNotFound("report-daily")},
+		{"now needs approval", func(c *config.Config) { c.Lambda.RequireApproval = []string{"report-*"} }, true},
+		{"now outside the allowlist", func(c *config.Config) { c.Lambda.AllowedFunctions = []string{"deploy-*"} }, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t)
 			e.cloud.addFunction(fn("report-daily"))
-			o := e.slashOrigin(ana)
-			ans := e.f.Accept(e.ctx, o, parse(t, "/lambda", "invoke report-daily"))
+			env, ans := e.accept(e.slashOrigin(ana), slashInput("/lambda", "invoke report-daily"))
 			tc.change(e.cfg)
 			e.f.Run(e.ctx, *ans.Job)
-			e.told(o, tc.want)
 			if n := len(e.cloud.invoked()); n != 0 {
 				t.Errorf("%d invocations", n)
+			}
+			r := e.store.last()
+			if tc.request {
+				if r == nil || r.State != sPending || r.Lambda == nil || r.Lambda.Function != "report-daily" {
+					t.Fatalf("request %+v, want one pending for report-daily", r)
+				}
+				top := e.chat.posts(channel, "")
+				if len(top) != 1 {
+					t.Fatalf("top-level posts %q", texts(top))
+				}
+				sameMessage(t, "request message", top[0].Msg, reply.RequestMessage(r))
+			} else if r != nil || len(e.chat.allPosts()) != 0 {
+				t.Errorf("request %+v, posts %q: want neither", r, texts(e.chat.allPosts()))
+			}
+			if in := e.store.intent(env.ID); in.State != computebot.IntentDone {
+				t.Errorf("intent %s, want done", in.State)
 			}
 		})
 	}

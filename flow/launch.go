@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/computebot/computebot"
+	"github.com/computebot/computebot/internal/crash"
 	"github.com/computebot/computebot/policy"
 	"github.com/computebot/computebot/reply"
 )
@@ -83,7 +84,7 @@ func (f *Flow) launch(ctx context.Context, id string, resume bool) {
 	f.audit.Record(ctx, computebot.AuditEntry{Actor: r.DecidedByOrPolicy(), Action: "launch", RequestID: id, Target: inst.ID, Result: "ok",
 		Detail: fmt.Sprintf("%s for %s", r.Launch.InstanceType, r.Requester)})
 	f.post(ctx, r.ChannelID, r.MessageTS, reply.Pending(r), "pending", "request_id", id)
-	f.startWaiter(id)
+	f.startWaiter(id, false)
 }
 
 // stillWithinQuota counts the quota again right before RunInstances, now
@@ -111,7 +112,7 @@ func (f *Flow) stillWithinQuota(ctx context.Context, r *computebot.Request) bool
 		if cur.AutoApproved {
 			cur.State, cur.Failure = computebot.RequestRefused, why.Text
 		} else {
-			cur.State, cur.DecidedBy, cur.DecidedAt = computebot.RequestPending, "", time.Time{}
+			cur.State, cur.DecidedBy, cur.DecidedAt, cur.DecidedIn = computebot.RequestPending, "", time.Time{}, ""
 		}
 		return nil
 	})
@@ -143,7 +144,11 @@ func (f *Flow) runInstance(ctx context.Context, r *computebot.Request) (computeb
 	var err error
 	for attempt := 1; attempt <= f.opts.LaunchAttempts; attempt++ {
 		var inst computebot.Instance
+		crash.Point("before-run-instances")
 		inst, err = f.cloud.Launch(ctx, spec)
+		if err == nil {
+			crash.Point("after-run-instances") // launched, the instance ID not saved
+		}
 		if err == nil || !computebot.Transient(err) {
 			return inst, err
 		}
@@ -214,9 +219,10 @@ func (f *Flow) fail(ctx context.Context, r *computebot.Request, why, code string
 }
 
 // startWaiter waits for the instance in the background: waiting can take
-// minutes and must not hold a worker.
-func (f *Flow) startWaiter(id string) {
-	f.background(func(ctx context.Context) { f.waitRunning(ctx, id) })
+// minutes and must not hold a worker. resumed: a previous process was
+// waiting already, and may have posted the IP reply before it died.
+func (f *Flow) startWaiter(id string, resumed bool) {
+	f.background(func(ctx context.Context) { f.waitRunning(ctx, id, resumed) })
 }
 
 // pollResult says how a pollInstance ended.
@@ -254,7 +260,7 @@ func (f *Flow) pollInstance(ctx context.Context, id string, check func(computebo
 
 // waitRunning posts the connection details as soon as the request's
 // instance runs.
-func (f *Flow) waitRunning(ctx context.Context, id string) {
+func (f *Flow) waitRunning(ctx context.Context, id string, resumed bool) {
 	r, err := f.store.Request(ctx, id)
 	if err != nil || r.State != computebot.RequestLaunched {
 		return
@@ -266,7 +272,7 @@ func (f *Flow) waitRunning(ctx context.Context, id string) {
 			f.log.Debug("poll instance", "request_id", id, "instance", instanceID, "err", err)
 			return false
 		case inst.State == computebot.InstanceRunning:
-			f.ready(ctx, r, inst)
+			f.ready(ctx, r, inst, resumed)
 			return true
 		case inst.State == computebot.InstanceTerminated || inst.State == computebot.InstanceShuttingDown:
 			f.fail(ctx, r, reply.TerminatedBeforeRunning(instanceID, inst.State), "Terminated")
@@ -279,13 +285,18 @@ func (f *Flow) waitRunning(ctx context.Context, id string) {
 	}
 }
 
-// ready posts the IP reply and records the request done.
-func (f *Flow) ready(ctx context.Context, r *computebot.Request, inst computebot.Instance) {
+// ready posts the IP reply and records the request done. The reply is
+// posted before the record, so a crash in between is no lost reply; and
+// once: a resumed wait first looks for the reply the previous process may
+// have posted, and adopts it.
+func (f *Flow) ready(ctx context.Context, r *computebot.Request, inst computebot.Instance, resumed bool) {
 	r.Launch.PublicIP, r.Launch.PrivateIP = inst.PublicIP, inst.PrivateIP
-	// Post before recording: a crash in between repeats the reply on the
-	// next start rather than losing it.
 	user := reply.SSHUser(f.cfg.Launch.SSHUser, r.Launch.ImageName)
-	f.post(ctx, r.ChannelID, r.MessageTS, reply.Ready(r, user, f.cfg.Launch.KeyName), "ready", "request_id", r.ID)
+	msg := reply.Ready(r, user, f.cfg.Launch.KeyName)
+	if !resumed || f.findPosted(ctx, r.ChannelID, r.MessageTS, msg.Key, r.DecidedAt) == "" {
+		f.post(ctx, r.ChannelID, r.MessageTS, msg, "ready", "request_id", r.ID)
+		crash.Point("post-ready") // posted, the request not recorded done
+	}
 	r, err := f.store.UpdateRequest(ctx, r.ID, func(cur *computebot.Request) error {
 		if cur.State != computebot.RequestLaunched {
 			return computebot.ErrConflict

@@ -45,8 +45,17 @@ func NewNotices(chat Chat, notifyChannel string, interval time.Duration, log *sl
 // PostNotice posts an idle or lease notice: in the instance's request
 // thread, else a DM to the owner, else notify_channel. Posts are paced per
 // channel so a burst of notices stays under Slack's rate limit.
+//
+// A settled notice is posted only when its first post never completed (a
+// crash in between): then the first post may well be in Slack, so it is
+// looked for (by its key) and updated, rather than posted again.
 func (s *Notices) PostNotice(ctx context.Context, n idle.Notice) (string, string, error) {
 	msg := reply.IdleNotice(n)
+	if n.State != idle.StateNoticed {
+		if ch, ts, ok := s.find(ctx, n, msg.Key); ok {
+			return ch, ts, s.chat.Update(ctx, ch, ts, msg)
+		}
+	}
 	var tried []error
 	try := func(channel, thread string) (string, bool) {
 		if err := s.pace.wait(ctx, channel); err != nil {
@@ -83,6 +92,36 @@ func (s *Notices) PostNotice(ctx context.Context, n idle.Notice) (string, string
 	return "", "", fmt.Errorf("flow: post notice for %s: nowhere to post: %w", n.InstanceID, errors.Join(tried...))
 }
 
+// find looks for a notice's first post where PostNotice posts: the request
+// thread, the owner's DM, notify_channel.
+func (s *Notices) find(ctx context.Context, n idle.Notice, key string) (channel, ts string, ok bool) {
+	since := n.NoticedAt.Add(-time.Minute)
+	look := func(ch, thread string) bool {
+		if ch == "" {
+			return false
+		}
+		found, err := s.chat.FindMessage(ctx, ch, thread, key, since)
+		if err != nil {
+			if !errors.Is(err, computebot.ErrNotFound) {
+				s.log.Warn("look for a notice's first post", "instance", n.InstanceID, "err", err)
+			}
+			return false
+		}
+		channel, ts = ch, found
+		return true
+	}
+	if look(n.RequestChannel, n.RequestThread) {
+		return channel, ts, true
+	}
+	if n.Owner != "" {
+		if dm, err := s.chat.DM(ctx, n.Owner); err == nil && look(dm, "") {
+			return channel, ts, true
+		}
+	}
+	ok = look(s.notifyChannel, "")
+	return channel, ts, ok
+}
+
 // UpdateNotice re-renders a posted notice (kept, stopped, cancelled).
 func (s *Notices) UpdateNotice(ctx context.Context, n idle.Notice) error {
 	if n.Channel == "" || n.TS == "" {
@@ -103,12 +142,26 @@ func (s *Notices) Announce(ctx context.Context, n idle.Notice) error {
 	return err
 }
 
-// noticeButton authorizes the clicker of Keep running or Stop now (owner or
-// approver, like any other action on the instance) and hands the click to
-// the scheduler.
-func (f *Flow) noticeButton(ctx context.Context, o Origin, c noticeCommand) {
+// noticeButton carries out Keep running or Stop now: the button must be
+// on the notice's own message, the clicker is authorized like any other
+// action on the instance (owner or approver), and the scheduler acts. Run
+// again after a restart (stepStarted), a click whose effect is already
+// there (kept by this clicker, stopped) is done without a word.
+func (f *Flow) noticeButton(ctx context.Context, in *computebot.Intent, o Origin, c noticeCommand) {
+	defer f.finish(ctx, in)
 	if f.idle == nil {
 		f.tell(ctx, o, reply.IdleNotRunning())
+		return
+	}
+	n, err := f.idle.Notice(ctx, c.instanceID)
+	if err == nil && n.TS != "" && (n.Channel != o.Channel || n.TS != c.messageTS) {
+		f.log.Warn("click refused: its instance is not the clicked notice's", "instance", c.instanceID, "user", o.User)
+		f.tell(ctx, o, reply.ClickNotOnItsMessage())
+		return
+	}
+	rerun := in.Step == stepStarted
+	if rerun && err == nil && ((c.keep && n.State == idle.StateKept && n.SettledBy == o.User) ||
+		(!c.keep && (n.State == idle.StateStopped || n.State == idle.StateStopping))) {
 		return
 	}
 	kind := policy.ActionStop
@@ -128,7 +181,10 @@ func (f *Flow) noticeButton(ctx context.Context, o Origin, c noticeCommand) {
 		f.tell(ctx, o, reply.Refusal(d.Refusal))
 		return
 	}
-	var n idle.Notice
+	if !rerun && !f.step(ctx, in, stepStarted) {
+		f.tell(ctx, o, reply.NoticeButtonFailed(errors.New("could not record the click")))
+		return
+	}
 	if c.keep {
 		n, err = f.idle.Keep(ctx, inst.ID, o.User)
 	} else {

@@ -22,21 +22,15 @@ func TestShutdownDuringRetry(t *testing.T) {
 	f := e.restart()
 	f.Start(e.ctx)
 	e.cloud.failNext(cLaunch, awsErr("RequestLimitExceeded", "AWS is throttling requests.", true))
-	cmd, err := flow.Click(reply.ActionApprove, r.ID, r.MessageTS)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.Submit(*f.Accept(e.ctx, e.clickOrigin(bo, channel, r.MessageTS), cmd).Job)
+	f.Submit(*f.Accept(e.ctx, e.envelope(e.clickOrigin(bo, channel, r.MessageTS), clickInput(reply.ActionApprove, r.ID, r.MessageTS))).Job)
 	waitFor(t, "the first attempt", func() bool { return len(e.cloud.launchSpecs()) == 1 })
 	f.Stop()
 	if got := e.store.get(r.ID); got.State != sExecuting || got.Failure != "" {
 		t.Fatalf("after Stop: %s %q, want executing, to be resumed", got.State, got.Failure)
 	}
 
-	f = e.restart()
-	for _, j := range f.Resume(e.ctx) {
-		f.Run(e.ctx, j)
-	}
+	e.restart()
+	e.resume()
 	e.waitState(r.ID, sDone)
 	specs := e.cloud.launchSpecs()
 	if len(specs) != 2 || specs[1].ClientToken != specs[0].ClientToken || e.cloud.instanceCount() != 1 {
@@ -58,18 +52,8 @@ func TestStoreWriteFailures(t *testing.T) {
 		requests int // request messages posted in all
 		readies  int // ready messages posted in all
 	}{
-		{
-			name: "admission", args: "t2.micro", fail: func(r *computebot.Request) bool { return r.State == sPending },
-			stuck: sNew, final: sPending, requests: 1,
-		},
-		{
-			name: "the request message's ts", args: "t2.micro", fail: func(r *computebot.Request) bool { return r.MessageTS != "" },
-			stuck: sPending, final: sPending, requests: 2, // posted again: the first one's buttons still work
-		},
-		{
-			name: "an auto-approved request's message ts", args: "t3.medium", fail: func(r *computebot.Request) bool { return r.MessageTS != "" },
-			stuck: sApproved, final: sDone, requests: 2, readies: 1,
-		},
+		// The admission's own writes: TestBugAdmissionWriteFailureFinishes
+		// (bugs_test.go).
 		{
 			name: "the start of the launch", args: "t2.micro", fail: func(r *computebot.Request) bool { return r.State == sExecuting },
 			stuck: sApproved, final: sDone, requests: 1, readies: 1,
@@ -80,7 +64,8 @@ func TestStoreWriteFailures(t *testing.T) {
 		},
 		{
 			name: "done", args: "t2.micro", fail: func(r *computebot.Request) bool { return r.State == sDone },
-			stuck: sLaunched, final: sDone, requests: 1, readies: 2, // said again rather than lost
+			// The resumed wait finds the reply the first one posted.
+			stuck: sLaunched, final: sDone, requests: 1, readies: 1,
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -98,10 +83,8 @@ func TestStoreWriteFailures(t *testing.T) {
 			}
 			e.store.failWrites(nil)
 
-			f := e.restart()
-			for _, j := range f.Resume(e.ctx) {
-				f.Run(e.ctx, j)
-			}
+			e.restart()
+			e.resume()
 			r = e.waitState(r.ID, tc.final)
 			if tc.final == sPending {
 				e.decide(r, bo, true)
@@ -168,12 +151,12 @@ func TestChatTrouble(t *testing.T) {
 	}
 }
 
-// TestJobsRunTwice: a job that runs again (a redelivery, a resume racing
-// the original) changes nothing the second time.
+// TestJobsRunTwice: a job that runs again (a resume racing the original)
+// changes nothing the second time.
 func TestJobsRunTwice(t *testing.T) {
 	t.Run("admission", func(t *testing.T) {
 		e := newEnv(t)
-		ans := e.f.Accept(e.ctx, e.slashOrigin(ana), parse(t, "/launch", "t2.micro"))
+		_, ans := e.accept(e.slashOrigin(ana), slashInput("/launch", "t2.micro"))
 		e.f.Run(e.ctx, *ans.Job)
 		e.f.Run(e.ctx, *ans.Job)
 		if n := len(e.chat.allPosts()); n != 2 {
@@ -184,7 +167,7 @@ func TestJobsRunTwice(t *testing.T) {
 		e := newEnv(t)
 		e.cloud.failAlways(cInstanceType, awsErr("InvalidInstanceType", "no such type.", false))
 		o := e.slashOrigin(ana)
-		ans := e.f.Accept(e.ctx, o, parse(t, "/launch", "t2.micro"))
+		_, ans := e.accept(o, slashInput("/launch", "t2.micro"))
 		e.f.Run(e.ctx, *ans.Job)
 		e.f.Run(e.ctx, *ans.Job)
 		e.told(o, reply.TypeLookupFailed("t2.micro", "no such type."))
@@ -210,15 +193,17 @@ func TestJobsRunTwice(t *testing.T) {
 	t.Run("decision", func(t *testing.T) {
 		e := newEnv(t)
 		r, _ := e.request(ana, "t2.micro")
-		cmd, _ := flow.Click(reply.ActionApprove, r.ID, r.MessageTS)
 		o := e.clickOrigin(bo, channel, r.MessageTS)
-		ans := e.f.Accept(e.ctx, o, cmd)
+		_, ans := e.accept(o, clickInput(reply.ActionApprove, r.ID, r.MessageTS))
 		e.f.Run(e.ctx, *ans.Job)
 		e.f.Run(e.ctx, *ans.Job)
-		r = e.waitState(r.ID, sDone)
-		e.told(o, reply.AlreadyDecided(r))
+		e.waitState(r.ID, sDone)
+		e.told(o) // its intent was done: the second run is nothing
 		if n := len(e.cloud.launchSpecs()); n != 1 {
 			t.Errorf("%d RunInstances calls, want 1", n)
+		}
+		if got := e.auditActions(); len(got) != 2 {
+			t.Errorf("audit %q, want one approval and one launch", got)
 		}
 	})
 }

@@ -108,12 +108,25 @@ func NewAuditor(store computebot.Store, log *slog.Logger) *Auditor {
 // Record writes an entry. A failing write is logged loudly but does not
 // undo what already happened in the cloud; it is not cut short by the
 // caller's cancellation either.
+//
+// The entry is also a structured log line, so that it reaches the log
+// system even when the store is lost: message "audit", audit=true, and the
+// entry's fields (actor, action, request_id, target, result, detail). The
+// line's own time is the entry's, so a JSON handler writes one "time" key,
+// and log queries on it match the store.
 func (a *Auditor) Record(ctx context.Context, e computebot.AuditEntry) {
 	if e.Time.IsZero() {
 		e.Time = a.now()
 	}
-	a.log.Info("audit", "actor", e.Actor, "action", e.Action, "request_id", e.RequestID,
-		"target", e.Target, "result", e.Result, "detail", e.Detail)
+	if lctx := context.WithoutCancel(ctx); a.log.Enabled(lctx, slog.LevelInfo) {
+		r := slog.NewRecord(e.Time, slog.LevelInfo, "audit", 0)
+		r.AddAttrs(slog.Bool("audit", true), slog.String("actor", e.Actor), slog.String("action", e.Action),
+			slog.String("request_id", e.RequestID), slog.String("target", e.Target),
+			slog.String("result", e.Result), slog.String("detail", e.Detail))
+		if err := a.log.Handler().Handle(lctx, r); err != nil {
+			a.log.Error("audit log line failed", "request_id", e.RequestID, "action", e.Action, "err", err)
+		}
+	}
 	if err := a.store.Audit(context.WithoutCancel(ctx), e); err != nil {
 		a.log.Error("audit write failed", "request_id", e.RequestID, "action", e.Action, "err", err)
 	}

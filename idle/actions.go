@@ -311,6 +311,20 @@ func (s *Scheduler) show(ctx context.Context, n Notice) {
 	}
 }
 
+// Notice returns an instance's notice: an error wrapping ErrNoNotice when
+// it has none.
+func (s *Scheduler) Notice(ctx context.Context, instanceID string) (Notice, error) {
+	var n Notice
+	err := s.kv.Get(ctx, NoticesBucket, instanceID, &n)
+	switch {
+	case errors.Is(err, computebot.ErrNotFound):
+		return Notice{}, &NoNoticeError{InstanceID: instanceID}
+	case err != nil:
+		return Notice{}, fmt.Errorf("idle: notice of %s: %w", instanceID, err)
+	}
+	return n, nil
+}
+
 // Keep is Keep running, by actor (the caller has authorized the click): an
 // idle instance is snoozed until now + snooze; a lease is extended to
 // max(now, expires-at) + snooze (tag computebot:expires-at). The notice

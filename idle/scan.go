@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/computebot/computebot"
+	"github.com/computebot/computebot/internal/crash"
 )
 
 // Scan runs one full scan: it lists the running managed instances, posts a
@@ -255,6 +256,9 @@ func (s *Scheduler) post(ctx context.Context, n Notice) (bool, error) {
 	// forgotten, and be posted again after a restart.
 	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), postTimeout)
 	channel, ts, perr := s.notify.PostNotice(pctx, n)
+	if perr == nil {
+		crash.Point("post-notice") // posted, where it went not saved
+	}
 	cancel()
 	if perr == nil {
 		s.obs.IdleNoticed()

@@ -58,7 +58,7 @@ const (
 	RefuseLeaseTooLong     RefusalCode = "lease-too-long"     // Lease, MaxLease
 	RefuseNotApprover      RefusalCode = "not-approver"       // Action (approve, deny), RequestID, Approvers
 	RefuseSelfApproval     RefusalCode = "self-approval"      // RequestID, Approvers
-	RefuseApproversOnly    RefusalCode = "approvers-only"     // Action (list-all, idle), Approvers
+	RefuseApproversOnly    RefusalCode = "approvers-only"     // Action (list-all, idle, audit-log), Approvers
 	RefuseApproversUnknown RefusalCode = "approvers-unknown"  // the approver list could not be checked
 	RefuseQuota            RefusalCode = "quota"              // Owner, Actor, Count, Limit, RequestID
 	RefuseQuotaUnknown     RefusalCode = "quota-unknown"      // the running instances could not be counted
@@ -116,6 +116,7 @@ const (
 
 	ActionKeep       ActionKind = "keep"      // Keep running: snooze an idle notice
 	ActionIdleReport ActionKind = "idle"      // see the idle scheduler's report
+	ActionAuditLog   ActionKind = "audit-log" // read the audit log
 	ActionAutoStop   ActionKind = "auto-stop" // the scheduler stopping an idle or expired instance
 )
 
@@ -283,7 +284,7 @@ func (a *Authorizer) Authorize(ctx context.Context, act Action) (d Decision, err
 		}
 		return allow, nil
 
-	case ActionListAll, ActionIdleReport:
+	case ActionListAll, ActionIdleReport, ActionAuditLog:
 		ok, err := a.IsApprover(ctx, act.Actor)
 		if err != nil || !ok {
 			return deny(Refusal{Code: RefuseApproversOnly, Action: act.Kind, Actor: act.Actor, Approvers: a.Approvers()}), err

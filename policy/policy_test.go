@@ -239,3 +239,30 @@ func TestAuthorizeSchedulerAndKeep(t *testing.T) {
 		}
 	}
 }
+
+// TestAuthorizeAuditLog: only approvers read the audit log, directly or
+// through a group; a group that cannot be resolved refuses, with the error.
+func TestAuthorizeAuditLog(t *testing.T) {
+	ctx := context.Background()
+	a := newAuthz(t, nil)
+	for actor, want := range map[string]policy.Verdict{"UBO": policy.Allow, "UCARL": policy.Allow, "UEVE": policy.Deny, "": policy.Deny, computebot.SystemActor: policy.Deny} {
+		d, err := a.Authorize(ctx, policy.Action{Kind: policy.ActionAuditLog, Actor: actor})
+		if err != nil || d.Verdict != want {
+			t.Errorf("%q: %v %+v %v, want %v", actor, d.Verdict, d.Refusal, err, want)
+		}
+		if want == policy.Deny {
+			wantRefusal := policy.Refusal{Code: policy.RefuseApproversOnly, Action: policy.ActionAuditLog, Actor: actor, Approvers: []string{"UBO", "SPLATFORM"}}
+			if !reflect.DeepEqual(d.Refusal, wantRefusal) {
+				t.Errorf("%q: refusal %+v, want %+v", actor, d.Refusal, wantRefusal)
+			}
+		}
+	}
+	broken := policy.New(rules(t, nil), policy.Options{Groups: groups{}})
+	d, err := broken.Authorize(ctx, policy.Action{Kind: policy.ActionAuditLog, Actor: "UCARL"})
+	if err == nil || d.Verdict != policy.Deny || d.Refusal.Code != policy.RefuseApproversOnly {
+		t.Errorf("unresolvable group: %v %+v %v, want a refusal and the error", d.Verdict, d.Refusal, err)
+	}
+	if d, err := broken.Authorize(ctx, policy.Action{Kind: policy.ActionAuditLog, Actor: "UBO"}); err != nil || d.Verdict != policy.Allow {
+		t.Errorf("a direct approver needs no group: %v %v", d.Verdict, err)
+	}
+}

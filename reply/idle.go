@@ -59,7 +59,7 @@ func IdleNotice(n idle.Notice) Message {
 		blocks = append(blocks, Block{Kind: Context, Text: outcome})
 		text += ": " + outcome
 	}
-	return Message{Text: text, Blocks: blocks}
+	return Message{Text: text, Blocks: blocks, Key: NoticeKey(n.InstanceID, n.Episode)}
 }
 
 // noticeOutcome is the line shown where a settled notice's buttons were.

@@ -51,7 +51,7 @@ func RequestMessage(r *computebot.Request) Message {
 		blocks = append(blocks, Block{Kind: Context, Text: outcome})
 		text += ": " + outcome
 	}
-	return Message{Text: text, Blocks: blocks}
+	return Message{Text: text, Blocks: blocks, Key: RequestKey(r.ID)}
 }
 
 // launchOf is a launch request's payload, empty for a request without one,
@@ -227,6 +227,7 @@ func Ready(r *computebot.Request, sshUser, keyName string) Message {
 			{Kind: Section, Text: text},
 			{Kind: Context, Text: fmt.Sprintf("Lease ends %s.", Date(ends))},
 		},
+		Key: ReadyKey(r.ID),
 	}
 }
 
@@ -330,6 +331,12 @@ func SaveFailed() Message {
 // UnknownRequest answers a click on a request this store has never seen.
 func UnknownRequest(id string) Message {
 	return Plain(fmt.Sprintf("I don't know request `%s`; it may come from another computebot installation.", id))
+}
+
+// ClickNotOnItsMessage answers a click whose button names a request other
+// than the one its message shows (a crafted or garbled click).
+func ClickNotOnItsMessage() Message {
+	return Plain("That button does not belong to the message it was clicked on, so nothing was done. Use the buttons on the request's own message.")
 }
 
 // ClickFailed answers a click the bot could not look up (its store failed).

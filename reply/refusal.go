@@ -55,6 +55,9 @@ func RefusalText(r policy.Refusal) string {
 		if r.Action == policy.ActionIdleReport {
 			return fmt.Sprintf("Only approvers can see the idle report (%s).", Mentions(r.Approvers))
 		}
+		if r.Action == policy.ActionAuditLog {
+			return fmt.Sprintf("Only approvers can read the audit log (%s).", Mentions(r.Approvers))
+		}
 		return fmt.Sprintf("Only approvers can list everyone's instances (%s). `/instances` without `--all` lists yours.", Mentions(r.Approvers))
 	case policy.RefuseFunctionNotFound:
 		return FunctionNotFound(r.Function).Text

@@ -37,6 +37,19 @@ type Message struct {
 	// readers; it must make sense on its own.
 	Text   string
 	Blocks []Block
+	// Key names the messages whose loss or repeat matters (a request's
+	// message, its IP reply, an idle notice: RequestKey, ReadyKey,
+	// NoticeKey), so that a post a crashed run made can be found and
+	// adopted instead of posted again; "" for the others. The adapter
+	// carries it with the message (on Slack, as message metadata).
+	Key string
+}
+
+// Keys of the messages that are posted exactly once.
+func RequestKey(requestID string) string { return "request/" + requestID }
+func ReadyKey(requestID string) string   { return "ready/" + requestID }
+func NoticeKey(instanceID, episode string) string {
+	return "notice/" + instanceID + "/" + episode
 }
 
 // Block is one visual block of a message.

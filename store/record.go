@@ -28,6 +28,7 @@ type requestRecord struct {
 	AutoApproved      bool      `json:"auto_approved,omitempty"`
 	DecidedBy         string    `json:"decided_by,omitempty"`
 	DecidedAt         time.Time `json:"decided_at,omitzero"`
+	DecidedIn         string    `json:"decided_in,omitempty"`
 	CreatedAt         time.Time `json:"created_at,omitzero"`
 	ApprovalExpiresAt time.Time `json:"approval_expires_at,omitzero"`
 	UpdatedAt         time.Time `json:"updated_at,omitzero"`
@@ -77,6 +78,7 @@ func toRequestRecord(r *computebot.Request) requestRecord {
 		AutoApproved:      r.AutoApproved,
 		DecidedBy:         r.DecidedBy,
 		DecidedAt:         r.DecidedAt.UTC(),
+		DecidedIn:         r.DecidedIn,
 		CreatedAt:         r.CreatedAt.UTC(),
 		ApprovalExpiresAt: r.ApprovalExpiresAt.UTC(),
 		UpdatedAt:         r.UpdatedAt.UTC(),
@@ -109,6 +111,7 @@ func (rec *requestRecord) request() *computebot.Request {
 		AutoApproved:      rec.AutoApproved,
 		DecidedBy:         rec.DecidedBy,
 		DecidedAt:         rec.DecidedAt,
+		DecidedIn:         rec.DecidedIn,
 		CreatedAt:         rec.CreatedAt,
 		ApprovalExpiresAt: rec.ApprovalExpiresAt,
 		UpdatedAt:         rec.UpdatedAt,

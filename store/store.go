@@ -131,6 +131,7 @@ var (
 	requestsBucket = []byte("requests")
 	auditBucket    = []byte("audit")
 	kvBucket       = []byte("kv")
+	intentsBucket  = []byte("intents")
 
 	schemaVersionKey = []byte("schema_version")
 )
@@ -293,7 +294,7 @@ func (db *DB) init() error {
 			// Logged before the commit; should it fail, Open says so.
 			db.log.Info("store migrated", "from_schema", version, "to_schema", version+1, "records", n)
 		}
-		for _, name := range [][]byte{requestsBucket, auditBucket, kvBucket} {
+		for _, name := range [][]byte{requestsBucket, auditBucket, kvBucket, intentsBucket} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
 			}
@@ -387,79 +388,26 @@ func validID(id string) bool { return id != "" && len(id) <= bolt.MaxKeySize }
 // Version is set to 1 and zero CreatedAt and UpdatedAt to now, on r too,
 // so that the caller sees what was stored.
 func (db *DB) CreateRequest(ctx context.Context, r *computebot.Request) error {
-	if !validID(r.ID) {
-		return fmt.Errorf("store: create request: invalid ID %.40q", r.ID)
+	_, err := db.requests().create(ctx, r)
+	return err
+}
+
+// requests is the table of requests.
+func (db *DB) requests() table[computebot.Request] {
+	return table[computebot.Request]{
+		db: db, bucket: requestsBucket, what: "request",
+		fields: func(r *computebot.Request) header {
+			return header{id: &r.ID, version: &r.Version, created: &r.CreatedAt, updated: &r.UpdatedAt}
+		},
+		encode: func(r *computebot.Request) ([]byte, error) { return json.Marshal(toRequestRecord(r)) },
+		decode: decodeRequest,
 	}
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("store: create request %s: %w", r.ID, err)
-	}
-	created, updated := r.CreatedAt, r.UpdatedAt
-	if created.IsZero() || updated.IsZero() {
-		now := time.Now().UTC()
-		if created.IsZero() {
-			created = now
-		}
-		if updated.IsZero() {
-			updated = now
-		}
-	}
-	rec := toRequestRecord(r)
-	rec.Version = 1
-	rec.CreatedAt, rec.UpdatedAt = created.UTC(), updated.UTC()
-	// Encoded here, not in the transaction: JSON work then runs in the
-	// callers in parallel, not serially under bbolt's write lock.
-	val, err := json.Marshal(rec)
-	if err != nil {
-		return fmt.Errorf("store: create request %s: %w", r.ID, err)
-	}
-	key := []byte(r.ID)
-	var refused error
-	err = db.write(func(tx *bolt.Tx) error {
-		refused = nil // a rerun decides afresh
-		b := tx.Bucket(requestsBucket)
-		if b.Get(key) != nil {
-			refused = computebot.ErrExists
-			return nil // see write
-		}
-		return b.Put(key, val)
-	})
-	if err == nil {
-		err = refused
-	}
-	if err != nil {
-		return fmt.Errorf("store: create request %s: %w", r.ID, err)
-	}
-	r.Version = 1
-	r.CreatedAt, r.UpdatedAt = created, updated
-	return nil
 }
 
 // Request returns a fresh copy of the stored request; the error wraps
 // computebot.ErrNotFound when there is none.
 func (db *DB) Request(ctx context.Context, id string) (*computebot.Request, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("store: get request %s: %w", id, err)
-	}
-	r, err := db.readRequest(id)
-	if err != nil {
-		return nil, fmt.Errorf("store: get request %s: %w", id, err)
-	}
-	return r, nil
-}
-
-// readRequest reads and decodes one request.
-func (db *DB) readRequest(id string) (*computebot.Request, error) {
-	var r *computebot.Request
-	err := db.view(func(tx *bolt.Tx) error {
-		v := tx.Bucket(requestsBucket).Get([]byte(id))
-		if v == nil {
-			return computebot.ErrNotFound
-		}
-		var err error
-		r, err = decodeRequest(v)
-		return err
-	})
-	return r, err
+	return db.requests().get(ctx, id)
 }
 
 // UpdateRequest is the compare-and-set every state transition goes
@@ -483,93 +431,18 @@ func (db *DB) readRequest(id string) (*computebot.Request, error) {
 // fn runs outside any transaction (the version check makes that safe),
 // so a slow fn delays no other writer; it should still be quick.
 func (db *DB) UpdateRequest(ctx context.Context, id string, fn func(*computebot.Request) error) (*computebot.Request, error) {
-	key := []byte(id)
-	for attempt := 1; ; attempt++ {
-		if err := ctx.Err(); err != nil {
-			return nil, fmt.Errorf("store: update request %s: %w", id, err)
-		}
-		if attempt > maxAttempts {
-			return nil, fmt.Errorf("store: update request %s: lost the race %d times: %w", id, maxAttempts, computebot.ErrConflict)
-		}
-		r, err := db.readRequest(id)
-		if err != nil {
-			return nil, fmt.Errorf("store: update request %s: %w", id, err)
-		}
-		read := r.Version
-		if err := fn(r); err != nil {
-			return nil, err
-		}
-		if r.ID != id {
-			return nil, fmt.Errorf("store: update request %s: fn changed the request ID to %q", id, r.ID)
-		}
-		r.Version = read + 1
-		r.UpdatedAt = time.Now().UTC()
-		val, err := json.Marshal(toRequestRecord(r))
-		if err != nil {
-			return nil, fmt.Errorf("store: update request %s: %w", id, err)
-		}
-		lost := false
-		err = db.write(func(tx *bolt.Tx) error {
-			lost = false // a rerun decides afresh
-			b := tx.Bucket(requestsBucket)
-			cur := b.Get(key)
-			if cur == nil {
-				return computebot.ErrNotFound
-			}
-			stored, err := storedVersion(cur)
-			if err != nil {
-				return err
-			}
-			if stored != read {
-				lost = true
-				return nil // see write
-			}
-			return b.Put(key, val)
-		})
-		if err == nil && lost {
-			db.log.Debug("request changed concurrently; deciding again", "request", id, "attempt", attempt)
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("store: update request %s: %w", id, err)
-		}
-		return r, nil
-	}
-}
-
-// storedVersion decodes only the version of a stored request.
-func storedVersion(v []byte) (int64, error) {
-	var rec struct {
-		Version int64 `json:"version"`
-	}
-	if err := json.Unmarshal(v, &rec); err != nil {
-		return 0, fmt.Errorf("decode: %w", err)
-	}
-	return rec.Version, nil
+	return db.requests().update(ctx, id, fn)
 }
 
 // Requests returns the requests in the given states (all when none is
 // given), oldest first: by CreatedAt, then by ID so that the order is
 // stable. Resuming after a restart walks this list.
 func (db *DB) Requests(ctx context.Context, states ...computebot.RequestState) ([]*computebot.Request, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("store: list requests: %w", err)
-	}
-	var out []*computebot.Request
-	err := db.view(func(tx *bolt.Tx) error {
-		return tx.Bucket(requestsBucket).ForEach(func(k, v []byte) error {
-			r, err := decodeRequest(v)
-			if err != nil {
-				return fmt.Errorf("request %s: %w", k, err)
-			}
-			if len(states) == 0 || slices.Contains(states, r.State) {
-				out = append(out, r)
-			}
-			return nil
-		})
+	out, err := db.requests().list(ctx, func(r *computebot.Request) bool {
+		return len(states) == 0 || slices.Contains(states, r.State)
 	})
 	if err != nil {
-		return nil, fmt.Errorf("store: list requests: %w", err)
+		return nil, err
 	}
 	slices.SortFunc(out, func(a, b *computebot.Request) int {
 		if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
@@ -631,6 +504,47 @@ func (db *DB) AuditLog(ctx context.Context) ([]computebot.AuditEntry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: read audit log: %w", err)
 	}
+	return out, nil
+}
+
+// AuditSince returns the audit entries recorded at or after since, oldest
+// first. It reads the log from its end backwards and stops at the first
+// entry older than since, so it costs what it returns, not the whole log.
+//
+// That relies on the log being in time order, which it is in practice:
+// entries are appended in the order they are recorded, each stamped with
+// the time it was recorded. Should the clock step back, an entry recorded
+// before the step can be hidden behind one recorded after it that looks
+// older than since; near the boundary only, and AuditLog still has it.
+func (db *DB) AuditSince(ctx context.Context, since time.Time) ([]computebot.AuditEntry, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("store: read audit log: %w", err)
+	}
+	var out []computebot.AuditEntry
+	err := db.view(func(tx *bolt.Tx) error {
+		c := tx.Bucket(auditBucket).Cursor()
+		for k, v := c.Last(); k != nil; k, v = c.Prev() {
+			if len(out)%256 == 255 {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+			}
+			var rec auditRecord
+			if err := json.Unmarshal(v, &rec); err != nil {
+				return fmt.Errorf("entry %x: %w", k, err)
+			}
+			e := rec.entry()
+			if e.Time.Before(since) {
+				break
+			}
+			out = append(out, e)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: read audit log: %w", err)
+	}
+	slices.Reverse(out)
 	return out, nil
 }
 

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/computebot/computebot"
+	"github.com/computebot/computebot/aws"
 	"github.com/computebot/computebot/flow"
 	"github.com/computebot/computebot/internal/fakeaws"
 	"github.com/computebot/computebot/internal/fakeslack"
@@ -52,10 +53,11 @@ type bed struct {
 	main   *Main
 	stderr *syncbuf.Buffer
 	opts   flow.Options
-	// awsCallTimeout bounds each AWS call (5 s unless a test says).
-	awsCallTimeout time.Duration
-	seen           map[string]bool // requests a helper already returned
-	tune           func(*Main)
+	// awsOpts tunes the AWS client: each call is bounded by 5 s unless a
+	// test says; reads back off briefly when throttled.
+	awsOpts aws.Options
+	seen    map[string]bool // requests a helper already returned
+	tune    func(*Main)
 }
 
 type bedOption func(*bed)
@@ -64,7 +66,7 @@ type bedOption func(*bed)
 func withConfig(yaml string) bedOption { return func(b *bed) { b.cfg = yaml } }
 
 // withAWSCallTimeout bounds each AWS call.
-func withAWSCallTimeout(d time.Duration) bedOption { return func(b *bed) { b.awsCallTimeout = d } }
+func withAWSCallTimeout(d time.Duration) bedOption { return func(b *bed) { b.awsOpts.CallTimeout = d } }
 
 // withTimings tightens the workflows' timings.
 func withTimings(f func(*flow.Options)) bedOption { return func(b *bed) { f(&b.opts) } }
@@ -80,7 +82,7 @@ func newBedWith(t testing.TB, tune func(*Main), opts ...bedOption) *bed {
 	b := &bed{t: t, tune: tune, slack: fakeslack.New(), aws: fakeaws.New(), dir: t.TempDir(), cfg: baseConfig, stderr: &syncbuf.Buffer{}, seen: map[string]bool{}}
 	t.Cleanup(b.slack.Close)
 	t.Cleanup(b.aws.Close)
-	b.awsCallTimeout = 5 * time.Second
+	b.awsOpts = aws.Options{CallTimeout: 5 * time.Second, ReadBackoffMax: 20 * time.Millisecond, ReadRetryMode: aws.RetryModeStandard}
 	b.opts.PollInterval = 50 * time.Millisecond
 	b.opts.SweepInterval = 50 * time.Millisecond
 	b.opts.ShutdownTimeout = 5 * time.Second
@@ -134,7 +136,7 @@ func (b *bed) start() {
 	m.Getenv = b.env
 	m.Stderr = b.stderr
 	m.Timings = b.opts
-	m.AWSCallTimeout = b.awsCallTimeout
+	m.AWS = b.awsOpts
 	m.Listen = "127.0.0.1:0" // /healthz, /readyz, /metrics on a free port (ListenAddr)
 	if b.tune != nil {
 		b.tune(m)

@@ -27,12 +27,20 @@ type ops struct {
 	metrics   *metrics.Metrics
 	connected atomic.Bool // socket-mode connection up
 	storeOpen atomic.Bool
+	failed    atomic.Pointer[string] // set once the bot stopped on a fatal error
 	srv       *http.Server
 	ln        net.Listener
 	served    chan struct{}
 }
 
 func newOps() *ops { return &ops{metrics: metrics.New()} }
+
+// fail records that the bot stopped on a fatal error: /healthz fails, so
+// an orchestrator restarts (or flags) the process even if it lingers.
+func (o *ops) fail(err error) {
+	why := err.Error()
+	o.failed.Store(&why)
+}
 
 // ready is the /readyz answer: nil when the bot can serve.
 func (o *ops) ready() error {
@@ -68,6 +76,11 @@ func (o *ops) handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if why := o.failed.Load(); why != nil {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintln(w, "failed:", *why)
+			return
+		}
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {

@@ -35,6 +35,8 @@ func main() {
 			os.Exit(runDemo(os.Args[2:], os.Stdin, os.Stdout))
 		case "check":
 			os.Exit(runCheck(os.Args[2:], os.Stdout, os.Stderr, os.Getenv))
+		case "audit":
+			os.Exit(runAudit(os.Args[2:], os.Stdout, os.Stderr, os.Getenv))
 		case "health":
 			os.Exit(runHealth(os.Args[2:], os.Stdout, os.Getenv))
 		}
@@ -79,10 +81,11 @@ type Main struct {
 	Getenv func(string) string
 	Stderr io.Writer
 
-	// Timings, AWSCallTimeout and IdleCheckEvery let tests tighten
-	// timings; zero values keep the defaults.
+	// Timings, AWS and IdleCheckEvery let tests tighten timings; zero
+	// values keep the defaults. Of AWS, the call timeout and the read
+	// retries are used (the region comes from the config).
 	Timings        flow.Options
-	AWSCallTimeout time.Duration // bounds each AWS call (aws.Options.CallTimeout)
+	AWS            aws.Options
 	IdleCheckEvery time.Duration
 	// WrapObserver, when set, wraps what observes the Slack adapter
 	// (metrics and readiness), for tests that want to see it too.
@@ -119,7 +122,7 @@ func (m *Main) ParseFlags(args []string) error {
 	}
 	fs.StringVar(&m.Listen, "listen", listen, `address of /healthz, /readyz and /metrics ("" to disable); env COMPUTEBOT_LISTEN`)
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: computebot [--listen ADDR] [--log-level LEVEL] --config FILE\n       computebot demo            (the whole product in this terminal: no Slack app, no AWS account)\n       computebot check --config FILE\n       computebot version\n\nSecrets come from the environment: SLACK_BOT_TOKEN, SLACK_APP_TOKEN.\nSLACK_API_URL overrides the Slack Web API base URL; AWS uses the SDK's default chain (AWS_REGION, AWS_ENDPOINT_URL, …).")
+		fmt.Fprintln(fs.Output(), "usage: computebot [--listen ADDR] [--log-level LEVEL] --config FILE\n       computebot demo            (the whole product in this terminal: no Slack app, no AWS account)\n       computebot check --config FILE\n       computebot audit --config FILE [--since 7d] [--json]   (read the audit log; the bot must be stopped)\n       computebot version\n\nSecrets come from the environment: SLACK_BOT_TOKEN, SLACK_APP_TOKEN.\nSLACK_API_URL overrides the Slack Web API base URL; AWS uses the SDK's default chain (AWS_REGION, AWS_ENDPOINT_URL, …).")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -170,7 +173,9 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	m.ops.storeOpen.Store(true)
 	m.ops.metrics.PendingRequests(pendingRequests(db))
 
-	cloud, err := aws.New(ctx, aws.Options{Region: cfg.AWS.Region, CallTimeout: m.AWSCallTimeout, Logger: m.log, OnCall: m.ops.metrics.AWSCall})
+	awsOpts := m.AWS
+	awsOpts.Region, awsOpts.Logger, awsOpts.OnCall = cfg.AWS.Region, m.log, m.ops.metrics.AWSCall
+	cloud, err := aws.New(ctx, awsOpts)
 	if err != nil {
 		return fmt.Errorf("aws: %w", err)
 	}
@@ -180,6 +185,12 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		observer = m.WrapObserver(observer)
 	}
 	chat := bot.NewChat(bot.ChatOptions{APIURL: m.Getenv("SLACK_API_URL"), BotToken: botToken, AppToken: appToken, Observer: observer})
+	tctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	err = chat.CheckTokens(tctx) // a revoked or wrong bot token stops the start here, saying so
+	cancel()
+	if err != nil {
+		return err
+	}
 	t := m.Timings
 	authz := policy.New(cfg, policy.Options{Groups: chat, Usage: flow.NewUsage(cloud, db), Logger: m.log})
 	prices := flow.NewPrices(cloud, cfg.Launch.Prices, m.log)
@@ -212,7 +223,11 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	m.cancel, m.idle, m.flow = cancel, sched, f
 	f.Start(runCtx)
 	go func() {
-		m.done <- b.Run(runCtx)
+		err := b.Run(runCtx)
+		if err != nil {
+			m.ops.fail(err) // /healthz fails from here on
+		}
+		m.done <- err
 		close(m.done)
 	}()
 	sched.Start(runCtx)

@@ -261,6 +261,12 @@ func parseTags(v map[string][]string, prefix string) (map[string]string, *apiErr
 	return tags, nil
 }
 
+// ec2RunInstances launches, idempotently per ClientToken as AWS does: the
+// same token with the same parameters answers the instances the first
+// successful call launched, in their current state (also once terminated:
+// AWS keeps a token's result for at least 24 hours after termination, the
+// fake for ever); with other parameters IdempotentParameterMismatch. A call
+// that failed does not use its token up; an empty token is no token.
 func ec2RunInstances(s *Server, req *request) (*response, *apiError) {
 	spec, aerr := parseLaunchSpec(req)
 	if aerr != nil {

@@ -154,6 +154,31 @@ func TestRunInstancesClientTokenIdempotency(t *testing.T) {
 	}
 }
 
+// TestRunInstancesClientTokenOutlivesTermination: AWS keeps a token's
+// result after the instances terminate (for at least 24 hours), so a late
+// retry gets the terminated instance back instead of a new launch.
+func TestRunInstancesClientTokenOutlivesTermination(t *testing.T) {
+	s := newFake(t)
+	c := ec2Client(s)
+	first := launch(t, c, "req-7")
+	id := aws.ToString(first.InstanceId)
+	if _, err := c.TerminateInstances(ctx(t), &ec2.TerminateInstancesInput{InstanceIds: []string{id}}); err != nil {
+		t.Fatal(err)
+	}
+	describeOne(t, c, id) // shutting-down → terminated
+	again := launch(t, c, "req-7")
+	if aws.ToString(again.InstanceId) != id || again.State.Name != ec2types.InstanceStateNameTerminated {
+		t.Errorf("retry after termination = %s %s, want %s terminated", aws.ToString(again.InstanceId), again.State.Name, id)
+	}
+	if n := len(s.Instances()); n != 1 {
+		t.Errorf("%d instances, want 1", n)
+	}
+	other := launchInput("req-7")
+	other.KeyName = aws.String("another-key")
+	_, err := c.RunInstances(ctx(t), other)
+	wantAPIError(t, err, "IdempotentParameterMismatch", http.StatusBadRequest)
+}
+
 func TestRunInstancesConcurrentRetriesLaunchOnce(t *testing.T) {
 	s := newFake(t)
 	c := ec2Client(s)

@@ -11,6 +11,14 @@
 // selects CloudWatch; a form body with Action= is the EC2 Query protocol.
 // Signatures are never verified. State is in memory and guarded by one
 // mutex.
+//
+// Faults, each in the failing service's own encoding and HTTP status:
+// FailNext/FailNextStatus fail the next calls before they act;
+// SetThrottleRatio throttles a seeded pseudo-random fraction of calls
+// (nothing done, as on AWS); SetDropResponse and SetDropConnection let a
+// call act and then lose its answer (a 500, or a closed connection), the
+// case idempotent retries (RunInstances ClientToken) exist for; SetLatency
+// delays answers.
 package fakeaws
 
 import (
@@ -92,8 +100,13 @@ type Call struct {
 	Time   time.Time // when the request arrived
 	// ErrorCode is the error code answered, empty on success;
 	// "ClientDisconnected" for an Invoke whose client gave up during the
-	// function's Delay.
+	// function's Delay; "ConnectionClosed" for a call SetDropConnection
+	// answered by closing the connection.
 	ErrorCode string
+	// AnswerLost is true for a call that took effect but whose answer was
+	// replaced by an error or a closed connection (SetDropResponse,
+	// SetDropConnection).
+	AnswerLost bool
 }
 
 // Server is a running fake AWS endpoint. All methods are safe for
@@ -120,6 +133,8 @@ type Server struct {
 	runningDelay  time.Duration
 	latency       map[string]time.Duration
 	faults        []*fault
+	drops         []*drop
+	throttles     map[string]*throttle // by action; "" for every action
 	calls         []Call
 	callsDropped  int   // calls forgotten by ResetCalls
 	seq           int64 // launch order; also the DescribeInstances page cursor
@@ -128,9 +143,9 @@ type Server struct {
 }
 
 type fault struct {
-	action, code, message string
-	status                int
-	remaining             int
+	injected
+	code, message string
+	status        int
 }
 
 // New starts a fake on 127.0.0.1 preloaded with the default instance
@@ -150,6 +165,7 @@ func New() *Server {
 		functions:     map[string]Function{},
 		invocations:   map[string][]Invocation{},
 		latency:       map[string]time.Duration{},
+		throttles:     map[string]*throttle{},
 	}
 	for _, t := range []InstanceType{
 		{"t2.micro", 1, 1024},
@@ -236,14 +252,17 @@ func (s *Server) FailNextStatus(action, code, message string, status, n int) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.faults = append(s.faults, &fault{action: action, code: code, message: message, status: status, remaining: n})
+	s.faults = append(s.faults, &fault{injected: injected{action: action, remaining: n}, code: code, message: message, status: status})
 }
 
-// ClearFaults drops every pending injected failure and every latency.
+// ClearFaults drops every pending injected failure (FailNext,
+// SetDropResponse, SetDropConnection), every throttle ratio and every
+// latency.
 func (s *Server) ClearFaults() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.faults = nil
+	s.faults, s.drops = nil, nil
+	s.throttles = map[string]*throttle{}
 	s.latency = map[string]time.Duration{}
 }
 
@@ -532,8 +551,12 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 
 	resp, apiErr := s.dispatch(req)
 	if apiErr != nil {
-		s.setCallError(idx, apiErr.code)
+		s.setCallError(idx, apiErr.code, false)
 		proto.writeError(w, apiErr, req.requestID)
+		return
+	}
+	if d := s.takeDrop(req.action); d != nil {
+		s.loseAnswer(w, proto, req, idx, d.hangUp)
 		return
 	}
 	w.Header().Set("X-Amzn-Requestid", req.requestID)
@@ -589,6 +612,9 @@ func (s *Server) dispatch(req *request) (*response, *apiError) {
 	if f := s.takeFault(req.action); f != nil {
 		return nil, f
 	}
+	if s.throttled(req.action) {
+		return nil, throttleError(req.service)
+	}
 	h, ok := handlers[req.service+"."+req.action]
 	if !ok {
 		if req.service == "ec2" {
@@ -608,11 +634,11 @@ func (s *Server) record(c Call) int {
 	return s.callsDropped + len(s.calls) - 1
 }
 
-func (s *Server) setCallError(n int, code string) {
+func (s *Server) setCallError(n int, code string, lost bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if i := n - s.callsDropped; i >= 0 && i < len(s.calls) {
-		s.calls[i].ErrorCode = code
+		s.calls[i].ErrorCode, s.calls[i].AnswerLost = code, lost
 	}
 }
 
@@ -625,28 +651,13 @@ func (s *Server) latencyFor(action string) time.Duration {
 	return s.latency[""]
 }
 
-// takeFault consumes one injected failure for action, oldest first; one
-// registered for this action wins over one for any action.
+// takeFault consumes one injected failure for action (see take).
 func (s *Server) takeFault(action string) *apiError {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	pick := -1
-	for i, f := range s.faults {
-		if f.action == action {
-			pick = i
-			break
-		}
-		if f.action == "" && pick < 0 {
-			pick = i
-		}
-	}
-	if pick < 0 {
+	var f *fault
+	if f, s.faults = take(s.faults, action); f == nil {
 		return nil
-	}
-	f := s.faults[pick]
-	f.remaining--
-	if f.remaining <= 0 {
-		s.faults = append(s.faults[:pick], s.faults[pick+1:]...)
 	}
 	return &apiError{status: f.status, code: f.code, message: f.message}
 }
@@ -674,7 +685,7 @@ func statusFor(code string) int {
 		return http.StatusPreconditionFailed
 	case "RequestLimitExceeded", "ServiceUnavailable", "Unavailable":
 		return http.StatusServiceUnavailable
-	case "InternalError", "InternalFailure", "InternalServerError", "InternalServerException", "InternalServiceError",
+	case "InternalError", "InternalFailure", "InternalServerError", "InternalServerException", "InternalServiceError", "InternalErrorException",
 		"InsufficientInstanceCapacity", "InsufficientCapacity", "InsufficientAddressCapacity",
 		"InsufficientHostCapacity", "InsufficientReservedInstanceCapacity":
 		return http.StatusInternalServerError
@@ -694,7 +705,7 @@ func defaultMessage(code string) string {
 		return "You have requested more vCPU capacity than your current vCPU limit allows for the instance bucket that the specified instance type belongs to."
 	case "ServiceUnavailable", "Unavailable":
 		return "The service is unavailable. Try again later."
-	case "InternalError":
+	case "InternalError", "InternalFailure", "InternalServiceError", "InternalErrorException", "InternalServerError":
 		return "An internal error has occurred."
 	case "Throttling", "ThrottlingException", "TooManyRequestsException":
 		return "Rate exceeded"

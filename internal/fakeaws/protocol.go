@@ -152,11 +152,18 @@ func (restJSONProtocol) writeError(w http.ResponseWriter, e *apiError, requestID
 	if e.status >= 500 {
 		typ = "Service"
 	}
+	body := map[string]string{"Type": typ, "Message": e.message}
+	if e.code == "TooManyRequestsException" {
+		// Its model spells the member "message" and adds a Reason and a
+		// Retry-After header (the SDK's RetryAfterSeconds).
+		body = map[string]string{"Type": typ, "message": e.message, "Reason": "CallerRateLimitExceeded"}
+		w.Header().Set("Retry-After", "1")
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Amzn-Requestid", requestID)
 	w.Header().Set("X-Amzn-ErrorType", e.code)
 	w.WriteHeader(e.status)
-	b, _ := json.Marshal(map[string]string{"Type": typ, "Message": e.message})
+	b, _ := json.Marshal(body)
 	_, _ = w.Write(b)
 }
 
@@ -303,8 +310,8 @@ func (rpcV2CBORProtocol) match(r *http.Request, _ []byte) (string, string, url.V
 type cborErrorShape struct{ shape, member string }
 
 // cborErrorShapes maps the Query error codes the fake answers to
-// CloudWatch's modeled errors. Unmodeled codes (Throttling, AccessDenied…)
-// are sent with the bare code as __type.
+// CloudWatch's modeled errors (and Throttling to the shape AWS throttles
+// with). Other codes (AccessDenied…) are sent with the bare code as __type.
 var cborErrorShapes = map[string]cborErrorShape{
 	"InvalidParameterValue":       {"com.amazonaws.cloudwatch#InvalidParameterValueException", "message"},
 	"InvalidParameterCombination": {"com.amazonaws.cloudwatch#InvalidParameterCombinationException", "message"},
@@ -314,6 +321,8 @@ var cborErrorShapes = map[string]cborErrorShape{
 	"InternalServiceError":        {"com.amazonaws.cloudwatch#InternalServiceFault", "Message"},
 	"LimitExceeded":               {"com.amazonaws.cloudwatch#LimitExceededFault", "message"},
 	"ResourceNotFound":            {"com.amazonaws.cloudwatch#ResourceNotFound", "message"},
+	// Not in CloudWatch's model: the shape AWS's frontends throttle with.
+	"Throttling": {"com.amazon.coral.availability#ThrottlingException", "message"},
 }
 
 func (rpcV2CBORProtocol) writeError(w http.ResponseWriter, e *apiError, requestID string) {

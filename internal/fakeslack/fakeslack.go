@@ -1,6 +1,7 @@
 // Package fakeslack is an in-process fake of the parts of Slack that
 // computebot talks to: the Web API (chat.*, users.info, usergroups.users.list,
-// conversations.open, auth.test, apps.connections.open,
+// conversations.open, conversations.info, conversations.history,
+// conversations.replies, auth.test, apps.connections.open,
 // files.getUploadURLExternal, files.completeUploadExternal), response_url
 // and upload_url endpoints, and the Socket Mode websocket (slash commands,
 // block actions, app_mention events).
@@ -29,15 +30,24 @@
 //     connection, or between SendDisconnect and the reconnection) they wait
 //     and are written in order right after the next hello. Envelopes still
 //     unwritten on a connection that dies move to the next one; one already
-//     written to a dead peer is lost (Slack would redeliver it: do that with
-//     SendEnvelope and RetryAttempt > 0).
+//     written to a dead peer is lost unless SetRedelivery is on, which
+//     redelivers unacked envelopes as Slack does (retry_attempt,
+//     retry_reason). Redelivery is off by default; SendEnvelope with
+//     RetryAttempt > 0 redelivers by hand.
+//   - Faults: SetError (n calls or Always), SetRateLimit (n calls),
+//     SetRateLimitRatio (a seeded fraction of calls), SetLatency, and for
+//     the socket Chaos (disconnect envelope, close frame, TCP close or
+//     reset), SendDisconnect and DropConnections.
 //   - Every Web API and response_url call is recorded, including refused
 //     ones (Call.Status, Call.Error), before its answer is written: once a
 //     client call has returned, Calls and Messages already show it.
 //   - Messages holds ephemeral messages and thread replies next to channel
-//     messages; filter on Message.Ephemeral and Message.ThreadTS. It also
-//     holds the users' messages SendMention records (User is not
-//     BotUserID) and file shares (Message.Files; the content is in Files).
+//     messages; filter on Message.Ephemeral and Message.ThreadTS.
+//     conversations.history and conversations.replies answer what Slack
+//     would (never ephemeral messages; metadata only with
+//     include_all_metadata). Messages also holds the users' messages
+//     SendMention records (User is not BotUserID) and file shares
+//     (Message.Files; the content is in Files).
 //   - Tokens: any non-empty token is accepted, but an xapp- token only for
 //     apps.connections.open and a non-xapp- token for everything else
 //     (not_allowed_token_type), which catches tokens wired the wrong way.
@@ -56,6 +66,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	mrand "math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -138,6 +149,9 @@ type Message struct {
 	EphemeralUser string
 	// Files lists the IDs of the files shared with the message (see File).
 	Files []string
+	// Metadata is the message metadata set by chat.postMessage or
+	// chat.update (their metadata parameter); zero when there is none.
+	Metadata Metadata
 	// Updated counts chat.update calls and replace_original responses applied.
 	Updated int
 	// Via names how the message got there: "chat.postMessage",
@@ -154,8 +168,22 @@ func (m *Message) clone() Message {
 	c.Blocks = slices.Clone(m.Blocks)
 	c.Attachments = slices.Clone(m.Attachments)
 	c.Files = slices.Clone(m.Files)
+	c.Metadata.EventPayload = slices.Clone(m.Metadata.EventPayload)
 	return c
 }
+
+// Metadata is Slack message metadata, as slack.MsgOptionMetadata sends it:
+// {"event_type": "…", "event_payload": {…}}.
+type Metadata struct {
+	EventType string // never empty on a message that has metadata
+	// EventPayload is the event_payload JSON object as posted, compacted.
+	// Decode it with json.Unmarshal (e.g. into a map[string]any, which is
+	// what slack.SlackMetadata.EventPayload holds).
+	EventPayload json.RawMessage
+}
+
+// IsZero reports whether there is no metadata.
+func (md Metadata) IsZero() bool { return md.EventType == "" }
 
 // User is a workspace member known to users.info.
 type User struct {
@@ -190,6 +218,7 @@ type Server struct {
 	lastTS     int64 // microseconds of the last ts handed out
 	responses  map[string]*responseTarget
 	rateLimits map[string]*rateLimit
+	rateRatios map[string]*rateRatio
 	errs       map[string]*injectedError
 	latency    map[string]time.Duration
 	pingEvery  time.Duration
@@ -208,6 +237,8 @@ type Server struct {
 	envelopes  map[string]envelopeInfo
 	acks       []ackRecord
 	badFrames  int
+	ackTimeout time.Duration // > 0: redeliver unacked envelopes (SetRedelivery)
+	maxRetries int
 }
 
 type responseTarget struct {
@@ -224,8 +255,16 @@ type rateLimit struct {
 }
 
 type injectedError struct {
-	n    int
+	n    int // calls left; < 0 for Always
 	code string
+}
+
+// rateRatio answers 429 to a fraction of a method's calls, drawn from its
+// own seeded generator so that a test sees the same sequence every run.
+type rateRatio struct {
+	ratio      float64
+	retryAfter time.Duration
+	rng        *mrand.Rand
 }
 
 // New starts a fake Slack on a random 127.0.0.1 port.
@@ -240,6 +279,7 @@ func New() *Server {
 		channels:   map[string][]*Message{},
 		responses:  map[string]*responseTarget{},
 		rateLimits: map[string]*rateLimit{},
+		rateRatios: map[string]*rateRatio{},
 		errs:       map[string]*injectedError{},
 		latency:    map[string]time.Duration{},
 		tickets:    map[string]bool{},
@@ -275,6 +315,9 @@ func (s *Server) Close() {
 		}
 		s.ts.Close()
 		s.wg.Wait()
+		s.mu.Lock()
+		s.stopTimersLocked()
+		s.mu.Unlock()
 	})
 }
 
@@ -342,13 +385,37 @@ func (s *Server) SetRateLimit(method string, n int, retryAfter time.Duration) {
 	s.rateLimits[method] = &rateLimit{n: n, retryAfter: retryAfter}
 }
 
+// SetRateLimitRatio answers HTTP 429 with Retry-After (as SetRateLimit
+// does) to a fraction ratio of the calls to method (a Web API method name,
+// chat.update included, or "response_url"), from now on. Which calls are
+// limited is pseudo-random but fixed by seed: the same seed limits the same
+// calls of the same sequence, run after run. ratio <= 0 turns it off; ratio
+// >= 1 limits every call. A pending SetRateLimit count is used up first.
+func (s *Server) SetRateLimitRatio(method string, ratio float64, retryAfter time.Duration, seed int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if ratio <= 0 {
+		delete(s.rateRatios, method)
+		return
+	}
+	s.rateRatios[method] = &rateRatio{ratio: ratio, retryAfter: retryAfter, rng: mrand.New(mrand.NewPCG(uint64(seed), 0x5eed))}
+}
+
+// Always, as SetError's n, injects the error into every call until it is
+// cleared with SetError(method, 0, "").
+const Always = -1
+
 // SetError makes the next n calls to method answer {"ok":false,"error":code}
-// with HTTP 200, e.g. SetError("chat.update", 1, "message_not_found").
-// n <= 0 clears it.
+// with HTTP 200, e.g. SetError("chat.update", 1, "message_not_found"), or
+// every call when n is Always (any n < 0): e.g. SetError("auth.test",
+// Always, "token_revoked") for a token that stays revoked. n == 0 clears
+// it. For missing_scope the answer also names the needed and provided
+// scopes, as Slack's does. The error takes effect after the token checks
+// (not_authed, not_allowed_token_type) and before the method's own.
 func (s *Server) SetError(method string, n int, code string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if n <= 0 {
+	if n == 0 {
 		delete(s.errs, method)
 		return
 	}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -22,6 +23,23 @@ type harness struct {
 	api    *slack.Client
 	client *socketmode.Client
 	events chan socketmode.Event // slash commands and interactions, after ack
+
+	mu      sync.Mutex
+	skipAck func(*socketmode.Request) bool // true: leave this delivery unacked
+}
+
+// holdAcks makes the harness leave the deliveries for which skip is true
+// unacked (they still reach events), like a bot that died or hung.
+func (h *harness) holdAcks(skip func(*socketmode.Request) bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.skipAck = skip
+}
+
+func (h *harness) acks(req *socketmode.Request) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.skipAck == nil || !h.skipAck(req)
 }
 
 // slashAck is what the harness acks slash commands with, as raw JSON so the
@@ -57,9 +75,13 @@ func startClient(t *testing.T, s *Server, opts ...socketmode.Option) *harness {
 			case evt := <-client.Events:
 				switch evt.Type {
 				case socketmode.EventTypeSlashCommand:
-					_ = client.Ack(*evt.Request, json.RawMessage(slashAck))
+					if h.acks(evt.Request) {
+						_ = client.Ack(*evt.Request, json.RawMessage(slashAck))
+					}
 				case socketmode.EventTypeInteractive, socketmode.EventTypeEventsAPI:
-					_ = client.Ack(*evt.Request)
+					if h.acks(evt.Request) {
+						_ = client.Ack(*evt.Request)
+					}
 				default:
 					continue
 				}
@@ -720,18 +742,25 @@ func TestPingsKeepClientConnected(t *testing.T) {
 	}
 }
 
-func TestResponseURLUseLimit(t *testing.T) {
-	s := New()
-	defer s.Close()
+// slashResponseURL sends a slash command and returns its response_url.
+func slashResponseURL(t *testing.T, s *Server) string {
+	t.Helper()
 	if _, err := s.SendSlashCommand(SlashCommand{Command: "/help", UserID: "U1", ChannelID: "C1"}); err != nil {
 		t.Fatal(err)
 	}
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	var respURL string
 	for id := range s.responses {
 		respURL = s.URL() + "/response/" + id
 	}
-	s.mu.Unlock()
+	return respURL
+}
+
+func TestResponseURLUseLimit(t *testing.T) {
+	s := New()
+	defer s.Close()
+	respURL := slashResponseURL(t, s)
 	for i := range maxResponseURLUses {
 		if err := slack.PostWebhook(respURL, &slack.WebhookMessage{Text: "reply"}); err != nil {
 			t.Fatalf("use %d: %v", i+1, err)

@@ -36,6 +36,16 @@ type Ack struct {
 	// to the socket, as of ReceivedAt (zero for an unknown envelope ID).
 	// ReceivedAt-SentAt is the round trip a client's ack latency adds to.
 	SentAt time.Time
+	// RetryAttempt is the retry_attempt of that delivery: 0 for an ack of
+	// the first delivery, 1 or more for an ack of a redelivery. The wire
+	// does not say which delivery an ack answers; like Slack, the server
+	// takes it for the latest one written before the ack was read.
+	RetryAttempt int
+	// Conn is the connection the ack was read on (1 for the first opened;
+	// see Delivery.Conn). slack-go writes an ack on the connection that is
+	// up when it sends it, which after a reconnection is not the one that
+	// carried the envelope.
+	Conn int
 }
 
 type ackRecord struct {
@@ -43,27 +53,39 @@ type ackRecord struct {
 	seq uint64
 }
 
-// delivery is one SendEnvelope of an envelope ID. seq and sentAt are set
-// when the frame is taken for writing, before the write, so an ack can never
-// be ordered before the delivery it answers.
+// delivery is one delivery of an envelope ID: a SendEnvelope or an
+// automatic redelivery. seq, sentAt and conn are set when the frame is
+// taken for writing, before the write, so an ack can never be ordered
+// before the delivery it answers (and reset if the write fails).
 type delivery struct {
-	seq    uint64 // 0 until taken for writing
-	sentAt time.Time
+	id      string
+	attempt int    // retry_attempt
+	reason  string // retry_reason
+	seq     uint64 // 0 until taken for writing
+	sentAt  time.Time
+	conn    int         // the connection it is written on; 0 until taken
+	acked   bool        // an ack was read while this was the latest delivery written
+	timer   *time.Timer // the ack timeout, with redelivery on
 }
 
 // envelopeInfo is what the server remembers of an envelope to interpret its
-// ack: a slash command's ack payload is shown to the user like a
-// response_url reply.
+// ack (a slash command's ack payload is shown to the user like a
+// response_url reply) and to redeliver it.
 type envelopeInfo struct {
-	typ     string
+	env     Envelope // as last sent
 	channel string
 	user    string
 }
 
 type outFrame struct {
-	data       []byte
-	d          *delivery // nil for frames that are not envelopes
-	disconnect bool
+	data []byte
+	d    *delivery // nil for frames that are not envelopes
+	// last marks a disconnect or close frame: the connection takes nothing
+	// after it and closes DisconnectGrace after writing it (at once when
+	// the client answers a close frame); it is never moved to another
+	// connection.
+	last       bool
+	closeFrame bool // written as a websocket close control frame
 }
 
 // wsConn is one socket-mode connection. Only its writeLoop writes data
@@ -151,23 +173,20 @@ func (s *Server) dropLocked(c *wsConn) {
 	}
 	c.dropped = true
 	s.conns = slices.DeleteFunc(s.conns, func(o *wsConn) bool { return o == c })
-	var requeue []*outFrame
+	// Redeliveries of what c carried but nobody acked go first: they were
+	// sent before anything still queued.
+	requeue := s.lostOnLocked(c)
 	for _, f := range c.queue {
-		if !f.disconnect {
+		if !f.last {
 			requeue = append(requeue, f)
 		}
 	}
 	c.queue = nil
-	s.pending = append(requeue, s.pending...)
 	if s.current == c {
 		s.current = nil
 		s.pickCurrentLocked()
 	}
-	if s.current != nil && len(s.pending) > 0 {
-		s.current.queue = append(s.current.queue, s.pending...)
-		s.pending = nil
-		s.current.signal()
-	}
+	s.requeueLocked(requeue...)
 	s.notifyLocked()
 }
 
@@ -278,38 +297,65 @@ func (c *wsConn) flush(closeAfter *<-chan time.Time) bool {
 		c.queue = c.queue[1:]
 		if f.d != nil {
 			s.seq++
-			f.d.seq = s.seq
-			f.d.sentAt = time.Now()
+			f.d.seq, f.d.sentAt, f.d.conn = s.seq, time.Now(), c.id
 		}
 		s.mu.Unlock()
 
-		if err := c.write(f.data); err != nil {
+		if err := c.writeFrame(f); err != nil {
 			s.mu.Lock()
-			if !f.disconnect {
-				if f.d != nil {
-					f.d.seq, f.d.sentAt = 0, time.Time{}
-				}
-				if c.dropped {
-					s.pending = append([]*outFrame{f}, s.pending...)
-					if s.current != nil {
-						s.current.queue = append(s.current.queue, s.pending...)
-						s.pending = nil
-						s.current.signal()
-					}
-				} else {
-					c.queue = append([]*outFrame{f}, c.queue...)
-				}
-			}
+			s.unwrittenLocked(c, f)
 			s.mu.Unlock()
 			return false
 		}
 		s.mu.Lock()
+		if f.d != nil {
+			s.writtenLocked(f.d)
+		}
 		s.notifyLocked()
 		s.mu.Unlock()
-		if f.disconnect && *closeAfter == nil {
+		if f.last && *closeAfter == nil {
 			*closeAfter = time.After(DisconnectGrace)
 		}
 	}
+}
+
+// unwrittenLocked takes back f, whose write on c failed: it goes first in
+// line again, on c while c lives, else on the next connection; unless it is
+// a last frame, or a delivery that lostOnLocked already redelivered (it
+// stays recorded as written, so that WaitAck on it takes the redelivery's
+// ack).
+func (s *Server) unwrittenLocked(c *wsConn, f *outFrame) {
+	if f.last || (f.d != nil && !s.latestLocked(f.d)) {
+		return
+	}
+	if f.d != nil {
+		f.d.seq, f.d.sentAt, f.d.conn = 0, time.Time{}, 0
+	}
+	if c.dropped {
+		s.requeueLocked(f)
+		return
+	}
+	c.queue = append([]*outFrame{f}, c.queue...)
+}
+
+// requeueLocked puts frames ahead of those waiting for a connection and
+// hands them all to the current connection, if one is up.
+func (s *Server) requeueLocked(frames ...*outFrame) {
+	s.pending = append(frames, s.pending...)
+	if s.current != nil && len(s.pending) > 0 {
+		s.current.queue = append(s.current.queue, s.pending...)
+		s.pending = nil
+		s.current.signal()
+	}
+}
+
+// writeFrame writes a queued frame: a close frame as a control frame, the
+// rest as text.
+func (c *wsConn) writeFrame(f *outFrame) error {
+	if f.closeFrame {
+		return c.ws.WriteControl(websocket.CloseMessage, f.data, time.Now().Add(5*time.Second))
+	}
+	return c.write(f.data)
 }
 
 func (c *wsConn) readLoop() {
@@ -330,23 +376,25 @@ func (c *wsConn) readLoop() {
 		if typ != websocket.TextMessage || json.Unmarshal(data, &frame) != nil || frame.EnvelopeID == nil {
 			s.badFrames++
 		} else {
-			s.recordAckLocked(*frame.EnvelopeID, frame.Payload, now)
+			s.recordAckLocked(*frame.EnvelopeID, frame.Payload, now, c.id)
 		}
 		s.notifyLocked()
 		s.mu.Unlock()
 	}
 }
 
-func (s *Server) recordAckLocked(id string, payload json.RawMessage, now time.Time) {
+func (s *Server) recordAckLocked(id string, payload json.RawMessage, now time.Time, conn int) {
 	s.seq++
-	a := ackRecord{Ack: Ack{EnvelopeID: id, ReceivedAt: now}, seq: s.seq}
+	a := ackRecord{Ack: Ack{EnvelopeID: id, ReceivedAt: now, Conn: conn}, seq: s.seq}
 	if len(payload) > 0 {
 		a.Payload = slices.Clone(payload)
 	}
 	ds := s.deliveries[id]
 	for i := len(ds) - 1; i >= 0; i-- {
-		if ds[i].seq != 0 {
-			a.SentAt = ds[i].sentAt
+		if d := ds[i]; d.seq != 0 {
+			a.SentAt, a.RetryAttempt = d.sentAt, d.attempt
+			d.acked = true
+			stopTimer(d)
 			break
 		}
 	}
@@ -355,7 +403,7 @@ func (s *Server) recordAckLocked(id string, payload json.RawMessage, now time.Ti
 	// Slack shows a slash command's ack payload to the user, like a
 	// response_url reply; record it so tests see one channel state.
 	info, known := s.envelopes[id]
-	if !known || info.typ != "slash_commands" || a.Payload == nil {
+	if !known || info.env.Type != "slash_commands" || a.Payload == nil {
 		return
 	}
 	p := map[string]string{}
@@ -375,13 +423,13 @@ func (s *Server) recordAckLocked(id string, payload json.RawMessage, now time.Ti
 // are kept and written, in order, right after the hello of the next
 // connection; so are envelopes left unwritten on a connection that died.
 // Each call is one delivery: sending the same EnvelopeID again is a
-// redelivery (see WaitAck).
+// redelivery (see WaitAck). With SetRedelivery on, the server also
+// redelivers it by itself until it is acked.
 func (s *Server) SendEnvelope(env Envelope) error {
-	data, err := json.Marshal(env)
-	if err != nil {
+	if _, err := json.Marshal(env); err != nil {
 		return err // e.g. a Payload that is not valid JSON
 	}
-	info := envelopeInfo{typ: env.Type}
+	info := envelopeInfo{env: env}
 	if env.Type == "slash_commands" {
 		var p struct {
 			ChannelID string `json:"channel_id"`
@@ -395,12 +443,19 @@ func (s *Server) SendEnvelope(env Envelope) error {
 	if s.closed() {
 		return ErrClosed
 	}
-	d := &delivery{}
-	s.deliveries[env.EnvelopeID] = append(s.deliveries[env.EnvelopeID], d)
 	s.envelopes[env.EnvelopeID] = info
-	s.enqueueLocked(&outFrame{data: data, d: d})
+	s.enqueueLocked(s.newDeliveryLocked(env))
 	s.notifyLocked()
 	return nil
+}
+
+// newDeliveryLocked records a delivery of env and returns its frame, for
+// the caller to queue.
+func (s *Server) newDeliveryLocked(env Envelope) *outFrame {
+	data, _ := json.Marshal(env) // checked by SendEnvelope
+	d := &delivery{id: env.EnvelopeID, attempt: env.RetryAttempt, reason: env.RetryReason}
+	s.deliveries[env.EnvelopeID] = append(s.deliveries[env.EnvelopeID], d)
+	return &outFrame{data: data, d: d}
 }
 
 // SendFrame writes raw as one text frame, for tests of odd input (bad JSON,
@@ -450,13 +505,20 @@ func (s *Server) SendDisconnect(reason string) error {
 	if c == nil {
 		return ErrNotConnected
 	}
+	s.endCurrentLocked(&outFrame{data: data, last: true})
+	return nil
+}
+
+// endCurrentLocked queues f, a last frame, on the current connection,
+// which from now on takes no new envelopes.
+func (s *Server) endCurrentLocked(f *outFrame) {
+	c := s.current
 	c.draining = true
 	s.current = nil
 	s.pickCurrentLocked()
-	c.queue = append(c.queue, &outFrame{data: data, disconnect: true})
+	c.queue = append(c.queue, f)
 	c.signal()
 	s.notifyLocked()
-	return nil
 }
 
 // DropConnections closes every socket-mode connection at once, without a
@@ -503,6 +565,8 @@ func (s *Server) Connections() int {
 // sent before the call: an ack of that ID read after that delivery was
 // written. So after a redelivery WaitAck ignores the ack of the first
 // delivery. When the ID was never sent it returns the first ack with that ID.
+// With SetRedelivery on, the ack found may answer a later automatic
+// redelivery: Ack.RetryAttempt says which (0 for the first delivery).
 func (s *Server) WaitAck(ctx context.Context, envelopeID string) (Ack, error) {
 	s.mu.Lock()
 	var d *delivery

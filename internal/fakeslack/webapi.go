@@ -67,6 +67,8 @@ var apiHandlers = map[string]apiHandler{
 	"usergroups.users.list": (*Server).usergroupsUsersList,
 	"conversations.open":    (*Server).conversationsOpen,
 	"conversations.info":    (*Server).conversationsInfo,
+	"conversations.history": (*Server).conversationsHistory,
+	"conversations.replies": (*Server).conversationsReplies,
 
 	"files.getUploadURLExternal":   (*Server).filesGetUploadURLExternal,
 	"files.completeUploadExternal": (*Server).filesCompleteUploadExternal,
@@ -112,38 +114,84 @@ func (s *Server) serveAPILocked(method, token string, params map[string]string, 
 }
 
 // injectedLocked is the rate limit (429) or the error a test injected for
-// method, if one is due: it is used up.
+// method, if one is due: counted ones are used up, ratio ones draw their
+// pseudo-random number.
 func (s *Server) injectedLocked(method string) (apiResult, bool) {
 	if rl := s.rateLimits[method]; rl != nil {
-		if res, limited := s.takeRateLimitLocked(method, rl); limited {
-			return res, true
+		rl.n--
+		if rl.n <= 0 {
+			delete(s.rateLimits, method)
 		}
+		return rateLimited(rl.retryAfter), true
+	}
+	if rr := s.rateRatios[method]; rr != nil && rr.rng.Float64() < rr.ratio {
+		return rateLimited(rr.retryAfter), true
 	}
 	if e := s.errs[method]; e != nil {
-		e.n--
-		if e.n <= 0 {
-			delete(s.errs, method)
+		if e.n > 0 {
+			e.n--
+			if e.n == 0 {
+				delete(s.errs, method)
+			}
 		}
-		return fail(e.code), true
+		return failWithScopes(method, e.code), true
 	}
 	return apiResult{}, false
 }
 
-func (s *Server) takeRateLimitLocked(method string, rl *rateLimit) (apiResult, bool) {
-	if rl.n <= 0 {
-		return apiResult{}, false
-	}
-	rl.n--
-	if rl.n <= 0 {
-		delete(s.rateLimits, method)
-	}
-	secs := int64(math.Ceil(rl.retryAfter.Seconds()))
+// rateLimited is Slack's 429: Retry-After in whole seconds, rounded up.
+func rateLimited(retryAfter time.Duration) apiResult {
+	secs := int64(math.Ceil(retryAfter.Seconds()))
 	return apiResult{
 		status:     http.StatusTooManyRequests,
 		retryAfter: strconv.FormatInt(max(secs, 0), 10),
 		body:       map[string]any{"ok": false, "error": "ratelimited"},
-	}, true
+	}
 }
+
+// failWithScopes is fail(code), plus for missing_scope the needed and
+// provided fields Slack adds (slack.SlackErrorResponse.Needed/Provided):
+// the token's scopes without the one the method needs.
+func failWithScopes(method, code string) apiResult {
+	res := fail(code)
+	if code == "missing_scope" {
+		granted := botScopes
+		if method == "apps.connections.open" {
+			granted = appScopes
+		}
+		needed := methodScopes[method]
+		res.body["needed"] = needed
+		res.body["provided"] = strings.Join(slices.DeleteFunc(slices.Clone(granted), func(sc string) bool { return sc == needed }), ",")
+	}
+	return res
+}
+
+// methodScopes is the scope each method needs, as named in missing_scope
+// answers.
+var methodScopes = map[string]string{
+	"apps.connections.open":        "connections:write",
+	"chat.postMessage":             "chat:write",
+	"chat.update":                  "chat:write",
+	"chat.postEphemeral":           "chat:write",
+	"chat.delete":                  "chat:write",
+	"users.info":                   "users:read",
+	"usergroups.users.list":        "usergroups:read",
+	"conversations.open":           "im:write",
+	"conversations.info":           "channels:read",
+	"conversations.history":        "channels:history",
+	"conversations.replies":        "channels:history",
+	"files.getUploadURLExternal":   "files:write",
+	"files.completeUploadExternal": "files:write",
+	"response_url":                 "commands",
+}
+
+// botScopes and appScopes are what the fake's bot and app-level tokens
+// hold, as computebot's manifest (slack/manifest.yaml) asks for them.
+var (
+	botScopes = []string{"commands", "chat:write", "usergroups:read", "users:read", "app_mentions:read", "im:write",
+		"files:write", "channels:history", "groups:history", "im:history", "mpim:history"}
+	appScopes = []string{"connections:write"}
+)
 
 // delay sleeps for the latency configured for method, or until the request
 // or the server ends.
@@ -400,9 +448,12 @@ func (s *Server) chatPostMessage(p map[string]string) apiResult {
 	if code != "" {
 		return fail(code)
 	}
+	if msg.Metadata, _, code = readMetadata(p); code != "" {
+		return fail(code)
+	}
 	msg.Via = "chat.postMessage"
 	m := s.addMessageLocked(msg)
-	return ok(map[string]any{"channel": m.Channel, "ts": m.TS, "message": s.messageJSON(m)})
+	return ok(map[string]any{"channel": m.Channel, "ts": m.TS, "message": withMetadata(s.messageJSON(m), m)})
 }
 
 func (s *Server) chatUpdate(p map[string]string) apiResult {
@@ -422,7 +473,11 @@ func (s *Server) chatUpdate(p map[string]string) apiResult {
 	if code != "" {
 		return fail(code)
 	}
-	if !c.hasText && !c.hasBlocks && !c.hasAttach {
+	md, hasMetadata, code := readMetadata(p)
+	if code != "" {
+		return fail(code)
+	}
+	if !c.hasText && !c.hasBlocks && !c.hasAttach && !hasMetadata {
 		return fail("no_text")
 	}
 	// Fields left out keep their previous value, as on Slack; "[]" clears.
@@ -435,9 +490,12 @@ func (s *Server) chatUpdate(p map[string]string) apiResult {
 	if c.hasAttach {
 		m.Attachments = c.attachments
 	}
+	if hasMetadata {
+		m.Metadata = md
+	}
 	m.Updated++
 	s.notifyLocked()
-	return ok(map[string]any{"channel": ch, "ts": m.TS, "text": m.Text, "message": s.messageJSON(m)})
+	return ok(map[string]any{"channel": ch, "ts": m.TS, "text": m.Text, "message": withMetadata(s.messageJSON(m), m)})
 }
 
 func (s *Server) chatPostEphemeral(p map[string]string) apiResult {
