@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/computebot/computebot"
@@ -98,17 +96,7 @@ func (db *DB) UpdateIntent(ctx context.Context, id string, fn func(*computebot.I
 // UnfinishedIntents lists the intents not done, oldest first (by
 // CreatedAt, then ID): the work a restart resumes.
 func (db *DB) UnfinishedIntents(ctx context.Context) ([]*computebot.Intent, error) {
-	out, err := db.intents().list(ctx, func(in *computebot.Intent) bool { return in.State != computebot.IntentDone })
-	if err != nil {
-		return nil, err
-	}
-	slices.SortFunc(out, func(a, b *computebot.Intent) int {
-		if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
-			return c
-		}
-		return strings.Compare(a.ID, b.ID)
-	})
-	return out, nil
+	return db.intents().list(ctx, func(in *computebot.Intent) bool { return in.State != computebot.IntentDone })
 }
 
 // PruneIntents deletes the intents done and last updated before t.

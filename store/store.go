@@ -45,7 +45,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -438,19 +437,9 @@ func (db *DB) UpdateRequest(ctx context.Context, id string, fn func(*computebot.
 // given), oldest first: by CreatedAt, then by ID so that the order is
 // stable. Resuming after a restart walks this list.
 func (db *DB) Requests(ctx context.Context, states ...computebot.RequestState) ([]*computebot.Request, error) {
-	out, err := db.requests().list(ctx, func(r *computebot.Request) bool {
+	return db.requests().list(ctx, func(r *computebot.Request) bool {
 		return len(states) == 0 || slices.Contains(states, r.State)
 	})
-	if err != nil {
-		return nil, err
-	}
-	slices.SortFunc(out, func(a, b *computebot.Request) int {
-		if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
-			return c
-		}
-		return strings.Compare(a.ID, b.ID)
-	})
-	return out, nil
 }
 
 // Audit appends e to the audit log. Entries are keyed by the bucket's

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/computebot/computebot"
@@ -181,7 +183,8 @@ func storedVersion(v []byte) (int64, error) {
 	return rec.Version, nil
 }
 
-// list returns the records keep accepts, in key order.
+// list returns the records keep accepts, oldest first: by CreatedAt, then
+// by ID, so that the order is stable.
 func (t table[T]) list(ctx context.Context, keep func(*T) bool) ([]*T, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("store: list %ss: %w", t.what, err)
@@ -202,6 +205,13 @@ func (t table[T]) list(ctx context.Context, keep func(*T) bool) ([]*T, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: list %ss: %w", t.what, err)
 	}
+	slices.SortFunc(out, func(a, b *T) int {
+		ha, hb := t.fields(a), t.fields(b)
+		if c := ha.created.Compare(*hb.created); c != 0 {
+			return c
+		}
+		return strings.Compare(*ha.id, *hb.id)
+	})
 	return out, nil
 }
 
