@@ -16,9 +16,10 @@ type Identity struct {
 // TokenError is Slack's refusal of a token: its error code ("invalid_auth",
 // "token_revoked", …) and what the code means for an operator.
 type TokenError struct {
-	Code string
-	Hint string
-	Err  error
+	Code   string
+	Hint   string
+	Needed string // for missing_scope: the scope Slack says is needed, when it says
+	Err    error
 }
 
 func (e *TokenError) Error() string {
@@ -37,7 +38,7 @@ var tokenHints = map[string]string{
 	"account_inactive":       "the token belongs to a deleted user or an uninstalled app",
 	"token_revoked":          "the token was revoked",
 	"not_allowed_token_type": "wrong kind of token (bot token xoxb-… vs app-level token xapp-…)",
-	"missing_scope":          "the token lacks a scope (the app token needs connections:write)",
+	"missing_scope":          "the app lacks a scope this call needs",
 }
 
 // fatalCodes are the answers that no retry can change: the token itself is
@@ -54,8 +55,25 @@ type FatalTokenError struct {
 }
 
 func (e *FatalTokenError) Error() string {
+	app := e.Token == "SLACK_APP_TOKEN"
+	if e.Code == "missing_scope" {
+		// Not a bad token: the app lacks a scope, and a new token would
+		// lack it too.
+		scope := e.Needed
+		if scope == "" {
+			scope = "the scope listed in slack/manifest.yaml"
+			if app {
+				scope = "connections:write"
+			}
+		}
+		where := "add it under OAuth & Permissions → Bot Token Scopes (or from slack/manifest.yaml), then reinstall the app and set the new SLACK_BOT_TOKEN"
+		if app {
+			where = "generate an app-level token with it under Basic Information → App-Level Tokens and set SLACK_APP_TOKEN"
+		}
+		return fmt.Sprintf("Slack refused %s: missing_scope (needed: %s); %s", e.Token, scope, where)
+	}
 	what := "create a new bot token (OAuth & Permissions → Bot User OAuth Token, xoxb-…) and set SLACK_BOT_TOKEN"
-	if e.Token == "SLACK_APP_TOKEN" {
+	if app {
 		what = "create a new app-level token with connections:write (Basic Information → App-Level Tokens, xapp-…) and set SLACK_APP_TOKEN"
 	}
 	return fmt.Sprintf("Slack refused %s: %s; %s", e.Token, e.TokenError.Error(), what)
@@ -77,7 +95,7 @@ func fatal(token string, err error) *FatalTokenError {
 func tokenError(err error) error {
 	var se slack.SlackErrorResponse
 	if errors.As(err, &se) {
-		return &TokenError{Code: se.Err, Hint: tokenHints[se.Err], Err: err}
+		return &TokenError{Code: se.Err, Hint: tokenHints[se.Err], Needed: se.Needed, Err: err}
 	}
 	return err
 }

@@ -177,6 +177,9 @@ func (f *Flow) admit(ctx context.Context, r *computebot.Request) (*computebot.Re
 	}
 	d, err := f.authz.Authorize(ctx, policy.Action{Kind: policy.ActionLaunch, Actor: r.Requester, Request: r})
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err() // shutting down: it resumes
+		}
 		f.log.Error("authorize launch", "request_id", r.ID, "err", err)
 	}
 	if d.Verdict == policy.Deny {
@@ -186,10 +189,16 @@ func (f *Flow) admit(ctx context.Context, r *computebot.Request) (*computebot.Re
 	l := r.Launch
 	it, err := f.cloud.InstanceType(ctx, l.InstanceType)
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err() // shutting down: not the request's fault, it resumes
+		}
 		return nil, f.refuse(ctx, r, reply.TypeLookupFailed(l.InstanceType, computebot.UserMessage(err)))
 	}
 	img, err := f.cloud.ResolveImage(ctx, l.ImageRef)
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
 		return nil, f.refuse(ctx, r, reply.ImageLookupFailed(l.ImageRef, computebot.UserMessage(err)))
 	}
 	price, priceKnown := f.prices.Price(ctx, l.InstanceType)
@@ -320,9 +329,13 @@ func (f *Flow) decide(ctx context.Context, in *computebot.Intent, o Origin, c de
 	if r.State != computebot.RequestPending {
 		if r.DecidedIn == in.ID {
 			// This click's own decision, recorded by a run that died
-			// before it was told: tell it now. The launch is the
-			// request's own work (Resume takes it further).
+			// before it was told: tell it now, then carry on as that run
+			// would have (Resume leaves the request to this intent).
 			f.recorded(ctx, r, kind)
+			finish()
+			if r.State == computebot.RequestApproved || r.State == computebot.RequestExecuting {
+				f.proceed(ctx, r.ID, true)
+			}
 			return
 		}
 		f.tell(ctx, o, reply.AlreadyDecided(r))

@@ -360,14 +360,17 @@ func (f *Flow) Run(ctx context.Context, j Job) {
 // unfinished, each once: every intent not done, and every request between
 // its decision and its end (approved and executing ones are launched with
 // the same ClientToken; launched ones are waited for, in the background).
-// Requests not decided yet belong to their intents.
+// Requests not decided yet belong to their intents, and so do those whose
+// deciding intent is unfinished.
 func (f *Flow) Resume(ctx context.Context) []Job {
 	var jobs []Job
 	ins, err := f.store.UnfinishedIntents(ctx)
 	if err != nil {
 		f.log.Error("resume: list intents", "err", err)
 	}
+	unfinished := make(map[string]bool, len(ins))
 	for _, in := range ins {
+		unfinished[in.ID] = true
 		f.log.Info("resuming intent", "intent", in.ID, "source", in.Source, "command", in.Command+in.ActionID)
 		jobs = append(jobs, Job{kind: jobIntent, intentID: in.ID})
 	}
@@ -377,8 +380,10 @@ func (f *Flow) Resume(ctx context.Context) []Job {
 		return jobs
 	}
 	for _, r := range reqs {
-		if r.MessageTS == "" {
-			continue // not posted yet: its intent posts it, then launches it
+		if r.MessageTS == "" || unfinished[r.DecidedIn] {
+			// Not posted yet, or its decision not told yet: its intent
+			// does that, then takes the request further, in that order.
+			continue
 		}
 		f.log.Info("resuming request", "request_id", r.ID, "state", r.State)
 		if r.State == computebot.RequestLaunched {

@@ -101,21 +101,30 @@ func (f *Flow) changeInstance(ctx context.Context, in *computebot.Intent, o Orig
 		f.tell(ctx, o, reply.Refusal(d.Refusal))
 		return
 	}
-	if why, wrong := reply.WrongState(kind, inst); wrong {
+	// A run of this intent after a restart that finds EC2 was asked
+	// already (stepAsked) does not ask again, nor judge the state the
+	// first ask brought about: it goes on to report and wait.
+	asked := in.Step == stepAsked
+	if why, wrong := reply.WrongState(kind, inst); wrong && !asked {
 		f.tell(ctx, o, why)
 		return
 	}
 
 	detail := ""
 	crash.Point("before-lifecycle")
-	switch kind {
-	case policy.ActionStop:
+	if kind != policy.ActionExtend && !asked && !f.step(ctx, in, stepAsked) {
+		f.tell(ctx, o, reply.ActionFailed(kind, inst.ID, "internal error (details are in the bot's log)"))
+		return
+	}
+	switch {
+	case asked:
+	case kind == policy.ActionStop:
 		_, err = f.cloud.Stop(ctx, inst.ID)
-	case policy.ActionStart:
+	case kind == policy.ActionStart:
 		_, err = f.cloud.Start(ctx, inst.ID)
-	case policy.ActionTerminate:
+	case kind == policy.ActionTerminate:
 		_, err = f.cloud.Terminate(ctx, inst.ID)
-	case policy.ActionExtend:
+	case kind == policy.ActionExtend:
 		until := act.ExtendTo.UTC().Format(time.RFC3339)
 		detail = "expires-at " + until
 		// The new lease end is recorded first: a run of this intent after

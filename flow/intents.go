@@ -54,6 +54,7 @@ const (
 	stepPosting  = "posting"  // the request message may have been posted
 	stepInvoking = "invoking" // a direct invocation was started
 	stepStarted  = "started"  // a notice button's action was handed to the scheduler
+	stepAsked    = "asked"    // EC2 was asked to stop, start or terminate the instance
 	stepExtendTo = "extend-to:"
 )
 

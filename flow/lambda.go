@@ -196,6 +196,9 @@ func (f *Flow) invokeApproved(ctx context.Context, id string, resume bool) {
 // request pending.
 func (f *Flow) admitLambda(ctx context.Context, r *computebot.Request) (*computebot.Request, error) {
 	if why := f.lookUpFunction(ctx, r.Lambda.Function); why != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err() // shutting down: it resumes
+		}
 		return nil, f.refuse(ctx, r, *why)
 	}
 	// Lambda requests always need an approver: never auto-approved.

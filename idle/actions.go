@@ -293,11 +293,21 @@ func why(n Notice) string {
 // what happened.
 func (s *Scheduler) show(ctx context.Context, n Notice) {
 	if !n.posted() {
-		if n.mayBePosting(s.now()) || n.State == StateKept {
+		if s.mayBePosting(n) || n.State == StateKept {
 			return
 		}
-		if _, _, err := s.notify.PostNotice(ctx, n); err != nil {
+		// Its poster died (a crash after the post): PostNotice finds the
+		// first post and updates it, or posts the settled notice.
+		ch, ts, err := s.notify.PostNotice(ctx, n)
+		if err != nil {
 			s.log.Warn("idle: post settled notice", "instance", n.InstanceID, "err", err)
+			return
+		}
+		n.Channel, n.TS = ch, ts
+		if n.State == StateStopped || n.State == StateCancelled {
+			if err := s.notify.Announce(ctx, n); err != nil {
+				s.log.Warn("idle: announce", "instance", n.InstanceID, "err", err)
+			}
 		}
 		return
 	}

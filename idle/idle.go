@@ -225,6 +225,12 @@ type Scheduler struct {
 	// checkMu skips a CheckDue while another runs in this process: an
 	// optimisation only (claims make concurrent checks safe).
 	checkMu sync.Mutex
+	// posting holds the episodes whose post this process has in flight. A
+	// notice not recorded as posted and not in here lost its poster to a
+	// crash: it may be in Slack, and is shown by finding it (PostNotice).
+	// Only one scheduler posts (one process; later, the lease holder), so
+	// what this process knows is what there is to know.
+	posting sync.Map
 
 	runMu  sync.Mutex
 	cron   *cron.Cron

@@ -172,13 +172,6 @@ func (n Notice) Settled() bool {
 // posted reports whether the post of the notice returned (and was recorded).
 func (n Notice) posted() bool { return n.Channel != "" && n.TS != "" }
 
-// mayBePosting reports whether the notice's post may still be in flight
-// at now: it has not been recorded, and it started (right after NoticedAt)
-// less than postTimeout (and a margin for the bookkeeping) ago.
-func (n Notice) mayBePosting(now time.Time) bool {
-	return !n.posted() && now.Before(n.NoticedAt.Add(postTimeout+time.Minute))
-}
-
 // claimed reports whether an AWS call may be in flight on the notice.
 func (n Notice) claimed() bool {
 	return n.State == StateStopping || n.State == StateExtending

@@ -254,6 +254,8 @@ func (s *Scheduler) post(ctx context.Context, n Notice) (bool, error) {
 	// The post and its bookkeeping are not cut short by Stop: a post that
 	// reached Slack but was cancelled on our side would look failed, be
 	// forgotten, and be posted again after a restart.
+	s.posting.Store(n.Episode, true)
+	defer s.posting.Delete(n.Episode)
 	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), postTimeout)
 	channel, ts, perr := s.notify.PostNotice(pctx, n)
 	if perr == nil {
@@ -294,6 +296,16 @@ func (s *Scheduler) post(ctx context.Context, n Notice) (bool, error) {
 		s.show(ctx, cur)
 	}
 	return true, nil
+}
+
+// mayBePosting reports whether the notice's post may still be in flight:
+// it has not been recorded, and this process is posting it.
+func (s *Scheduler) mayBePosting(n Notice) bool {
+	if n.posted() {
+		return false
+	}
+	_, ok := s.posting.Load(n.Episode)
+	return ok
 }
 
 // prune forgets a settled notice, unless it changed since it was listed.
@@ -367,7 +379,7 @@ func (s *Scheduler) CheckDue(ctx context.Context) error {
 		switch {
 		case n.staleClaim(now):
 			stale = append(stale, n)
-		case n.State == StateNoticed && !n.StopAt.After(now) && !n.mayBePosting(now):
+		case n.State == StateNoticed && !n.StopAt.After(now) && !s.mayBePosting(n):
 			due = append(due, n)
 		}
 	}
