@@ -111,6 +111,14 @@ func (f *Flow) admitAndPost(ctx context.Context, in *computebot.Intent, id strin
 		return nil, true
 	}
 	if r.MessageTS != "" {
+		if in.Step == stepPosting && r.State == computebot.RequestPending {
+			// This intent posted the message and died before (or while)
+			// it pinged the approvers: ping them, unless it did.
+			note := reply.ApproversNote(r, f.authz.Approvers(), f.authz.AllowsSelfApproval())
+			if f.findPosted(ctx, r.ChannelID, r.MessageTS, note.Key, in.CreatedAt) == "" {
+				f.post(ctx, r.ChannelID, r.MessageTS, note, "approvers note", "request_id", id)
+			}
+		}
 		return r, true
 	}
 	msg := reply.RequestMessage(r)
@@ -291,13 +299,19 @@ func requesterOf(r *computebot.Request) Origin {
 // is the request's own work, resumed from its state after a restart.
 func (f *Flow) decide(ctx context.Context, in *computebot.Intent, o Origin, c decideCommand) {
 	done := false
+	finishing := f.finishing(ctx, in)
 	finish := func() {
 		if !done {
 			done = true
 			f.finish(ctx, in)
 		}
 	}
-	defer finish()
+	defer func() {
+		if !done {
+			done = true
+			finishing()
+		}
+	}()
 	kind := policy.ActionDeny
 	if c.approve {
 		kind = policy.ActionApprove
@@ -333,8 +347,11 @@ func (f *Flow) decide(ctx context.Context, in *computebot.Intent, o Origin, c de
 			// would have (Resume leaves the request to this intent).
 			f.recorded(ctx, r, kind)
 			finish()
-			if r.State == computebot.RequestApproved || r.State == computebot.RequestExecuting {
+			switch r.State {
+			case computebot.RequestApproved, computebot.RequestExecuting:
 				f.proceed(ctx, r.ID, true)
+			case computebot.RequestLaunched:
+				f.startWaiter(r.ID, true)
 			}
 			return
 		}

@@ -395,12 +395,26 @@ func (f *Flow) Resume(ctx context.Context) []Job {
 	return jobs
 }
 
-// runCommand runs the commands whose intent is done once they have acted:
-// the lists, status and the idle report (running them twice does no harm),
-// and the lifecycle commands (their EC2 calls are idempotent; /extend
-// records the lease end it computed first).
+// runCommand runs the commands that need no request: the lists, status,
+// the idle report and the audit log (running them twice does no harm), and
+// the lifecycle commands (their EC2 calls are idempotent; /extend records
+// the lease end it computed first).
 func (f *Flow) runCommand(ctx context.Context, in *computebot.Intent, o Origin, cmd commands.Command) {
-	defer f.finish(ctx, in)
+	switch c := cmd.(type) { // the lifecycle commands finish their intents themselves
+	case *commands.Stop:
+		f.changeInstance(ctx, in, o, policy.ActionStop, c.Target, 0)
+		return
+	case *commands.Start:
+		f.changeInstance(ctx, in, o, policy.ActionStart, c.Target, 0)
+		return
+	case *commands.Terminate:
+		f.changeInstance(ctx, in, o, policy.ActionTerminate, c.Target, 0)
+		return
+	case *commands.Extend:
+		f.changeInstance(ctx, in, o, policy.ActionExtend, c.Target, c.Hours)
+		return
+	}
+	defer f.finishing(ctx, in)()
 	switch c := cmd.(type) {
 	case *commands.Instances:
 		f.listInstances(ctx, o, c.All, 0)
@@ -410,14 +424,6 @@ func (f *Flow) runCommand(ctx context.Context, in *computebot.Intent, o Origin, 
 		} else {
 			f.listInstances(ctx, o, c.all, c.offset)
 		}
-	case *commands.Stop:
-		f.changeInstance(ctx, in, o, policy.ActionStop, c.Target, 0)
-	case *commands.Start:
-		f.changeInstance(ctx, in, o, policy.ActionStart, c.Target, 0)
-	case *commands.Terminate:
-		f.changeInstance(ctx, in, o, policy.ActionTerminate, c.Target, 0)
-	case *commands.Extend:
-		f.changeInstance(ctx, in, o, policy.ActionExtend, c.Target, c.Hours)
 	case *commands.LambdaList:
 		f.listFunctions(ctx, o, 0)
 	case *commands.Status:

@@ -149,7 +149,8 @@ func TestPanicRecovered(t *testing.T) {
 	}
 	e.cloud.calm()
 	e.slash(o, "/instances", "")
-	e.told(o, reply.InstanceList(nil, 0, false, epoch))
+	// The panic was told (not left untold, nor run again at every start).
+	e.told(o, reply.SomethingWentWrong(), reply.InstanceList(nil, 0, false, epoch))
 }
 
 // TestNew: the dependencies are checked; the options have defaults.

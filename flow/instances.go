@@ -80,8 +80,18 @@ var targetState = map[policy.ActionKind]string{
 }
 
 // changeInstance runs /stop, /start, /terminate and /extend (and their
-// buttons).
+// buttons). It finishes its intent itself: for stop, start and terminate
+// only once the instance got there and the change was announced, so that
+// a restart in between asks again (EC2 takes a repeated ask in its
+// stride) and still announces.
 func (f *Flow) changeInstance(ctx context.Context, in *computebot.Intent, o Origin, kind policy.ActionKind, target string, extendHours int) {
+	waiting := false // handed to the background wait, which finishes
+	finish := f.finishing(ctx, in)
+	defer func() {
+		if !waiting {
+			finish()
+		}
+	}()
 	inst, refusal := f.resolveTarget(ctx, o, target)
 	if refusal != nil {
 		f.tell(ctx, o, *refusal)
@@ -101,9 +111,9 @@ func (f *Flow) changeInstance(ctx context.Context, in *computebot.Intent, o Orig
 		f.tell(ctx, o, reply.Refusal(d.Refusal))
 		return
 	}
-	// A run of this intent after a restart that finds EC2 was asked
-	// already (stepAsked) does not ask again, nor judge the state the
-	// first ask brought about: it goes on to report and wait.
+	// A run of this intent after a restart that finds it may have asked
+	// EC2 already (stepAsked) asks again, but does not judge the state the
+	// first ask brought about.
 	asked := in.Step == stepAsked
 	if why, wrong := reply.WrongState(kind, inst); wrong && !asked {
 		f.tell(ctx, o, why)
@@ -111,29 +121,31 @@ func (f *Flow) changeInstance(ctx context.Context, in *computebot.Intent, o Orig
 	}
 
 	detail := ""
-	crash.Point("before-lifecycle")
 	if kind != policy.ActionExtend && !asked && !f.step(ctx, in, stepAsked) {
-		f.tell(ctx, o, reply.ActionFailed(kind, inst.ID, "internal error (details are in the bot's log)"))
+		f.tell(ctx, o, reply.ActionFailed(kind, inst.ID, reply.InternalError()))
 		return
 	}
-	switch {
-	case asked:
-	case kind == policy.ActionStop:
+	crash.Point("before-lifecycle") // the ask recorded, not made
+	switch kind {
+	case policy.ActionStop:
 		_, err = f.cloud.Stop(ctx, inst.ID)
-	case kind == policy.ActionStart:
+	case policy.ActionStart:
 		_, err = f.cloud.Start(ctx, inst.ID)
-	case kind == policy.ActionTerminate:
+	case policy.ActionTerminate:
 		_, err = f.cloud.Terminate(ctx, inst.ID)
-	case kind == policy.ActionExtend:
+	case policy.ActionExtend:
 		until := act.ExtendTo.UTC().Format(time.RFC3339)
 		detail = "expires-at " + until
 		// The new lease end is recorded first: a run of this intent after
 		// a restart tags the same end, instead of extending twice.
 		if !strings.HasPrefix(in.Step, stepExtendTo) && !f.step(ctx, in, stepExtendTo+until) {
-			f.tell(ctx, o, reply.ActionFailed(kind, inst.ID, "internal error (details are in the bot's log)"))
+			f.tell(ctx, o, reply.ActionFailed(kind, inst.ID, reply.InternalError()))
 			return
 		}
 		err = f.cloud.Tag(ctx, inst.ID, map[string]string{computebot.TagExpiresAt: until})
+	}
+	if asked && computebot.ErrorCode(err) == "IncorrectInstanceState" {
+		err = nil // the first ask took effect: the instance is on its way
 	}
 	if err != nil {
 		detail = ""
@@ -151,7 +163,12 @@ func (f *Flow) changeInstance(ctx context.Context, in *computebot.Intent, o Orig
 		return
 	}
 	f.tell(ctx, o, reply.ActionUnderWay(kind, inst.ID))
-	f.background(func(ctx context.Context) { f.awaitChange(ctx, o, kind, inst) })
+	waiting = true
+	f.background(func(bctx context.Context) {
+		if f.awaitChange(bctx, o, kind, inst) != pollStopped {
+			f.finish(bctx, in) // not when shutting down: a restart waits again
+		}
+	})
 }
 
 // extendTo is the lease end an /extend asks for: hours past the current
@@ -171,8 +188,8 @@ func (f *Flow) extendTo(in *computebot.Intent, inst computebot.Instance, hours i
 }
 
 // awaitChange waits until the instance reaches the state the action aims
-// at, then announces it.
-func (f *Flow) awaitChange(ctx context.Context, o Origin, kind policy.ActionKind, inst computebot.Instance) {
+// at, then announces it; it returns how the wait ended.
+func (f *Flow) awaitChange(ctx context.Context, o Origin, kind policy.ActionKind, inst computebot.Instance) pollResult {
 	res := f.pollInstance(ctx, inst.ID, func(cur computebot.Instance, err error) bool {
 		if err != nil || cur.State != targetState[kind] {
 			return false
@@ -193,6 +210,7 @@ func (f *Flow) awaitChange(ctx context.Context, o Origin, kind policy.ActionKind
 	if res == pollTimedOut {
 		f.tell(ctx, o, reply.ActionSlow(kind, inst.ID, f.opts.LaunchWait))
 	}
+	return res
 }
 
 // announce posts news about an instance in its request thread (from its

@@ -54,7 +54,7 @@ const (
 	stepPosting  = "posting"  // the request message may have been posted
 	stepInvoking = "invoking" // a direct invocation was started
 	stepStarted  = "started"  // a notice button's action was handed to the scheduler
-	stepAsked    = "asked"    // EC2 was asked to stop, start or terminate the instance
+	stepAsked    = "asked"    // EC2 may have been asked to stop, start or terminate the instance
 	stepExtendTo = "extend-to:"
 )
 
@@ -260,6 +260,24 @@ func (f *Flow) finish(ctx context.Context, in *computebot.Intent) {
 	})
 	if err != nil {
 		f.log.Error("finish intent", "intent", in.ID, "err", err)
+	}
+}
+
+// finishing returns a function to defer that finishes the intent when the
+// work returns; when it panics (a bug), the person hears that something
+// went wrong before the intent is finished, so that it neither vanishes
+// untold nor fails again at every start. The panic goes on to Run, which
+// logs it.
+func (f *Flow) finishing(ctx context.Context, in *computebot.Intent) func() {
+	return func() {
+		p := recover()
+		if p != nil {
+			f.tell(ctx, originOf(in), reply.SomethingWentWrong())
+		}
+		f.finish(ctx, in)
+		if p != nil {
+			panic(p)
+		}
 	}
 }
 

@@ -918,10 +918,25 @@ func TestIntentWriteFailures(t *testing.T) {
 			t.Errorf("%d Tag calls", n)
 		}
 	})
-	t.Run("an invocation's start cannot be recorded", func(t *testing.T) {
+	t.Run("an invocation's post cannot be recorded", func(t *testing.T) {
 		e := newEnv(t)
 		e.cloud.addFunction(fn("report-daily"))
 		e.store.failNext(sUpdateIntent, errors.New("disk on fire"))
+		o := e.slashOrigin(ana)
+		e.slash(o, "/lambda", "invoke report-daily")
+		if n := len(e.cloud.invoked()); n != 0 {
+			t.Errorf("%d invocations", n)
+		}
+		if top := e.chat.posts(channel, ""); len(top) != 0 {
+			t.Errorf("top-level posts %q", texts(top))
+		}
+		e.told(o, reply.InvokeFailed("report-daily", "internal error (details are in the bot's log)"))
+	})
+	t.Run("an invocation's start cannot be recorded", func(t *testing.T) {
+		e := newEnv(t)
+		e.cloud.addFunction(fn("report-daily"))
+		// The first write (the post is about to happen) succeeds.
+		e.store.failNext(sUpdateIntent, nil, errors.New("disk on fire"))
 		e.slash(e.slashOrigin(ana), "/lambda", "invoke report-daily")
 		if n := len(e.cloud.invoked()); n != 0 {
 			t.Errorf("%d invocations", n)
@@ -1024,6 +1039,72 @@ func TestPostSettledNotice(t *testing.T) {
 				t.Fatalf("new posts %q, updates %d: want one post", texts(newPosts), len(ups))
 			}
 			sameMessage(t, "posted notice", newPosts[0].Msg, reply.IdleNotice(settled))
+		})
+	}
+}
+
+// TestCrashStopAfterAsked: the intent records that it may ask EC2 before
+// it asks. A crash right after that record, before the ask, must not lose
+// the /stop: the run after the restart asks (again) and announces; a
+// crash after the ask does not make the rerun refuse "already stopping".
+func TestCrashStopAfterAsked(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		crash func(e *env)
+		stops int // Stop calls in all
+	}{
+		{
+			name: "after the step, before the call",
+			crash: func(e *env) {
+				e.store.setAfterIntentUpdate(func(in *computebot.Intent) {
+					if in.Step == "asked" {
+						e.crash()
+					}
+				})
+			},
+			stops: 1,
+		},
+		{
+			name: "after the call, before the audit",
+			crash: func(e *env) {
+				e.store.setOnAudit(func(a computebot.AuditEntry) {
+					if a.Action == "stop" {
+						e.crash()
+					}
+				})
+			},
+			stops: 2,
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			e.cloud.add(managed(boxID, ana, "box", computebot.InstanceRunning, epoch.Add(-time.Hour), "R-BOX"))
+			tc.crash(e)
+			o := e.slashOrigin(ana)
+			env := e.envelope(o, slashInput("/stop", boxID))
+			e.deliver(env)
+			e.store.setAfterIntentUpdate(nil)
+			e.store.setOnAudit(nil)
+			if in := e.store.intent(env.ID); in.State != computebot.IntentAccepted || in.Step != "asked" {
+				t.Fatalf("intent left %s at %q", in.State, in.Step)
+			}
+			e.restart()
+			e.resume()
+			waitFor(t, "the stop announced in the request thread", func() bool {
+				return slices.ContainsFunc(e.chat.posts(channel, requestThread), func(c chatCall) bool { return strings.Contains(c.Msg.Text, "stopped by") })
+			})
+			if in, _ := e.cloud.get(boxID); in.State != computebot.InstanceStopped {
+				t.Errorf("instance %s, want stopped", in.State)
+			}
+			if n := e.cloud.callCount(cStop); n != tc.stops {
+				t.Errorf("%d Stop calls, want %d", n, tc.stops)
+			}
+			for _, m := range e.chat.private(o) {
+				if strings.Contains(m.Msg.Text, "already") {
+					t.Errorf("the rerun refused: %q", m.Msg.Text)
+				}
+			}
+			waitFor(t, "the intent done", func() bool { return e.store.intent(env.ID).State == computebot.IntentDone })
 		})
 	}
 }

@@ -47,7 +47,7 @@ func (f *Flow) listFunctions(ctx context.Context, o Origin, offset int) {
 // starts, and a run after a restart that finds that record says the result
 // is unknown instead of invoking again.
 func (f *Flow) invoke(ctx context.Context, in *computebot.Intent, o Origin, c *commands.LambdaInvoke) {
-	defer f.finish(ctx, in)
+	defer f.finishing(ctx, in)()
 	function := c.Function
 	if in.Step == stepInvoking {
 		f.tell(ctx, o, reply.InvokeFailed(function, reply.InvokeInterrupted()))
@@ -71,18 +71,32 @@ func (f *Flow) invoke(ctx context.Context, in *computebot.Intent, o Origin, c *c
 		f.tell(ctx, o, *why)
 		return
 	}
-	ts, err := f.chat.Post(ctx, o.Channel, o.ThreadTS, reply.Invoked(o.User, function, c.Async))
-	if err != nil {
-		f.log.Error("post invocation", "function", function, "err", err)
-		f.tell(ctx, o, reply.CannotPost(computebot.KindLambda, errors.Is(err, ErrNotInChannel)))
-		return
+	// The "invoked" message opens the result's thread: posted once (a run
+	// after a crash finds it by its key), and before the invocation.
+	msg := reply.Invoked(o.User, function, c.Async)
+	msg.Key = reply.InvokedKey(in.ID)
+	ts := ""
+	if in.Step == stepPosting {
+		ts = f.findPosted(ctx, o.Channel, o.ThreadTS, msg.Key, in.CreatedAt)
+	}
+	if ts == "" {
+		if !f.step(ctx, in, stepPosting) {
+			f.tell(ctx, o, reply.InvokeFailed(function, reply.InternalError()))
+			return
+		}
+		var err error
+		if ts, err = f.chat.Post(ctx, o.Channel, o.ThreadTS, msg); err != nil {
+			f.log.Error("post invocation", "function", function, "err", err)
+			f.tell(ctx, o, reply.CannotPost(computebot.KindLambda, errors.Is(err, ErrNotInChannel)))
+			return
+		}
 	}
 	thread := o.ThreadTS
 	if thread == "" {
 		thread = ts
 	}
 	if !f.step(ctx, in, stepInvoking) {
-		f.post(ctx, o.Channel, thread, reply.InvokeFailed(function, "internal error (details are in the bot's log)"), "invocation failure", "function", function)
+		f.post(ctx, o.Channel, thread, reply.InvokeFailed(function, reply.InternalError()), "invocation failure", "function", function)
 		return
 	}
 	f.runInvocation(ctx, o.User, "", computebot.LambdaRequest{Function: function, Payload: c.Payload, Async: c.Async}, o.Channel, thread)

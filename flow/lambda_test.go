@@ -195,7 +195,13 @@ func TestInvoke(t *testing.T) {
 				t.Fatalf("posts in %q: %q", tc.thread, texts(opened))
 			}
 			async := strings.Contains(tc.args, "--async")
-			sameMessage(t, "invoked", opened[0].Msg, reply.Invoked(ana, "report-daily", async))
+			// The post carries its intent's key, so a rerun finds it instead of posting twice.
+			invoked := reply.Invoked(ana, "report-daily", async)
+			if !strings.HasPrefix(opened[0].Msg.Key, "invoked/") {
+				t.Fatalf("invoked key = %q, want invoked/<intent>", opened[0].Msg.Key)
+			}
+			invoked.Key = opened[0].Msg.Key
+			sameMessage(t, "invoked", opened[0].Msg, invoked)
 			thread := tc.thread
 			if thread == "" {
 				thread = opened[0].TS

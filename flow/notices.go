@@ -148,7 +148,7 @@ func (s *Notices) Announce(ctx context.Context, n idle.Notice) error {
 // again after a restart (stepStarted), a click whose effect is already
 // there (kept by this clicker, stopped) is done without a word.
 func (f *Flow) noticeButton(ctx context.Context, in *computebot.Intent, o Origin, c noticeCommand) {
-	defer f.finish(ctx, in)
+	defer f.finishing(ctx, in)()
 	if f.idle == nil {
 		f.tell(ctx, o, reply.IdleNotRunning())
 		return
@@ -182,7 +182,7 @@ func (f *Flow) noticeButton(ctx context.Context, in *computebot.Intent, o Origin
 		return
 	}
 	if !rerun && !f.step(ctx, in, stepStarted) {
-		f.tell(ctx, o, reply.NoticeButtonFailed(errors.New("could not record the click")))
+		f.tell(ctx, o, reply.NoticeButtonFailed(errors.New("flow: record the click's step")))
 		return
 	}
 	if c.keep {

@@ -182,7 +182,9 @@ func ApproversNote(r *computebot.Request, approvers []string, selfApproval bool)
 	if !selfApproval {
 		text += " Requesters can't approve their own requests."
 	}
-	return Plain(text)
+	m := Plain(text)
+	m.Key = NoteKey(r.ID)
+	return m
 }
 
 // Launching is the progress reply once a launch starts.

@@ -38,8 +38,8 @@ type Message struct {
 	Text   string
 	Blocks []Block
 	// Key names the messages whose loss or repeat matters (a request's
-	// message, its IP reply, an idle notice: RequestKey, ReadyKey,
-	// NoticeKey), so that a post a crashed run made can be found and
+	// message, its approvers note and IP reply, an idle notice, the
+	// message that opens an invocation's thread), so that a post a crashed run made can be found and
 	// adopted instead of posted again; "" for the others. The adapter
 	// carries it with the message (on Slack, as message metadata).
 	Key string
@@ -51,6 +51,8 @@ func ReadyKey(requestID string) string   { return "ready/" + requestID }
 func NoticeKey(instanceID, episode string) string {
 	return "notice/" + instanceID + "/" + episode
 }
+func NoteKey(requestID string) string   { return "note/" + requestID }
+func InvokedKey(intentID string) string { return "invoked/" + intentID }
 
 // Block is one visual block of a message.
 type Block struct {
@@ -85,6 +87,15 @@ func Plain(text string) Message {
 // from a newer version).
 func CannotRun(command string) Message {
 	return Plain(fmt.Sprintf("I can't run `%s` here. Try `/computebot help`.", command))
+}
+
+// InternalError is why something failed on the bot's side, for the words
+// that need a why.
+func InternalError() string { return "internal error (details are in the bot's log)" }
+
+// SomethingWentWrong answers a command whose work failed on a bug.
+func SomethingWentWrong() Message {
+	return Plain("Something went wrong on my side (internal error); the details are in the bot's log. Please try again.")
 }
 
 // IdleNotRunning answers a notice button or /computebot idle when the idle
