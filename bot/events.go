@@ -2,6 +2,7 @@ package bot
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"time"
 
@@ -36,6 +37,8 @@ func (b *Bot) handleEvent(ctx context.Context, evt socketmode.Event) {
 		b.observer.Disconnected()
 	case socketmode.EventTypeInvalidAuth:
 		b.log.Error("Slack refused the tokens (invalid_auth)")
+	case socketmode.EventTypeErrorBadMessage:
+		b.ackUnreadable(evt.Data)
 	case socketmode.EventTypeSlashCommand, socketmode.EventTypeInteractive, socketmode.EventTypeEventsAPI:
 		req := evt.Request
 		if req == nil {
@@ -64,15 +67,44 @@ func (b *Bot) handleEvent(ctx context.Context, evt socketmode.Event) {
 	}
 }
 
+// ackTimeout bounds handing an ack to the socket: Slack redelivers an
+// envelope not acked within 3 s anyway.
+const ackTimeout = 3 * time.Second
+
+// ackUnreadable acks a frame slack-go could not parse (a payload shape it
+// does not know): redelivering it would fail the same way, three more
+// times. Only its envelope ID and type are logged: a payload can carry a
+// verification token.
+func (b *Bot) ackUnreadable(data any) {
+	bad, ok := data.(*socketmode.ErrorBadMessage)
+	if !ok {
+		return
+	}
+	var head struct {
+		EnvelopeID string `json:"envelope_id"`
+		Type       string `json:"type"`
+	}
+	if json.Unmarshal(bad.Message, &head) != nil || head.EnvelopeID == "" {
+		b.log.Warn("unreadable frame from Slack without an envelope ID", "cause", bad.Cause)
+		return
+	}
+	b.log.Warn("unreadable envelope from Slack; acked so it is not redelivered", "envelope_id", head.EnvelopeID, "type", head.Type, "cause", bad.Cause)
+	b.ack(&socketmode.Request{EnvelopeID: head.EnvelopeID, Type: head.Type}, nil)
+}
+
 // ack answers an envelope; m, when set, is shown to the person who acted
 // (an ephemeral slash-command response).
 func (b *Bot) ack(req *socketmode.Request, m *reply.Message) {
-	var err error
-	if m == nil {
-		err = b.socket.Ack(*req)
-	} else {
-		err = b.socket.Ack(*req, map[string]any{"response_type": slack.ResponseTypeEphemeral, "text": Text(m.Text)})
+	var payload any
+	if m != nil {
+		payload = map[string]any{"response_type": slack.ResponseTypeEphemeral, "text": Text(m.Text)}
 	}
+	// The ack waits for the socket's sender; past Slack's 3 s deadline it
+	// is worthless (the envelope is redelivered), so it is not awaited
+	// longer than that.
+	actx, cancel := context.WithTimeout(context.Background(), ackTimeout)
+	err := b.socket.AckCtx(actx, req.EnvelopeID, payload)
+	cancel()
 	if err != nil {
 		b.log.Error("ack failed", "envelope_id", req.EnvelopeID, "err", err)
 	}
@@ -165,9 +197,12 @@ func (b *Bot) onEvent(ctx context.Context, req *socketmode.Request, ev slackeven
 		b.ack(req, nil)
 		return
 	}
-	trigger := ""
+	// An event's retries share its event_id, whatever envelope carries
+	// them: the event, not the envelope, is the delivery to recognise.
+	id, trigger := req.EnvelopeID, ""
 	if cb, ok := ev.Data.(*slackevents.EventsAPICallbackEvent); ok && cb.EventID != "" {
-		trigger = "event:" + cb.EventID
+		id = "event:" + cb.EventID
+		trigger = id
 	} else if req.EnvelopeID != "" {
 		trigger = "envelope:" + req.EnvelopeID
 	}
@@ -178,7 +213,7 @@ func (b *Bot) onEvent(ctx context.Context, req *socketmode.Request, ev slackeven
 	}
 	// status is about the thread it is asked in, so it keeps "" at top level.
 	b.accept(ctx, req, flow.Envelope{
-		ID:     req.EnvelopeID,
+		ID:     id,
 		Origin: flow.Origin{User: mention.User, Channel: mention.Channel, ThreadTS: thread, Trigger: trigger},
 		Input:  flow.Input{Source: computebot.SourceMention, Text: text},
 	}, "mention")

@@ -37,14 +37,17 @@ import (
 //     ephemeral text only for a slash command whose Accept gave a reply;
 //   - every Accept call's Input.Source matches the envelope type (slash →
 //     slash, interactive → click, events_api → mention), its Origin.User is
-//     the payload's user, and the first one carries the envelope's ID;
+//     the payload's user, and the first one carries the envelope's ID (a
+//     mention: its event's event_id, which its retries share);
 //   - envelopes that ask nothing (an interaction without block actions, an
 //     event that is not a person's app mention) get no Accept at all;
 //   - every job Accept returns is submitted, once.
 //
-// Frames slack-go cannot turn into an envelope event (bad JSON, an unknown
-// type, a payload of the wrong shape) are dropped by slack-go before the
-// bot sees them: they must reach neither an ack nor Accept.
+// Frames slack-go cannot read as JSON are dropped before the bot sees
+// them. Frames it cannot turn into an envelope event (an unknown type, a
+// payload of the wrong shape) reach the bot as bad messages: those with an
+// envelope_id get one bare ack (a redelivery would fail the same way), and
+// none reaches Accept.
 //
 // Seed corpus: testdata/fuzz/FuzzEnvelope. Run with
 // go test -run '^$' -fuzz FuzzEnvelope ./bot/
@@ -85,6 +88,24 @@ func checkFrame(t *testing.T, b *Bot, fw *fuzzWorkflows, acks chan *socketmode.R
 	calls, submits := fw.recorded()
 
 	req := evt.Request
+	if evt.Type == socketmode.EventTypeErrorBadMessage {
+		// An envelope slack-go cannot parse is acked bare (redelivery
+		// would fail the same way) and reaches no Accept.
+		var head struct {
+			EnvelopeID string `json:"envelope_id"`
+		}
+		wantAcks := 0
+		if json.Unmarshal(evt.Data.(*socketmode.ErrorBadMessage).Message, &head) == nil && head.EnvelopeID != "" {
+			wantAcks = 1
+		}
+		if len(got) != wantAcks || len(calls) > 0 {
+			t.Fatalf("unreadable frame: %d acks (want %d), %d Accept calls\nframe: %q", len(got), wantAcks, len(calls), frame)
+		}
+		if wantAcks == 1 && (got[0].EnvelopeID != head.EnvelopeID || got[0].Payload != nil) {
+			t.Fatalf("unreadable frame: ack %+v, want a bare ack for %q", got[0], head.EnvelopeID)
+		}
+		return
+	}
 	isEnvelope := req != nil && (evt.Type == socketmode.EventTypeSlashCommand || evt.Type == socketmode.EventTypeInteractive || evt.Type == socketmode.EventTypeEventsAPI)
 	if !isEnvelope {
 		if len(got) > 0 || len(calls) > 0 {
@@ -123,7 +144,9 @@ func checkFrame(t *testing.T, b *Bot, fw *fuzzWorkflows, acks chan *socketmode.R
 				t.Fatalf("%s envelope: ReplyInAck %t", req.Type, env.Origin.ReplyInAck)
 			}
 			wantID := req.EnvelopeID
-			if i > 0 && wantID != "" {
+			if eventID := callbackEventID(evt); eventID != "" {
+				wantID = "event:" + eventID // an event's retries share its event_id
+			} else if i > 0 && wantID != "" {
 				wantID = fmt.Sprintf("%s/%d", req.EnvelopeID, i)
 			}
 			if env.ID != wantID {
@@ -179,6 +202,18 @@ func expected(evt socketmode.Event) (computebot.IntentSource, string, bool, int)
 		return computebot.SourceMention, m.User, true, 1
 	}
 	return "", "", false, 0
+}
+
+// callbackEventID is the event_id of an Events API envelope, or "".
+func callbackEventID(evt socketmode.Event) string {
+	ev, ok := evt.Data.(slackevents.EventsAPIEvent)
+	if !ok {
+		return ""
+	}
+	if cb, ok := ev.Data.(*slackevents.EventsAPICallbackEvent); ok {
+		return cb.EventID
+	}
+	return ""
 }
 
 // readFrame is what socketmode.Client does with one websocket text frame

@@ -444,9 +444,19 @@ func (f *Flow) tell(ctx context.Context, o Origin, m reply.Message) {
 	var err error
 	if o.ResponseURL != "" {
 		err = f.chat.Respond(ctx, o.ResponseURL, m)
-	} else {
-		err = f.chat.Ephemeral(ctx, o.Channel, o.User, o.ThreadTS, m)
+		if err == nil {
+			return
+		}
+		// A response URL lives 30 minutes and five uses; a rerun after a
+		// restart, or a long wait, can outlive it. An ephemeral message
+		// still reaches the person wherever the bot is a member.
+		f.log.Warn("response URL failed; answering ephemerally", "user", o.User, "err", err)
+		if o.Channel == "" {
+			f.log.Error("private reply failed", "user", o.User, "err", err)
+			return
+		}
 	}
+	err = f.chat.Ephemeral(ctx, o.Channel, o.User, o.ThreadTS, m)
 	if err != nil {
 		f.log.Error("private reply failed", "user", o.User, "channel", o.Channel, "err", err)
 	}

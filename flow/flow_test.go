@@ -129,9 +129,25 @@ func TestTell(t *testing.T) {
 		t.Errorf("ephemeral %+v", got)
 	}
 	sameMessage(t, "ephemeral", got[0].Msg, reply.Plain(commands.HelpText("")))
+	// An expired response URL (a rerun after a restart can outlive its
+	// 30 minutes) falls back to an ephemeral message in the channel.
 	e.chat.failWith(mRespond, errors.New("expired_url"))
 	env, ans := e.accept(viaURL, slashInput("/instances", ""))
-	e.f.Run(e.ctx, *ans.Job) // logged, nothing else
+	e.f.Run(e.ctx, *ans.Job)
+	eph2 := e.chat.where(func(c chatCall) bool { return c.Method == mEphemeral && c.User == ana })
+	if len(eph2) != 1 || eph2[0].Channel != viaURL.Channel {
+		t.Fatalf("fallback ephemerals %+v", eph2)
+	}
+	sameMessage(t, "fallback", eph2[0].Msg, reply.InstanceList(nil, 0, false, epoch))
+	// When neither reaches the person, the answer is logged, not retried.
+	e.chat.failWhen(func(c chatCall) error {
+		if c.Method == mRespond || c.Method == mEphemeral {
+			return errors.New("channel_not_found")
+		}
+		return nil
+	})
+	env, ans = e.accept(viaURL, slashInput("/instances", ""))
+	e.f.Run(e.ctx, *ans.Job)
 	if in := e.store.intent(env.ID); in.State != computebot.IntentDone {
 		t.Errorf("intent %s, want done: a lost answer is not retried", in.State)
 	}

@@ -237,6 +237,11 @@ func (s *Scheduler) post(ctx context.Context, n Notice) (bool, error) {
 	// The grace runs from the post, not from the scan: posts are paced.
 	at := s.now()
 	n.NoticedAt, n.StopAt = at, at.Add(s.grace)
+	// Marked before the record exists: a click or settle that reads the
+	// record the moment it is written must see the post as in flight, not
+	// as a post whose poster died.
+	s.posting.Store(n.Episode, true)
+	defer s.posting.Delete(n.Episode)
 	_, err := s.update(ctx, n.InstanceID, func(cur *Notice, found bool) error {
 		if found && cur.blocks(at) {
 			return errSkip // another scan got there first
@@ -254,8 +259,6 @@ func (s *Scheduler) post(ctx context.Context, n Notice) (bool, error) {
 	// The post and its bookkeeping are not cut short by Stop: a post that
 	// reached Slack but was cancelled on our side would look failed, be
 	// forgotten, and be posted again after a restart.
-	s.posting.Store(n.Episode, true)
-	defer s.posting.Delete(n.Episode)
 	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), postTimeout)
 	channel, ts, perr := s.notify.PostNotice(pctx, n)
 	if perr == nil {

@@ -270,3 +270,32 @@ func isRequestMessageOf(user string) func(fakeslack.Message) bool {
 		return m.ThreadTS == "" && !m.Ephemeral && m.Via == "chat.postMessage" && strings.Contains(m.Text, "<@"+user+"> requests")
 	}
 }
+
+// TestUnreadableEnvelopeAcked: an envelope slack-go cannot parse (here a
+// slash command whose payload is not an object) is acked once, bare, so
+// that Slack does not redeliver it to fail the same way; the bot goes on
+// answering the next command.
+func TestUnreadableEnvelopeAcked(t *testing.T) {
+	b := newBed(t)
+	b.slack.SetRedelivery(300*time.Millisecond, 3)
+	const env = "env-unreadable"
+	if err := b.slack.SendEnvelope(fakeslack.Envelope{
+		EnvelopeID: env, Type: "slash_commands", Payload: json.RawMessage(`"not a slash command"`), AcceptsResponsePayload: true,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	ack, err := b.slack.WaitAck(b.ctx(), env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ack.Payload) != 0 && string(ack.Payload) != "null" {
+		t.Errorf("ack payload %s, want a bare ack", ack.Payload)
+	}
+	if txt := ackText(t, b.slash(ana, "/computebot", "help")); txt == "" {
+		t.Error("help after the unreadable envelope: bare ack")
+	}
+	time.Sleep(400 * time.Millisecond) // past the redelivery timeout
+	if ds := b.slack.Deliveries(env); len(ds) != 1 || !ds[0].Acked {
+		t.Errorf("deliveries %+v, want one, acked", ds)
+	}
+}

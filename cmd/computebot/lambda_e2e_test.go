@@ -267,3 +267,41 @@ func (b *bed) requestMessageMatching(substr string) fakeslack.Message {
 	}
 	return m
 }
+
+// TestMentionRetryAnsweredOnce: Slack retries an event (same event_id, same
+// message) in a new envelope when the first was not acked in time; the
+// retry is recognised by its event_id and answered once.
+func TestMentionRetryAnsweredOnce(t *testing.T) {
+	b := newBed(t)
+	first, err := b.slack.SendMention(fakeslack.Mention{UserID: eve, ChannelID: channel, Text: "<@" + fakeslack.BotUserID + "> instances", EventID: "EvRETRIED"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.slack.WaitAck(b.ctx(), first); err != nil {
+		t.Fatal(err)
+	}
+	asked := b.slack.Messages(channel)[0] // the mention itself
+	retry, err := b.slack.SendMention(fakeslack.Mention{UserID: eve, ChannelID: channel, Text: asked.Text, TS: asked.TS, EventID: "EvRETRIED"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.slack.WaitAck(b.ctx(), retry); err != nil {
+		t.Fatal(err)
+	}
+	// A later command's answer marks the point by which a second answer
+	// would have been sent: both were accepted before it.
+	if _, err := b.slack.SendMention(fakeslack.Mention{UserID: eve, ChannelID: channel, Text: "<@" + fakeslack.BotUserID + "> help"}); err != nil {
+		t.Fatal(err)
+	}
+	b.waitPrivate(eve, "launches EC2 instances and invokes Lambda functions")
+	b.waitPrivate(eve, "You have no instances")
+	n := 0
+	for _, m := range b.slack.Messages(channel) {
+		if m.Ephemeral && m.EphemeralUser == eve && strings.Contains(visible(m), "You have no instances") {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("%d answers to one event delivered twice, want 1\nmessages: %s", n, b.dump())
+	}
+}

@@ -29,6 +29,9 @@ type Mention struct {
 	// When set, nothing is recorded: the message is taken to exist already.
 	TS         string
 	EnvelopeID string
+	// EventID is the event's event_id; empty means a new one. Slack's
+	// retries of an event share it, whatever envelope carries them.
+	EventID string
 }
 
 // SendMention sends an events_api envelope whose payload is an
@@ -47,6 +50,9 @@ func (s *Server) SendMention(m Mention) (envelopeID string, err error) {
 	}
 	if m.EnvelopeID == "" {
 		m.EnvelopeID = newEnvelopeID()
+	}
+	if m.EventID == "" {
+		m.EventID = "Ev" + strings.ToUpper(randomHex(5))
 	}
 
 	s.mu.Lock()
@@ -97,7 +103,7 @@ func (s *Server) SendMention(m Mention) (envelopeID string, err error) {
 		"api_app_id":            AppID,
 		"event":                 event,
 		"type":                  "event_callback",
-		"event_id":              "Ev" + strings.ToUpper(randomHex(5)),
+		"event_id":              m.EventID,
 		"event_time":            time.Now().Unix(),
 		"authorizations": []any{map[string]any{
 			"enterprise_id":         nil,
