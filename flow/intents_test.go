@@ -686,6 +686,51 @@ func TestClickNotOnItsMessage(t *testing.T) {
 			})
 		}
 	})
+	// A notice whose post was not recorded (still in flight, or its poster
+	// died) is checked against the message Slack has under its key.
+	t.Run("notice buttons, post not recorded", func(t *testing.T) {
+		for _, tc := range []struct {
+			name    string
+			posted  bool // the notice is in the request thread, under its key
+			other   bool // the click is on another message
+			refused bool
+		}{
+			{name: "on the notice found by its key", posted: true},
+			{name: "on another message", posted: true, other: true, refused: true},
+			{name: "no notice in Slack", refused: true},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				e := newEnv(t)
+				e.cloud.add(managed(boxID, ana, "box", computebot.InstanceRunning, epoch, "R"))
+				n := notice() // Channel and TS unset
+				e.idle.notice = n
+				ts := "1700000000.000099"
+				if tc.posted {
+					msg := reply.IdleNotice(n)
+					var err error
+					if ts, err = e.chat.Post(e.ctx, channel, requestThread, msg); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if tc.other {
+					ts = "1700000000.000098"
+				}
+				o := e.clickOrigin(ana, channel, requestThread)
+				e.click(o, reply.ActionKeepRunning, boxID, ts)
+				if !tc.refused {
+					e.told(o)
+					if got := e.idle.recorded(); len(got) != 1 {
+						t.Errorf("scheduler calls %q", got)
+					}
+					return
+				}
+				e.told(o, reply.ClickNotOnItsMessage())
+				if got := e.idle.recorded(); len(got) != 0 {
+					t.Errorf("scheduler calls %q, want none", got)
+				}
+			})
+		}
+	})
 }
 
 // TestThreadOrder: the work on one request is serialized, so its thread

@@ -154,7 +154,7 @@ func (f *Flow) noticeButton(ctx context.Context, in *computebot.Intent, o Origin
 		return
 	}
 	n, err := f.idle.Notice(ctx, c.instanceID)
-	if err == nil && n.TS != "" && (n.Channel != o.Channel || n.TS != c.messageTS) {
+	if err == nil && !f.clickedOnNotice(ctx, o, c, n) {
 		f.log.Warn("click refused: its instance is not the clicked notice's", "instance", c.instanceID, "user", o.User)
 		f.tell(ctx, o, reply.ClickNotOnItsMessage())
 		return
@@ -254,4 +254,19 @@ func (p *pacer) wait(ctx context.Context, channel string) error {
 		}
 	}
 	return nil
+}
+
+// clickedOnNotice reports whether a notice button was clicked on the
+// notice's own message. A notice whose post was not recorded (in flight,
+// or its poster died) is checked against the message found by its key.
+func (f *Flow) clickedOnNotice(ctx context.Context, o Origin, c noticeCommand, n idle.Notice) bool {
+	if n.TS != "" {
+		return n.Channel == o.Channel && n.TS == c.messageTS
+	}
+	thread := ""
+	if o.Channel == n.RequestChannel {
+		thread = n.RequestThread
+	}
+	found := f.findPosted(ctx, o.Channel, thread, reply.NoticeKey(n.InstanceID, n.Episode), n.NoticedAt)
+	return found != "" && found == c.messageTS
 }

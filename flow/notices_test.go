@@ -285,10 +285,10 @@ func TestNoticeButtons(t *testing.T) {
 			e.cloud.add(inst)
 			if e.idle != nil {
 				e.idle.err = tc.err
-				e.idle.notice = notice()
+				e.idle.notice = postedNotice()
 			}
 			o := e.clickOrigin(tc.user, channel, requestThread)
-			ans := e.click(o, tc.action, boxID, "1700000000.000070")
+			ans := e.click(o, tc.action, boxID, noticeTS)
 			if ans.Outcome != "accepted" {
 				t.Errorf("Outcome %q", ans.Outcome)
 			}

@@ -338,7 +338,7 @@ func UnknownRequest(id string) Message {
 // ClickNotOnItsMessage answers a click whose button names a request other
 // than the one its message shows (a crafted or garbled click).
 func ClickNotOnItsMessage() Message {
-	return Plain("That button does not belong to the message it was clicked on, so nothing was done. Use the buttons on the request's own message.")
+	return Plain("That button does not belong to the message it was clicked on, so nothing was done. Use the buttons on the request's or notice's own message.")
 }
 
 // ClickFailed answers a click the bot could not look up (its store failed).
