@@ -527,6 +527,8 @@ type rig struct {
 	logs   *syncbuf.Buffer
 	audits *auditLog
 	prices atomic.Int32 // price look-ups
+	// stopWait is the scheduler's StopWait (0: the default).
+	stopWait time.Duration
 }
 
 type auditLog struct {
@@ -580,6 +582,7 @@ func (r *rig) build(t testing.TB, cfg config.Idle) *Scheduler {
 		Logger:   slog.New(slog.NewTextHandler(r.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Now:      r.clock.Now,
 		Observer: r.obs,
+		StopWait: r.stopWait,
 	})
 	if err != nil {
 		t.Fatal(err)

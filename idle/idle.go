@@ -199,7 +199,15 @@ type Deps struct {
 	// 1 minute when zero.
 	CheckEvery time.Duration
 	Observer   Observer // nil: not observed
+	// StopWait bounds how long Stop waits for a running scan or check;
+	// 3 seconds when zero. A notice post is not cut short by Stop (see
+	// post), and Slack's rate limits can hold one up for minutes: past
+	// this bound the process stops anyway, and the next start finds the
+	// post by its key.
+	StopWait time.Duration
 }
+
+const defaultStopWait = 3 * time.Second
 
 // Scheduler runs the idle scans. Create it with New; it is safe for
 // concurrent use (the workflows call Keep, StopNow and Report while scans
@@ -221,6 +229,8 @@ type Scheduler struct {
 	log    *slog.Logger
 	now    func() time.Time
 	obs    Observer
+	// stopWait bounds Stop's wait for a running job.
+	stopWait time.Duration
 
 	// checkMu skips a CheckDue while another runs in this process: an
 	// optimisation only (claims make concurrent checks safe).
@@ -262,11 +272,14 @@ func New(cfg config.Idle, d Deps) (*Scheduler, error) {
 	if d.CheckEvery <= 0 {
 		d.CheckEvery = defaultCheckEvery
 	}
+	if d.StopWait <= 0 {
+		d.StopWait = defaultStopWait
+	}
 	sc := &Scheduler{
 		cfg: cfg, sched: sched, every: cron.Every(d.CheckEvery),
 		window: cfg.For.Duration(), grace: cfg.Grace.Duration(), snooze: cfg.Snooze.Duration(), delay: cfg.MetricsDelay.Duration(),
 		cloud: d.Cloud, notify: d.Notifier, authz: d.Authorizer, audit: d.Audit, kv: d.KV,
-		prices: d.Prices, log: d.Logger, now: d.Now, obs: d.Observer,
+		prices: d.Prices, log: d.Logger, now: d.Now, obs: d.Observer, stopWait: d.StopWait,
 	}
 	if sc.audit == nil {
 		sc.audit = func(context.Context, computebot.AuditEntry) {}
@@ -318,7 +331,7 @@ func (s *Scheduler) Start(ctx context.Context) {
 }
 
 // Stop stops the schedule, cancels the running scan or check and waits for
-// it to return.
+// it to return, at most StopWait.
 func (s *Scheduler) Stop() {
 	s.runMu.Lock()
 	c, cancel := s.cron, s.cancel
@@ -329,8 +342,14 @@ func (s *Scheduler) Stop() {
 	}
 	done := c.Stop()
 	cancel()
-	<-done.Done()
-	s.log.Info("idle scheduler stopped")
+	t := time.NewTimer(s.stopWait)
+	defer t.Stop()
+	select {
+	case <-done.Done():
+		s.log.Info("idle scheduler stopped")
+	case <-t.C:
+		s.log.Warn("idle scheduler stopped without waiting longer for a notice post in flight; the next start finds it by its key", "waited", s.stopWait)
+	}
 }
 
 // job adapts a run to cron, logging its error.

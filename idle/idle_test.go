@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -1011,4 +1012,36 @@ func TestMetricsDelay(t *testing.T) {
 	if r.cloud.count("stop i-1") != 1 {
 		t.Fatalf("calls %v", r.cloud.Calls())
 	}
+}
+
+// Stop does not wait past StopWait for a notice post held up (by Slack's
+// rate limits, say): the process can stop; the post carries on until the
+// process exits, and a later start finds it by its key.
+func TestStopDoesNotWaitForAStuckPost(t *testing.T) {
+	r := newRig(t, testConfig())
+	r.stopWait = 50 * time.Millisecond
+	r.Scheduler = r.build(t, testConfig())
+	r.sched, r.every = everySchedule(5*time.Millisecond), everySchedule(time.Hour)
+	r.cloud.add("i-1", t0.Add(-3*time.Hour), nil)
+	r.cloud.idleAll("i-1")
+	posting, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	r.notes.onPost = func(Notice) {
+		once.Do(func() { close(posting) })
+		<-release
+	}
+	r.Start(t.Context())
+	<-posting
+	stopped := make(chan struct{})
+	go func() { r.Stop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(30 * time.Second): // a hang, not a speed check
+		t.Fatal("Stop waited for a post that does not end")
+	}
+	if !strings.Contains(r.logs.String(), "without waiting longer") {
+		t.Errorf("no log of the abandoned wait:\n%s", r.logs.String())
+	}
+	close(release)
+	waitFor(t, func() bool { return len(r.notes.Posts()) == 1 })
 }
