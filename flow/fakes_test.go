@@ -773,6 +773,7 @@ type fakeStore struct {
 
 	updates       int
 	intentUpdates int
+	gated         map[string]int // calls per method, failed or not
 	twiceEvery    int // UpdateRequest (UpdateIntent) runs fn twice on every Nth call; 0: never
 	fnRuns        int
 
@@ -844,10 +845,21 @@ func (s *fakeStore) gate(ctx context.Context, method string) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("fake store: %s: %w", method, err)
 	}
+	if s.gated == nil {
+		s.gated = map[string]int{}
+	}
+	s.gated[method]++
 	if s.down.Load() {
 		return errDown
 	}
 	return s.injected(method)
+}
+
+// callCount is how many times method was called.
+func (s *fakeStore) callCount(method string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.gated[method]
 }
 
 func copyRequest(r *computebot.Request) *computebot.Request {

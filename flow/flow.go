@@ -278,13 +278,19 @@ func (f *Flow) Start(ctx context.Context) {
 		defer close(f.sweepDone)
 		t := time.NewTicker(f.opts.SweepInterval)
 		defer t.Stop()
+		var pruned time.Time // zero: the first sweep prunes
 		for {
 			select {
 			case <-sweepCtx.Done():
 				return
 			case <-t.C:
 				f.SweepExpired(sweepCtx)
-				f.pruneIntents(sweepCtx)
+				// Done intents are kept a day: pruning them hourly is
+				// plenty, and spares the store a scan every sweep.
+				// A failed prune is tried again at the next sweep.
+				if now := f.now(); now.Sub(pruned) >= pruneEvery && f.pruneIntents(sweepCtx) {
+					pruned = now
+				}
 			}
 		}
 	}()
@@ -294,15 +300,21 @@ func (f *Flow) Start(ctx context.Context) {
 // envelope for minutes, and its answer must be there to send again.
 const keepIntents = 24 * time.Hour
 
-// pruneIntents forgets the intents done long enough ago.
-func (f *Flow) pruneIntents(ctx context.Context) {
+// pruneEvery is how often done intents are pruned.
+const pruneEvery = time.Hour
+
+// pruneIntents forgets the intents done long enough ago, and reports
+// whether it could.
+func (f *Flow) pruneIntents(ctx context.Context) bool {
 	n, err := f.store.PruneIntents(ctx, f.now().Add(-keepIntents))
 	switch {
 	case err != nil:
 		f.log.Error("prune intents", "err", err)
+		return false
 	case n > 0:
 		f.log.Debug("pruned done intents", "count", n)
 	}
+	return true
 }
 
 // Submit queues a job for the workers.

@@ -904,6 +904,14 @@ func TestPruneIntents(t *testing.T) {
 	f := e.restart()
 	f.Start(e.ctx)
 	waitFor(t, "the done intent to be pruned", func() bool { return e.store.intent(help.ID) == nil })
+	// Pruned once an hour, not at every sweep.
+	prunes, sweeps := e.store.callCount(sPrune), e.store.callCount(sRequests)
+	waitFor(t, "ten more sweeps", func() bool { return e.store.callCount(sRequests) >= sweeps+10 })
+	if n := e.store.callCount(sPrune); n != prunes {
+		t.Errorf("%d prunes in ten sweeps within the hour, want none", n-prunes)
+	}
+	e.clock.Advance(time.Hour)
+	waitFor(t, "the hourly prune", func() bool { return e.store.callCount(sPrune) > prunes })
 	f.Stop()
 	if in := e.store.intent(pending.ID); in == nil || in.State != computebot.IntentAccepted {
 		t.Errorf("unfinished intent %+v pruned", in)

@@ -3,6 +3,7 @@ package store
 import (
 	"errors"
 	"reflect"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -120,4 +121,38 @@ func ids(ins []*computebot.Intent) []string {
 		out[i] = in.ID
 	}
 	return out
+}
+
+// TestPruneRechecks: prune scans beside the writers and checks each
+// candidate again under the write lock, so a record that changed between
+// the scan and the delete (an intent reopened, say) is kept; and more
+// candidates than one delete batch are all pruned.
+func TestPruneRechecks(t *testing.T) {
+	ctx := t.Context()
+	db, _ := newDB(t)
+	old := time.Now().Add(-48 * time.Hour)
+	const count = pruneBatch*2 + 7
+	for i := range count {
+		if _, err := db.AcceptIntent(ctx, &computebot.Intent{ID: "P-" + strconv.Itoa(i), State: computebot.IntentDone, CreatedAt: old, UpdatedAt: old}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	seen := map[string]int{}
+	n, err := db.intents().prune(ctx, func(in *computebot.Intent) bool {
+		seen[in.ID]++
+		// P-3 "changed" after the scan: the second look keeps it.
+		return in.ID != "P-3" || seen[in.ID] == 1
+	})
+	if err != nil || n != count-1 {
+		t.Fatalf("prune = %d, %v; want %d", n, err, count-1)
+	}
+	if seen["P-3"] != 2 || seen["P-0"] != 2 {
+		t.Errorf("drop calls %d, %d; want each candidate seen twice", seen["P-3"], seen["P-0"])
+	}
+	if _, err := db.Intent(ctx, "P-3"); err != nil {
+		t.Errorf("P-3, changed since the scan, was pruned: %v", err)
+	}
+	if _, err := db.Intent(ctx, "P-0"); !errors.Is(err, computebot.ErrNotFound) {
+		t.Errorf("P-0: %v, want pruned", err)
+	}
 }

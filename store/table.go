@@ -215,37 +215,62 @@ func (t table[T]) list(ctx context.Context, keep func(*T) bool) ([]*T, error) {
 	return out, nil
 }
 
-// prune deletes the records drop selects, in one durable write, and
-// returns how many it deleted. A record drop does not decode is kept.
+// prune deletes the records drop selects (drop sees each twice: in the
+// scan and again before its delete) and returns how many it deleted. A
+// record that does not decode is kept.
 func (t table[T]) prune(ctx context.Context, drop func(*T) bool) (int, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, fmt.Errorf("store: prune %ss: %w", t.what, err)
 	}
-	var n int
-	err := t.db.write(func(tx *bolt.Tx) error {
-		n = 0 // a rerun decides afresh
-		b := tx.Bucket(t.bucket)
-		var doomed [][]byte
-		err := b.ForEach(func(k, raw []byte) error {
-			v, err := t.decode(raw)
-			if err == nil && drop(v) {
+	// The scan runs in a read transaction, beside the writers: a write
+	// transaction scanning the whole bucket would hold up every accept
+	// (each waits for its own commit before its ack). Only the deletes
+	// take the write lock, each candidate checked again there.
+	var doomed [][]byte
+	err := t.db.view(func(tx *bolt.Tx) error {
+		doomed = doomed[:0]
+		return tx.Bucket(t.bucket).ForEach(func(k, raw []byte) error {
+			if v, err := t.decode(raw); err == nil && drop(v) {
 				doomed = append(doomed, append([]byte(nil), k...))
 			}
 			return nil
 		})
-		if err != nil {
-			return err
-		}
-		for _, k := range doomed {
-			if err := b.Delete(k); err != nil {
-				return err
-			}
-		}
-		n = len(doomed)
-		return nil
 	})
 	if err != nil {
 		return 0, fmt.Errorf("store: prune %ss: %w", t.what, err)
 	}
+	var n int
+	for batch := range slices.Chunk(doomed, pruneBatch) {
+		if err := ctx.Err(); err != nil {
+			return n, fmt.Errorf("store: prune %ss: %w", t.what, err)
+		}
+		var deleted int
+		err := t.db.write(func(tx *bolt.Tx) error {
+			deleted = 0 // a rerun decides afresh
+			b := tx.Bucket(t.bucket)
+			for _, k := range batch {
+				raw := b.Get(k)
+				if raw == nil {
+					continue
+				}
+				if v, err := t.decode(raw); err != nil || !drop(v) {
+					continue // changed since the scan
+				}
+				if err := b.Delete(k); err != nil {
+					return err
+				}
+				deleted++
+			}
+			return nil
+		})
+		if err != nil {
+			return n, fmt.Errorf("store: prune %ss: %w", t.what, err)
+		}
+		n += deleted
+	}
 	return n, nil
 }
+
+// pruneBatch bounds the deletes of one prune transaction, so that one
+// never holds the write lock for long.
+const pruneBatch = 100
