@@ -774,7 +774,7 @@ type fakeStore struct {
 	updates       int
 	intentUpdates int
 	gated         map[string]int // calls per method, failed or not
-	twiceEvery    int // UpdateRequest (UpdateIntent) runs fn twice on every Nth call; 0: never
+	twiceEvery    int            // UpdateRequest (UpdateIntent) runs fn twice on every Nth call; 0: never
 	fnRuns        int
 
 	// afterUpdate runs after every successful update, outside the lock (a
