@@ -9,15 +9,20 @@ import (
 
 func TestTypedText(t *testing.T) {
 	cases := []struct{ in, mention, slash string }{
-		{"<@U0BOT> launch t2.micro", "launch t2.micro", "<@U0BOT> launch t2.micro"},
-		{"<@U0BOT|computebot>: launch t2.micro", "launch t2.micro", "<@U0BOT|computebot>: launch t2.micro"},
-		{"<@U0BOT> <@U0OTHER> help", "help", "<@U0BOT> <@U0OTHER> help"},
+		{"<@U0BOT> launch t2.micro", "launch t2.micro", "@U0BOT launch t2.micro"},
+		{"<@U0BOT|computebot>: launch t2.micro", "launch t2.micro", "@U0BOT: launch t2.micro"},
+		{"<@U0BOT> <@U0OTHER> help", "help", "@U0BOT @U0OTHER help"},
+		{"audit <@U0123ABC|Ana María López> --since 30d", "audit @U0123ABC --since 30d", "audit @U0123ABC --since 30d"},
+		{"<@U0BOT> audit <@W0123ABC>", "audit @W0123ABC", "@U0BOT audit @W0123ABC"},
+		{"audit <@ana>", "audit <@ana>", "audit <@ana>"}, // not a member ID: left as typed
+		{"audit &lt;@U0123ABC&gt;", "audit <@U0123ABC>", "audit <@U0123ABC>"}, // typed literally, escaped by Slack
+		{"audit <#C0123|general>", "audit <#C0123|general>", "audit <#C0123|general>"},
 		{`launch t2.micro --reason "a &lt;b&gt; &amp;amp; c"`, `launch t2.micro --reason "a <b> &amp; c"`, `launch t2.micro --reason "a <b> &amp; c"`},
 		{"launch t2.micro --name <http://model.ai|model.ai>", "launch t2.micro --name model.ai", "launch t2.micro --name model.ai"},
 		{"see <https://example.com/x>", "see https://example.com/x", "see https://example.com/x"},
 		{`lambda invoke report {"html": "&lt;b&gt;"}`, `lambda invoke report {"html": "<b>"}`, `lambda invoke report {"html": "<b>"}`},
 		{"&gt; launch t2.micro", "> launch t2.micro", "> launch t2.micro"},
-		{"<@U0BOT>", "", "<@U0BOT>"},
+		{"<@U0BOT>", "", "@U0BOT"},
 	}
 	for _, tc := range cases {
 		if got := mentionText(tc.in); got != tc.mention {

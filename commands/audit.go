@@ -15,29 +15,12 @@ const (
 	MaxAuditSince     = 90 * 24 * time.Hour
 )
 
-var (
-	// userIDRE is a Slack user ID: U… or W… (Enterprise Grid), upper-case
-	// letters and digits.
-	userIDRE = regexp.MustCompile(`^[UW][A-Z0-9]{1,20}$`)
-	// mentionRE is a user mention as Slack writes it in command text:
-	// <@U0123ABC> or, with its label, <@U0123ABC|ana> (the label is a
-	// display name and may have spaces).
-	mentionRE     = regexp.MustCompile(`<@([UW][A-Z0-9]{1,20})(?:\|[^<>]*)?>`)
-	mentionWordRE = regexp.MustCompile(`^` + mentionRE.String() + `$`)
-)
+// userIDRE is a Slack user ID: U… or W… (Enterprise Grid), upper-case
+// letters and digits.
+var userIDRE = regexp.MustCompile(`^[UW][A-Z0-9]{1,20}$`)
 
 // IsUserID reports whether s is shaped like a Slack user ID (U… or W…).
 func IsUserID(s string) bool { return userIDRE.MatchString(s) }
-
-// unlabelMentions drops the labels of the user mentions in s
-// ("<@U0123ABC|Ana Lopez>" → "<@U0123ABC>"), so that a label with spaces
-// stays one word.
-func unlabelMentions(s string) string {
-	if !strings.Contains(s, "<@") {
-		return s
-	}
-	return mentionRE.ReplaceAllString(s, "<@$1>")
-}
 
 func buildAudit(p *parsed) Result {
 	d := p.def
@@ -47,11 +30,11 @@ func buildAudit(p *parsed) Result {
 		switch id := normalizeAWSID(arg, IsInstanceID); {
 		case IsInstanceID(id):
 			a.Instance = id
-		case IsUserID(arg):
-			a.User = arg
-		case mentionWordRE.MatchString(arg):
-			a.User = mentionWordRE.FindStringSubmatch(arg)[1]
-		case strings.HasPrefix(arg, "@") || strings.HasPrefix(arg, "<@"):
+		case IsUserID(strings.TrimPrefix(arg, "@")):
+			// A person picked from Slack's list arrives as @ and their
+			// member ID (the adapter turns Slack's mention syntax into it).
+			a.User = strings.TrimPrefix(arg, "@")
+		case strings.HasPrefix(arg, "@"):
 			return replyf(withUsage(d, fmt.Sprintf("%s is a name, and I need to know who exactly: pick the person from Slack's list as you type @, or give their member ID (U…, in their profile under ⋮ → Copy member ID).", code(arg))))
 		case strings.HasPrefix(strings.ToLower(arg), "i-"):
 			return replyf(withUsage(d, fmt.Sprintf("%s is not an instance ID (i- followed by 8 or 17 hex digits).", code(arg))))

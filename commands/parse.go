@@ -115,9 +115,6 @@ func dispatch(defs []Definition, word string, lx *lexer) Result {
 		}
 		return replyf(msg + "\n" + usages(defs, word))
 	}
-	if word == "audit" {
-		lx = &lexer{src: unlabelMentions(lx.rest())} // a mention's label may have spaces
-	}
 	if d, ok := lookup(defs, word); ok {
 		return parseArgs(d, lx)
 	}

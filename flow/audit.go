@@ -16,9 +16,8 @@ import (
 // Next page button carries it, so later pages neither shift nor repeat
 // when entries are recorded in between.
 //
-// A person's filter matches the entries they acted in (Actor): what they
-// launched, approved, stopped…, not what others did to their requests or
-// instances (an instance's filter shows those).
+// The filters are computebot.AuditFilter's, as in the computebot audit
+// command.
 
 // auditPageCommand is a click on an audit page's Next page button.
 type auditPageCommand struct {
@@ -61,13 +60,10 @@ func (f *Flow) auditLog(ctx context.Context, o Origin, q reply.AuditQuery, offse
 		f.tell(ctx, o, reply.AuditLogFailed(computebot.UserMessage(err)))
 		return
 	}
-	entries := make([]computebot.AuditEntry, 0, len(all))
-	for _, e := range slices.Backward(all) { // newest first
-		switch {
-		case e.Time.After(q.Until):
-		case q.Instance != "" && e.Target != q.Instance:
-		case q.User != "" && e.Actor != q.User:
-		default:
+	kept := computebot.AuditFilter{Instance: q.Instance, User: q.User}.Keep(all)
+	entries := make([]computebot.AuditEntry, 0, len(kept))
+	for _, e := range slices.Backward(kept) { // newest first
+		if !e.Time.After(q.Until) {
 			entries = append(entries, e)
 		}
 	}

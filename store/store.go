@@ -144,6 +144,12 @@ type Options struct {
 	// Logger receives open/close, migration and slow-write messages;
 	// slog.Default() when nil.
 	Logger *slog.Logger
+	// ReadOnly opens an existing file to read it (the audit command): it
+	// takes a shared lock (so it still waits for a running bot, which
+	// holds the file exclusively), creates and migrates nothing, and
+	// every write fails. A file of an older schema opens as it is; of the
+	// reads, only the audit log's is meant for such a file.
+	ReadOnly bool
 }
 
 // DB is an open store. It is safe for concurrent use. Reads run in
@@ -182,13 +188,14 @@ func Open(path string, opts Options) (*DB, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	if dir := filepath.Dir(path); dir != "" {
+	if dir := filepath.Dir(path); dir != "" && !opts.ReadOnly {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, fmt.Errorf("store: open %s: %w", path, err)
 		}
 	}
 	b, err := bolt.Open(path, 0o600, &bolt.Options{
 		Timeout:         opts.Timeout,
+		ReadOnly:        opts.ReadOnly,
 		InitialMmapSize: initialMmapSize,
 		// NoSync stays false: every commit is fsynced before it returns.
 		// NoFreelistSync and the hashmap freelist measured no better here
@@ -206,6 +213,13 @@ func Open(path string, opts Options) (*DB, error) {
 	b.MaxBatchDelay = maxBatchDelay
 	b.MaxBatchSize = maxBatchSize
 	db := &DB{bolt: b, path: path, log: opts.Logger.With("store", path)}
+	if opts.ReadOnly {
+		if err := db.checkSchema(); err != nil {
+			_ = b.Close()
+			return nil, err
+		}
+		return db, nil
+	}
 	// Under the lock, so never while an older bot still writes its
 	// journal; and before init migrates the file, which that older
 	// version could then no longer open.
@@ -255,6 +269,34 @@ func (db *DB) removeOldJournal() error {
 
 // init creates the buckets and checks (on a new file, writes; on an older
 // one, migrates) the schema version, all in one transaction.
+// checkSchema refuses, for a read-only open, a file written by a newer
+// computebot (whose records this one may misread).
+func (db *DB) checkSchema() error {
+	err := db.bolt.View(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(metaBucket)
+		if meta == nil {
+			return nil // never opened by a bot: empty
+		}
+		v := meta.Get(schemaVersionKey)
+		if v == nil {
+			return nil
+		}
+		version, err := strconv.Atoi(string(v))
+		switch {
+		case err != nil || version < 1:
+			return fmt.Errorf("invalid schema version %q in meta bucket", v)
+		case version > SchemaVersion:
+			return fmt.Errorf("%w: file has version %d, this computebot understands up to %d; upgrade computebot",
+				ErrNewerSchema, version, SchemaVersion)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("store: open %s: %w", db.path, err)
+	}
+	return nil
+}
+
 func (db *DB) init() error {
 	err := db.bolt.Update(func(tx *bolt.Tx) error {
 		meta, err := tx.CreateBucketIfNotExists(metaBucket)
@@ -480,8 +522,12 @@ func (db *DB) AuditLog(ctx context.Context) ([]computebot.AuditEntry, error) {
 	}
 	var out []computebot.AuditEntry
 	err := db.view(func(tx *bolt.Tx) error {
+		b := tx.Bucket(auditBucket)
+		if b == nil {
+			return nil // a file opened read-only that never had an entry
+		}
 		// Big-endian sequence keys make bbolt's byte order the append order.
-		return tx.Bucket(auditBucket).ForEach(func(k, v []byte) error {
+		return b.ForEach(func(k, v []byte) error {
 			var rec auditRecord
 			if err := json.Unmarshal(v, &rec); err != nil {
 				return fmt.Errorf("entry %x: %w", k, err)
@@ -511,7 +557,11 @@ func (db *DB) AuditSince(ctx context.Context, since time.Time) ([]computebot.Aud
 	}
 	var out []computebot.AuditEntry
 	err := db.view(func(tx *bolt.Tx) error {
-		c := tx.Bucket(auditBucket).Cursor()
+		b := tx.Bucket(auditBucket)
+		if b == nil {
+			return nil // a file opened read-only that never had an entry
+		}
+		c := b.Cursor()
 		for k, v := c.Last(); k != nil; k, v = c.Prev() {
 			if len(out)%256 == 255 {
 				if err := ctx.Err(); err != nil {

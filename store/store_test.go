@@ -2,6 +2,7 @@ package store
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -807,6 +808,91 @@ func TestRefusesNewerSchema(t *testing.T) {
 	_, err = Open(path, Options{Logger: quiet})
 	if !errors.Is(err, ErrNewerSchema) || !strings.Contains(err.Error(), "version 3") {
 		t.Fatalf("Open of a newer file: %v, want ErrNewerSchema naming version 3", err)
+	}
+	_, err = Open(path, Options{Logger: quiet, ReadOnly: true})
+	if !errors.Is(err, ErrNewerSchema) {
+		t.Fatalf("read-only Open of a newer file: %v, want ErrNewerSchema", err)
+	}
+}
+
+// TestReadOnly: a read-only open reads the audit log, writes nothing
+// (not even a migration: a schema 1 file stays schema 1), waits for a bot
+// holding the file, and lets several readers in at once.
+func TestReadOnly(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "computebot.db")
+	db, err := Open(path, Options{Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Audit(ctx, computebot.AuditEntry{Action: "launch", Actor: "U1"}); err != nil {
+		t.Fatal(err)
+	}
+	// The bot holds the file: a reader waits, then says it is locked.
+	if _, err := Open(path, Options{Logger: quiet, ReadOnly: true, Timeout: 100 * time.Millisecond}); !errors.Is(err, ErrLocked) {
+		t.Fatalf("read-only Open beside the bot: %v, want ErrLocked", err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Mark the file schema 1, as an older bot left it.
+	b, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Update(func(tx *bolt.Tx) error { return tx.Bucket(metaBucket).Put(schemaVersionKey, []byte("1")) }); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	before, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r1, err := Open(path, Options{Logger: quiet, ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2, err := Open(path, Options{Logger: quiet, ReadOnly: true, Timeout: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatalf("a second reader: %v", err)
+	}
+	log, err := r1.AuditLog(ctx)
+	if err != nil || len(log) != 1 || log[0].Action != "launch" {
+		t.Fatalf("AuditLog = %+v, %v", log, err)
+	}
+	if err := r1.Audit(ctx, computebot.AuditEntry{Action: "stop"}); err == nil {
+		t.Error("a read-only store took a write")
+	}
+	for _, r := range []*DB{r1, r2} {
+		if err := r.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	after, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(before, after) {
+		t.Error("a read-only open changed the file")
+	}
+	// A file no bot ever initialised reads as an empty log.
+	empty := filepath.Join(t.TempDir(), "empty.db")
+	eb, err := bolt.Open(empty, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := eb.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r3, err := Open(empty, Options{Logger: quiet, ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r3.Close()
+	if log, err := r3.AuditSince(ctx, time.Time{}); err != nil || len(log) != 0 {
+		t.Errorf("empty file: %+v, %v", log, err)
 	}
 }
 

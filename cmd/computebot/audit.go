@@ -57,7 +57,7 @@ func runAudit(args []string, stdout, stderr io.Writer, getenv func(string) strin
 	set.SetOutput(stderr)
 	path := set.String("config", getenv("COMPUTEBOT_CONFIG"), "config file (YAML); env COMPUTEBOT_CONFIG")
 	sinceFlag := set.String("since", "7d", `how far back: a duration such as 36h, 7d or 1d12h, or "all"`)
-	instance := set.String("instance", "", "only the entries about this instance (i-…)")
+	instance := set.String("instance", "", "only the entries about this instance (i-…), its request's approval included")
 	user := set.String("user", "", "only the entries this Slack user acted in (U…)")
 	asJSON := set.Bool("json", false, "JSON Lines instead of a table")
 	set.Usage = func() {
@@ -112,7 +112,9 @@ func runAudit(args []string, stdout, stderr io.Writer, getenv func(string) strin
 	if _, err := os.Stat(dbPath); errors.Is(err, fs.ErrNotExist) {
 		return fail("there is no store at %s (store.path in %s; a relative path is from the bot's working directory)", dbPath, *path)
 	}
-	db, err := store.Open(dbPath, store.Options{Timeout: auditLockTimeout,
+	// Read-only: the audit command never migrates or writes the bot's
+	// store (a store of an older schema is read as it is).
+	db, err := store.Open(dbPath, store.Options{Timeout: auditLockTimeout, ReadOnly: true,
 		Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))})
 	if errors.Is(err, store.ErrLocked) {
 		return fail("the store %s is in use: the bot is running. Stop it, or read the log lines with audit=true from your log system (or ask in Slack: /computebot audit).", dbPath)
@@ -132,12 +134,7 @@ func runAudit(args []string, stdout, stderr io.Writer, getenv func(string) strin
 	if err != nil {
 		return fail("%v", err)
 	}
-	kept := entries[:0]
-	for _, e := range entries {
-		if (*instance == "" || e.Target == *instance) && (*user == "" || e.Actor == *user) {
-			kept = append(kept, e)
-		}
-	}
+	kept := computebot.AuditFilter{Instance: *instance, User: *user}.Keep(entries)
 	if *asJSON {
 		err = writeAuditJSON(stdout, kept)
 	} else {

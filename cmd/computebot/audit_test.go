@@ -159,10 +159,10 @@ func TestAuditCLIFilters(t *testing.T) {
 		{[]string{"--since", "1d12h"}, []string{"approve", "launch", "idle-stop"}},
 		{[]string{"--since", "all"}, []string{"stop", "approve", "launch", "idle-stop"}},
 		{[]string{"--since", "30m"}, nil},
-		{[]string{"--instance", "I-0123456789ABCDEF0"}, []string{"launch", "idle-stop"}},
+		{[]string{"--instance", "I-0123456789ABCDEF0"}, []string{"approve", "launch", "idle-stop"}}, // the approval of its request too
 		{[]string{"--user", bo}, []string{"approve", "launch"}},
 		{[]string{"--user", ana, "--since", "all"}, []string{"stop"}},
-		{[]string{"--user", bo, "--instance", "i-0123456789abcdef0"}, []string{"launch"}},
+		{[]string{"--user", bo, "--instance", "i-0123456789abcdef0"}, []string{"approve", "launch"}},
 	} {
 		if got := actions(tc.args...); !reflect.DeepEqual(got, tc.want) {
 			t.Errorf("%v: %v, want %v", tc.args, got, tc.want)
