@@ -14,7 +14,7 @@ func TestTypedText(t *testing.T) {
 		{"<@U0BOT> <@U0OTHER> help", "help", "@U0BOT @U0OTHER help"},
 		{"audit <@U0123ABC|Ana María López> --since 30d", "audit @U0123ABC --since 30d", "audit @U0123ABC --since 30d"},
 		{"<@U0BOT> audit <@W0123ABC>", "audit @W0123ABC", "@U0BOT audit @W0123ABC"},
-		{"audit <@ana>", "audit <@ana>", "audit <@ana>"}, // not a member ID: left as typed
+		{"audit <@ana>", "audit <@ana>", "audit <@ana>"},                      // not a member ID: left as typed
 		{"audit &lt;@U0123ABC&gt;", "audit <@U0123ABC>", "audit <@U0123ABC>"}, // typed literally, escaped by Slack
 		{"audit <#C0123|general>", "audit <#C0123|general>", "audit <#C0123|general>"},
 		{`launch t2.micro --reason "a &lt;b&gt; &amp;amp; c"`, `launch t2.micro --reason "a <b> &amp; c"`, `launch t2.micro --reason "a <b> &amp; c"`},
