@@ -1,6 +1,7 @@
-// Package store is computebot's persistence: requests, the audit log and
-// small key/value state, in one bbolt file (embedded, pure Go, no cgo, no
-// server to run). It implements computebot.Store.
+// Package store is computebot's persistence: intents (every envelope,
+// stored before its ack), requests, the audit log and small key/value
+// state, in one bbolt file (embedded, pure Go, no cgo, no server to run).
+// It implements computebot.Store.
 //
 // # Durability
 //
@@ -16,8 +17,8 @@
 //
 // # Compare-and-set
 //
-// Every request carries a Version, 1 when created and one more with each
-// saved update. UpdateRequest reads a request, lets the caller change a
+// Every request and intent carries a Version, 1 when created and one more
+// with each saved update. UpdateRequest reads a request, lets the caller change a
 // copy, and saves it only if the stored Version is still the one it read;
 // on a lost race it reads again and asks the caller again. The key/value
 // Update does the same on one key, comparing the stored value itself. No method relies on a lock held
