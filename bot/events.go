@@ -80,16 +80,20 @@ func (b *Bot) ackUnreadable(data any) {
 	if !ok {
 		return
 	}
-	var head struct {
+	// Read apart: a type of the wrong shape must not lose the ID.
+	var id struct {
 		EnvelopeID string `json:"envelope_id"`
-		Type       string `json:"type"`
 	}
-	if json.Unmarshal(bad.Message, &head) != nil || head.EnvelopeID == "" {
+	var typ struct {
+		Type string `json:"type"`
+	}
+	if json.Unmarshal(bad.Message, &id) != nil || id.EnvelopeID == "" {
 		b.log.Warn("unreadable frame from Slack without an envelope ID", "cause", bad.Cause)
 		return
 	}
-	b.log.Warn("unreadable envelope from Slack; acked so it is not redelivered", "envelope_id", head.EnvelopeID, "type", head.Type, "cause", bad.Cause)
-	b.ack(&socketmode.Request{EnvelopeID: head.EnvelopeID, Type: head.Type}, nil)
+	_ = json.Unmarshal(bad.Message, &typ) // for the log only
+	b.log.Warn("unreadable envelope from Slack; acked so it is not redelivered", "envelope_id", id.EnvelopeID, "type", typ.Type, "cause", bad.Cause)
+	b.ack(&socketmode.Request{EnvelopeID: id.EnvelopeID, Type: typ.Type}, nil)
 }
 
 // ack answers an envelope; m, when set, is shown to the person who acted
