@@ -402,6 +402,46 @@ func TestCrashAfterReady(t *testing.T) {
 // TestCrashExtend: an /extend records the lease end it computed before it
 // tags it; run again after a crash it tags the same end, never extends
 // twice, even when the lease end it would compute now is another.
+// crashAtStep makes the process die right after an intent's step is
+// recorded, when at says so.
+func crashAtStep(at func(step string) bool) func(e *env) {
+	return func(e *env) {
+		e.store.setAfterIntentUpdate(func(in *computebot.Intent) {
+			if at(in.Step) {
+				e.crash()
+			}
+		})
+	}
+}
+
+// crashAtAudit makes the process die as action is audited: after its
+// effect, before the intent is done.
+func crashAtAudit(action string) func(e *env) {
+	return func(e *env) {
+		e.store.setOnAudit(func(a computebot.AuditEntry) {
+			if a.Action == action {
+				e.crash()
+			}
+		})
+	}
+}
+
+// crashDuring delivers in from o with crash set, so that the process dies
+// on the way, and checks that the intent was left unfinished at step; the
+// restarted process has no crash hooks.
+func (e *env) crashDuring(crash func(*env), o flow.Origin, in flow.Input, step string) flow.Envelope {
+	e.t.Helper()
+	crash(e)
+	env := e.envelope(o, in)
+	e.deliver(env)
+	e.store.setAfterIntentUpdate(nil)
+	e.store.setOnAudit(nil)
+	if got := e.store.intent(env.ID); got.State != computebot.IntentAccepted || got.Step != step {
+		e.t.Fatalf("intent left %s at %q, want unfinished at %q", got.State, got.Step, step)
+	}
+	return env
+}
+
 func TestCrashExtend(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
@@ -409,41 +449,22 @@ func TestCrashExtend(t *testing.T) {
 		tags  int // Tag calls in all
 	}{
 		{
-			name: "after the step was recorded",
-			crash: func(e *env) {
-				e.store.setAfterIntentUpdate(func(in *computebot.Intent) {
-					if strings.HasPrefix(in.Step, "extend-to:") {
-						e.crash()
-					}
-				})
-			},
-			tags: 1,
+			name:  "after the step was recorded",
+			crash: crashAtStep(func(step string) bool { return strings.HasPrefix(step, "extend-to:") }),
+			tags:  1,
 		},
 		{
-			name: "after the tag, before the intent was done",
-			crash: func(e *env) {
-				e.store.setOnAudit(func(a computebot.AuditEntry) {
-					if a.Action == "extend" {
-						e.crash()
-					}
-				})
-			},
-			tags: 2,
+			name:  "after the tag, before the intent was done",
+			crash: crashAtAudit("extend"),
+			tags:  2,
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t)
 			e.cloud.add(managed(boxID, ana, "box", computebot.InstanceRunning, epoch.Add(-time.Hour), "R-BOX"))
 			want := epoch.Add(11 * time.Hour) // expires-at (launch + 8 h) + 4 h
-			tc.crash(e)
 			o := e.slashOrigin(ana)
-			env := e.envelope(o, slashInput("/extend", boxID+" 4"))
-			e.deliver(env)
-			e.store.setAfterIntentUpdate(nil)
-			e.store.setOnAudit(nil)
-			if in := e.store.intent(env.ID); in.State != computebot.IntentAccepted || in.Step != "extend-to:"+want.Format(time.RFC3339) {
-				t.Fatalf("intent left %s at %q", in.State, in.Step)
-			}
+			env := e.crashDuring(tc.crash, o, slashInput("/extend", boxID+" 4"), "extend-to:"+want.Format(time.RFC3339))
 			// Hours later (the lease end computed now would be now + 4 h).
 			e.clock.Advance(9 * time.Hour)
 			e.restart()
@@ -537,13 +558,7 @@ func TestCrashNoticeButton(t *testing.T) {
 		},
 		{
 			name: "keep: after the click was recorded, before the scheduler heard of it", action: reply.ActionKeepRunning,
-			crash: func(e *env) {
-				e.store.setAfterIntentUpdate(func(in *computebot.Intent) {
-					if in.Step == "started" {
-						e.crash()
-					}
-				})
-			},
+			crash: crashAtStep(func(step string) bool { return step == "started" }),
 			calls: []string{"keep " + boxID + " " + ana}, state: idle.StateKept,
 		},
 	} {
@@ -1107,40 +1122,21 @@ func TestCrashStopAfterAsked(t *testing.T) {
 		stops int // Stop calls in all
 	}{
 		{
-			name: "after the step, before the call",
-			crash: func(e *env) {
-				e.store.setAfterIntentUpdate(func(in *computebot.Intent) {
-					if in.Step == "asked" {
-						e.crash()
-					}
-				})
-			},
+			name:  "after the step, before the call",
+			crash: crashAtStep(func(step string) bool { return step == "asked" }),
 			stops: 1,
 		},
 		{
-			name: "after the call, before the audit",
-			crash: func(e *env) {
-				e.store.setOnAudit(func(a computebot.AuditEntry) {
-					if a.Action == "stop" {
-						e.crash()
-					}
-				})
-			},
+			name:  "after the call, before the audit",
+			crash: crashAtAudit("stop"),
 			stops: 2,
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t)
 			e.cloud.add(managed(boxID, ana, "box", computebot.InstanceRunning, epoch.Add(-time.Hour), "R-BOX"))
-			tc.crash(e)
 			o := e.slashOrigin(ana)
-			env := e.envelope(o, slashInput("/stop", boxID))
-			e.deliver(env)
-			e.store.setAfterIntentUpdate(nil)
-			e.store.setOnAudit(nil)
-			if in := e.store.intent(env.ID); in.State != computebot.IntentAccepted || in.Step != "asked" {
-				t.Fatalf("intent left %s at %q", in.State, in.Step)
-			}
+			env := e.crashDuring(tc.crash, o, slashInput("/stop", boxID), "asked")
 			e.restart()
 			e.resume()
 			waitFor(t, "the stop announced in the request thread", func() bool {
