@@ -678,9 +678,6 @@ func TestLockedByAnotherProcess(t *testing.T) {
 		time.Sleep(time.Minute)
 		return
 	}
-	if testing.Short() {
-		t.Skip("starts a process")
-	}
 	path := filepath.Join(t.TempDir(), "computebot.db")
 	cmd := exec.Command(os.Args[0], "-test.run=^TestLockedByAnotherProcess$")
 	cmd.Env = append(os.Environ(), "COMPUTEBOT_STORE_TEST_HOLD="+path)
@@ -733,9 +730,6 @@ func TestSurvivesKill(t *testing.T) {
 		}
 		time.Sleep(time.Minute)
 		return
-	}
-	if testing.Short() {
-		t.Skip("starts a process")
 	}
 	path := filepath.Join(t.TempDir(), "computebot.db")
 	cmd := exec.Command(os.Args[0], "-test.run=^TestSurvivesKill$")
