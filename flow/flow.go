@@ -139,6 +139,11 @@ type Options struct {
 	SweepInterval   time.Duration // how often pending requests are checked for expiry; default 30s
 	ShutdownTimeout time.Duration // in-flight work gets this long in Stop; default 5s (docker stop kills after 10 s)
 	NoticeInterval  time.Duration // least time between two notices in one channel; default 1s (Slack's limit)
+	// NoticeRecordWait bounds how long a click on a notice waits for the
+	// notice's post to be recorded (the poster records its ts right after
+	// chat.postMessage returns, and a quick reader can click in between);
+	// default 3s.
+	NoticeRecordWait time.Duration
 }
 
 // withDefaults fills in the zero fields.
@@ -160,6 +165,7 @@ func (o Options) withDefaults() Options {
 	def(&o.SweepInterval, 30*time.Second)
 	def(&o.ShutdownTimeout, 5*time.Second)
 	def(&o.NoticeInterval, time.Second)
+	def(&o.NoticeRecordWait, 3*time.Second)
 	return o
 }
 

@@ -705,14 +705,17 @@ func TestClickNotOnItsMessage(t *testing.T) {
 	// died) is checked against the message Slack has under its key.
 	t.Run("notice buttons, post not recorded", func(t *testing.T) {
 		for _, tc := range []struct {
-			name    string
-			posted  bool // the notice is in the request thread, under its key
-			other   bool // the click is on another message
-			refused bool
+			name        string
+			posted      bool // the notice is in the request thread, under its key
+			recordLater bool // its ts is recorded a moment after the click
+			other       bool // the click is on another message
+			refused     bool
 		}{
 			{name: "on the notice found by its key", posted: true},
 			{name: "on another message", posted: true, other: true, refused: true},
 			{name: "no notice in Slack", refused: true},
+			{name: "recorded while the click waits", recordLater: true},
+			{name: "recorded while the click waits, another message", recordLater: true, other: true, refused: true},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				e := newEnv(t)
@@ -726,6 +729,16 @@ func TestClickNotOnItsMessage(t *testing.T) {
 					if ts, err = e.chat.Post(e.ctx, channel, requestThread, msg); err != nil {
 						t.Fatal(err)
 					}
+				}
+				if tc.recordLater {
+					// The poster records the ts while the click job waits
+					// (NoticeRecordWait, 20 ms here).
+					go func(ts string) {
+						time.Sleep(5 * time.Millisecond)
+						e.idle.mu.Lock()
+						e.idle.notice.Channel, e.idle.notice.TS = channel, ts
+						e.idle.mu.Unlock()
+					}(ts)
 				}
 				if tc.other {
 					ts = "1700000000.000098"

@@ -260,6 +260,7 @@ func (p *pacer) wait(ctx context.Context, channel string) error {
 // notice's own message. A notice whose post was not recorded (in flight,
 // or its poster died) is checked against the message found by its key.
 func (f *Flow) clickedOnNotice(ctx context.Context, o Origin, c noticeCommand, n idle.Notice) bool {
+	n = f.awaitNoticeTS(ctx, n)
 	if n.TS != "" {
 		return n.Channel == o.Channel && n.TS == c.messageTS
 	}
@@ -269,4 +270,24 @@ func (f *Flow) clickedOnNotice(ctx context.Context, o Origin, c noticeCommand, n
 	}
 	found := f.findPosted(ctx, o.Channel, thread, reply.NoticeKey(n.InstanceID, n.Episode), n.NoticedAt)
 	return found != "" && found == c.messageTS
+}
+
+// awaitNoticeTS re-reads a notice whose post is not recorded yet, for a
+// moment (Options.NoticeRecordWait), so a click that raced the recording
+// is judged by the ts itself.
+func (f *Flow) awaitNoticeTS(ctx context.Context, n idle.Notice) idle.Notice {
+	deadline := time.Now().Add(f.opts.NoticeRecordWait)
+	for n.TS == "" && time.Now().Before(deadline) {
+		select {
+		case <-ctx.Done():
+			return n
+		case <-time.After(50 * time.Millisecond):
+		}
+		cur, err := f.idle.Notice(ctx, n.InstanceID)
+		if err != nil || cur.Episode != n.Episode {
+			return n
+		}
+		n = cur
+	}
+	return n
 }
