@@ -47,6 +47,10 @@ type Intent struct {
 	// under way); the workflow that runs the intent owns its meaning.
 	Step string
 
+	// Claim is the replica running the intent: the one that accepted it,
+	// or the one that took it over after that replica was gone.
+	Claim string
+
 	Version   int64 // as Request.Version: the compare-and-set token
 	CreatedAt time.Time
 	UpdatedAt time.Time

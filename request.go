@@ -73,6 +73,11 @@ type Request struct {
 	ApprovalExpiresAt time.Time
 	UpdatedAt         time.Time
 	Failure           string // what went wrong, in plain words, when State is failed or refused
+	// Claim is the replica that takes the request on from its decision:
+	// it launches (or invokes) and waits for the instance. Another replica
+	// takes a request over only when its claimer is gone (see flow's
+	// Cluster), with the same ClientToken and the persisted parameters.
+	Claim string
 
 	Launch *LaunchRequest
 	Lambda *LambdaRequest
@@ -177,8 +182,13 @@ type Store interface {
 	// from fn aborts (nothing is saved) and is returned unchanged.
 	UpdateRequest(ctx context.Context, id string, fn func(*Request) error) (*Request, error)
 	// Requests lists requests in the given states (all when none given),
-	// oldest first.
+	// oldest first. Listing non-terminal states is what the bot does
+	// (quotas, expiry, resume); a shared store may make listing terminal
+	// ones (or all) slow.
 	Requests(ctx context.Context, states ...RequestState) ([]*Request, error)
+	// RequestByMessage returns the request whose message is ts in channel;
+	// ErrNotFound when there is none.
+	RequestByMessage(ctx context.Context, channel, ts string) (*Request, error)
 	// Audit appends an entry to the audit log.
 	Audit(ctx context.Context, e AuditEntry) error
 	// AuditLog returns the audit log, oldest first.

@@ -480,17 +480,14 @@ func (f *Flow) status(ctx context.Context, o Origin) {
 		f.tell(ctx, o, reply.StatusNotHere())
 		return
 	}
-	reqs, err := f.store.Requests(ctx)
-	if err != nil {
-		f.log.Error("status: list requests", "err", err)
+	r, err := f.store.RequestByMessage(ctx, o.Channel, o.ThreadTS)
+	switch {
+	case errors.Is(err, computebot.ErrNotFound):
+		f.tell(ctx, o, reply.StatusNotARequest())
+	case err != nil:
+		f.log.Error("status: look up the thread's request", "err", err)
 		f.tell(ctx, o, reply.LookupBroke())
-		return
+	default:
+		f.post(ctx, o.Channel, o.ThreadTS, reply.Status(r), "status", "request_id", r.ID)
 	}
-	for _, r := range reqs {
-		if r.ChannelID == o.Channel && r.MessageTS == o.ThreadTS {
-			f.post(ctx, o.Channel, o.ThreadTS, reply.Status(r), "status", "request_id", r.ID)
-			return
-		}
-	}
-	f.tell(ctx, o, reply.StatusNotARequest())
 }

@@ -1014,6 +1014,20 @@ func (s *fakeStore) Requests(ctx context.Context, states ...computebot.RequestSt
 	return out, nil
 }
 
+func (s *fakeStore) RequestByMessage(ctx context.Context, channel, ts string) (*computebot.Request, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.gate(ctx, sRequests); err != nil {
+		return nil, err
+	}
+	for _, r := range s.reqs {
+		if ts != "" && r.ChannelID == channel && r.MessageTS == ts {
+			return copyRequest(r), nil
+		}
+	}
+	return nil, computebot.ErrNotFound
+}
+
 func (s *fakeStore) Audit(ctx context.Context, e computebot.AuditEntry) error {
 	s.mu.Lock()
 	if err := s.gate(ctx, sAudit); err != nil {

@@ -2,8 +2,6 @@ package store
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
 	"time"
 
 	"github.com/computebot/computebot"
@@ -31,6 +29,7 @@ type intentRecord struct {
 	Ack   string `json:"ack,omitempty"`
 	State string `json:"state"`
 	Step  string `json:"step,omitempty"`
+	Claim string `json:"claim,omitempty"`
 
 	Version   int64     `json:"version"`
 	CreatedAt time.Time `json:"created_at,omitzero"`
@@ -42,7 +41,7 @@ func toIntentRecord(in *computebot.Intent) intentRecord {
 		ID: in.ID, TriggerID: in.TriggerID, Actor: in.Actor, Channel: in.Channel, ThreadTS: in.ThreadTS,
 		ResponseURL: in.ResponseURL, ReplyInAck: in.ReplyInAck,
 		Source: string(in.Source), Command: in.Command, Text: in.Text, ActionID: in.ActionID, Value: in.Value,
-		MessageTS: in.MessageTS, Ack: in.Ack, State: string(in.State), Step: in.Step,
+		MessageTS: in.MessageTS, Ack: in.Ack, State: string(in.State), Step: in.Step, Claim: in.Claim,
 		Version: in.Version, CreatedAt: in.CreatedAt.UTC(), UpdatedAt: in.UpdatedAt.UTC(),
 	}
 }
@@ -53,6 +52,7 @@ func (rec *intentRecord) intent() *computebot.Intent {
 		ResponseURL: rec.ResponseURL, ReplyInAck: rec.ReplyInAck,
 		Source: computebot.IntentSource(rec.Source), Command: rec.Command, Text: rec.Text, ActionID: rec.ActionID,
 		Value: rec.Value, MessageTS: rec.MessageTS, Ack: rec.Ack, State: computebot.IntentState(rec.State), Step: rec.Step,
+		Claim:   rec.Claim,
 		Version: rec.Version, CreatedAt: rec.CreatedAt, UpdatedAt: rec.UpdatedAt,
 	}
 }
@@ -63,14 +63,8 @@ func (db *DB) intents() table[computebot.Intent] {
 		fields: func(in *computebot.Intent) header {
 			return header{id: &in.ID, version: &in.Version, created: &in.CreatedAt, updated: &in.UpdatedAt}
 		},
-		encode: func(in *computebot.Intent) ([]byte, error) { return json.Marshal(toIntentRecord(in)) },
-		decode: func(raw []byte) (*computebot.Intent, error) {
-			var rec intentRecord
-			if err := json.Unmarshal(raw, &rec); err != nil {
-				return nil, fmt.Errorf("decode: %w", err)
-			}
-			return rec.intent(), nil
-		},
+		encode: EncodeIntent,
+		decode: DecodeIntent,
 	}
 }
 

@@ -33,6 +33,7 @@ type requestRecord struct {
 	ApprovalExpiresAt time.Time `json:"approval_expires_at,omitzero"`
 	UpdatedAt         time.Time `json:"updated_at,omitzero"`
 	Failure           string    `json:"failure,omitempty"`
+	Claim             string    `json:"claim,omitempty"`
 
 	Launch *launchRecord `json:"launch,omitempty"`
 	Lambda *lambdaRecord `json:"lambda,omitempty"`
@@ -83,6 +84,7 @@ func toRequestRecord(r *computebot.Request) requestRecord {
 		ApprovalExpiresAt: r.ApprovalExpiresAt.UTC(),
 		UpdatedAt:         r.UpdatedAt.UTC(),
 		Failure:           r.Failure,
+		Claim:             r.Claim,
 	}
 	// Conversions, not field-by-field copies: Go converts between struct
 	// types whose fields match (tags aside), so a field added to the
@@ -116,6 +118,7 @@ func (rec *requestRecord) request() *computebot.Request {
 		ApprovalExpiresAt: rec.ApprovalExpiresAt,
 		UpdatedAt:         rec.UpdatedAt,
 		Failure:           rec.Failure,
+		Claim:             rec.Claim,
 	}
 	if rec.Launch != nil {
 		l := computebot.LaunchRequest(*rec.Launch)

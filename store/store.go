@@ -485,6 +485,23 @@ func (db *DB) Requests(ctx context.Context, states ...computebot.RequestState) (
 	})
 }
 
+// RequestByMessage returns the request whose message is ts in channel
+// (the thread a status question is asked in); the error wraps
+// computebot.ErrNotFound when there is none. It walks the requests: a
+// local file answers that in microseconds.
+func (db *DB) RequestByMessage(ctx context.Context, channel, ts string) (*computebot.Request, error) {
+	reqs, err := db.requests().list(ctx, func(r *computebot.Request) bool {
+		return ts != "" && r.ChannelID == channel && r.MessageTS == ts
+	})
+	switch {
+	case err != nil:
+		return nil, err
+	case len(reqs) == 0:
+		return nil, fmt.Errorf("store: request of message %s in %s: %w", ts, channel, computebot.ErrNotFound)
+	}
+	return reqs[0], nil
+}
+
 // Audit appends e to the audit log. Entries are keyed by the bucket's
 // monotonic sequence rather than by time, so the log keeps the order in
 // which actions were recorded even when clocks tie or step back. A zero

@@ -239,6 +239,7 @@ type Server struct {
 	badFrames  int
 	ackTimeout time.Duration // > 0: redeliver unacked envelopes (SetRedelivery)
 	maxRetries int
+	spread     *mrand.Rand // non-nil: SetSpread on; draws a connection per envelope
 }
 
 type responseTarget struct {

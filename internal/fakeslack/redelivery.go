@@ -33,8 +33,9 @@ const (
 // envelope written to a connection and not acked within ackTimeout, or
 // whose connection ends before its ack was read, is delivered again on the
 // current connection (the newest up; or the next one, once the client has
-// reconnected) with the same envelope_id, retry_attempt one more than the
-// delivery it replaces and retry_reason RetryReasonTimeout or
+// reconnected; with SetSpread on, another connection when one is up) with
+// the same envelope_id, retry_attempt one more than the delivery it
+// replaces and retry_reason RetryReasonTimeout or
 // RetryReasonConnectionClosed, up to retry_attempt maxRetries (<= 0 means
 // DefaultMaxRetries). Then the server gives up on it. An ack read on any
 // connection counts; it answers the latest delivery written before it.
@@ -122,7 +123,9 @@ func (s *Server) redeliveryLocked(d *delivery, reason string) *outFrame {
 	stopTimer(d)
 	env := s.envelopes[d.id].env
 	env.RetryAttempt, env.RetryReason = d.attempt+1, reason
-	return s.newDeliveryLocked(env)
+	f := s.newDeliveryLocked(env)
+	f.d.from = d.conn
+	return f
 }
 
 // lostOnLocked returns the redeliveries of the envelopes last written on c

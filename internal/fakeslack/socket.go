@@ -66,6 +66,9 @@ type delivery struct {
 	conn    int         // the connection it is written on; 0 until taken
 	acked   bool        // an ack was read while this was the latest delivery written
 	timer   *time.Timer // the ack timeout, with redelivery on
+	// from is the connection of the delivery this one replaces (0 for a
+	// SendEnvelope): with SetSpread on, a redelivery goes elsewhere.
+	from int
 }
 
 // envelopeInfo is what the server remembers of an envelope to interpret its
@@ -235,10 +238,10 @@ func (c *wsConn) writeLoop() {
 		c.ready = true
 		s.hellos++
 		// The newest connection takes new envelopes, and whatever waited
-		// for a connection, in order.
+		// for a connection, in order (with SetSpread on, c is one more
+		// to draw from).
 		s.current = c
-		c.queue = append(c.queue, s.pending...)
-		s.pending = nil
+		s.handOutLocked()
 		s.notifyLocked()
 	}
 	s.mu.Unlock()
@@ -339,14 +342,26 @@ func (s *Server) unwrittenLocked(c *wsConn, f *outFrame) {
 }
 
 // requeueLocked puts frames ahead of those waiting for a connection and
-// hands them all to the current connection, if one is up.
+// hands them all out, if a connection is up.
 func (s *Server) requeueLocked(frames ...*outFrame) {
 	s.pending = append(frames, s.pending...)
-	if s.current != nil && len(s.pending) > 0 {
-		s.current.queue = append(s.current.queue, s.pending...)
-		s.pending = nil
-		s.current.signal()
+	s.handOutLocked()
+}
+
+// handOutLocked moves the frames waiting for a connection, in order, to the
+// current connection, or with SetSpread on each to its own draw. They keep
+// waiting while no connection is up.
+func (s *Server) handOutLocked() {
+	for len(s.pending) > 0 {
+		c := s.targetLocked(s.pending[0])
+		if c == nil {
+			return // then none is up for the others either
+		}
+		c.queue = append(c.queue, s.pending[0])
+		s.pending = s.pending[1:]
+		c.signal()
 	}
+	s.pending = nil
 }
 
 // writeFrame writes a queued frame: a close frame as a control frame, the
@@ -417,11 +432,12 @@ func (s *Server) recordAckLocked(id string, payload json.RawMessage, now time.Ti
 	s.addReplyLocked(info.channel, info.user, "", p["response_type"], c, "ack")
 }
 
-// SendEnvelope queues env for the current socket-mode connection. It
-// returns once queued, not once written. Envelopes sent while no connection
-// is up (none yet, or between a disconnect and the client's reconnection)
-// are kept and written, in order, right after the hello of the next
-// connection; so are envelopes left unwritten on a connection that died.
+// SendEnvelope queues env for the current socket-mode connection (with
+// SetSpread on, for one drawn at random). It returns once queued, not once
+// written. Envelopes sent while no connection is up (none yet, or between a
+// disconnect and the client's reconnection) are kept and written, in order,
+// right after the hello of the next connection; so are envelopes left
+// unwritten on a connection that died.
 // Each call is one delivery: sending the same EnvelopeID again is a
 // redelivery (see WaitAck). With SetRedelivery on, the server also
 // redelivers it by itself until it is acked.
@@ -472,9 +488,9 @@ func (s *Server) SendFrame(raw []byte) error {
 }
 
 func (s *Server) enqueueLocked(f *outFrame) {
-	if s.current != nil {
-		s.current.queue = append(s.current.queue, f)
-		s.current.signal()
+	if c := s.targetLocked(f); c != nil {
+		c.queue = append(c.queue, f)
+		c.signal()
 		return
 	}
 	s.pending = append(s.pending, f)
