@@ -34,6 +34,7 @@ var iamPrefix = map[string]string{
 	"lambda":     "lambda",
 	"cloudwatch": "cloudwatch",
 	"sts":        "sts",
+	"dynamodb":   "dynamodb",
 }
 
 // iamActionName maps the SDK operations whose IAM action has another name.
@@ -64,14 +65,47 @@ func (c awsCall) action() string {
 // TestIAMPolicyCoversExactlyTheAWSCalls checks deploy/iam-policy.json
 // against the code: every AWS operation package aws calls must be allowed by
 // the policy, and the policy must allow nothing the code does not call.
+//
+// The shared store (package dynamostore) is part of the bot's runtime too,
+// but for its init.go: `computebot store init` is an admin's one-off,
+// whose calls deploy/iam-policy-store-init.json allows, exactly.
 func TestIAMPolicyCoversExactlyTheAWSCalls(t *testing.T) {
 	calls, problems := scanAWSCalls(t, ".")
-	for _, p := range problems {
+	store, storeProblems := scanAWSCalls(t, "dynamostore")
+	for _, p := range append(problems, storeProblems...) {
 		t.Error(p)
 	}
-	if len(calls) == 0 {
-		t.Fatal("found no AWS calls in package aws; the scanner is broken")
+	if len(calls) == 0 || len(store) == 0 {
+		t.Fatal("found no AWS calls in package aws or dynamostore; the scanner is broken")
 	}
+	var runtime, admin []awsCall
+	runtime = append(runtime, calls...)
+	for _, c := range store {
+		if strings.HasPrefix(filepath.Base(c.pos), "init.go:") {
+			admin = append(admin, c)
+		} else {
+			runtime = append(runtime, c)
+		}
+	}
+	if len(admin) == 0 {
+		t.Fatal("found no calls in dynamostore/init.go; the scanner is broken")
+	}
+	matchPolicy(t, policyPath, runtime)
+	matchPolicy(t, storeInitPolicyPath, admin)
+}
+
+// storeInitPolicyPath is what `computebot store init` needs.
+const storeInitPolicyPath = "../deploy/iam-policy-store-init.json"
+
+// tableARN is the table of config/example.yaml's store.dynamodb.table and
+// of deploy/dynamodb.yaml's default: the only resource DynamoDB actions
+// are allowed on.
+const tableARN = "arn:aws:dynamodb:*:*:table/computebot"
+
+// matchPolicy checks that the policy at path allows exactly the calls'
+// actions, and DynamoDB's on the table only.
+func matchPolicy(t *testing.T, path string, calls []awsCall) {
+	t.Helper()
 	code := map[string][]string{} // IAM action → where it is called
 	for _, c := range calls {
 		if _, ok := iamPrefix[c.service]; !ok {
@@ -81,12 +115,15 @@ func TestIAMPolicyCoversExactlyTheAWSCalls(t *testing.T) {
 		code[c.action()] = append(code[c.action()], c.pos)
 	}
 
-	policy := readPolicy(t)
+	policy := readPolicyAt(t, path)
 	allowed := map[string][]string{} // IAM action → Sids allowing it
 	for i, st := range policy.Statement {
 		for _, a := range st.Action {
 			if strings.ContainsAny(a, "*?") {
-				t.Errorf("%s: statement %d (%s) allows %q: list exact actions, no wildcards", policyPath, i, st.Sid, a)
+				t.Errorf("%s: statement %d (%s) allows %q: list exact actions, no wildcards", path, i, st.Sid, a)
+			}
+			if strings.HasPrefix(a, "dynamodb:") && !slices.Equal(st.Resource, []string{tableARN}) {
+				t.Errorf("%s: statement %s allows %s on %q, want the table only (%s)", path, st.Sid, a, st.Resource, tableARN)
 			}
 			allowed[a] = append(allowed[a], st.Sid)
 		}
@@ -105,7 +142,7 @@ func TestIAMPolicyCoversExactlyTheAWSCalls(t *testing.T) {
 	}
 	if len(missing) > 0 || len(extra) > 0 {
 		var b strings.Builder
-		fmt.Fprintf(&b, "%s does not match the AWS calls of package aws:", policyPath)
+		fmt.Fprintf(&b, "%s does not match the AWS calls of package aws:", path)
 		if len(missing) > 0 {
 			fmt.Fprintf(&b, "\n  missing from the policy (the code calls them; the bot would get AccessDenied):\n    %s",
 				strings.Join(missing, "\n    "))
@@ -486,6 +523,11 @@ func (s *stringOrList) UnmarshalJSON(b []byte) error {
 }
 
 func readPolicy(t *testing.T) iamPolicy {
+	t.Helper()
+	return readPolicyAt(t, policyPath)
+}
+
+func readPolicyAt(t *testing.T, policyPath string) iamPolicy {
 	t.Helper()
 	data, err := os.ReadFile(policyPath)
 	if err != nil {

@@ -76,10 +76,27 @@ type Lambda struct {
 	Timeout          Duration `yaml:"timeout"`
 }
 
-// Store configures persistence.
+// Store configures persistence: the embedded bbolt file (path, the
+// default, for one replica) or a DynamoDB table shared by several
+// replicas (dynamodb.table). Exactly one of them.
 type Store struct {
-	Path string `yaml:"path"`
+	Path     string   `yaml:"path"`
+	DynamoDB DynamoDB `yaml:"dynamodb"`
 }
+
+// DynamoDB names the shared store's table. Its endpoint and region come
+// from the AWS SDK's default chain (AWS_ENDPOINT_URL_DYNAMODB overrides).
+type DynamoDB struct {
+	Table string `yaml:"table"`
+	// LeaseTTL is how long the leader lease and each replica's heartbeat
+	// stand without renewal: the leader renews every third of it, another
+	// replica takes over about LeaseTTL after the leader died, and the
+	// work of a replica is taken over 2×LeaseTTL after it died.
+	LeaseTTL Duration `yaml:"lease_ttl"`
+}
+
+// Shared reports whether the store is the shared DynamoDB table.
+func (s Store) Shared() bool { return s.DynamoDB.Table != "" }
 
 // AWS configures the AWS clients beyond the SDK's default chain.
 type AWS struct {
@@ -102,6 +119,10 @@ const (
 	DefaultIdleMetricsDelay  = 10 * time.Minute
 	DefaultLambdaTimeout     = 60 * time.Second
 	DefaultStorePath         = "computebot.db"
+	DefaultStoreLeaseTTL     = 15 * time.Second
+	// MinLeaseTTL keeps renewals (every third) well above a DynamoDB
+	// call's latency.
+	MinLeaseTTL = 3 * time.Second
 )
 
 // Default returns a Config with every default applied. It is not valid on
@@ -128,7 +149,7 @@ func Default() *Config {
 			AllowedFunctions: []string{"*"},
 			Timeout:          Duration(DefaultLambdaTimeout),
 		},
-		Store: Store{Path: DefaultStorePath},
+		Store: Store{Path: DefaultStorePath, DynamoDB: DynamoDB{LeaseTTL: Duration(DefaultStoreLeaseTTL)}},
 	}
 }
 
@@ -175,6 +196,10 @@ func Parse(data []byte) (*Config, error) {
 		problems = append(problems, ix.typeErrors(te.Errors)...)
 	}
 	c.normalize()
+	if c.Store.Shared() && ix.line["store.path"] == 0 {
+		// store.path's default is for the embedded store only.
+		c.Store.Path = ""
+	}
 	// A value that failed to decode keeps its default, so validation would
 	// only repeat the decoding problem ("approvers: expected a list" then
 	// "approvers: required"); after a duplicate key yaml.v3 drops the whole

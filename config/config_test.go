@@ -248,6 +248,10 @@ func TestValidation(t *testing.T) {
 			"lambda.timeout", []string{"1h is longer than Lambda's limit of 15m"}},
 		{"empty store path", minimal + "store:\n  path: ''\n",
 			"store.path", []string{"store.path: required"}},
+		{"store path and table", minimal + "store:\n  path: computebot.db\n  dynamodb:\n    table: computebot\n",
+			"store.dynamodb.table", []string{"set either store.path", "not both"}},
+		{"bad table name", minimal + "store:\n  dynamodb:\n    table: 'my table'\n",
+			"store.dynamodb.table", []string{`"my table" is not a DynamoDB table name`}},
 		{"bad region", minimal + "aws:\n  region: Frankfurt\n",
 			"aws.region", []string{`"Frankfurt" is not an AWS region name`}},
 		{"wrong type for section", minimal + "idle: yes\n",
@@ -409,5 +413,24 @@ func TestValidateInCode(t *testing.T) {
 	c.Launch.MaxRunningPerUser = 0
 	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "launch.max_running_per_user") {
 		t.Errorf("Validate: %v", err)
+	}
+}
+
+// TestDynamoDBStore: a table alone selects the shared store; store.path's
+// default does not count as setting both.
+func TestDynamoDBStore(t *testing.T) {
+	c, err := Parse([]byte(minimal + "store:\n  dynamodb:\n    table: computebot\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.Store.Shared() || c.Store.DynamoDB.Table != "computebot" || c.Store.Path != "" {
+		t.Fatalf("store = %+v, want the table computebot and no path", c.Store)
+	}
+	c, err = Parse([]byte(minimal))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Store.Shared() || c.Store.Path != DefaultStorePath {
+		t.Fatalf("store = %+v, want the default file", c.Store)
 	}
 }

@@ -22,6 +22,7 @@ var (
 	sshUserRE       = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}$`)
 	keyNameRE       = regexp.MustCompile(`^[\x20-\x7e]{1,255}$`)
 	regionRE        = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-\d+$`)
+	tableRE         = regexp.MustCompile(`^[a-zA-Z0-9_.-]{3,255}$`)
 	functionGlobRE  = regexp.MustCompile(`^[A-Za-z0-9_\-:.$*?\[\]^!]+$`)
 )
 
@@ -161,8 +162,15 @@ func (c *Config) problems() []*Problem {
 	}
 
 	// Store and AWS.
-	if strings.TrimSpace(c.Store.Path) == "" {
-		add("store.path", "required: the file the bot keeps its state in, e.g. %s", DefaultStorePath)
+	switch table := c.Store.DynamoDB.Table; {
+	case table != "" && strings.TrimSpace(c.Store.Path) != "":
+		add("store.dynamodb.table", "set either store.path (the embedded file, one replica) or store.dynamodb.table (several replicas), not both")
+	case table != "" && !tableRE.MatchString(table):
+		add("store.dynamodb.table", "%q is not a DynamoDB table name (3 to 255 letters, digits, _ . -)", table)
+	case table != "" && c.Store.DynamoDB.LeaseTTL.Duration() < MinLeaseTTL:
+		add("store.dynamodb.lease_ttl", "%s is shorter than %s: renewals (every third of it) would race DynamoDB's latency", c.Store.DynamoDB.LeaseTTL, Duration(MinLeaseTTL))
+	case table == "" && strings.TrimSpace(c.Store.Path) == "":
+		add("store.path", "required: the file the bot keeps its state in, e.g. %s (or store.dynamodb.table for several replicas)", DefaultStorePath)
 	}
 	if c.AWS.Region != "" && !regionRE.MatchString(c.AWS.Region) {
 		add("aws.region", "%q is not an AWS region name such as us-east-1; leave it empty to use AWS_REGION", c.AWS.Region)

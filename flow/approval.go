@@ -245,6 +245,7 @@ func (f *Flow) settleNew(ctx context.Context, id string, auto bool, fill func(*c
 		}
 		if auto {
 			cur.State, cur.AutoApproved, cur.DecidedAt = computebot.RequestApproved, true, now
+			cur.Claim = f.cluster.Self() // this replica launches it
 		} else {
 			cur.State, cur.ApprovalExpiresAt = computebot.RequestPending, now.Add(f.cfg.ApprovalTTL.Duration())
 		}
@@ -386,6 +387,7 @@ func (f *Flow) decide(ctx context.Context, in *computebot.Intent, o Origin, c de
 			cur.State = computebot.RequestDenied
 		}
 		cur.DecidedBy, cur.DecidedAt, cur.DecidedIn = o.User, now, in.ID
+		cur.Claim = f.cluster.Self() // the decider takes it on
 		if cur.MessageTS == "" {
 			// The click raced the save of the message's ts: the click
 			// itself says which message it came from.

@@ -520,7 +520,7 @@ func TestAcceptRequest(t *testing.T) {
 		want := computebot.Intent{
 			ID: env.ID, TriggerID: o.Trigger, Actor: ana, Channel: channel, ThreadTS: o.ThreadTS, ResponseURL: o.ResponseURL,
 			Source: computebot.SourceMention, Text: "launch t3.small", State: computebot.IntentAccepted, Version: 1,
-			CreatedAt: epoch, UpdatedAt: epoch,
+			CreatedAt: epoch, UpdatedAt: epoch, Claim: "solo",
 		}
 		if in == nil || *in != want {
 			t.Fatalf("stored intent\n got %+v\nwant %+v", in, want)

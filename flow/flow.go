@@ -144,6 +144,10 @@ type Options struct {
 	// chat.postMessage returns, and a quick reader can click in between);
 	// default 3s.
 	NoticeRecordWait time.Duration
+	// AdoptInterval is how often the leader looks for work whose replica
+	// is gone (intents and requests it claimed) and takes it over; default
+	// 5s. Only with a Cluster of several replicas.
+	AdoptInterval time.Duration
 }
 
 // withDefaults fills in the zero fields.
@@ -166,6 +170,7 @@ func (o Options) withDefaults() Options {
 	def(&o.ShutdownTimeout, 5*time.Second)
 	def(&o.NoticeInterval, time.Second)
 	def(&o.NoticeRecordWait, 3*time.Second)
+	def(&o.AdoptInterval, 5*time.Second)
 	return o
 }
 
@@ -182,21 +187,43 @@ type Deps struct {
 	Audit  *Auditor
 	Logger *slog.Logger
 	Now    func() time.Time
+	// Cluster is what this replica knows of the others (package cluster);
+	// nil: this process is the only one (see soloCluster).
+	Cluster Cluster
 }
+
+// Cluster is the replicas' shared view: this replica's identity, written
+// into the claims of the intents and requests it runs; whether it leads
+// (then it sweeps expired approvals and adopts the work of replicas that
+// are gone); and whether a replica is gone.
+type Cluster interface {
+	Self() string
+	Leading() bool
+	Gone(ctx context.Context, replica string) bool
+}
+
+// soloCluster is one process alone on its store: it leads, and every
+// claim but its own is a previous process's, to take over at start.
+type soloCluster struct{}
+
+func (soloCluster) Self() string                                { return "solo" }
+func (soloCluster) Leading() bool                               { return true }
+func (soloCluster) Gone(_ context.Context, replica string) bool { return replica != "solo" }
 
 // Flow runs the workflows. Create it with New.
 type Flow struct {
-	cfg    *config.Config
-	opts   Options
-	cloud  computebot.Cloud
-	store  computebot.Store
-	chat   Chat
-	authz  Authorizer
-	idle   IdleScheduler
-	prices *Prices
-	audit  *Auditor
-	log    *slog.Logger
-	now    func() time.Time
+	cfg     *config.Config
+	opts    Options
+	cloud   computebot.Cloud
+	store   computebot.Store
+	chat    Chat
+	authz   Authorizer
+	idle    IdleScheduler
+	prices  *Prices
+	audit   *Auditor
+	log     *slog.Logger
+	now     func() time.Time
+	cluster Cluster
 
 	jobs     chan Job
 	locks    keyedLocks  // per request or instance: the order of a thread
@@ -235,9 +262,12 @@ func New(d Deps, opts Options) (*Flow, error) {
 	if d.Now == nil {
 		d.Now = time.Now
 	}
+	if d.Cluster == nil {
+		d.Cluster = soloCluster{}
+	}
 	f := &Flow{
 		cfg: d.Config, opts: opts.withDefaults(), cloud: d.Cloud, store: d.Store, chat: d.Chat, authz: d.Authz,
-		idle: d.Idle, prices: d.Prices, audit: d.Audit, log: d.Logger, now: d.Now,
+		idle: d.Idle, prices: d.Prices, audit: d.Audit, log: d.Logger, now: d.Now, cluster: d.Cluster,
 		jobs: make(chan Job, 4096),
 	}
 	// Until Start, background waits run with a context of their own (tests
@@ -284,12 +314,21 @@ func (f *Flow) Start(ctx context.Context) {
 		defer close(f.sweepDone)
 		t := time.NewTicker(f.opts.SweepInterval)
 		defer t.Stop()
+		adopt := time.NewTicker(f.opts.AdoptInterval)
+		defer adopt.Stop()
 		var pruned time.Time // zero: the first sweep prunes
 		for {
 			select {
 			case <-sweepCtx.Done():
 				return
+			case <-adopt.C:
+				for _, j := range f.Adopt(sweepCtx) {
+					f.Submit(j)
+				}
 			case <-t.C:
+				if !f.cluster.Leading() {
+					continue // one sweeper for the deployment: the leader
+				}
 				f.SweepExpired(sweepCtx)
 				// Done intents are kept a day: pruning them hourly is
 				// plenty, and spares the store a scan every sweep.
@@ -379,8 +418,33 @@ func (f *Flow) Run(ctx context.Context, j Job) {
 // its decision and its end (approved and executing ones are launched with
 // the same ClientToken; launched ones are waited for, in the background).
 // Requests not decided yet belong to their intents, and so do those whose
-// deciding intent is unfinished.
-func (f *Flow) Resume(ctx context.Context) []Job {
+// deciding intent is unfinished. With several replicas, only what this
+// replica claimed before (same COMPUTEBOT_REPLICA) or what a replica that
+// is gone claimed is resumed: the rest is under way elsewhere.
+func (f *Flow) Resume(ctx context.Context) []Job { return f.adopt(ctx, true) }
+
+// Adopt returns the jobs that take over the work of replicas that are
+// gone, when this replica leads (none otherwise): the leader calls it
+// every AdoptInterval.
+func (f *Flow) Adopt(ctx context.Context) []Job {
+	if !f.cluster.Leading() {
+		return nil
+	}
+	return f.adopt(ctx, false)
+}
+
+// adopt takes over the work whose replica is gone: at start (Resume) also
+// this replica's own claims, left by its previous run; later (the leader,
+// every AdoptInterval) only others'. Each is claimed with a compare-and-set
+// on its claim, so of two adopters one wins.
+func (f *Flow) adopt(ctx context.Context, atStart bool) []Job {
+	self := f.cluster.Self()
+	mine := func(claim string) bool {
+		if claim == self {
+			return atStart // running here, unless this is the start
+		}
+		return f.cluster.Gone(ctx, claim)
+	}
 	var jobs []Job
 	ins, err := f.store.UnfinishedIntents(ctx)
 	if err != nil {
@@ -389,7 +453,10 @@ func (f *Flow) Resume(ctx context.Context) []Job {
 	unfinished := make(map[string]bool, len(ins))
 	for _, in := range ins {
 		unfinished[in.ID] = true
-		f.log.Info("resuming intent", "intent", in.ID, "source", in.Source, "command", in.Command+in.ActionID)
+		if !mine(in.Claim) || !f.claimIntent(ctx, in) {
+			continue
+		}
+		f.log.Info("resuming intent", "intent", in.ID, "source", in.Source, "command", in.Command+in.ActionID, "from", in.Claim)
 		jobs = append(jobs, Job{kind: jobIntent, intentID: in.ID})
 	}
 	reqs, err := f.store.Requests(ctx, computebot.RequestApproved, computebot.RequestExecuting, computebot.RequestLaunched)
@@ -403,7 +470,10 @@ func (f *Flow) Resume(ctx context.Context) []Job {
 			// does that, then takes the request further, in that order.
 			continue
 		}
-		f.log.Info("resuming request", "request_id", r.ID, "state", r.State)
+		if !mine(r.Claim) || !f.claimRequest(ctx, r.ID, r.Claim) {
+			continue
+		}
+		f.log.Info("resuming request", "request_id", r.ID, "state", r.State, "from", r.Claim)
 		if r.State == computebot.RequestLaunched {
 			f.startWaiter(r.ID, true)
 			continue
@@ -411,6 +481,50 @@ func (f *Flow) Resume(ctx context.Context) []Job {
 		jobs = append(jobs, Job{kind: jobProceed, requestID: r.ID})
 	}
 	return jobs
+}
+
+// errClaimed: the claim changed since it was read (another replica took
+// the work, or it finished).
+var errClaimed = errors.New("flow: claimed meanwhile")
+
+// claimIntent makes this replica the one that runs in, if its claim is
+// still the one read.
+func (f *Flow) claimIntent(ctx context.Context, in *computebot.Intent) bool {
+	self := f.cluster.Self()
+	if in.Claim == self {
+		return true
+	}
+	_, err := f.store.UpdateIntent(ctx, in.ID, func(cur *computebot.Intent) error {
+		if cur.Claim != in.Claim || cur.State == computebot.IntentDone {
+			return errClaimed
+		}
+		cur.Claim = self
+		return nil
+	})
+	if err != nil && !errors.Is(err, errClaimed) {
+		f.log.Error("claim intent", "intent", in.ID, "err", err)
+	}
+	return err == nil
+}
+
+// claimRequest makes this replica the one that takes request id on, if
+// its claim is still from (the one read).
+func (f *Flow) claimRequest(ctx context.Context, id, from string) bool {
+	self := f.cluster.Self()
+	if from == self {
+		return true
+	}
+	_, err := f.store.UpdateRequest(ctx, id, func(cur *computebot.Request) error {
+		if cur.Claim != from || cur.State.Terminal() {
+			return errClaimed
+		}
+		cur.Claim = self
+		return nil
+	})
+	if err != nil && !errors.Is(err, errClaimed) {
+		f.log.Error("claim request", "request_id", id, "err", err)
+	}
+	return err == nil
 }
 
 // runCommand runs the commands that need no request: the lists, status,

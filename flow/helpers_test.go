@@ -71,6 +71,8 @@ type env struct {
 	n      int
 	// down is the process's death, shared by every fake (see crash).
 	down *atomic.Bool
+	// cluster is the replicas' view; nil: one process (flow's default).
+	cluster flow.Cluster
 }
 
 type envOption func(*env)
@@ -125,6 +127,9 @@ func (e *env) newFlow() *flow.Flow {
 	}
 	if e.idle != nil {
 		d.Idle = e.idle
+	}
+	if e.cluster != nil {
+		d.Cluster = e.cluster
 	}
 	f, err := flow.New(d, e.opts)
 	if err != nil {

@@ -81,7 +81,7 @@ func (f *Flow) Accept(ctx context.Context, env Envelope) Answer {
 		ResponseURL: o.ResponseURL, ReplyInAck: o.ReplyInAck,
 		Source: env.Input.Source, Command: env.Input.Command, Text: env.Input.Text,
 		ActionID: env.Input.ActionID, Value: env.Input.Value, MessageTS: env.Input.MessageTS,
-		State: computebot.IntentAccepted, CreatedAt: f.now(),
+		State: computebot.IntentAccepted, CreatedAt: f.now(), Claim: f.cluster.Self(),
 	}
 	work := outcome == "accepted"
 	if quick != nil {

@@ -205,6 +205,17 @@ type Deps struct {
 	// this bound the process stops anyway, and the next start finds the
 	// post by its key.
 	StopWait time.Duration
+	// Leader is the leader lease (package cluster): scans and checks run
+	// only while this replica holds it, each bounded by the lease's end
+	// and fenced by its token. Nil: this process is the only scheduler.
+	Leader Leader
+}
+
+// Leader is the leader lease of a deployment of several replicas.
+type Leader interface {
+	// Lease returns the lease's fencing token and until when this
+	// replica may act on it; ok is false when it does not hold it.
+	Lease() (token int64, until time.Time, ok bool)
 }
 
 const defaultStopWait = 3 * time.Second
@@ -231,6 +242,7 @@ type Scheduler struct {
 	obs    Observer
 	// stopWait bounds Stop's wait for a running job.
 	stopWait time.Duration
+	leader   Leader // nil: always runs, unfenced
 
 	// checkMu skips a CheckDue while another runs in this process: an
 	// optimisation only (claims make concurrent checks safe).
@@ -279,7 +291,7 @@ func New(cfg config.Idle, d Deps) (*Scheduler, error) {
 		cfg: cfg, sched: sched, every: cron.Every(d.CheckEvery),
 		window: cfg.For.Duration(), grace: cfg.Grace.Duration(), snooze: cfg.Snooze.Duration(), delay: cfg.MetricsDelay.Duration(),
 		cloud: d.Cloud, notify: d.Notifier, authz: d.Authorizer, audit: d.Audit, kv: d.KV,
-		prices: d.Prices, log: d.Logger, now: d.Now, obs: d.Observer, stopWait: d.StopWait,
+		prices: d.Prices, log: d.Logger, now: d.Now, obs: d.Observer, stopWait: d.StopWait, leader: d.Leader,
 	}
 	if sc.audit == nil {
 		sc.audit = func(context.Context, computebot.AuditEntry) {}
@@ -358,9 +370,20 @@ func (s *Scheduler) job(ctx context.Context, name string, run func(context.Conte
 		if ctx.Err() != nil {
 			return
 		}
+		runCtx := ctx // this run's own: ctx is every run's
+		if s.leader != nil {
+			token, until, ok := s.leader.Lease()
+			if !ok {
+				return // another replica schedules
+			}
+			// Stop acting when the lease may have passed to another.
+			var cancel context.CancelFunc
+			runCtx, cancel = context.WithDeadline(withFence(ctx, token), until)
+			defer cancel()
+		}
 		start := time.Now()
-		err := run(ctx)
-		if err != nil && ctx.Err() == nil {
+		err := run(runCtx)
+		if err != nil && runCtx.Err() == nil {
 			s.log.Error("idle "+name+" failed", "err", err, "took", time.Since(start))
 		}
 		if name == "scan" {

@@ -1045,3 +1045,83 @@ func TestStopDoesNotWaitForAStuckPost(t *testing.T) {
 	close(release)
 	waitFor(t, func() bool { return len(r.notes.Posts()) == 1 })
 }
+
+// fakeLeader is a leader lease held (or not) with a token.
+type fakeLeader struct {
+	mu    sync.Mutex
+	token int64
+	held  bool
+}
+
+func (l *fakeLeader) set(token int64, held bool) {
+	l.mu.Lock()
+	l.token, l.held = token, held
+	l.mu.Unlock()
+}
+
+func (l *fakeLeader) Lease() (int64, time.Time, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.token, time.Now().Add(time.Hour), l.held
+}
+
+// TestOnlyTheLeaderSchedules: a replica without the leader lease runs no
+// scan and no check; the one with it does, and writes its token into the
+// notices it changes.
+func TestOnlyTheLeaderSchedules(t *testing.T) {
+	r := newRig(t, testConfig())
+	lead := &fakeLeader{}
+	r.leader = lead
+	r.sched, r.every = everySchedule(5*time.Millisecond), everySchedule(5*time.Millisecond)
+	r.cloud.add("i-1", t0.Add(-3*time.Hour), nil)
+	r.cloud.idleAll("i-1")
+	r.Start(t.Context())
+	defer r.Stop()
+	time.Sleep(100 * time.Millisecond)
+	if n := len(r.cloud.Calls()); n != 0 {
+		t.Fatalf("a replica without the lease called AWS %d times: %v", n, r.cloud.Calls())
+	}
+	lead.set(7, true)
+	waitFor(t, func() bool { return len(r.notes.Posts()) == 1 })
+	if n := r.mem.notice(t, "i-1"); n.Fence != 7 {
+		t.Errorf("notice fence %d, want the lease's token 7", n.Fence)
+	}
+	// Later runs go on under the lease (each run has its own deadline).
+	r.clock.Advance(31 * time.Minute)
+	waitFor(t, func() bool { return r.cloud.count("stop i-1") == 1 })
+	// The lease lost: nothing more runs.
+	lead.set(7, false)
+	time.Sleep(30 * time.Millisecond)
+	calls := len(r.cloud.Calls())
+	time.Sleep(60 * time.Millisecond)
+	if n := len(r.cloud.Calls()); n != calls {
+		t.Errorf("%d AWS calls after the lease was lost", n-calls)
+	}
+}
+
+// TestDeposedLeaderIsFenced: a check holding an older token than the one
+// in the notice (a newer leader changed it) neither stops the instance nor
+// changes the notice.
+func TestDeposedLeaderIsFenced(t *testing.T) {
+	r := newRig(t, testConfig())
+	r.cloud.add("i-1", t0.Add(-3*time.Hour), nil)
+	r.cloud.idleAll("i-1")
+	if err := r.Scan(withFence(context.Background(), 9)); err != nil { // the new leader noticed it
+		t.Fatal(err)
+	}
+	r.clock.Advance(31 * time.Minute)
+	before := r.mem.notice(t, "i-1")
+	_ = r.CheckDue(withFence(context.Background(), 8)) // the old leader, late
+	if got := r.cloud.count("stop"); got != 0 {
+		t.Fatalf("the deposed leader stopped the instance (%d stop calls)", got)
+	}
+	if after := r.mem.notice(t, "i-1"); after.State != before.State || after.Fence != 9 {
+		t.Fatalf("the deposed leader changed the notice: %+v", after)
+	}
+	if err := r.CheckDue(withFence(context.Background(), 9)); err != nil {
+		t.Fatal(err)
+	}
+	if got := r.cloud.count("stop i-1"); got != 1 {
+		t.Fatalf("the leader's check: %d stop calls, want 1", got)
+	}
+}

@@ -60,6 +60,11 @@ type Notice struct {
 	// Claim is the AWS call in flight while State is StateStopping or
 	// StateExtending.
 	Claim *Claim `json:"claim,omitempty"`
+	// Fence is the leader lease's version (package cluster) of the last
+	// scheduler run that changed the notice: a run holding an older one
+	// (a deposed leader) may not change it any more. 0 when one process
+	// runs the scheduler alone.
+	Fence int64 `json:"fence,omitempty"`
 
 	// RequestChannel and RequestThread are the instance's request thread
 	// (tags computebot:channel and computebot:thread), where PostNotice

@@ -268,7 +268,10 @@ func (s *Scheduler) post(ctx context.Context, n Notice) (bool, error) {
 	if perr == nil {
 		s.obs.IdleNoticed()
 	}
-	ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), callTimeout)
+	// Where the post went is a fact, not a decision: it is recorded even
+	// if this replica lost the lease meanwhile (unfenced), so the next
+	// leader need not look for the post.
+	ctx, cancel = context.WithTimeout(unfenced(context.WithoutCancel(ctx)), callTimeout)
 	defer cancel()
 
 	cur, err := s.update(ctx, n.InstanceID, func(cur *Notice, found bool) error {
@@ -336,10 +339,45 @@ var (
 // errSkip (or any other error) to leave it unchanged, or
 // computebot.ErrDeleteKey to delete it. It returns the notice as fn left
 // it, also when fn's error is returned. fn may run more than once.
+//
+// In a scheduler run (scan or check) ctx carries the run's fencing token:
+// a notice that carries a newer one was changed by a newer leader, and is
+// left alone (ErrFenced); a notice the run changes carries its token.
 func (s *Scheduler) update(ctx context.Context, id string, fn func(n *Notice, found bool) error) (Notice, error) {
 	var n Notice
-	err := s.kv.Update(ctx, NoticesBucket, id, &n, func(found bool) error { return fn(&n, found) })
+	fence, fenced := fenceOf(ctx)
+	err := s.kv.Update(ctx, NoticesBucket, id, &n, func(found bool) error {
+		if fenced && found && n.Fence > fence {
+			return ErrFenced
+		}
+		if err := fn(&n, found); err != nil {
+			return err
+		}
+		if fenced {
+			n.Fence = fence
+		}
+		return nil
+	})
 	return n, err
+}
+
+// ErrFenced is a scheduler run's change refused because a newer leader
+// has changed the notice since: this replica lost the lease.
+var ErrFenced = errors.New("idle: the notice was changed by a newer leader")
+
+type fenceKey struct{}
+
+// withFence marks ctx as a scheduler run under the leader lease's token.
+func withFence(ctx context.Context, token int64) context.Context {
+	return context.WithValue(ctx, fenceKey{}, token)
+}
+
+// unfenced drops the run's token from ctx.
+func unfenced(ctx context.Context) context.Context { return context.WithValue(ctx, fenceKey{}, nil) }
+
+func fenceOf(ctx context.Context) (int64, bool) {
+	t, ok := ctx.Value(fenceKey{}).(int64)
+	return t, ok
 }
 
 // loadNotices reads every stored notice.

@@ -209,3 +209,28 @@ func (db *DB) List(ctx context.Context, bucket string, fn func(key string, raw [
 	}
 	return nil
 }
+
+// Buckets lists the key/value buckets that exist, in name order (for
+// `computebot store migrate`, which copies them all).
+func (db *DB) Buckets(ctx context.Context) ([]string, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("store: list buckets: %w", err)
+	}
+	var names []string
+	err := db.view(func(tx *bolt.Tx) error {
+		kv := tx.Bucket(kvBucket)
+		if kv == nil {
+			return nil // a file opened read-only that never had one
+		}
+		return kv.ForEach(func(k, v []byte) error {
+			if v == nil {
+				names = append(names, string(k))
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: list buckets: %w", err)
+	}
+	return names, nil
+}

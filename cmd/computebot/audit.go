@@ -16,6 +16,7 @@ import (
 	"unicode"
 
 	"github.com/computebot/computebot"
+	"github.com/computebot/computebot/aws/dynamostore"
 	"github.com/computebot/computebot/commands"
 	"github.com/computebot/computebot/config"
 	"github.com/computebot/computebot/store"
@@ -106,21 +107,19 @@ func runAudit(args []string, stdout, stderr io.Writer, getenv func(string) strin
 	if err != nil {
 		return fail("%v", err)
 	}
-	dbPath := cfg.Store.Path
-	// store.Open would create a missing file: a mistyped path would then
-	// look like an empty log.
-	if _, err := os.Stat(dbPath); errors.Is(err, fs.ErrNotExist) {
-		return fail("there is no store at %s (store.path in %s; a relative path is from the bot's working directory)", dbPath, *path)
-	}
-	// Read-only: the audit command never migrates or writes the bot's
-	// store (a store of an older schema is read as it is).
-	db, err := store.Open(dbPath, store.Options{Timeout: auditLockTimeout, ReadOnly: true,
-		Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))})
-	if errors.Is(err, store.ErrLocked) {
-		return fail("the store %s is in use: the bot is running. Stop it, or read the log lines with audit=true from your log system (or ask in Slack: /computebot audit).", dbPath)
-	}
-	if err != nil {
-		return fail("%v", err)
+	var db auditLog
+	if cfg.Store.Shared() {
+		// The shared table is read while the bot runs: nothing to stop.
+		s, err := dynamostore.Connect(context.Background(), cfg.AWS.Region, dynamostore.Options{Table: cfg.Store.DynamoDB.Table})
+		if err != nil {
+			return fail("store.dynamodb.table %s: %v", cfg.Store.DynamoDB.Table, err)
+		}
+		db = s
+	} else {
+		var code int
+		if db, code = openAuditFile(cfg, *path, stderr, fail); db == nil {
+			return code
+		}
 	}
 	defer db.Close()
 
@@ -194,4 +193,33 @@ func cell(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// auditLog is what the audit command reads: either store.
+type auditLog interface {
+	AuditLog(ctx context.Context) ([]computebot.AuditEntry, error)
+	AuditSince(ctx context.Context, since time.Time) ([]computebot.AuditEntry, error)
+	Close() error
+}
+
+// openAuditFile opens the embedded store read-only, or says why not (nil
+// and the exit code).
+func openAuditFile(cfg *config.Config, cfgPath string, stderr io.Writer, fail func(string, ...any) int) (auditLog, int) {
+	dbPath := cfg.Store.Path
+	// store.Open would create a missing file: a mistyped path would then
+	// look like an empty log.
+	if _, err := os.Stat(dbPath); errors.Is(err, fs.ErrNotExist) {
+		return nil, fail("there is no store at %s (store.path in %s; a relative path is from the bot's working directory)", dbPath, cfgPath)
+	}
+	// Read-only: the audit command never migrates or writes the bot's
+	// store (a store of an older schema is read as it is).
+	db, err := store.Open(dbPath, store.Options{Timeout: auditLockTimeout, ReadOnly: true,
+		Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))})
+	if errors.Is(err, store.ErrLocked) {
+		return nil, fail("the store %s is in use: the bot is running. Stop it, or read the log lines with audit=true from your log system (or ask in Slack: /computebot audit).", dbPath)
+	}
+	if err != nil {
+		return nil, fail("%v", err)
+	}
+	return db, 0
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/computebot/computebot"
 	"github.com/computebot/computebot/aws"
+	"github.com/computebot/computebot/aws/dynamostore"
 	"github.com/computebot/computebot/bot"
 	"github.com/computebot/computebot/config"
 )
@@ -21,8 +22,10 @@ const checkUsage = `usage: computebot check --config FILE
 Checks a deployment before the bot runs: the config file, the Slack tokens
 (auth.test with SLACK_BOT_TOKEN, apps.connections.open with SLACK_APP_TOKEN;
 no socket is opened), the AWS identity (STS GetCallerIdentity), that the AMI,
-instance types, key pair, security groups and subnet exist, and with EC2
-DryRun that the IAM policy allows the launch. Nothing is launched or changed.
+instance types, key pair, security groups and subnet exist, with EC2
+DryRun that the IAM policy allows the launch, and, with store.dynamodb.table,
+the table (active, keys pk/sk, TTL on expires_at, a conditional write that
+cannot apply to prove the bot may write). Nothing is launched or changed.
 Prints one line per check (✓ passed, ✗ failed, – skipped) and exits 1 when
 any check failed. Slack checks are skipped when neither token is set, AWS
 checks when the SDK finds no credentials.
@@ -139,8 +142,29 @@ func runCheck(args []string, stdout, stderr io.Writer, getenv func(string) strin
 	r.pass("config", "%s is valid", *path)
 
 	checkSlack(ctx, r, *timeout, botToken, appToken, getenv("SLACK_API_URL"))
-	checkAWS(ctx, r, *timeout, cfg)
+	if checkAWS(ctx, r, *timeout, cfg) {
+		checkTable(ctx, r, *timeout, cfg)
+	}
 	return r.finish()
+}
+
+// checkTable verifies the shared store's table: it exists and is active,
+// its keys and TTL are what the bot expects, and the bot may read and
+// write it (a conditional write that can never apply proves the
+// permission and changes nothing).
+func checkTable(ctx context.Context, r *checkReport, timeout time.Duration, cfg *config.Config) {
+	if !cfg.Store.Shared() {
+		return
+	}
+	table := cfg.Store.DynamoDB.Table
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	problems := dynamostore.CheckTable(ctx, cfg.AWS.Region, table)
+	if len(problems) == 0 {
+		r.pass("dynamodb table", "%s is active, keyed pk/sk, TTL on %s, readable and writable", table, dynamostore.AttrExpires)
+		return
+	}
+	r.fail("dynamodb table", errors.Join(problems...))
 }
 
 // finish prints the summary and returns the exit code.
@@ -197,20 +221,20 @@ func tokenDetail(err error) string {
 
 // checkAWS checks identity, resources and launch permission, in the order
 // an operator would fix them.
-func checkAWS(ctx context.Context, r *checkReport, timeout time.Duration, cfg *config.Config) {
+func checkAWS(ctx context.Context, r *checkReport, timeout time.Duration, cfg *config.Config) (credentials bool) {
 	cloud, err := aws.New(ctx, aws.Options{Region: cfg.AWS.Region, CallTimeout: timeout})
 	if err != nil {
 		r.fail("aws identity", err)
-		return
+		return false
 	}
 	id, err := cloud.CallerIdentity(ctx)
 	switch {
 	case computebot.ErrorCode(err) == aws.CodeNoCredentials:
 		r.skip("aws", "no AWS credentials found (environment, shared config or instance role); AWS checks skipped")
-		return
+		return false
 	case err != nil:
 		r.fail("aws identity", err)
-		return
+		return true
 	}
 	r.pass("aws identity", "account %s, %s (region %s)", id.Account, id.ARN, cloud.Region())
 
@@ -305,4 +329,5 @@ func checkAWS(ctx context.Context, r *checkReport, timeout time.Duration, cfg *c
 	}
 	r.skip("permission ec2:Stop/Start/TerminateInstances",
 		"not checked: their DryRun needs an existing instance; deploy/iam-policy.json grants them on instances tagged computebot:managed=true")
+	return true
 }

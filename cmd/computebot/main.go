@@ -18,11 +18,11 @@ import (
 
 	"github.com/computebot/computebot/aws"
 	"github.com/computebot/computebot/bot"
+	"github.com/computebot/computebot/cluster"
 	"github.com/computebot/computebot/config"
 	"github.com/computebot/computebot/flow"
 	"github.com/computebot/computebot/idle"
 	"github.com/computebot/computebot/policy"
-	"github.com/computebot/computebot/store"
 )
 
 func main() {
@@ -39,6 +39,8 @@ func main() {
 			os.Exit(runAudit(os.Args[2:], os.Stdout, os.Stderr, os.Getenv))
 		case "health":
 			os.Exit(runHealth(os.Args[2:], os.Stdout, os.Getenv))
+		case "store":
+			os.Exit(runStore(os.Args[2:], os.Stdout, os.Stderr))
 		}
 	}
 	m := NewMain()
@@ -91,15 +93,21 @@ type Main struct {
 	// (metrics and readiness), for tests that want to see it too.
 	WrapObserver func(bot.Observer) bot.Observer
 
-	log    *slog.Logger
-	ops    *ops
-	store  *store.DB
-	idle   *idle.Scheduler
-	flow   *flow.Flow
-	cancel context.CancelFunc
-	done   chan error
-	once   sync.Once
-	result error
+	log   *slog.Logger
+	ops   *ops
+	store botStore
+	idle  *idle.Scheduler
+	// cluster renews this replica's leases (shared store only) until
+	// stopCluster, after the workflows stopped; clusterDone closes when
+	// it has released them.
+	cluster     *cluster.Cluster
+	stopCluster context.CancelFunc
+	clusterDone chan struct{}
+	flow        *flow.Flow
+	cancel      context.CancelFunc
+	done        chan error
+	once        sync.Once
+	result      error
 }
 
 // NewMain returns a Main reading the real environment.
@@ -122,7 +130,7 @@ func (m *Main) ParseFlags(args []string) error {
 	}
 	fs.StringVar(&m.Listen, "listen", listen, `address of /healthz, /readyz and /metrics ("" to disable); env COMPUTEBOT_LISTEN`)
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: computebot [--listen ADDR] [--log-level LEVEL] --config FILE\n       computebot demo            (the whole product in this terminal: no Slack app, no AWS account)\n       computebot check --config FILE\n       computebot audit --config FILE [--since 7d] [--json]   (read the audit log; the bot must be stopped)\n       computebot version\n\nSecrets come from the environment: SLACK_BOT_TOKEN, SLACK_APP_TOKEN.\nSLACK_API_URL overrides the Slack Web API base URL; AWS uses the SDK's default chain (AWS_REGION, AWS_ENDPOINT_URL, …).")
+		fmt.Fprintln(fs.Output(), "usage: computebot [--listen ADDR] [--log-level LEVEL] --config FILE\n       computebot demo            (the whole product in this terminal: no Slack app, no AWS account)\n       computebot check --config FILE\n       computebot audit --config FILE [--since 7d] [--json]   (read the audit log; with store.path, the bot must be stopped)\n       computebot store init --config FILE          (create the DynamoDB table of store.dynamodb.table)\n       computebot store migrate --from computebot.db --to TABLE\n       computebot version\n\nSecrets come from the environment: SLACK_BOT_TOKEN, SLACK_APP_TOKEN.\nSLACK_API_URL overrides the Slack Web API base URL; AWS uses the SDK's default chain (AWS_REGION, AWS_ENDPOINT_URL, …).")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -160,7 +168,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		return err
 	}
 
-	db, err := store.Open(cfg.Store.Path, store.Options{Logger: m.log})
+	db, err := openStore(ctx, cfg, m.log)
 	if err != nil {
 		return err
 	}
@@ -191,20 +199,30 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	replicaID := cluster.ReplicaID(m.Getenv)
+	leaseTTL := cfg.Store.DynamoDB.LeaseTTL.Duration()
+	peers, lease, err := joinCluster(ctx, cfg, db, replicaID, leaseTTL, m.log)
+	if err != nil {
+		return err
+	}
 	t := m.Timings
+	if t.AdoptInterval == 0 && cfg.Store.Shared() {
+		// A gone replica's work is looked for as often as leases renew.
+		t.AdoptInterval = leaseTTL / 3
+	}
 	authz := policy.New(cfg, policy.Options{Groups: chat, Usage: flow.NewUsage(cloud, db), Logger: m.log})
 	prices := flow.NewPrices(cloud, cfg.Launch.Prices, m.log)
 	audit := flow.NewAuditor(db, m.log)
 	sched, err := idle.New(cfg.Idle, idle.Deps{
 		Cloud: cloud, Notifier: flow.NewNotices(chat, cfg.NotifyChannel, t.NoticeInterval, m.log), Authorizer: authz,
 		Audit: audit.Record, KV: db, Prices: prices.Price, Observer: m.ops.metrics,
-		Logger: m.log, CheckEvery: m.IdleCheckEvery,
+		Logger: m.log, CheckEvery: m.IdleCheckEvery, Leader: peers,
 	})
 	if err != nil {
 		return err
 	}
 	f, err := flow.New(flow.Deps{Config: cfg, Cloud: cloud, Store: db, Chat: chat, Authz: authz, Idle: sched,
-		Prices: prices, Audit: audit, Logger: m.log}, t)
+		Prices: prices, Audit: audit, Logger: m.log, Cluster: peers}, t)
 	if err != nil {
 		return err
 	}
@@ -221,6 +239,11 @@ func (m *Main) Run(ctx context.Context) (err error) {
 
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	m.cancel, m.idle, m.flow = cancel, sched, f
+	if lease != nil {
+		cctx, stopCluster := context.WithCancel(context.WithoutCancel(ctx))
+		m.cluster, m.stopCluster, m.clusterDone = lease, stopCluster, make(chan struct{})
+		go func() { defer close(m.clusterDone); lease.Run(cctx) }()
+	}
 	f.Start(runCtx)
 	go func() {
 		err := b.Run(runCtx)
@@ -231,7 +254,8 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		close(m.done)
 	}()
 	sched.Start(runCtx)
-	m.log.Info("computebot started", "version", versionString(), "config", m.ConfigPath, "store", cfg.Store.Path)
+	m.log.Info("computebot started", "version", versionString(), "config", m.ConfigPath, "store", storeName(cfg),
+		"replica", replicaID)
 	return nil
 }
 
@@ -257,6 +281,12 @@ func (m *Main) Close() error {
 		}
 		if m.flow != nil {
 			m.flow.Stop()
+		}
+		if m.stopCluster != nil {
+			// Released only now that nothing of this replica runs: its
+			// claims are then free for the leader to take at once.
+			m.stopCluster()
+			<-m.clusterDone
 		}
 		if m.store != nil {
 			m.result = errors.Join(m.result, m.store.Close())

@@ -248,3 +248,26 @@ func (s *Server) Chaos(kind ChaosKind) error {
 	}
 	return fmt.Errorf("fakeslack: unknown ChaosKind %d", int(kind))
 }
+
+// Redeliver sends the envelope again, now, with the next retry_attempt and
+// reason "timeout", whether or not it was acked: Slack does that when the
+// ack it got came too late or was lost on the way. With spread on it goes
+// to another connection than its latest delivery when one is up.
+func (s *Server) Redeliver(envelopeID string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	info, ok := s.envelopes[envelopeID]
+	ds := s.deliveries[envelopeID]
+	if !ok || len(ds) == 0 {
+		return fmt.Errorf("fakeslack: redeliver %s: no such envelope sent", envelopeID)
+	}
+	last := ds[len(ds)-1]
+	stopTimer(last)
+	env := info.env
+	env.RetryAttempt, env.RetryReason = last.attempt+1, RetryReasonTimeout
+	f := s.newDeliveryLocked(env)
+	f.d.from = last.conn
+	s.enqueueLocked(f)
+	s.notifyLocked()
+	return nil
+}

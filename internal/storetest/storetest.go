@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/computebot/computebot"
+	"github.com/computebot/computebot/cluster"
 )
 
 // Store is what the suite tests: computebot.Store and the key/value API.
@@ -47,6 +48,7 @@ func Run(t *testing.T, b Bed) {
 	t.Run("intents", func(t *testing.T) { intents(t, b) })
 	t.Run("audit", func(t *testing.T) { audit(t, b) })
 	t.Run("kv", func(t *testing.T) { kv(t, b) })
+	t.Run("leases", func(t *testing.T) { leases(t, b) })
 }
 
 func ctx(t *testing.T) context.Context {
@@ -394,5 +396,98 @@ func kv(t *testing.T, b Bed) {
 	}
 	if err := s1.List(c, "empty-bucket", func(string, []byte) error { return errors.New("called") }); err != nil {
 		t.Fatalf("List of an empty bucket: %v", err)
+	}
+}
+
+// clock is a test clock two clusters share (each judges by its own
+// elapsed time; here both advance together).
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *clock) Now() time.Time      { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+func (c *clock) add(d time.Duration) { c.mu.Lock(); c.now = c.now.Add(d); c.mu.Unlock() }
+
+// leases: the leader lease and the replicas' heartbeats (package cluster)
+// on the store, as two replicas see them.
+func leases(t *testing.T, b Bed) {
+	c := ctx(t)
+	s1, s2 := pair(t, b)
+	clk := &clock{now: time.Now()}
+	const ttl = 15 * time.Second
+	newCluster := func(s Store, id string) *cluster.Cluster {
+		cl, err := cluster.New(s, cluster.Options{Self: id, LeaseTTL: ttl, Now: clk.Now})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cl
+	}
+	a, bb := newCluster(s1, "replica-a"), newCluster(s2, "replica-b")
+	a.Tick(c)
+	bb.Tick(c)
+	tokA, _, okA := a.Lease()
+	if !okA || bb.Leading() {
+		t.Fatalf("after one tick each: a leads %v, b leads %v; want a only", okA, bb.Leading())
+	}
+	// a renews; b keeps seeing new versions and never takes over.
+	for range 6 {
+		clk.add(5 * time.Second)
+		a.Tick(c)
+		bb.Tick(c)
+		if bb.Leading() {
+			t.Fatal("b took a lease a keeps renewing")
+		}
+	}
+	tok2, _, _ := a.Lease()
+	if tok2 <= tokA {
+		t.Fatalf("renewals kept the token at %d, want it to grow past %d", tok2, tokA)
+	}
+	if bb.Gone(c, "replica-a") {
+		t.Fatal("a beats, yet b judges it gone")
+	}
+	// a dies (no more ticks). It stops acting before b can take over.
+	clk.add(ttl - ttl/5)
+	if a.Leading() {
+		t.Fatal("a still leads TTL-margin after its last renewal")
+	}
+	bb.Tick(c) // b reads the version a left; counts from here
+	if bb.Leading() {
+		t.Fatal("b took the lease on its first read of a's last version")
+	}
+	clk.add(ttl)
+	bb.Tick(c)
+	tokB, _, okB := bb.Lease()
+	if !okB || tokB <= tok2 {
+		t.Fatalf("b after a whole TTL of a's silence: leads %v with token %d; want it, with a token above %d", okB, tokB, tok2)
+	}
+	for range 3 {
+		clk.add(5 * time.Second)
+		bb.Tick(c)
+		_ = bb.Gone(c, "replica-a")
+	}
+	if !bb.Gone(c, "replica-a") {
+		t.Fatal("a's heartbeat stood still for 2 TTL, yet it is not gone")
+	}
+	if bb.Gone(c, "replica-b") || !bb.Gone(c, "") || !bb.Gone(c, "never-seen") {
+		t.Fatal("Gone: self must never be gone; no claim and an unknown replica always are")
+	}
+	// a comes back: it sees b's lease and does not take it.
+	a.Tick(c)
+	if a.Leading() || !bb.Leading() {
+		t.Fatal("a took back the lease b holds")
+	}
+	// b stops cleanly: a takes over at its next tick, with a newer token.
+	bb.Release(c)
+	if bb.Leading() {
+		t.Fatal("b leads after releasing")
+	}
+	a.Tick(c)
+	tokA2, _, ok := a.Lease()
+	if !ok || tokA2 <= tokB {
+		t.Fatalf("a after b released: leads %v with token %d; want it, above %d", ok, tokA2, tokB)
+	}
+	if !a.Gone(c, "replica-b") {
+		t.Fatal("b released its heartbeat, yet a does not see it gone")
 	}
 }
