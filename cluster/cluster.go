@@ -166,7 +166,7 @@ func (c *Cluster) Lease() (token int64, until time.Time, ok bool) {
 }
 
 // Run beats and renews (or tries to take) the leader lease every
-// LeaseTTL/3 until ctx ends, then releases both leases, so that a replica
+// LeaseTTL/3, after Join, until ctx ends, then releases both leases, so that a replica
 // stopped cleanly hands over at once instead of after a TTL.
 func (c *Cluster) Run(ctx context.Context) {
 	c.mu.Lock()
@@ -179,7 +179,6 @@ func (c *Cluster) Run(ctx context.Context) {
 	t := time.NewTicker(c.every)
 	defer t.Stop()
 	for {
-		c.Tick(ctx)
 		select {
 		case <-ctx.Done():
 			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 3*time.Second)
@@ -187,6 +186,7 @@ func (c *Cluster) Run(ctx context.Context) {
 			cancel()
 			return
 		case <-t.C:
+			c.Tick(ctx) // the first one was Join's
 		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	awssdk "github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
@@ -45,8 +46,10 @@ func (s *Store) get(ctx context.Context, pk, sk string) (map[string]types.Attrib
 		Key: map[string]types.AttributeValue{attrPK: str(pk), attrSK: str(sk)},
 	})
 	if err != nil {
+		s.onCall("GetItem", 1, err)
 		return nil, wrap(err)
 	}
+	s.onCall("GetItem", readUnits(itemSize(out.Item)), nil)
 	if len(out.Item) == 0 {
 		return nil, nil
 	}
@@ -65,6 +68,7 @@ func (s *Store) put(ctx context.Context, item map[string]types.AttributeValue, c
 		in.ExpressionAttributeValues = values
 	}
 	out, err := s.api.PutItem(ctx, in)
+	s.onCall("PutItem", writeUnits(itemSize(item)), err)
 	return out, wrap(err)
 }
 
@@ -79,6 +83,7 @@ func (s *Store) delete(ctx context.Context, key map[string]types.AttributeValue,
 		in.ExpressionAttributeValues = values
 	}
 	_, err := s.api.DeleteItem(ctx, in)
+	s.onCall("DeleteItem", 1, err) // the size of what it deleted, which is small here
 	return wrap(err)
 }
 
@@ -91,8 +96,10 @@ func (s *Store) query(ctx context.Context, in *dynamodb.QueryInput, fn func(map[
 		out, err := s.api.Query(cctx, in)
 		cancel()
 		if err != nil {
+			s.onCall("Query", 1, err)
 			return wrap(err)
 		}
+		s.onCall("Query", readUnits(itemsSize(out.Items)), nil)
 		for _, item := range out.Items {
 			if err := fn(item); err != nil {
 				return err
@@ -118,8 +125,10 @@ func (s *Store) scanPrefix(ctx context.Context, prefix string, fn func(map[strin
 		out, err := s.api.Scan(cctx, in)
 		cancel()
 		if err != nil {
+			s.onCall("Scan", 1, err)
 			return wrap(err)
 		}
+		s.onCall("Scan", readUnits(itemsSize(out.Items)), nil)
 		for _, item := range out.Items {
 			if err := fn(item); err != nil {
 				return err
@@ -137,7 +146,16 @@ func (s *Store) scanPrefix(ctx context.Context, prefix string, fn func(map[strin
 // are skipped.
 func (s *Store) batchGet(ctx context.Context, keys []map[string]types.AttributeValue, fn func(map[string]types.AttributeValue) error) error {
 	req := map[string]types.KeysAndAttributes{s.table: {Keys: keys, ConsistentRead: awssdk.Bool(true)}}
-	for len(req) > 0 && len(req[s.table].Keys) > 0 {
+	for round := 0; len(req) > 0 && len(req[s.table].Keys) > 0; round++ {
+		if round > 0 {
+			// Unprocessed keys mean DynamoDB is throttling: back off
+			// (AWS's advice) before asking for them again.
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(min(time.Duration(round)*50*time.Millisecond, time.Second)):
+			}
+		}
 		if err := ctx.Err(); err != nil {
 			return err
 		}
@@ -145,8 +163,14 @@ func (s *Store) batchGet(ctx context.Context, keys []map[string]types.AttributeV
 		out, err := s.api.BatchGetItem(cctx, &dynamodb.BatchGetItemInput{RequestItems: req})
 		cancel()
 		if err != nil {
+			s.onCall("BatchGetItem", 1, err)
 			return wrap(err)
 		}
+		units := 0.0
+		for _, item := range out.Responses[s.table] {
+			units += readUnits(itemSize(item)) // each item rounds up on its own
+		}
+		s.onCall("BatchGetItem", max(units, 1), nil)
 		for _, item := range out.Responses[s.table] {
 			if err := fn(item); err != nil {
 				return err
@@ -168,3 +192,34 @@ func wrap(err error) error {
 	}
 	return fmt.Errorf("dynamodb: %w", err)
 }
+
+// itemSize is an item's size as DynamoDB counts it: attribute names plus
+// values (a number's digits take about half a byte each).
+func itemSize(item map[string]types.AttributeValue) int {
+	n := 0
+	for name, v := range item {
+		n += len(name)
+		switch v := v.(type) {
+		case *types.AttributeValueMemberS:
+			n += len(v.Value)
+		case *types.AttributeValueMemberN:
+			n += len(v.Value)/2 + 1
+		default:
+			n++
+		}
+	}
+	return n
+}
+
+func itemsSize(items []map[string]types.AttributeValue) int {
+	n := 0
+	for _, it := range items {
+		n += itemSize(it)
+	}
+	return n
+}
+
+// readUnits: a strongly consistent read costs one unit per 4 KB, at least
+// one; writeUnits: one per 1 KB, at least one.
+func readUnits(size int) float64  { return float64(max(1, (size+4095)/4096)) }
+func writeUnits(size int) float64 { return float64(max(1, (size+1023)/1024)) }

@@ -116,6 +116,13 @@ type Options struct {
 	KeepDone time.Duration
 	Logger   *slog.Logger     // nil discards
 	Now      func() time.Time // time.Now when nil
+	// OnCall, when set, is called after each DynamoDB call with its
+	// operation ("GetItem"…), its error, and the capacity units it
+	// consumed as DynamoDB bills them on demand (read request units for
+	// reads, write request units for writes), estimated from the items'
+	// sizes: strongly consistent reads cost 1 per 4 KB, writes 1 per
+	// 1 KB, each at least 1. Metrics and the cost figures use it.
+	OnCall func(op string, units float64, err error)
 }
 
 // Store is computebot.Store and the key/value API on one DynamoDB table.
@@ -127,6 +134,7 @@ type Store struct {
 	keepDone    time.Duration
 	log         *slog.Logger
 	now         func() time.Time
+	onCall      func(op string, units float64, err error)
 }
 
 var _ computebot.Store = (*Store)(nil)
@@ -149,8 +157,11 @@ func New(api API, opts Options) (*Store, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.OnCall == nil {
+		opts.OnCall = func(string, float64, error) {}
+	}
 	return &Store{api: api, table: opts.Table, callTimeout: opts.CallTimeout, keepDone: opts.KeepDone,
-		log: opts.Logger.With("component", "dynamodb", "table", opts.Table), now: opts.Now}, nil
+		log: opts.Logger.With("component", "dynamodb", "table", opts.Table), now: opts.Now, onCall: opts.OnCall}, nil
 }
 
 // Open returns a store on the table after checking its schema item: a

@@ -11,6 +11,7 @@ import (
 
 	"github.com/computebot/computebot/bot"
 	"github.com/computebot/computebot/flow"
+	"github.com/computebot/computebot/internal/dynamotest"
 	"github.com/computebot/computebot/internal/fakeslack"
 )
 
@@ -22,17 +23,43 @@ import (
 //
 //	go test -run '^$' -bench AckLatency -benchtime 1x ./cmd/computebot/
 func BenchmarkAckLatency(b *testing.B) {
+	benchAckLatency(b, func(tune func(*Main)) *bed { return newBedWith(b, tune, withAWSCallTimeout(30*time.Second)) })
+}
+
+// BenchmarkAckLatencyDynamoDB is BenchmarkAckLatency on the DynamoDB store,
+// against moto on 127.0.0.1: a local emulator's latency, not DynamoDB's
+// (a call within an AWS region takes a few milliseconds; each accepted
+// /launch makes two, its open marker and its intent).
+//
+//	go test -run '^$' -bench AckLatencyDynamoDB -benchtime 1x ./cmd/computebot/
+func BenchmarkAckLatencyDynamoDB(b *testing.B) {
+	for _, name := range []string{"moto", "dynalite"} {
+		b.Run(name, func(b *testing.B) {
+			benchAckLatency(b, func(tune func(*Main)) *bed {
+				srv := dynamotest.Moto(b)
+				if name == "dynalite" {
+					srv = dynamotest.Dynalite(b)
+				}
+				table := dynamotest.NewTable(b, srv)
+				b.Setenv("AWS_ENDPOINT_URL_DYNAMODB", srv.Endpoint)
+				return newBedWith(b, tune, withAWSCallTimeout(30*time.Second), withConfig(dynamoConfig(table)))
+			})
+		})
+	}
+}
+
+func benchAckLatency(b *testing.B, newBed func(tune func(*Main)) *bed) {
 	const (
 		rate     = 200 // envelopes per second
 		duration = 3 * time.Second
 	)
 	var mu sync.Mutex
 	var inBot []time.Duration
-	bed := newBedWith(b, func(m *Main) {
+	bed := newBed(func(m *Main) {
 		m.WrapObserver = func(o bot.Observer) bot.Observer {
 			return ackTimes{o, func(d time.Duration) { mu.Lock(); inBot = append(inBot, d); mu.Unlock() }}
 		}
-	}, withAWSCallTimeout(30*time.Second))
+	})
 	bed.aws.SetLatency("", 2*time.Second)
 	var lat []time.Duration
 	b.ResetTimer()

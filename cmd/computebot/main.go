@@ -92,6 +92,9 @@ type Main struct {
 	// WrapObserver, when set, wraps what observes the Slack adapter
 	// (metrics and readiness), for tests that want to see it too.
 	WrapObserver func(bot.Observer) bot.Observer
+	// OnStoreCall, when set, sees each DynamoDB call of the shared store
+	// with the capacity units it consumed (tests count them).
+	OnStoreCall func(op string, units float64, err error)
 
 	log   *slog.Logger
 	ops   *ops
@@ -168,7 +171,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		return err
 	}
 
-	db, err := openStore(ctx, cfg, m.log)
+	db, err := openStore(ctx, cfg, m.log, m.OnStoreCall)
 	if err != nil {
 		return err
 	}

@@ -25,11 +25,11 @@ type botStore interface {
 
 // openStore opens the store the config names: store.path, or the table
 // of store.dynamodb.table.
-func openStore(ctx context.Context, cfg *config.Config, log *slog.Logger) (botStore, error) {
+func openStore(ctx context.Context, cfg *config.Config, log *slog.Logger, onCall func(string, float64, error)) (botStore, error) {
 	if !cfg.Store.Shared() {
 		return store.Open(cfg.Store.Path, store.Options{Logger: log})
 	}
-	s, err := dynamostore.Connect(ctx, cfg.AWS.Region, dynamostore.Options{Table: cfg.Store.DynamoDB.Table, Logger: log})
+	s, err := dynamostore.Connect(ctx, cfg.AWS.Region, dynamostore.Options{Table: cfg.Store.DynamoDB.Table, Logger: log, OnCall: onCall})
 	if err != nil {
 		return nil, fmt.Errorf("store.dynamodb.table %s: %w", cfg.Store.DynamoDB.Table, err)
 	}

@@ -26,6 +26,7 @@ import (
 	awssdk "github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/computebot/computebot/aws/dynamostore"
 )
@@ -239,4 +240,21 @@ func (l *limited) Write(p []byte) (int, error) {
 		l.b.Write(p[:min(len(p), room)])
 	}
 	return len(p), nil
+}
+
+// NewWrongTable creates a table that is not what the bot expects (keyed
+// by "id" alone, no TTL), for the check's failure.
+func NewWrongTable(t testing.TB, srv Server, name string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, err := Client(srv).CreateTable(ctx, &dynamodb.CreateTableInput{
+		TableName:            &name,
+		BillingMode:          types.BillingModePayPerRequest,
+		AttributeDefinitions: []types.AttributeDefinition{{AttributeName: awssdk.String("id"), AttributeType: types.ScalarAttributeTypeS}},
+		KeySchema:            []types.KeySchemaElement{{AttributeName: awssdk.String("id"), KeyType: types.KeyTypeHash}},
+	})
+	if err != nil {
+		t.Fatalf("dynamotest: create table %s: %v", name, err)
+	}
 }
