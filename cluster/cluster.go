@@ -33,6 +33,7 @@ package cluster
 import (
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -49,6 +50,7 @@ import (
 type KV interface {
 	Get(ctx context.Context, bucket, key string, v any) error
 	Update(ctx context.Context, bucket, key string, v any, fn func(found bool) error) error
+	List(ctx context.Context, bucket string, fn func(key string, raw []byte) error) error
 }
 
 // Bucket holds the leases: "leader", and "replica/<id>" per replica.
@@ -67,23 +69,40 @@ const (
 const EnvReplica = "COMPUTEBOT_REPLICA"
 
 // ReplicaID is this process's identity: COMPUTEBOT_REPLICA when set, else
-// the host (pod) name, the process ID and a random part, since several
-// replicas may share a host and a restarted process is a new replica.
+// the host (pod) name and the process ID (several replicas may share a
+// host), then "#" and a random incarnation. The incarnation makes every
+// process a replica of its own: a container restarted under the same pod
+// name is not the process that claimed the work before it, so it takes
+// that work over like anyone else's, with a compare-and-set, and never
+// runs it beside the replica that may have taken it already; and two live
+// processes given one name never share the leader lease.
 func ReplicaID(getenv func(string) string) string {
-	if id := strings.TrimSpace(getenv(EnvReplica)); id != "" {
-		return id
+	name := strings.TrimSpace(getenv(EnvReplica))
+	if name == "" {
+		host, err := os.Hostname()
+		if err != nil || host == "" {
+			host = "computebot"
+		}
+		name = host + "-" + strconv.Itoa(os.Getpid())
 	}
-	host, err := os.Hostname()
-	if err != nil || host == "" {
-		host = "computebot"
-	}
-	return host + "-" + strconv.Itoa(os.Getpid()) + "-" + strings.ToLower(rand.Text()[:6])
+	return name + "#" + strings.ToLower(rand.Text()[:6])
+}
+
+// Name is the replica's name without its incarnation (COMPUTEBOT_REPLICA,
+// or host and process).
+func Name(id string) string {
+	name, _, _ := strings.Cut(id, "#")
+	return name
 }
 
 // lease is the stored form of both kinds of lease.
 type lease struct {
-	Holder  string `json:"holder"` // "" once released
-	Version int64  `json:"version"`
+	Holder  string `json:"holder"`  // "" once released
+	Version int64  `json:"version"` // one more with every write: what others watch
+	// Term (the leader lease only) is one more with every change of
+	// holder: the fencing token. A leader's renewals keep it, so its own
+	// runs agree; a successor's is always larger.
+	Term int64 `json:"term,omitempty"`
 }
 
 // Options configure a Cluster.
@@ -110,17 +129,22 @@ type Cluster struct {
 	now    func() time.Time
 
 	mu      sync.Mutex
-	token   int64     // the leader lease's version this replica holds
+	token   int64     // the leader lease's term this replica holds
 	until   time.Time // it acts as leader until then (own clock)
 	seen    lease     // the leader lease as last read, held by another
 	seenAt  time.Time // when seen was first read
 	beats   map[string]observed
+	beatOK  time.Time // when this replica's last heartbeat was sent that succeeded
 	running bool
 }
 
+// observed is another replica's heartbeat as this one watches it: every
+// replica watches every heartbeat (Tick lists them), so a new leader has
+// the history its predecessor had instead of starting to watch from zero.
 type observed struct {
 	version int64
-	since   time.Time
+	since   time.Time // when this version was first read
+	gone    bool      // released, or found missing
 }
 
 // New returns the cluster view of replica opts.Self.
@@ -153,9 +177,9 @@ func (c *Cluster) Leading() bool {
 	return ok
 }
 
-// Lease returns the fencing token of the leader lease this replica holds
-// and until when it may act on it (its own clock); ok is false when it
-// does not hold it.
+// Lease returns the fencing token (the term) of the leader lease this
+// replica holds and until when it may act on it (its own clock; a renewal
+// moves it on); ok is false when it does not hold it.
 func (c *Cluster) Lease() (token int64, until time.Time, ok bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -213,15 +237,110 @@ func (c *Cluster) Tick(ctx context.Context) {
 	if err := c.lead(ctx); err != nil && ctx.Err() == nil {
 		c.log.Warn("cluster: leader lease", "err", err)
 	}
+	if err := c.watch(ctx); err != nil && ctx.Err() == nil {
+		c.log.Warn("cluster: read the heartbeats", "err", err)
+	}
 }
 
 func (c *Cluster) beat(ctx context.Context) error {
+	start := c.now()
 	var l lease
-	return c.kv.Update(ctx, Bucket, replicaKey(c.self), &l, func(bool) error {
+	err := c.kv.Update(ctx, Bucket, replicaKey(c.self), &l, func(bool) error {
 		l.Holder = c.self
 		l.Version++
 		return nil
 	})
+	if err == nil {
+		c.mu.Lock()
+		c.beatOK = start
+		c.mu.Unlock()
+	}
+	return err
+}
+
+// Healthy reports whether this replica's heartbeat is current: its last
+// successful one was sent less than a lease TTL ago. A replica that cannot
+// write its heartbeat is about to be judged gone by the others (and its
+// work taken over), so it should not take new work (readiness).
+func (c *Cluster) Healthy() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return !c.beatOK.IsZero() && c.now().Sub(c.beatOK) < c.ttl
+}
+
+// watch reads every heartbeat and notes which changed, with the time
+// taken before the read (a version read later was written no earlier).
+func (c *Cluster) watch(ctx context.Context) error {
+	at := c.now()
+	seen := map[string]lease{}
+	err := c.kv.List(ctx, Bucket, func(key string, raw []byte) error {
+		id, ok := strings.CutPrefix(key, "replica/")
+		if !ok {
+			return nil
+		}
+		var l lease
+		if err := json.Unmarshal(raw, &l); err != nil {
+			return nil // not ours to judge
+		}
+		seen[id] = l
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	for id, o := range c.beats {
+		if _, ok := seen[id]; !ok {
+			o.gone = true
+			c.beats[id] = o
+		}
+	}
+	var forget []string
+	for id, l := range seen {
+		c.observe(id, l, at)
+		if o := c.beats[id]; id != c.self && (o.gone || at.Sub(o.since) >= forgetAfter) {
+			forget = append(forget, id)
+		}
+	}
+	leading := c.token != 0
+	c.mu.Unlock()
+	if leading {
+		// Every process leaves a heartbeat behind (each is an incarnation
+		// of its own): the leader deletes those of replicas gone for good,
+		// each only if it has not changed since it was judged.
+		for _, id := range forget {
+			c.forget(ctx, id, seen[id])
+		}
+	}
+	return nil
+}
+
+// forgetAfter is how long a heartbeat stands still before the leader
+// deletes it (one released is deleted at once): far beyond any pause.
+const forgetAfter = time.Hour
+
+func (c *Cluster) forget(ctx context.Context, id string, judged lease) {
+	var l lease
+	err := c.kv.Update(ctx, Bucket, replicaKey(id), &l, func(found bool) error {
+		if !found || l != judged {
+			return errHeld // changed: judge it again later
+		}
+		return computebot.ErrDeleteKey
+	})
+	if err != nil && !errors.Is(err, errHeld) {
+		c.log.Warn("cluster: delete a gone replica's heartbeat", "of", id, "err", err)
+	}
+}
+
+// observe notes replica id's heartbeat as read at (c.mu held).
+func (c *Cluster) observe(id string, l lease, at time.Time) {
+	o, ok := c.beats[id]
+	switch {
+	case l.Holder == "":
+		c.beats[id] = observed{version: l.Version, since: at, gone: true}
+	case !ok || o.version != l.Version:
+		c.beats[id] = observed{version: l.Version, since: at}
+	}
 }
 
 // errHeld: another replica holds the leader lease, and it is not stale.
@@ -238,13 +357,13 @@ func (c *Cluster) lead(ctx context.Context) error {
 		read, took = cur, false
 		switch {
 		case !found:
-			cur = lease{Holder: c.self, Version: 1}
+			cur = lease{Holder: c.self, Version: 1, Term: 1}
 			took = true
 		case cur.Holder == c.self:
 			cur.Version++
 		case cur.Holder == "" || (cur == seen && start.Sub(seenAt) >= c.ttl):
 			// Released, or not renewed for a whole TTL of our own time.
-			cur = lease{Holder: c.self, Version: cur.Version + 1}
+			cur = lease{Holder: c.self, Version: cur.Version + 1, Term: cur.Term + 1}
 			took = true
 		default:
 			return errHeld
@@ -270,9 +389,9 @@ func (c *Cluster) lead(ctx context.Context) error {
 		return fmt.Errorf("renew: %w", err)
 	}
 	if took {
-		c.log.Info("cluster: took the leader lease", "version", cur.Version, "from", read.Holder)
+		c.log.Info("cluster: took the leader lease", "term", cur.Term, "from", read.Holder)
 	}
-	c.token, c.until = cur.Version, start.Add(c.ttl-c.margin)
+	c.token, c.until = cur.Term, start.Add(c.ttl-c.margin)
 	c.seen = lease{}
 	return nil
 }
@@ -307,10 +426,14 @@ func (c *Cluster) Release(ctx context.Context) {
 }
 
 // Gone reports whether replica is known to have stopped: it released its
-// heartbeat, never had one, or its heartbeat has stood still for twice
-// the lease TTL of this replica's own time (so a replica must have been
-// watched that long before it is judged). "" (no claim) is gone; this
-// replica never is. A failed read says not gone: when in doubt, wait.
+// heartbeat, has none, or its heartbeat has stood still for twice the
+// lease TTL of this replica's own time. Every replica watches every
+// heartbeat from its first Tick on (so a replica must have been watched
+// that long before it is judged, and a new leader has its predecessor's
+// span of watching, not zero); one this replica has not seen yet is read
+// at once: a heartbeat written after the last Tick (a replica that just
+// joined) is not gone. "" (no claim) is gone; this replica never is. A
+// failed read says not gone: when in doubt, wait.
 func (c *Cluster) Gone(ctx context.Context, replica string) bool {
 	switch replica {
 	case "":
@@ -318,28 +441,31 @@ func (c *Cluster) Gone(ctx context.Context, replica string) bool {
 	case c.self:
 		return false
 	}
-	var l lease
-	err := c.kv.Get(ctx, Bucket, replicaKey(replica), &l)
-	now := c.now()
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	switch {
-	case errors.Is(err, computebot.ErrNotFound):
-		delete(c.beats, replica)
-		return true
-	case err != nil:
-		c.log.Warn("cluster: read a heartbeat", "of", replica, "err", err)
-		return false
-	case l.Holder == "":
-		delete(c.beats, replica)
+	o, known := c.beats[replica]
+	c.mu.Unlock()
+	if known && o.gone {
 		return true
 	}
-	o, ok := c.beats[replica]
-	if !ok || o.version != l.Version {
-		c.beats[replica] = observed{version: l.Version, since: now}
-		return false
+	if !known {
+		at := c.now() // before the read: see watch
+		var l lease
+		err := c.kv.Get(ctx, Bucket, replicaKey(replica), &l)
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		switch {
+		case errors.Is(err, computebot.ErrNotFound):
+			c.beats[replica] = observed{since: at, gone: true}
+			return true
+		case err != nil:
+			c.log.Warn("cluster: read a heartbeat", "of", replica, "err", err)
+			return false
+		}
+		c.observe(replica, l, at)
+		o = c.beats[replica]
+		return o.gone
 	}
-	return now.Sub(o.since) >= c.gone
+	return c.now().Sub(o.since) >= c.gone
 }
 
 // Solo is the cluster of one replica (the embedded store, which one

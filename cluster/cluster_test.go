@@ -9,20 +9,22 @@ import (
 	"github.com/computebot/computebot/cluster"
 )
 
-// TestReplicaID: COMPUTEBOT_REPLICA names the replica; without it, two
-// processes on one host (or one process started twice) get two IDs that
-// both start with the host name.
+// TestReplicaID: COMPUTEBOT_REPLICA names the replica; without it, the
+// host name and process do. Either way every process is an incarnation of
+// its own: two IDs for one name, never equal.
 func TestReplicaID(t *testing.T) {
-	if got := cluster.ReplicaID(func(k string) string {
+	named := func(k string) string {
 		if k == cluster.EnvReplica {
 			return " computebot-7d9f-x2 "
 		}
 		return ""
-	}); got != "computebot-7d9f-x2" {
-		t.Errorf("ReplicaID with %s set = %q", cluster.EnvReplica, got)
+	}
+	a, b := cluster.ReplicaID(named), cluster.ReplicaID(named)
+	if a == b || cluster.Name(a) != "computebot-7d9f-x2" || cluster.Name(b) != "computebot-7d9f-x2" {
+		t.Errorf("ReplicaIDs with %s set: %q and %q; want two incarnations of computebot-7d9f-x2", cluster.EnvReplica, a, b)
 	}
 	none := func(string) string { return "" }
-	a, b := cluster.ReplicaID(none), cluster.ReplicaID(none)
+	a, b = cluster.ReplicaID(none), cluster.ReplicaID(none)
 	host, _ := os.Hostname()
 	if a == b || !strings.HasPrefix(a, host+"-") || !strings.HasPrefix(b, host+"-") {
 		t.Errorf("ReplicaIDs %q and %q: want two, each starting with the host name %q", a, b, host)

@@ -56,6 +56,9 @@ func (f *Flow) newLambdaRequest(o Origin, c *commands.LambdaInvoke) *computebot.
 // posts it. The intent is done once the request is posted or refused; an
 // auto-approved request is launched next, as the request's own work.
 func (f *Flow) acceptRequest(ctx context.Context, in *computebot.Intent, r *computebot.Request) {
+	// An auto-approved request is launched from here once its intent is
+	// finished: busy from the start, so Adopt does not launch it too.
+	defer f.busy.enter("launch:" + r.ID)()
 	r.CreatedAt = in.CreatedAt
 	switch err := f.store.CreateRequest(ctx, r); {
 	case errors.Is(err, computebot.ErrExists): // an earlier run of the intent created it
@@ -299,6 +302,9 @@ func requesterOf(r *computebot.Request) Origin {
 // decision is recorded (or refused); what follows an approval (the launch)
 // is the request's own work, resumed from its state after a restart.
 func (f *Flow) decide(ctx context.Context, in *computebot.Intent, o Origin, c decideCommand) {
+	// An approval launches from here once its intent is finished: busy
+	// from the start, so Adopt does not launch it too.
+	defer f.busy.enter("launch:" + c.requestID)()
 	done := false
 	finishing := f.finishing(ctx, in)
 	finish := func() {

@@ -2,8 +2,10 @@ package flow_test
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/computebot/computebot"
 	"github.com/computebot/computebot/flow"
@@ -85,8 +87,18 @@ func TestClaims(t *testing.T) {
 		if in := e.store.intent(env.ID); in.Claim != "replica-b" {
 			t.Fatalf("adopted intent claimed by %q, want replica-b", in.Claim)
 		}
+		// Its own claim with nothing on it in this process (say the job
+		// gave up on an error) is handed out again; once queued, not.
+		if again := e.f.Adopt(e.ctx); len(again) != 1 {
+			t.Fatalf("own idle claim: %d jobs, want it again", len(again))
+		}
+		e.f.Submit(jobs[0]) // queued (nobody runs the queue in this test)
 		if again := e.f.Adopt(e.ctx); len(again) != 0 {
-			t.Fatal("the leader adopted its own adopted work again")
+			t.Fatal("adopted work queued in this process was handed out again")
+		}
+		b.set(false)
+		if again := e.f.Adopt(e.ctx); len(again) != 0 {
+			t.Fatal("a replica that no longer leads handed out work")
 		}
 		e.f.Run(e.ctx, jobs[0])
 		r := e.store.last()
@@ -129,4 +141,33 @@ func TestClaims(t *testing.T) {
 			t.Fatalf("RunInstances calls %+v: want two with the same token and lease end", specs)
 		}
 	})
+}
+
+// TestClaimMovedStopsTheOldReplica: a replica that was judged gone while
+// it still ran (a long pause) finds its request claimed by another and
+// does nothing more on it: no second launch record, no IP reply.
+func TestClaimMovedStopsTheOldReplica(t *testing.T) {
+	a := newCluster("replica-a")
+	e := newEnv(t, withCluster(a))
+	e.cloud.set(-1, computebot.InstanceRunning) // never running until settled
+	r, _ := e.request(ana, "t3.small")
+	e.decide(r, bo, true)
+	r = e.waitState(r.ID, computebot.RequestLaunched)
+	waitFor(t, "replica-a's wait to poll", func() bool { return e.cloud.describeCount(r.Launch.InstanceID) > 0 })
+	if _, err := e.store.UpdateRequest(e.ctx, r.ID, func(cur *computebot.Request) error {
+		cur.Claim = "replica-b" // the leader took it over
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	e.cloud.settle(r.Launch.InstanceID, computebot.InstanceRunning)
+	time.Sleep(50 * time.Millisecond) // a's waiter sees the instance run
+	if got := e.store.get(r.ID); got.State != computebot.RequestLaunched {
+		t.Fatalf("replica-a recorded %s on a request replica-b drives", got.State)
+	}
+	for _, p := range e.chat.posts(channel, r.MessageTS) {
+		if strings.Contains(words(p.Msg), "ssh ") {
+			t.Fatal("replica-a posted the IP reply of a request replica-b drives")
+		}
+	}
 }

@@ -227,6 +227,7 @@ type Flow struct {
 
 	jobs     chan Job
 	locks    keyedLocks  // per request or instance: the order of a thread
+	busy     busySet     // the work this process has queued or under way
 	stopping atomic.Bool // Stop has begun: no queued job starts
 
 	mu         sync.Mutex // guards started, stopped and waitCtx
@@ -301,9 +302,11 @@ func (f *Flow) Start(ctx context.Context) {
 			defer f.workers.Done()
 			for j := range f.jobs {
 				if f.stopping.Load() {
+					f.busy.leave(j.key())
 					continue // stored: it resumes on the next start
 				}
 				f.Run(workCtx, j)
+				f.busy.leave(j.key())
 			}
 		}()
 	}
@@ -363,7 +366,52 @@ func (f *Flow) pruneIntents(ctx context.Context) bool {
 }
 
 // Submit queues a job for the workers.
-func (f *Flow) Submit(j Job) { f.jobs <- j }
+func (f *Flow) Submit(j Job) {
+	f.busy.enter(j.key()) // left by the worker that runs it
+	f.jobs <- j
+}
+
+// key names the work a job does, for busySet.
+func (j Job) key() string {
+	if j.kind == jobIntent {
+		return "intent:" + j.intentID
+	}
+	return "launch:" + j.requestID
+}
+
+// busySet counts, per piece of work (an intent, a request's launch, a
+// request's wait for running), the jobs of this process queued or under
+// way on it: the work this replica claimed but has nothing on (a job
+// that gave up on an error) is submitted again (Adopt), and nothing else.
+type busySet struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+// enter counts one more on key; the returned func counts it off.
+func (b *busySet) enter(key string) func() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.n == nil {
+		b.n = map[string]int{}
+	}
+	b.n[key]++
+	return func() { b.leave(key) }
+}
+
+func (b *busySet) leave(key string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.n[key]--; b.n[key] <= 0 {
+		delete(b.n, key)
+	}
+}
+
+func (b *busySet) idle(key string) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.n[key] == 0
+}
 
 // Stop starts no queued job (each is stored, and resumes on the next
 // start), gives the jobs under way up to ShutdownTimeout, then cancels what
@@ -423,27 +471,29 @@ func (f *Flow) Run(ctx context.Context, j Job) {
 // is gone claimed is resumed: the rest is under way elsewhere.
 func (f *Flow) Resume(ctx context.Context) []Job { return f.adopt(ctx, true) }
 
-// Adopt returns the jobs that take over the work of replicas that are
-// gone, when this replica leads (none otherwise): the leader calls it
-// every AdoptInterval.
+// Adopt returns, every AdoptInterval, the jobs for the work this replica
+// claimed and has nothing queued or under way on (a job that gave up on a
+// store or AWS error: it is tried again), and, when it leads, those that
+// take over the work of replicas that are gone.
 func (f *Flow) Adopt(ctx context.Context) []Job {
-	if !f.cluster.Leading() {
-		return nil
-	}
 	return f.adopt(ctx, false)
 }
 
-// adopt takes over the work whose replica is gone: at start (Resume) also
-// this replica's own claims, left by its previous run; later (the leader,
-// every AdoptInterval) only others'. Each is claimed with a compare-and-set
-// on its claim, so of two adopters one wins.
+// adopt finds the work to (re)start: this replica's own claims with
+// nothing on them in this process; at start (Resume) or when it leads,
+// also the claims of replicas that are gone, each taken with a
+// compare-and-set on its claim, so of two adopters one wins. A process is
+// a replica of its own (the cluster's IDs have an incarnation), so at
+// start it has no claims yet: what its previous run claimed is a gone
+// replica's.
 func (f *Flow) adopt(ctx context.Context, atStart bool) []Job {
 	self := f.cluster.Self()
-	mine := func(claim string) bool {
+	leads := atStart || f.cluster.Leading()
+	mine := func(claim, busyKey string) bool {
 		if claim == self {
-			return atStart // running here, unless this is the start
+			return f.busy.idle(busyKey)
 		}
-		return f.cluster.Gone(ctx, claim)
+		return leads && f.cluster.Gone(ctx, claim)
 	}
 	var jobs []Job
 	ins, err := f.store.UnfinishedIntents(ctx)
@@ -453,7 +503,7 @@ func (f *Flow) adopt(ctx context.Context, atStart bool) []Job {
 	unfinished := make(map[string]bool, len(ins))
 	for _, in := range ins {
 		unfinished[in.ID] = true
-		if !mine(in.Claim) || !f.claimIntent(ctx, in) {
+		if !mine(in.Claim, "intent:"+in.ID) || !f.claimIntent(ctx, in) {
 			continue
 		}
 		f.log.Info("resuming intent", "intent", in.ID, "source", in.Source, "command", in.Command+in.ActionID, "from", in.Claim)
@@ -470,7 +520,11 @@ func (f *Flow) adopt(ctx context.Context, atStart bool) []Job {
 			// does that, then takes the request further, in that order.
 			continue
 		}
-		if !mine(r.Claim) || !f.claimRequest(ctx, r.ID, r.Claim) {
+		busyKey := "launch:" + r.ID
+		if r.State == computebot.RequestLaunched {
+			busyKey = "wait:" + r.ID
+		}
+		if !mine(r.Claim, busyKey) || !f.claimRequest(ctx, r.ID, r.Claim) {
 			continue
 		}
 		f.log.Info("resuming request", "request_id", r.ID, "state", r.State, "from", r.Claim)

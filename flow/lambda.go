@@ -166,6 +166,8 @@ func (f *Flow) invokeApproved(ctx context.Context, id string, resume bool) {
 	r, err := f.store.UpdateRequest(ctx, id, func(cur *computebot.Request) error {
 		interrupted = false
 		switch {
+		case !f.mine(cur):
+			return computebot.ErrConflict // another replica took it over
 		case cur.State == computebot.RequestApproved:
 			cur.State = computebot.RequestExecuting
 		case cur.State == computebot.RequestExecuting && resume:

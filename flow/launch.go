@@ -19,6 +19,7 @@ import (
 
 // proceed carries out an approved request: a launch, or a Lambda invocation.
 func (f *Flow) proceed(ctx context.Context, id string, resume bool) {
+	defer f.busy.enter("launch:" + id)()
 	r, err := f.store.Request(ctx, id)
 	if err != nil {
 		f.log.Error("load approved request", "request_id", id, "err", err)
@@ -45,6 +46,8 @@ func (f *Flow) launch(ctx context.Context, id string, resume bool) {
 	}
 	r, err = f.store.UpdateRequest(ctx, id, func(cur *computebot.Request) error {
 		switch {
+		case !f.mine(cur):
+			return computebot.ErrConflict // another replica took it over
 		case cur.State == computebot.RequestApproved:
 		case cur.State == computebot.RequestExecuting && resume:
 		default:
@@ -70,7 +73,7 @@ func (f *Flow) launch(ctx context.Context, id string, resume bool) {
 		return
 	}
 	r, err = f.store.UpdateRequest(ctx, id, func(cur *computebot.Request) error {
-		if cur.State != computebot.RequestExecuting {
+		if cur.State != computebot.RequestExecuting || !f.mine(cur) {
 			return computebot.ErrConflict
 		}
 		cur.State = computebot.RequestLaunched
@@ -261,8 +264,9 @@ func (f *Flow) pollInstance(ctx context.Context, id string, check func(computebo
 // waitRunning posts the connection details as soon as the request's
 // instance runs.
 func (f *Flow) waitRunning(ctx context.Context, id string, resumed bool) {
+	defer f.busy.enter("wait:" + id)()
 	r, err := f.store.Request(ctx, id)
-	if err != nil || r.State != computebot.RequestLaunched {
+	if err != nil || r.State != computebot.RequestLaunched || !f.mine(r) {
 		return
 	}
 	instanceID := r.Launch.InstanceID
@@ -293,12 +297,17 @@ func (f *Flow) ready(ctx context.Context, r *computebot.Request, inst computebot
 	r.Launch.PublicIP, r.Launch.PrivateIP = inst.PublicIP, inst.PrivateIP
 	user := reply.SSHUser(f.cfg.Launch.SSHUser, r.Launch.ImageName)
 	msg := reply.Ready(r, user, f.cfg.Launch.KeyName)
+	if cur, err := f.store.Request(ctx, r.ID); err != nil || !f.mine(cur) || cur.State != computebot.RequestLaunched {
+		// Taken over by another replica (this one was judged gone), or
+		// done meanwhile: the reply is theirs to post.
+		return
+	}
 	if !resumed || f.findPosted(ctx, r.ChannelID, r.MessageTS, msg.Key, r.DecidedAt) == "" {
 		f.post(ctx, r.ChannelID, r.MessageTS, msg, "ready", "request_id", r.ID)
 		crash.Point("post-ready") // posted, the request not recorded done
 	}
 	r, err := f.store.UpdateRequest(ctx, r.ID, func(cur *computebot.Request) error {
-		if cur.State != computebot.RequestLaunched {
+		if cur.State != computebot.RequestLaunched || !f.mine(cur) {
 			return computebot.ErrConflict
 		}
 		cur.State = computebot.RequestDone
@@ -313,4 +322,11 @@ func (f *Flow) ready(ctx context.Context, r *computebot.Request, inst computebot
 	}
 	f.refreshMessage(ctx, r)
 	f.log.Info("instance ready", "request_id", r.ID, "instance", r.Launch.InstanceID, "public_ip", r.Launch.PublicIP)
+}
+
+// mine reports whether this replica drives the request: it claimed it, or
+// nobody did (a request from before claims). A replica that was judged
+// gone while it still ran (a long pause) finds the claim moved, and stops.
+func (f *Flow) mine(r *computebot.Request) bool {
+	return r.Claim == "" || r.Claim == f.cluster.Self()
 }

@@ -376,10 +376,10 @@ func (s *Scheduler) job(ctx context.Context, name string, run func(context.Conte
 			if !ok {
 				return // another replica schedules
 			}
-			// Stop acting when the lease may have passed to another.
 			var cancel context.CancelFunc
-			runCtx, cancel = context.WithDeadline(withFence(ctx, token), until)
+			runCtx, cancel = context.WithCancel(withFence(ctx, token))
 			defer cancel()
+			go s.holdLease(runCtx, cancel, token, until)
 		}
 		start := time.Now()
 		err := run(runCtx)
@@ -390,6 +390,35 @@ func (s *Scheduler) job(ctx context.Context, name string, run func(context.Conte
 			s.obs.IdleScanned(err)
 		}
 	})
+}
+
+// leaseRecheck is how often a run looks at the lease before its end.
+const leaseRecheck = time.Second
+
+// holdLease cancels a run when this replica stops holding the lease it
+// started under: at each end of the lease it looks again, and a renewal
+// (same term, a later end) lets the run go on. So a scan longer than one
+// renewal period is not cut short, and none outlives the lease.
+func (s *Scheduler) holdLease(ctx context.Context, cancel context.CancelFunc, token int64, until time.Time) {
+	for {
+		// At the lease's end at the latest; sooner too, in case the
+		// cluster saw it go (it cannot have, before its end, unless a
+		// clock jumped: then sooner is better).
+		t := time.NewTimer(min(time.Until(until), leaseRecheck))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		next, end, ok := s.leader.Lease()
+		if !ok || next != token {
+			s.log.Warn("idle: the leader lease is gone; stopping this run", "term", token)
+			cancel()
+			return
+		}
+		until = end
+	}
 }
 
 // cronLogger adapts slog to cron.Logger. cron's own chatter (start,

@@ -1046,11 +1046,13 @@ func TestStopDoesNotWaitForAStuckPost(t *testing.T) {
 	waitFor(t, func() bool { return len(r.notes.Posts()) == 1 })
 }
 
-// fakeLeader is a leader lease held (or not) with a token.
+// fakeLeader is a leader lease held (or not) with a token, each holding
+// good for `period` (an hour when zero) unless renewed.
 type fakeLeader struct {
-	mu    sync.Mutex
-	token int64
-	held  bool
+	mu     sync.Mutex
+	token  int64
+	held   bool
+	period time.Duration
 }
 
 func (l *fakeLeader) set(token int64, held bool) {
@@ -1062,7 +1064,37 @@ func (l *fakeLeader) set(token int64, held bool) {
 func (l *fakeLeader) Lease() (int64, time.Time, bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.token, time.Now().Add(time.Hour), l.held
+	p := l.period
+	if p == 0 {
+		p = time.Hour
+	}
+	return l.token, time.Now().Add(p), l.held
+}
+
+// TestRunOutlivesRenewals: a scheduler run lasts as long as the lease it
+// started under is renewed, however many lease periods that is, and is
+// cancelled once it is not.
+func TestRunOutlivesRenewals(t *testing.T) {
+	r := newRig(t, testConfig())
+	lead := &fakeLeader{token: 3, held: true, period: 30 * time.Millisecond}
+	r.leader = lead
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan struct{})
+	go func() { r.holdLease(ctx, cancel, 3, time.Now().Add(30*time.Millisecond)); close(done) }()
+	time.Sleep(150 * time.Millisecond) // five periods, each renewed
+	if ctx.Err() != nil {
+		t.Fatal("a run was cancelled while its lease was renewed")
+	}
+	lead.set(4, true) // another term: this run's lease is gone
+	select {
+	case <-done:
+	case <-time.After(2 * time.Second):
+		t.Fatal("a run went on after its lease's term ended")
+	}
+	if ctx.Err() == nil {
+		t.Fatal("holdLease returned without cancelling the run")
+	}
 }
 
 // TestOnlyTheLeaderSchedules: a replica without the leader lease runs no

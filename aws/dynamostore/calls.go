@@ -18,7 +18,7 @@ import (
 // conditionNames are the placeholders conditions may use; DynamoDB
 // refuses names an expression does not use, so each call passes only its
 // own. "data" is a reserved word, hence placeholders for every attribute.
-var conditionNames = map[string]string{"#v": attrVersion, "#d": attrData, "#e": AttrExpires}
+var conditionNames = map[string]string{"#v": attrVersion, "#d": attrData, "#e": AttrExpires, "#c": attrCreated}
 
 func namesIn(expr string) map[string]string {
 	var names map[string]string
@@ -147,6 +147,9 @@ func (s *Store) scanPrefix(ctx context.Context, prefix string, fn func(map[strin
 func (s *Store) batchGet(ctx context.Context, keys []map[string]types.AttributeValue, fn func(map[string]types.AttributeValue) error) error {
 	req := map[string]types.KeysAndAttributes{s.table: {Keys: keys, ConsistentRead: awssdk.Bool(true)}}
 	for round := 0; len(req) > 0 && len(req[s.table].Keys) > 0; round++ {
+		if round >= maxBatchRounds {
+			return fmt.Errorf("dynamodb: BatchGetItem: %d keys still unprocessed after %d rounds (throttled)", len(req[s.table].Keys), round)
+		}
 		if round > 0 {
 			// Unprocessed keys mean DynamoDB is throttling: back off
 			// (AWS's advice) before asking for them again.
@@ -177,9 +180,17 @@ func (s *Store) batchGet(ctx context.Context, keys []map[string]types.AttributeV
 			}
 		}
 		req = out.UnprocessedKeys
+		if ka, ok := req[s.table]; ok {
+			ka.ConsistentRead = awssdk.Bool(true) // as asked, whatever came back
+			req = map[string]types.KeysAndAttributes{s.table: ka}
+		}
 	}
 	return nil
 }
+
+// maxBatchRounds bounds the retries of unprocessed keys (about 10 s of
+// backing off).
+const maxBatchRounds = 20
 
 // wrap turns a failed condition into errCondition and names the rest.
 func wrap(err error) error {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	awssdk "github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 )
@@ -22,7 +23,8 @@ type CheckAPI interface {
 // expires_at, and the bot may write: a conditional PutItem and DeleteItem
 // whose condition can never hold prove the permission without changing a
 // thing (ConditionalCheckFailedException means allowed, AccessDenied
-// means not).
+// means not); a GetItem, Query and BatchGetItem of nothing prove the
+// reads. (Scan is for computebot audit only, and not probed.)
 func Check(ctx context.Context, api CheckAPI, table string) []error {
 	var problems []error
 	out, err := api.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: &table})
@@ -68,6 +70,16 @@ func Check(ctx context.Context, api CheckAPI, table string) []error {
 	}
 	if _, err := s.get(ctx, "meta", "schema"); err != nil {
 		problems = append(problems, fmt.Errorf("table %s: GetItem: %w", table, err))
+	}
+	// The listings (resume, adoption, the expiry sweep, quota counts).
+	if err := s.query(ctx, &dynamodb.QueryInput{
+		KeyConditionExpression:    awssdk.String("pk = :pk"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{":pk": str("check")},
+	}, func(map[string]types.AttributeValue) error { return nil }); err != nil {
+		problems = append(problems, fmt.Errorf("table %s: Query: %w", table, err))
+	}
+	if err := s.batchGet(ctx, []map[string]types.AttributeValue{probe}, func(map[string]types.AttributeValue) error { return nil }); err != nil {
+		problems = append(problems, fmt.Errorf("table %s: BatchGetItem: %w", table, err))
 	}
 	return problems
 }

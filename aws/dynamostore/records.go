@@ -271,7 +271,10 @@ func (t records[T]) listOpen(ctx context.Context, s *Store, keep func(*T) bool) 
 			}
 		case ok || s.now().Sub(time.UnixMilli(m.created)) > orphanMarkerAge:
 			// Closed (its marker's delete was lost), or never written.
-			if err := s.delete(ctx, t.marker(m.id), "", nil); err != nil {
+			// Only the marker read: one written since (a record created
+			// again under the ID) stays.
+			err := s.delete(ctx, t.marker(m.id), "#c = :c", map[string]types.AttributeValue{":c": num(m.created)})
+			if err != nil && !errors.Is(err, errCondition) {
 				s.log.Warn("could not remove a stale open marker", t.what, m.id, "err", err)
 			}
 		}

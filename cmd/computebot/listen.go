@@ -27,6 +27,9 @@ type ops struct {
 	metrics   *metrics.Metrics
 	connected atomic.Bool // socket-mode connection up
 	storeOpen atomic.Bool
+	// heartbeat, with the shared store, reports whether this replica's
+	// heartbeat is current (cluster.Healthy); nil with the embedded one.
+	heartbeat atomic.Pointer[func() bool]
 	failed    atomic.Pointer[string] // set once the bot stopped on a fatal error
 	srv       *http.Server
 	ln        net.Listener
@@ -49,6 +52,11 @@ func (o *ops) ready() error {
 		return errors.New("store not open")
 	case !o.connected.Load():
 		return errors.New("not connected to Slack (socket mode)")
+	}
+	if h := o.heartbeat.Load(); h != nil && !(*h)() {
+		// The others are about to judge this replica gone and take its
+		// work over: it should not look ready.
+		return errors.New("this replica's heartbeat in the shared store is not current (the store is unreachable or refusing writes)")
 	}
 	return nil
 }

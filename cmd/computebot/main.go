@@ -245,6 +245,8 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if lease != nil {
 		cctx, stopCluster := context.WithCancel(context.WithoutCancel(ctx))
 		m.cluster, m.stopCluster, m.clusterDone = lease, stopCluster, make(chan struct{})
+		healthy := lease.Healthy
+		m.ops.heartbeat.Store(&healthy)
 		go func() { defer close(m.clusterDone); lease.Run(cctx) }()
 	}
 	f.Start(runCtx)

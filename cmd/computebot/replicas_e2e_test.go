@@ -325,28 +325,30 @@ func TestReplicasDoubleApprove(t *testing.T) {
 	}) {
 		t.Fatalf("no request message%s\n%s", b.dump(), b.logs())
 	}
-	// Clicks until two landed on different connections (each goes to a
-	// random one).
+	// Four clicks at once, from two approvers (a double click each): each
+	// goes to a random connection, and the replicas race on the store.
 	var envs []string
-	conns := map[int]bool{}
-	for i := 0; len(conns) < 2 && i < 6; i++ {
+	for i := range 4 {
 		env, err := b.slack.Click([]string{bo, carl}[i%2], channel, req.TS, "Approve")
 		if err != nil {
 			t.Fatal(err)
 		}
 		envs = append(envs, env)
+	}
+	conns := map[int]bool{}
+	for i, env := range envs {
 		if !b.await(5*time.Second, func() bool { return len(b.slack.Deliveries(env)) > 0 }) {
 			t.Fatalf("click %d never delivered", i)
 		}
 		conns[b.slack.Deliveries(env)[0].Conn] = true
 	}
 	if len(conns) < 2 {
-		t.Fatalf("%d clicks all went to one connection; the test needs two", len(envs))
+		t.Fatalf("the 4 clicks all went to one connection (seeded spread); the test needs two")
 	}
 	if !b.await(20*time.Second, func() bool { return len(b.messages(isSSHReply)) > 0 }) {
 		t.Fatalf("no IP reply%s\n%s", b.dump(), b.logs())
 	}
-	time.Sleep(2 * time.Second) // for a second launch or reply to show
+	time.Sleep(3 * replicaLeaseTTL) // past an adoption, for a second launch or reply to show
 	if n := len(b.aws.Instances()); n != 1 {
 		t.Errorf("%d instances, want 1", n)
 	}
@@ -407,7 +409,7 @@ func TestReplicasRedeliveredSlashCommand(t *testing.T) {
 	if !b.await(15*time.Second, func() bool { return len(b.messages(crashIsRequestMessage)) > 0 }) {
 		t.Fatalf("no request message%s\n%s", b.dump(), b.logs())
 	}
-	time.Sleep(2 * time.Second) // for a second one to show
+	time.Sleep(3 * replicaLeaseTTL) // past an adoption, for a second one to show
 	if n := len(b.messages(crashIsRequestMessage)); n != 1 {
 		t.Errorf("%d request messages, want 1%s", n, b.dump())
 	}
@@ -435,6 +437,11 @@ func TestReplicasCrashAtAck(t *testing.T) {
 		t.Fatalf("no request message after r3 died%s\n%s", b.dump(), b.logs())
 	}
 	took := time.Since(died)
+	// The leader waits for r3's heartbeat to stand still for 2 TTL, then
+	// adopts at its next tick.
+	if took > 5*replicaLeaseTTL {
+		t.Errorf("the dead replica's intent was taken over after %s, want ≤ 5 × lease_ttl (%s)", took, 5*replicaLeaseTTL)
+	}
 	time.Sleep(3 * replicaLeaseTTL) // for a second one to show
 	if n := len(b.messages(crashIsRequestMessage)); n != 1 {
 		t.Errorf("%d request messages, want 1%s", n, b.dump())
@@ -473,16 +480,21 @@ func TestReplicasLeaderKilled(t *testing.T) {
 	}
 	old := b.leader()
 	killed := time.Now()
-	b.kill9(old)
+	b.kill9(cluster.Name(old))
 	var next string
 	if !b.await(60*time.Second, func() bool { next = b.leader(); return next != "" && next != old }) {
 		t.Fatalf("no replica took over the lease within 60 s of killing %s\n%s", old, b.logs())
 	}
 	takeover := time.Since(killed)
+	// At most a TTL since the last renewal, plus a tick to see it and one
+	// to take it: 4 × TTL leaves room for a loaded machine.
+	if takeover > 4*replicaLeaseTTL {
+		t.Errorf("the lease was taken over %s after the leader died, want ≤ 4 × lease_ttl (%s)", takeover, 4*replicaLeaseTTL)
+	}
 	if !b.await(30*time.Second, func() bool { in, _ := b.aws.Instance(id); return in.State == "stopped" }) {
 		t.Fatalf("the pending stop never happened after the failover%s\n%s", b.dump(), b.logs())
 	}
-	time.Sleep(2 * time.Second)
+	time.Sleep(3 * replicaLeaseTTL)
 	if n := len(b.messages(isNotice)); n != 1 {
 		t.Errorf("%d idle notices, want 1%s", n, b.dump())
 	}
@@ -532,12 +544,18 @@ func TestReplicasKilledMidLaunch(t *testing.T) {
 		t.Fatalf("the launch never started%s\n%s", b.dump(), b.logs())
 	}
 	killed := time.Now()
-	b.kill9(claim)
+	b.kill9(cluster.Name(claim))
 	if !b.await(60*time.Second, func() bool { return len(b.messages(isSSHReply)) > 0 }) {
 		t.Fatalf("nobody finished the launch of killed %s%s\n%s", claim, b.dump(), b.logs())
 	}
 	resumed := time.Since(killed)
-	time.Sleep(2 * time.Second)
+	// A lease takeover if it was the leader (≤ 2 TTL), its heartbeat still
+	// for 2 TTL (watched by every replica, so a new leader need not start
+	// watching), an adoption tick, then RunInstances (1.5 s here) again.
+	if resumed > 6*replicaLeaseTTL+2*time.Second {
+		t.Errorf("the launch was finished %s after its replica died, want ≤ 6 × lease_ttl + the launch (%s)", resumed, 6*replicaLeaseTTL+2*time.Second)
+	}
+	time.Sleep(3 * replicaLeaseTTL)
 	if n := len(b.aws.Instances()); n != 1 {
 		t.Errorf("%d instances, want 1", n)
 	}
@@ -625,7 +643,7 @@ func TestReplicasRollingRestart(t *testing.T) {
 		return true
 	}
 	b.await(60*time.Second, settled)
-	time.Sleep(2 * time.Second)
+	time.Sleep(3 * replicaLeaseTTL) // past an adoption, for a second answer to show
 	acks := map[string][]fakeslack.Ack{}
 	for _, a := range b.slack.Acks() {
 		acks[a.EnvelopeID] = append(acks[a.EnvelopeID], a)

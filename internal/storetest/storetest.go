@@ -439,9 +439,9 @@ func leases(t *testing.T, b Bed) {
 			t.Fatal("b took a lease a keeps renewing")
 		}
 	}
-	tok2, _, _ := a.Lease()
-	if tok2 <= tokA {
-		t.Fatalf("renewals kept the token at %d, want it to grow past %d", tok2, tokA)
+	tok2, until2, _ := a.Lease()
+	if tok2 != tokA || !until2.After(clk.Now()) {
+		t.Fatalf("after renewals: token %d (want %d: a renewal keeps the term), until %v (want ahead of now)", tok2, tokA, until2)
 	}
 	if bb.Gone(c, "replica-a") {
 		t.Fatal("a beats, yet b judges it gone")
@@ -489,5 +489,38 @@ func leases(t *testing.T, b Bed) {
 	}
 	if !a.Gone(c, "replica-b") {
 		t.Fatal("b released its heartbeat, yet a does not see it gone")
+	}
+
+	// Every replica watches every heartbeat: c has been silent for 2 TTL
+	// when the leader a dies; d, which took no part in leading, judges c
+	// gone at once after taking the lease, without watching it anew.
+	s3 := s2
+	if b.Shared {
+		s3 = open(t, b, t.Name())
+	}
+	cc, d := newCluster(s3, "replica-c"), newCluster(s2, "replica-d")
+	cc.Tick(c)
+	d.Tick(c)
+	for range 7 {
+		clk.add(5 * time.Second)
+		a.Tick(c)
+		d.Tick(c)
+	}
+	clk.add(ttl + 5*time.Second)
+	d.Tick(c) // a silent for a whole TTL: d takes over
+	d.Tick(c)
+	if !d.Leading() {
+		t.Fatal("d did not take over from the silent leader a")
+	}
+	if !d.Gone(c, "replica-c") {
+		t.Fatal("the new leader d does not judge c gone, though it has watched c stand still for 2 TTL")
+	}
+	fresh := newCluster(s3, "replica-new")
+	fresh.Tick(c) // joins after d's last tick
+	if d.Gone(c, "replica-new") {
+		t.Fatal("a replica that joined after the last tick is judged gone")
+	}
+	if !d.Healthy() || a.Healthy() {
+		t.Fatal("Healthy: d beats (want healthy), a stopped beating a while ago (want not)")
 	}
 }
