@@ -135,6 +135,7 @@ type Cluster struct {
 	seenAt  time.Time // when seen was first read
 	beats   map[string]observed
 	beatOK  time.Time // when this replica's last heartbeat was sent that succeeded
+	watched time.Time // when the last watch that succeeded started
 	running bool
 }
 
@@ -289,9 +290,16 @@ func (c *Cluster) watch(ctx context.Context) error {
 		return err
 	}
 	c.mu.Lock()
+	c.watched = at
 	for id, o := range c.beats {
 		if _, ok := seen[id]; !ok {
-			o.gone = true
+			if o.gone && at.Sub(o.since) >= forgetAfter {
+				delete(c.beats, id) // long gone and deleted: forget it here too
+				continue
+			}
+			if !o.gone {
+				o.gone, o.since = true, at
+			}
 			c.beats[id] = o
 		}
 	}
@@ -363,7 +371,9 @@ func (c *Cluster) lead(ctx context.Context) error {
 			cur.Version++
 		case cur.Holder == "" || (cur == seen && start.Sub(seenAt) >= c.ttl):
 			// Released, or not renewed for a whole TTL of our own time.
-			cur = lease{Holder: c.self, Version: cur.Version + 1, Term: cur.Term + 1}
+			// The version only grows, so a term made from it is above
+			// every earlier term, also of an item written before terms.
+			cur = lease{Holder: c.self, Version: cur.Version + 1, Term: max(cur.Term, cur.Version) + 1}
 			took = true
 		default:
 			return errHeld
@@ -465,7 +475,17 @@ func (c *Cluster) Gone(ctx context.Context, replica string) bool {
 		o = c.beats[replica]
 		return o.gone
 	}
-	return c.now().Sub(o.since) >= c.gone
+	// Judged by what the watching read, not by the time now: a version
+	// read by the last successful watch stood still until then at least.
+	// When the watching itself is failing (reads throttled), there is no
+	// judging: the replica may be beating all along.
+	c.mu.Lock()
+	watched := c.watched
+	c.mu.Unlock()
+	if c.now().Sub(watched) > 2*c.every {
+		return false
+	}
+	return watched.Sub(o.since) >= c.gone
 }
 
 // Solo is the cluster of one replica (the embedded store, which one

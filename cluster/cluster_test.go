@@ -2,11 +2,17 @@ package cluster_test
 
 import (
 	"context"
+	"errors"
 	"os"
+	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/computebot/computebot/cluster"
+	"github.com/computebot/computebot/store"
 )
 
 // TestReplicaID: COMPUTEBOT_REPLICA names the replica; without it, the
@@ -40,5 +46,68 @@ func TestSolo(t *testing.T) {
 	}
 	if tok, _, ok := s.Lease(); !ok || tok != 1 {
 		t.Errorf("Solo lease = %d, %v; want token 1, held", tok, ok)
+	}
+}
+
+// failingList is a store whose listings fail while fail is set (reads
+// throttled), its other calls going through.
+type failingList struct {
+	*store.DB
+	fail atomic.Bool
+}
+
+func (f *failingList) List(ctx context.Context, bucket string, fn func(string, []byte) error) error {
+	if f.fail.Load() {
+		return errors.New("ThrottlingException")
+	}
+	return f.DB.List(ctx, bucket, fn)
+}
+
+// TestNoJudgingWithoutWatching: a leader whose reading of the heartbeats
+// fails cannot tell a replica that beats from one that died, so it judges
+// none gone; once the reads work again, a silent one is judged as before.
+func TestNoJudgingWithoutWatching(t *testing.T) {
+	db, err := store.Open(filepath.Join(t.TempDir(), "c.db"), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	kv := &failingList{DB: db}
+	var mu sync.Mutex
+	now := time.Now()
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	step := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+	a, _ := cluster.New(kv, cluster.Options{Self: "a", LeaseTTL: 3 * time.Second, Now: clock})
+	b, _ := cluster.New(db, cluster.Options{Self: "b", LeaseTTL: 3 * time.Second, Now: clock})
+	ctx := context.Background()
+	a.Tick(ctx) // a leads
+	b.Tick(ctx)
+	a.Tick(ctx) // and has seen b's heartbeat
+	if a.Gone(ctx, "b") || !a.Leading() {
+		t.Fatal("setup: a should lead and see b alive")
+	}
+	kv.fail.Store(true)
+	for range 10 {
+		step(time.Second)
+		a.Tick(ctx)
+		b.Tick(ctx) // b beats all along
+	}
+	if !a.Leading() {
+		t.Fatal("a lost the lease (its beat and lease writes work)")
+	}
+	if a.Gone(ctx, "b") {
+		t.Fatal("a judged b gone without being able to read its heartbeat")
+	}
+	kv.fail.Store(false)
+	a.Tick(ctx)
+	if a.Gone(ctx, "b") {
+		t.Fatal("b beats, yet a judges it gone")
+	}
+	for range 8 { // b dies
+		step(time.Second)
+		a.Tick(ctx)
+	}
+	if !a.Gone(ctx, "b") {
+		t.Fatal("b silent for 8 s (lease TTL 3 s), yet not gone")
 	}
 }

@@ -88,7 +88,12 @@ func TestClaims(t *testing.T) {
 			t.Fatalf("adopted intent claimed by %q, want replica-b", in.Claim)
 		}
 		// Its own claim with nothing on it in this process (say the job
-		// gave up on an error) is handed out again; once queued, not.
+		// gave up on an error) is handed out again, once it is older
+		// than a just-accepted intent on its way; once queued, not.
+		if again := e.f.Adopt(e.ctx); len(again) != 0 {
+			t.Fatalf("own claim of an intent just adopted: %d jobs, want none yet", len(again))
+		}
+		e.clock.Advance(time.Minute)
 		if again := e.f.Adopt(e.ctx); len(again) != 1 {
 			t.Fatalf("own idle claim: %d jobs, want it again", len(again))
 		}
@@ -169,5 +174,45 @@ func TestClaimMovedStopsTheOldReplica(t *testing.T) {
 		if strings.Contains(words(p.Msg), "ssh ") {
 			t.Fatal("replica-a posted the IP reply of a request replica-b drives")
 		}
+	}
+}
+
+// TestAdoptLeavesWorkUnderWay: what this process is on is never handed
+// out again: an intent just accepted (its job comes after the ack), a
+// /stop waiting for the instance to stop (its intent is unfinished until
+// then), a launched request whose wait runs.
+func TestAdoptLeavesWorkUnderWay(t *testing.T) {
+	e := newEnv(t)
+	e.cloud.add(managed(boxID, ana, "box", computebot.InstanceRunning, epoch, ""))
+	e.cloud.set(-1, computebot.InstanceRunning) // changes never settle on their own
+
+	// Accepted, acked, its job not submitted yet.
+	_, ans := e.accept(e.slashOrigin(ana), slashInput("/instances", ""))
+	if ans.Job == nil {
+		t.Fatal("no job")
+	}
+	if jobs := e.f.Adopt(e.ctx); len(jobs) != 0 {
+		t.Fatalf("an intent just accepted was handed out by Adopt (%d jobs): it would run twice", len(jobs))
+	}
+	e.f.Run(e.ctx, *ans.Job)
+
+	// A /stop whose wait for "stopped" is under way, a minute on.
+	e.clock.Advance(time.Minute)
+	e.slash(e.slashOrigin(ana), "/stop", boxID)
+	e.clock.Advance(time.Minute)
+	if jobs := e.f.Adopt(e.ctx); len(jobs) != 0 {
+		t.Fatalf("a /stop waiting for its instance was handed out again (%d jobs): EC2 asked twice, told twice", len(jobs))
+	}
+	if n := e.cloud.callCount(cStop); n != 1 {
+		t.Fatalf("%d Stop calls, want 1", n)
+	}
+
+	// A launch waiting for running.
+	r, _ := e.request(ana, "t3.small")
+	e.decide(r, bo, true)
+	e.waitState(r.ID, computebot.RequestLaunched)
+	e.clock.Advance(time.Minute)
+	if jobs := e.f.Adopt(e.ctx); len(jobs) != 0 {
+		t.Fatalf("a launched request whose wait runs was handed out again (%d jobs)", len(jobs))
 	}
 }

@@ -489,9 +489,15 @@ func (f *Flow) Adopt(ctx context.Context) []Job {
 func (f *Flow) adopt(ctx context.Context, atStart bool) []Job {
 	self := f.cluster.Self()
 	leads := atStart || f.cluster.Leading()
-	mine := func(claim, busyKey string) bool {
+	now := f.now()
+	mine := func(claim string, busyKeys ...string) bool {
 		if claim == self {
-			return f.busy.idle(busyKey)
+			for _, k := range busyKeys {
+				if !f.busy.idle(k) {
+					return false
+				}
+			}
+			return true
 		}
 		return leads && f.cluster.Gone(ctx, claim)
 	}
@@ -503,6 +509,13 @@ func (f *Flow) adopt(ctx context.Context, atStart bool) []Job {
 	unfinished := make(map[string]bool, len(ins))
 	for _, in := range ins {
 		unfinished[in.ID] = true
+		if !atStart && in.Claim == self && (now.Sub(in.CreatedAt) < ownIntentGrace || in.Step == stepInvoking) {
+			// Just accepted: its job is on its way (the adapter submits
+			// it after the ack). Or an invocation under way, which must
+			// not run twice: only a restart or another replica, after
+			// this one is gone, tells it was interrupted.
+			continue
+		}
 		if !mine(in.Claim, "intent:"+in.ID) || !f.claimIntent(ctx, in) {
 			continue
 		}
@@ -520,11 +533,12 @@ func (f *Flow) adopt(ctx context.Context, atStart bool) []Job {
 			// does that, then takes the request further, in that order.
 			continue
 		}
-		busyKey := "launch:" + r.ID
-		if r.State == computebot.RequestLaunched {
-			busyKey = "wait:" + r.ID
+		if !atStart && r.Claim == self && r.Lambda != nil && r.State == computebot.RequestExecuting {
+			continue // an invocation under way: never twice (see above)
 		}
-		if !mine(r.Claim, busyKey) || !f.claimRequest(ctx, r.ID, r.Claim) {
+		// A launched request is busy while its launch job still runs
+		// (it starts the wait) or its wait does.
+		if !mine(r.Claim, "launch:"+r.ID, "wait:"+r.ID) || !f.claimRequest(ctx, r.ID, r.Claim) {
 			continue
 		}
 		f.log.Info("resuming request", "request_id", r.ID, "state", r.State, "from", r.Claim)
@@ -536,6 +550,11 @@ func (f *Flow) adopt(ctx context.Context, atStart bool) []Job {
 	}
 	return jobs
 }
+
+// ownIntentGrace is how old an intent of this replica must be before
+// Adopt restarts it: the adapter submits an accepted intent's job right
+// after the ack (within Slack's 3 s).
+const ownIntentGrace = 30 * time.Second
 
 // errClaimed: the claim changed since it was read (another replica took
 // the work, or it finished).

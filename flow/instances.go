@@ -164,7 +164,11 @@ func (f *Flow) changeInstance(ctx context.Context, in *computebot.Intent, o Orig
 	}
 	f.tell(ctx, o, reply.ActionUnderWay(kind, inst.ID))
 	waiting = true
+	// The intent stays unfinished while the wait runs: busy, so that
+	// Adopt does not run it again meanwhile.
+	leave := f.busy.enter("intent:" + in.ID)
 	f.background(func(bctx context.Context) {
+		defer leave()
 		if f.awaitChange(bctx, o, kind, inst) != pollStopped {
 			f.finish(bctx, in) // not when shutting down: a restart waits again
 		}

@@ -189,7 +189,7 @@ func (f *Flow) invokeApproved(ctx context.Context, id string, resume bool) {
 	}
 	why := f.runInvocation(ctx, r.Requester, r.ID, *r.Lambda, r.ChannelID, r.MessageTS)
 	r, err = f.store.UpdateRequest(ctx, id, func(cur *computebot.Request) error {
-		if cur.State != computebot.RequestExecuting {
+		if cur.State != computebot.RequestExecuting || !f.mine(cur) {
 			return computebot.ErrConflict // settled meanwhile (a resume elsewhere marked it failed)
 		}
 		if why != "" {

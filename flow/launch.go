@@ -225,7 +225,10 @@ func (f *Flow) fail(ctx context.Context, r *computebot.Request, why, code string
 // minutes and must not hold a worker. resumed: a previous process was
 // waiting already, and may have posted the IP reply before it died.
 func (f *Flow) startWaiter(id string, resumed bool) {
-	f.background(func(ctx context.Context) { f.waitRunning(ctx, id, resumed) })
+	// Busy from now, not from when the goroutine runs: an Adopt in
+	// between would start a second wait.
+	leave := f.busy.enter("wait:" + id)
+	f.background(func(ctx context.Context) { defer leave(); f.waitRunning(ctx, id, resumed) })
 }
 
 // pollResult says how a pollInstance ended.
@@ -264,7 +267,6 @@ func (f *Flow) pollInstance(ctx context.Context, id string, check func(computebo
 // waitRunning posts the connection details as soon as the request's
 // instance runs.
 func (f *Flow) waitRunning(ctx context.Context, id string, resumed bool) {
-	defer f.busy.enter("wait:" + id)()
 	r, err := f.store.Request(ctx, id)
 	if err != nil || r.State != computebot.RequestLaunched || !f.mine(r) {
 		return

@@ -221,3 +221,25 @@ func TestHealthCommand(t *testing.T) {
 		t.Fatalf("health after stop = %d: %s", code, out.String())
 	}
 }
+
+// TestReadyNeedsACurrentHeartbeat: with the shared store, a replica whose
+// heartbeat is not current (the table unreachable: the others are about
+// to take its work over) is not ready, whatever its connection.
+func TestReadyNeedsACurrentHeartbeat(t *testing.T) {
+	o := newOps()
+	o.storeOpen.Store(true)
+	o.connected.Store(true)
+	if err := o.ready(); err != nil {
+		t.Fatalf("the embedded store, connected: %v", err)
+	}
+	current := true
+	healthy := func() bool { return current }
+	o.heartbeat.Store(&healthy)
+	if err := o.ready(); err != nil {
+		t.Fatalf("a current heartbeat: %v", err)
+	}
+	current = false
+	if err := o.ready(); err == nil || !strings.Contains(err.Error(), "heartbeat") {
+		t.Fatalf("a stale heartbeat: ready() = %v, want an error naming it", err)
+	}
+}

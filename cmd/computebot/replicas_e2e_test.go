@@ -102,6 +102,12 @@ type replicaProc struct {
 
 func newReplicaBed(t *testing.T, grace string) *replicaBed {
 	t.Helper()
+	return newReplicaBedTTL(t, grace, "3s")
+}
+
+// newReplicaBedTTL is newReplicaBed with another store.dynamodb.lease_ttl.
+func newReplicaBedTTL(t *testing.T, grace, leaseTTL string) *replicaBed {
+	t.Helper()
 	b := &replicaBed{t: t, bin: replicaBinary(t), slack: fakeslack.New(), aws: fakeaws.New(), ddb: dynamotest.Moto(t),
 		dir: t.TempDir(), procs: map[string]*replicaProc{}}
 	t.Cleanup(b.slack.Close)
@@ -116,7 +122,8 @@ func newReplicaBed(t *testing.T, grace string) *replicaBed {
 	b.slack.AddUserGroup("SPLATFORM", carl)
 	b.slack.AddChannel(channel, "data-science")
 	b.cfg = filepath.Join(b.dir, "config.yaml")
-	if err := os.WriteFile(b.cfg, []byte(fmt.Sprintf(replicaConfig, grace, b.table)), 0o600); err != nil {
+	cfg := strings.Replace(fmt.Sprintf(replicaConfig, grace, b.table), "lease_ttl: 3s", "lease_ttl: "+leaseTTL, 1)
+	if err := os.WriteFile(b.cfg, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	s, err := dynamostore.Open(t.Context(), dynamotest.Client(b.ddb), dynamostore.Options{Table: b.table})
@@ -709,4 +716,62 @@ func (b *replicaBed) seedThread(text string) string {
 func (b *replicaBed) idleMetrics(id string) {
 	c := &crashBed{t: b.t, aws: b.aws}
 	c.idleMetrics(id)
+}
+
+// TestReplicasAtDefaults: at the default lease_ttl (15 s), kill -9 the
+// replica whose RunInstances is in flight and the leader (the same one,
+// or two replicas of one node): the last replica takes the lease over and
+// finishes the launch, each within 60 s.
+func TestReplicasAtDefaults(t *testing.T) {
+	b := newReplicaBedTTL(t, "1h", "15s")
+	b.aws.SetLatency("RunInstances", 1500*time.Millisecond)
+	b.startThree()
+	if _, err := b.slack.SendSlashCommand(fakeslack.SlashCommand{Command: "/launch", Text: "t2.micro --reason defaults", UserID: ana, ChannelID: channel}); err != nil {
+		t.Fatal(err)
+	}
+	var req fakeslack.Message
+	if !b.await(15*time.Second, func() bool {
+		ms := b.messages(crashIsRequestMessage)
+		if len(ms) > 0 {
+			req = ms[0]
+		}
+		return len(ms) > 0 && len(b.slack.Buttons(channel, req.TS)) > 0
+	}) {
+		t.Fatalf("no request message%s\n%s", b.dump(), b.logs())
+	}
+	if _, err := b.slack.Click(bo, channel, req.TS, "Approve"); err != nil {
+		t.Fatal(err)
+	}
+	var claim string
+	if !b.await(15*time.Second, func() bool {
+		r := b.requestOf(ana)
+		if r != nil && r.State == computebot.RequestExecuting && len(b.aws.Calls("RunInstances")) > 0 {
+			claim = r.Claim
+		}
+		return claim != ""
+	}) {
+		t.Fatalf("the launch never started%s\n%s", b.dump(), b.logs())
+	}
+	leader := b.leader()
+	killed := time.Now()
+	b.kill9(cluster.Name(claim))
+	b.kill9(cluster.Name(leader))
+	var next string
+	if !b.await(60*time.Second, func() bool { next = b.leader(); return next != "" && next != leader }) {
+		t.Fatalf("no replica took the lease within 60 s of the leader's death\n%s", b.logs())
+	}
+	takeover := time.Since(killed)
+	if !b.await(60*time.Second-takeover, func() bool { return len(b.messages(isSSHReply)) > 0 }) {
+		t.Fatalf("the launch was not finished within 60 s of its replica's death%s\n%s", b.dump(), b.logs())
+	}
+	finished := time.Since(killed)
+	time.Sleep(5 * time.Second)
+	if n := len(b.aws.Instances()); n != 1 {
+		t.Errorf("%d instances, want 1", n)
+	}
+	if n := len(b.messages(isSSHReply)); n != 1 {
+		t.Errorf("%d IP replies, want 1", n)
+	}
+	t.Logf("lease_ttl 15s: killed %s (launching) and %s (leader); %s took the lease %s later and the launch was finished %s later",
+		claim, leader, next, takeover.Round(100*time.Millisecond), finished.Round(100*time.Millisecond))
 }
