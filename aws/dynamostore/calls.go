@@ -91,25 +91,14 @@ func (s *Store) delete(ctx context.Context, key map[string]types.AttributeValue,
 // calling fn with each item in sort key order.
 func (s *Store) query(ctx context.Context, in *dynamodb.QueryInput, fn func(map[string]types.AttributeValue) error) error {
 	in.TableName, in.ConsistentRead = &s.table, awssdk.Bool(true)
-	for {
-		cctx, cancel := s.timeout(ctx)
-		out, err := s.api.Query(cctx, in)
-		cancel()
+	return s.pages(ctx, "Query", func(ctx context.Context, start map[string]types.AttributeValue) (page, error) {
+		in.ExclusiveStartKey = start
+		out, err := s.api.Query(ctx, in)
 		if err != nil {
-			s.onCall("Query", 1, err)
-			return wrap(err)
+			return page{}, err
 		}
-		s.onCall("Query", readUnits(itemsSize(out.Items)), nil)
-		for _, item := range out.Items {
-			if err := fn(item); err != nil {
-				return err
-			}
-		}
-		if len(out.LastEvaluatedKey) == 0 {
-			return nil
-		}
-		in.ExclusiveStartKey = out.LastEvaluatedKey
-	}
+		return page{out.Items, out.LastEvaluatedKey}, nil
+	}, fn)
 }
 
 // scanPrefix scans the whole table (consistent) for the items whose pk
@@ -120,24 +109,45 @@ func (s *Store) scanPrefix(ctx context.Context, prefix string, fn func(map[strin
 		FilterExpression:          awssdk.String("begins_with(pk, :prefix)"),
 		ExpressionAttributeValues: map[string]types.AttributeValue{":prefix": str(prefix)},
 	}
+	return s.pages(ctx, "Scan", func(ctx context.Context, start map[string]types.AttributeValue) (page, error) {
+		in.ExclusiveStartKey = start
+		out, err := s.api.Scan(ctx, in)
+		if err != nil {
+			return page{}, err
+		}
+		return page{out.Items, out.LastEvaluatedKey}, nil
+	}, fn)
+}
+
+// page is one answer of a paginated read.
+type page struct {
+	items []map[string]types.AttributeValue
+	last  map[string]types.AttributeValue // LastEvaluatedKey; empty on the last page
+}
+
+// pages calls read page after page, each under the call timeout, and fn
+// with every item.
+func (s *Store) pages(ctx context.Context, op string, read func(context.Context, map[string]types.AttributeValue) (page, error),
+	fn func(map[string]types.AttributeValue) error) error {
+	var start map[string]types.AttributeValue
 	for {
 		cctx, cancel := s.timeout(ctx)
-		out, err := s.api.Scan(cctx, in)
+		p, err := read(cctx, start)
 		cancel()
 		if err != nil {
-			s.onCall("Scan", 1, err)
+			s.onCall(op, 1, err)
 			return wrap(err)
 		}
-		s.onCall("Scan", readUnits(itemsSize(out.Items)), nil)
-		for _, item := range out.Items {
+		s.onCall(op, readUnits(itemsSize(p.items)), nil)
+		for _, item := range p.items {
 			if err := fn(item); err != nil {
 				return err
 			}
 		}
-		if len(out.LastEvaluatedKey) == 0 {
+		if len(p.last) == 0 {
 			return nil
 		}
-		in.ExclusiveStartKey = out.LastEvaluatedKey
+		start = p.last
 	}
 }
 

@@ -178,11 +178,7 @@ func TestDynamoDBIdleScanCapacity(t *testing.T) {
 // finds it right, and finds a table with other keys wrong.
 func TestStoreInitAndCheck(t *testing.T) {
 	srv := dynamotest.Moto(t)
-	t.Setenv("AWS_ENDPOINT_URL_DYNAMODB", srv.Endpoint)
-	t.Setenv("AWS_REGION", "us-east-1")
-	t.Setenv("AWS_ACCESS_KEY_ID", "AKIDTEST")
-	t.Setenv("AWS_SECRET_ACCESS_KEY", "SECRETTEST")
-	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	dynamoEnv(t, srv)
 	dir := t.TempDir()
 	table := fmt.Sprintf("computebot-init-%d", os.Getpid())
 	cfg := filepath.Join(dir, "config.yaml")
@@ -241,11 +237,7 @@ func TestStoreInitAndCheck(t *testing.T) {
 // twice.
 func TestStoreMigrate(t *testing.T) {
 	srv := dynamotest.Moto(t)
-	t.Setenv("AWS_ENDPOINT_URL_DYNAMODB", srv.Endpoint)
-	t.Setenv("AWS_REGION", "us-east-1")
-	t.Setenv("AWS_ACCESS_KEY_ID", "AKIDTEST")
-	t.Setenv("AWS_SECRET_ACCESS_KEY", "SECRETTEST")
-	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	dynamoEnv(t, srv)
 	table := dynamotest.NewTable(t, srv)
 	path := filepath.Join(t.TempDir(), "computebot.db")
 	ctx := context.Background()
@@ -345,4 +337,13 @@ func TestDynamoDBBackground(t *testing.T) {
 	if reads/ticks > 8 || writes/ticks > 3 {
 		t.Errorf("background per tick %.1f read and %.1f write units, more than the README's figures allow", reads/ticks, writes/ticks)
 	}
+}
+
+// dynamoEnv points the SDK's default chain at srv, with test credentials.
+func dynamoEnv(t *testing.T, srv dynamotest.Server) {
+	t.Setenv("AWS_ENDPOINT_URL_DYNAMODB", srv.Endpoint)
+	t.Setenv("AWS_REGION", "us-east-1")
+	t.Setenv("AWS_ACCESS_KEY_ID", "AKIDTEST")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "SECRETTEST")
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
 }

@@ -524,32 +524,7 @@ func TestReplicasKilledMidLaunch(t *testing.T) {
 	b := newReplicaBed(t, "1h")
 	b.aws.SetLatency("RunInstances", 1500*time.Millisecond)
 	b.startThree()
-	if _, err := b.slack.SendSlashCommand(fakeslack.SlashCommand{Command: "/launch", Text: "t2.micro --reason midlaunch", UserID: ana, ChannelID: channel}); err != nil {
-		t.Fatal(err)
-	}
-	var req fakeslack.Message
-	if !b.await(15*time.Second, func() bool {
-		ms := b.messages(crashIsRequestMessage)
-		if len(ms) > 0 {
-			req = ms[0]
-		}
-		return len(ms) > 0 && len(b.slack.Buttons(channel, req.TS)) > 0
-	}) {
-		t.Fatalf("no request message%s\n%s", b.dump(), b.logs())
-	}
-	if _, err := b.slack.Click(bo, channel, req.TS, "Approve"); err != nil {
-		t.Fatal(err)
-	}
-	var claim string
-	if !b.await(15*time.Second, func() bool {
-		r := b.requestOf(ana)
-		if r != nil && r.State == computebot.RequestExecuting && len(b.aws.Calls("RunInstances")) > 0 {
-			claim = r.Claim
-		}
-		return claim != ""
-	}) {
-		t.Fatalf("the launch never started%s\n%s", b.dump(), b.logs())
-	}
+	claim := b.launchUnderWay("midlaunch")
 	killed := time.Now()
 	b.kill9(cluster.Name(claim))
 	if !b.await(60*time.Second, func() bool { return len(b.messages(isSSHReply)) > 0 }) {
@@ -726,32 +701,7 @@ func TestReplicasAtDefaults(t *testing.T) {
 	b := newReplicaBedTTL(t, "1h", "15s")
 	b.aws.SetLatency("RunInstances", 1500*time.Millisecond)
 	b.startThree()
-	if _, err := b.slack.SendSlashCommand(fakeslack.SlashCommand{Command: "/launch", Text: "t2.micro --reason defaults", UserID: ana, ChannelID: channel}); err != nil {
-		t.Fatal(err)
-	}
-	var req fakeslack.Message
-	if !b.await(15*time.Second, func() bool {
-		ms := b.messages(crashIsRequestMessage)
-		if len(ms) > 0 {
-			req = ms[0]
-		}
-		return len(ms) > 0 && len(b.slack.Buttons(channel, req.TS)) > 0
-	}) {
-		t.Fatalf("no request message%s\n%s", b.dump(), b.logs())
-	}
-	if _, err := b.slack.Click(bo, channel, req.TS, "Approve"); err != nil {
-		t.Fatal(err)
-	}
-	var claim string
-	if !b.await(15*time.Second, func() bool {
-		r := b.requestOf(ana)
-		if r != nil && r.State == computebot.RequestExecuting && len(b.aws.Calls("RunInstances")) > 0 {
-			claim = r.Claim
-		}
-		return claim != ""
-	}) {
-		t.Fatalf("the launch never started%s\n%s", b.dump(), b.logs())
-	}
+	claim := b.launchUnderWay("defaults")
 	leader := b.leader()
 	killed := time.Now()
 	b.kill9(cluster.Name(claim))
@@ -774,4 +724,37 @@ func TestReplicasAtDefaults(t *testing.T) {
 	}
 	t.Logf("lease_ttl 15s: killed %s (launching) and %s (leader); %s took the lease %s later and the launch was finished %s later",
 		claim, leader, next, takeover.Round(100*time.Millisecond), finished.Round(100*time.Millisecond))
+}
+
+// launchUnderWay has ana ask for a t2.micro and bo approve it, and
+// returns the replica that claimed it once its RunInstances is in flight.
+func (b *replicaBed) launchUnderWay(reason string) string {
+	b.t.Helper()
+	if _, err := b.slack.SendSlashCommand(fakeslack.SlashCommand{Command: "/launch", Text: "t2.micro --reason " + reason, UserID: ana, ChannelID: channel}); err != nil {
+		b.t.Fatal(err)
+	}
+	var req fakeslack.Message
+	if !b.await(15*time.Second, func() bool {
+		ms := b.messages(crashIsRequestMessage)
+		if len(ms) > 0 {
+			req = ms[0]
+		}
+		return len(ms) > 0 && len(b.slack.Buttons(channel, req.TS)) > 0
+	}) {
+		b.t.Fatalf("no request message%s\n%s", b.dump(), b.logs())
+	}
+	if _, err := b.slack.Click(bo, channel, req.TS, "Approve"); err != nil {
+		b.t.Fatal(err)
+	}
+	var claim string
+	if !b.await(15*time.Second, func() bool {
+		r := b.requestOf(ana)
+		if r != nil && r.State == computebot.RequestExecuting && len(b.aws.Calls("RunInstances")) > 0 {
+			claim = r.Claim
+		}
+		return claim != ""
+	}) {
+		b.t.Fatalf("the launch never started%s\n%s", b.dump(), b.logs())
+	}
+	return claim
 }
