@@ -70,8 +70,12 @@ func NewChat(o ChatOptions) *Chat {
 // answers, wraps flow.ErrNotInChannel so the workflows can say "invite me".
 func slackError(err error, format string, args ...any) error {
 	var se slack.SlackErrorResponse
-	if errors.As(err, &se) && (se.Err == "not_in_channel" || se.Err == "channel_not_found") {
+	var rl *slack.RateLimitedError
+	switch {
+	case errors.As(err, &se) && (se.Err == "not_in_channel" || se.Err == "channel_not_found"):
 		err = fmt.Errorf("%w: %w", flow.ErrNotInChannel, err)
+	case errors.As(err, &rl):
+		err = fmt.Errorf("%w: %w", flow.ErrRateLimited, err)
 	}
 	return fmt.Errorf("slack: "+format+": %w", append(args, err)...)
 }

@@ -2,6 +2,7 @@ package bot
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/computebot/computebot/flow"
 	"github.com/computebot/computebot/reply"
 )
 
@@ -48,5 +50,34 @@ func TestResponseURLSecretStaysOutOfMetrics(t *testing.T) {
 		if strings.Contains(m, secret) {
 			t.Fatalf("a metric label carries the response URL's secret: %q", m)
 		}
+	}
+}
+
+// TestSlackErrorsAreTyped: Slack's answers the workflows act on come back
+// wrapped in flow's errors: not_in_channel and a rate limit that outlasted
+// the retries.
+func TestSlackErrorsAreTyped(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		answer func(w http.ResponseWriter)
+		want   error
+	}{
+		{"not in channel", func(w http.ResponseWriter) { _, _ = w.Write([]byte(`{"ok":false,"error":"not_in_channel"}`)) }, flow.ErrNotInChannel},
+		{"rate limited", func(w http.ResponseWriter) {
+			w.Header().Set("Retry-After", "0")
+			w.WriteHeader(http.StatusTooManyRequests)
+		}, flow.ErrRateLimited},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { tc.answer(w) }))
+			defer srv.Close()
+			chat := NewChat(ChatOptions{APIURL: srv.URL + "/api/", BotToken: "xoxb-test", AppToken: "xapp-test"})
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			err := chat.Update(ctx, "C1", "1.2", reply.Plain("hi"))
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("Update: %v, want it to wrap %v", err, tc.want)
+			}
+		})
 	}
 }

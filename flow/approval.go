@@ -440,9 +440,44 @@ func (f *Flow) refreshMessage(ctx context.Context, r *computebot.Request) {
 	if r.MessageTS == "" {
 		return
 	}
-	if err := f.chat.Update(ctx, r.ChannelID, r.MessageTS, reply.RequestMessage(r)); err != nil {
+	err := f.chat.Update(ctx, r.ChannelID, r.MessageTS, reply.RequestMessage(r))
+	switch {
+	case errors.Is(err, ErrRateLimited):
+		// The message would keep showing a stale state: try again later,
+		// with the state as it is then.
+		f.log.Warn("update request message: rate limited; trying again later", "request_id", r.ID)
+		f.background(func(ctx context.Context) { f.refreshLater(ctx, r.ID) })
+	case err != nil:
 		f.log.Error("update request message", "request_id", r.ID, "err", err)
 	}
+}
+
+// refreshLater updates a request message whose update was rate limited,
+// after RefreshRetry, 3× and 9× that, until one goes through.
+func (f *Flow) refreshLater(ctx context.Context, id string) {
+	wait := f.opts.RefreshRetry
+	for range 3 {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		wait *= 3
+		r, err := f.store.Request(ctx, id)
+		if err != nil {
+			f.log.Error("update request message later: load", "request_id", id, "err", err)
+			return
+		}
+		err = f.chat.Update(ctx, r.ChannelID, r.MessageTS, reply.RequestMessage(r))
+		if err == nil {
+			return
+		}
+		if !errors.Is(err, ErrRateLimited) {
+			f.log.Error("update request message", "request_id", id, "err", err)
+			return
+		}
+	}
+	f.log.Error("update request message: still rate limited; it shows an older state", "request_id", id)
 }
 
 // expire closes a pending request whose approval window has passed.

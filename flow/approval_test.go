@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -629,3 +630,24 @@ func TestStatus(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TestRefreshRateLimited: a request message whose update the platform
+// rate limits (after the adapter's own retries) is updated again later,
+// with the state as it is then, so it does not keep showing an old one.
+func TestRefreshRateLimited(t *testing.T) {
+	e := newEnv(t)
+	r, _ := e.request(ana, "t3.small")
+	var limited atomic.Int32
+	e.chat.failWhen(func(call chatCall) error {
+		if call.Method == mUpdate && limited.Add(1) <= 2 {
+			return fmt.Errorf("slack: chat.update: %w", flow.ErrRateLimited)
+		}
+		return nil
+	})
+	e.decide(r, bo, true)
+	done := e.waitState(r.ID, computebot.RequestDone)
+	waitFor(t, "the request message to be updated after the rate limit", func() bool {
+		ups := e.chat.updates(done.MessageTS)
+		return len(ups) > 0 && ups[len(ups)-1].Err == nil && strings.Contains(words(ups[len(ups)-1].Msg), "running")
+	})
+}

@@ -59,6 +59,10 @@ type Chat interface {
 // such channel" answers in, so the workflows can say "invite me".
 var ErrNotInChannel = errors.New("the bot cannot post in this channel")
 
+// ErrRateLimited wraps a chat call the platform refused for its rate
+// limit, after the adapter's own retries: worth trying again later.
+var ErrRateLimited = errors.New("the chat platform is rate limiting the bot")
+
 // Authorizer is the policy check (policy.Authorizer).
 type Authorizer interface {
 	Precheck(act policy.Action) policy.Decision
@@ -144,6 +148,10 @@ type Options struct {
 	// chat.postMessage returns, and a quick reader can click in between);
 	// default 3s.
 	NoticeRecordWait time.Duration
+	// RefreshRetry is the first wait before a request message's update
+	// that was rate limited is tried again (then 3× and 9× that); default
+	// 5s.
+	RefreshRetry time.Duration
 	// AdoptInterval is how often the leader looks for work whose replica
 	// is gone (intents and requests it claimed) and takes it over; default
 	// 5s. Only with a Cluster of several replicas.
@@ -171,6 +179,7 @@ func (o Options) withDefaults() Options {
 	def(&o.NoticeInterval, time.Second)
 	def(&o.NoticeRecordWait, 3*time.Second)
 	def(&o.AdoptInterval, 5*time.Second)
+	def(&o.RefreshRetry, 5*time.Second)
 	return o
 }
 

@@ -98,7 +98,7 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 			LaunchWait:   10 * time.Minute, // on the fake clock
 			RetryBackoff: time.Millisecond, SweepInterval: time.Millisecond,
 			ShutdownTimeout: time.Second, NoticeInterval: time.Millisecond,
-			NoticeRecordWait: 20 * time.Millisecond,
+			NoticeRecordWait: 20 * time.Millisecond, RefreshRetry: time.Millisecond,
 		},
 	}
 	e.chat.now, e.chat.down = clock.Now, down

@@ -95,29 +95,16 @@ func (db *DB) Update(ctx context.Context, bucket, key string, v any, fn func(fou
 			return fmt.Errorf("store: update %s/%s: %w", bucket, key, err)
 		}
 		found := read != nil
-		pv.Elem().SetZero()
-		if found {
-			if err := json.Unmarshal(read, v); err != nil {
-				return fmt.Errorf("store: update %s/%s: decode: %w", bucket, key, err)
-			}
-		}
-		del := false
-		if err := fn(found); errors.Is(err, computebot.ErrDeleteKey) {
-			del = true
-		} else if err != nil {
-			return err
-		}
-		var val []byte
-		if !del {
-			if val, err = json.Marshal(v); err != nil {
-				return fmt.Errorf("store: update %s/%s: %w", bucket, key, err)
-			}
-		}
-		// Nothing to change: deleting an absent key, or storing the value
-		// that is there. The outcome is as if written when read.
-		if (del && !found) || (!del && found && bytes.Equal(val, read)) {
+		change, err := DecideKV(read, found, v, fn)
+		switch {
+		case errors.Is(err, ErrKVValue):
+			return fmt.Errorf("store: update %s/%s: %w", bucket, key, err)
+		case err != nil:
+			return err // fn's, unchanged
+		case change.Unchanged:
 			return nil
 		}
+		del, val := change.Delete, change.Value
 		lost := false
 		err = db.write(func(tx *bolt.Tx) error {
 			lost = false // a rerun decides afresh

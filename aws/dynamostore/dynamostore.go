@@ -478,29 +478,16 @@ func (s *Store) Update(ctx context.Context, bucket, key string, v any, fn func(f
 		}
 		found := item != nil
 		read := stringOf(item[attrData])
-		if err := zero(v); err != nil {
+		change, err := store.DecideKV([]byte(read), found, v, fn)
+		switch {
+		case errors.Is(err, store.ErrKVValue):
 			return fmt.Errorf("dynamostore: update %s/%s: %w", bucket, key, err)
+		case err != nil:
+			return err // fn's, unchanged
+		case change.Unchanged:
+			return nil
 		}
-		if found {
-			if err := json.Unmarshal([]byte(read), v); err != nil {
-				return fmt.Errorf("dynamostore: update %s/%s: decode: %w", bucket, key, err)
-			}
-		}
-		del := false
-		if err := fn(found); errors.Is(err, computebot.ErrDeleteKey) {
-			del = true
-		} else if err != nil {
-			return err
-		}
-		var val []byte
-		if !del {
-			if val, err = json.Marshal(v); err != nil {
-				return fmt.Errorf("dynamostore: update %s/%s: %w", bucket, key, err)
-			}
-		}
-		if (del && !found) || (!del && found && string(val) == read) {
-			return nil // nothing to change
-		}
+		del, val := change.Delete, change.Value
 		cond, values := "attribute_not_exists(pk)", map[string]types.AttributeValue(nil)
 		if found {
 			cond, values = "#d = :read", map[string]types.AttributeValue{":read": str(read)}

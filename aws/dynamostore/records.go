@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"reflect"
 	"slices"
 	"strings"
 	"time"
@@ -314,14 +313,4 @@ func sortOldestFirst[T any](out []*T, fields func(*T) header) {
 		}
 		return strings.Compare(*ha.id, *hb.id)
 	})
-}
-
-// zero sets *v to its zero value; v must be a non-nil pointer.
-func zero(v any) error {
-	pv := reflect.ValueOf(v)
-	if pv.Kind() != reflect.Pointer || pv.IsNil() {
-		return fmt.Errorf("v must be a non-nil pointer, not %T", v)
-	}
-	pv.Elem().SetZero()
-	return nil
 }

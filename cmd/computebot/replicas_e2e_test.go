@@ -317,6 +317,7 @@ func isSSHReply(m fakeslack.Message) bool {
 // two replicas: one approval, one instance, one IP reply; the click that
 // lost is answered privately.
 func TestReplicasDoubleApprove(t *testing.T) {
+	t.Parallel() // processes and sleeps, little CPU: two at a time
 	b := newReplicaBed(t, "1h")
 	b.startThree()
 	if _, err := b.slack.SendSlashCommand(fakeslack.SlashCommand{Command: "/launch", Text: "t2.micro --reason replicas", UserID: ana, ChannelID: channel}); err != nil {
@@ -390,6 +391,7 @@ func TestReplicasDoubleApprove(t *testing.T) {
 // another replica (its ack came too late for Slack) is recognised there
 // (its intent is in the table): one request message.
 func TestReplicasRedeliveredSlashCommand(t *testing.T) {
+	t.Parallel() // processes and sleeps, little CPU: two at a time
 	b := newReplicaBed(t, "1h")
 	b.startThree()
 	env, err := b.slack.SendSlashCommand(fakeslack.SlashCommand{Command: "/launch", Text: "t2.micro --reason redelivered", UserID: ana, ChannelID: channel})
@@ -428,6 +430,7 @@ func TestReplicasRedeliveredSlashCommand(t *testing.T) {
 // over once its heartbeat is stale, and Slack's redelivery (if the ack was
 // lost) is recognised by another: one request message.
 func TestReplicasCrashAtAck(t *testing.T) {
+	t.Parallel() // processes and sleeps, little CPU: two at a time
 	b := newReplicaBed(t, "1h")
 	b.slack.SetSpread(false, 0) // to the newest connection: r3, which dies at the ack
 	b.start("r1", "")
@@ -469,6 +472,7 @@ func slicesContainsOther(conns []int, first int) bool {
 // waits out its grace: another replica takes the lease over, the pending
 // stop still happens, once, and no notice is posted twice.
 func TestReplicasLeaderKilled(t *testing.T) {
+	t.Parallel() // processes and sleeps, little CPU: two at a time
 	b := newReplicaBed(t, "6s")
 	id := "i-0rep0000000000a1"
 	thread := b.seedThread("seeded request message of " + id)
@@ -521,6 +525,7 @@ func TestReplicasLeaderKilled(t *testing.T) {
 // in flight: another takes the request over once its claim is stale, with
 // the same ClientToken: one instance, one IP reply.
 func TestReplicasKilledMidLaunch(t *testing.T) {
+	t.Parallel() // processes and sleeps, little CPU: two at a time
 	b := newReplicaBed(t, "1h")
 	b.aws.SetLatency("RunInstances", 1500*time.Millisecond)
 	b.startThree()
@@ -563,6 +568,7 @@ func TestReplicasKilledMidLaunch(t *testing.T) {
 // time (SIGTERM, start again), under a stream of 300 commands: every
 // command answered once.
 func TestReplicasRollingRestart(t *testing.T) {
+	t.Parallel() // processes and sleeps, little CPU: two at a time
 	const commands = 300
 	b := newReplicaBed(t, "1h")
 	b.startThree()
@@ -698,6 +704,7 @@ func (b *replicaBed) idleMetrics(id string) {
 // or two replicas of one node): the last replica takes the lease over and
 // finishes the launch, each within 60 s.
 func TestReplicasAtDefaults(t *testing.T) {
+	t.Parallel() // processes and sleeps, little CPU: two at a time
 	b := newReplicaBedTTL(t, "1h", "15s")
 	b.aws.SetLatency("RunInstances", 1500*time.Millisecond)
 	b.startThree()
