@@ -73,6 +73,9 @@ type LaunchSpec struct {
 	SubnetID         string
 	// Tags are applied to the instance and its volumes at launch.
 	Tags map[string]string
+	// UserData is the instance's user data (a cloud-init document), as
+	// text; "" for none. It is part of what the ClientToken stands for.
+	UserData string
 }
 
 // InstanceFilter selects managed instances (tag computebot:managed=true).

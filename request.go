@@ -102,6 +102,10 @@ type LaunchRequest struct {
 	InstanceID string
 	PublicIP   string
 	PrivateIP  string
+
+	// SSHKeys are the requester's public keys (authorized_keys lines) as
+	// of the request, installed for the SSH user through user data.
+	SSHKeys []string
 }
 
 // LambdaRequest is an invocation that needs an approver first.

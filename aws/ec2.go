@@ -2,6 +2,7 @@ package aws
 
 import (
 	"context"
+	"encoding/base64"
 	"fmt"
 	"strings"
 
@@ -154,6 +155,9 @@ func runInstancesInput(spec computebot.LaunchSpec) *ec2.RunInstancesInput {
 	}
 	if spec.KeyName != "" {
 		in.KeyName = awssdk.String(spec.KeyName)
+	}
+	if spec.UserData != "" {
+		in.UserData = awssdk.String(base64.StdEncoding.EncodeToString([]byte(spec.UserData)))
 	}
 	if len(spec.SecurityGroupIDs) > 0 {
 		in.SecurityGroupIds = append([]string(nil), spec.SecurityGroupIDs...)

@@ -54,6 +54,9 @@ type Result struct {
 	// Reply is set when Outcome is Reply: text for the person who typed
 	// the command, in package reply's light markup (*bold*, `code`).
 	Reply string
+	// Secret: the text held a private key. It must not be stored, logged
+	// or repeated; Reply says so, and nothing else runs.
+	Secret bool
 }
 
 func run(c Command) Result        { return Result{Outcome: Run, Command: c} }
@@ -133,6 +136,19 @@ type Audit struct {
 // "lambda invoke"); "" means all commands. HelpText renders it.
 type Help struct{ Topic string }
 
+// SSHKeyAdd registers a public key: /sshkey add KEY [--label NAME]. Key is
+// the text as typed (checked by package sshkeys when it runs).
+type SSHKeyAdd struct{ Key, Label string }
+
+// SSHKeyList lists the person's keys: /sshkey list.
+type SSHKeyList struct{}
+
+// SSHKeyRemove removes a key by its label (or fingerprint): /sshkey remove NAME.
+type SSHKeyRemove struct{ Name string }
+
+// Connect says how to reach an instance: SSH, SSM, the notebook.
+type Connect struct{ Target string }
+
 func (*Launch) CommandName() string       { return "launch" }
 func (*Instances) CommandName() string    { return "instances" }
 func (*Stop) CommandName() string         { return "stop" }
@@ -145,3 +161,7 @@ func (*Status) CommandName() string       { return "status" }
 func (*Idle) CommandName() string         { return "idle" }
 func (*Audit) CommandName() string        { return "audit" }
 func (*Help) CommandName() string         { return "help" }
+func (*SSHKeyAdd) CommandName() string    { return "sshkey add" }
+func (*SSHKeyList) CommandName() string   { return "sshkey list" }
+func (*SSHKeyRemove) CommandName() string { return "sshkey remove" }
+func (*Connect) CommandName() string      { return "connect" }

@@ -146,7 +146,7 @@ func TestParseText(t *testing.T) {
 		{"help lambda", want{cmd: &Help{Topic: "lambda"}}},
 		{"help lambda invoke", want{cmd: &Help{Topic: "lambda invoke"}}},
 		{"help help", want{cmd: &Help{}}},
-		{"help lanch", want{reply: "there is no command `lanch`; did you mean `launch`? Commands: launch, instances, stop, start, terminate, extend, lambda, status, idle, audit, help."}},
+		{"help lanch", want{reply: "there is no command `lanch`; did you mean `launch`? Commands: launch, instances, stop, start, terminate, extend, lambda, sshkey, connect, status, idle, audit, help."}},
 		{"help foo", want{has: []string{"there is no command `foo`."}}},
 
 		// instances
@@ -416,7 +416,7 @@ func TestDefinitionsExamplesParse(t *testing.T) {
 		if d.Name == "" || d.Summary == "" || d.Who == "" || d.Usage == "" || len(d.Examples) == 0 {
 			t.Errorf("%q: incomplete definition %+v", d.Name, d)
 		}
-		if d.build == nil && d.Name != "lambda invoke" && d.Name != "help" {
+		if d.build == nil && d.Name != "lambda invoke" && d.Name != "sshkey add" && d.Name != "help" {
 			t.Errorf("%q: no builder", d.Name)
 		}
 		for _, ex := range d.Examples {
@@ -488,6 +488,39 @@ func TestCommandNames(t *testing.T) {
 	for _, c := range []Command{&Launch{}, &Instances{}, &Stop{}, &Start{}, &Terminate{}, &Extend{}, &LambdaList{}, &LambdaInvoke{}, &Status{}, &Idle{}, &Audit{}, &Help{}} {
 		if !names[c.CommandName()] {
 			t.Errorf("%T: CommandName %q has no definition", c, c.CommandName())
+		}
+	}
+}
+
+// TestSSHKeyAndConnect: the key is the rest of the text, its label a flag
+// anywhere; a private key in any command is refused without being parsed
+// or repeated.
+func TestSSHKeyAndConnect(t *testing.T) {
+	const pub = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJb7 ana@laptop"
+	for _, tc := range []struct {
+		cmd, text string
+		want      Command
+	}{
+		{"/sshkey", "add " + pub, &SSHKeyAdd{Key: pub}},
+		{"/sshkey", "add " + pub + " --label work", &SSHKeyAdd{Key: pub, Label: "work"}},
+		{"/sshkey", "add --label=work " + pub, &SSHKeyAdd{Key: pub, Label: "work"}},
+		{"/sshkey", "list", &SSHKeyList{}},
+		{"/sshkey", "remove work", &SSHKeyRemove{Name: "work"}},
+		{"/connect", "i-0123456789abcdef0", &Connect{Target: "i-0123456789abcdef0"}},
+		{"/computebot", "connect training-box", &Connect{Target: "training-box"}},
+	} {
+		r := ParseSlash(tc.cmd, tc.text)
+		if r.Outcome != Run || !reflect.DeepEqual(r.Command, tc.want) {
+			t.Errorf("%s %s = %+v, want %+v", tc.cmd, tc.text, r, tc.want)
+		}
+	}
+	if r := ParseSlash("/sshkey", "add"); r.Outcome != Reply || !strings.Contains(r.Reply, "needs KEY") {
+		t.Errorf("/sshkey add without a key: %+v", r)
+	}
+	const priv = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmU\n-----END OPENSSH PRIVATE KEY-----"
+	for _, r := range []Result{ParseSlash("/sshkey", "add "+priv), ParseSlash("/launch", priv), ParseText("sshkey add " + priv)} {
+		if r.Outcome != Reply || !r.Secret || r.Command != nil || strings.Contains(r.Reply, "b3BlbnNzaC1") || !strings.Contains(r.Reply, "ssh-keygen -y") {
+			t.Errorf("a private key: %+v; want a Secret reply that does not repeat it and says how to get the public half", r)
 		}
 	}
 }

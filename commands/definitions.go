@@ -125,6 +125,43 @@ func Definitions() []Definition {
 			build:    func(*parsed) Result { return run(&LambdaList{}) },
 		},
 		{
+			Name:    "sshkey add",
+			Summary: "Register your SSH public key: it is installed on the instances you launch from then on, so you log in with your own key (no shared .pem). The answer is private.",
+			Who:     "anyone, for themselves; up to 5 keys each",
+			Args:    []Arg{{Name: "KEY", Help: "your public key, one line as in ~/.ssh/id_ed25519.pub (ssh-ed25519, ecdsa-sha2-…, or ssh-rsa of 3072 bits or more); never the private key"}},
+			Flags:   []Flag{{Name: "label", Value: "NAME", Help: "a name for the key (default: its comment, else the start of its fingerprint)"}},
+			Examples: []string{
+				`/sshkey add ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMx… ana@laptop`,
+				`/sshkey add ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMx… --label work-laptop`,
+			},
+			Notes: "Print your public key with `cat ~/.ssh/id_ed25519.pub`; make one with `ssh-keygen -t ed25519`.",
+			build: nil, // parsed by parseSSHKeyAdd: the key has spaces
+		},
+		{
+			Name:     "sshkey list",
+			Summary:  "List your registered SSH keys: label, type and fingerprint. The answer is private.",
+			Who:      "anyone, for themselves",
+			Examples: []string{`/sshkey list`},
+			build:    func(*parsed) Result { return run(&SSHKeyList{}) },
+		},
+		{
+			Name:     "sshkey remove",
+			Summary:  "Remove one of your SSH keys. Instances launched before keep it until they are replaced.",
+			Who:      "anyone, for themselves",
+			Args:     []Arg{{Name: "NAME", Help: "the key's label, or its fingerprint (SHA256:…)"}},
+			Examples: []string{`/sshkey remove work-laptop`},
+			build:    func(p *parsed) Result { return run(&SSHKeyRemove{Name: p.args[0]}) },
+		},
+		{
+			Name:      "connect",
+			Summary:   "Show how to reach an instance: the SSH command, the SSM session when it has no public IP, and the line that forwards its Jupyter port to your machine.",
+			Who:       "the instance's owner, or an approver",
+			Args:      []Arg{target},
+			Examples:  []string{`/connect i-0123456789abcdef0`, `/connect training-box`},
+			extraHint: quoteName,
+			build:     buildTarget(func(t string) Command { return &Connect{Target: t} }),
+		},
+		{
 			Name:    "lambda invoke",
 			Summary: "Invoke a Lambda function and post its result and the end of its log in the thread.",
 			Who:     "anyone, for functions matching lambda.allowed_functions; those matching lambda.require_approval need an approver's approval first",

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/computebot/computebot/sshkeys"
 )
 
 // ParseSlash parses a slash command as Slack delivers it: name is the
@@ -14,6 +16,9 @@ import (
 // A slash command is always meant for the bot, so the outcome is Run or
 // Reply, never Ignore.
 func ParseSlash(name, text string) Result {
+	if sshkeys.LooksPrivate(text) {
+		return privateKey()
+	}
 	defs := Definitions()
 	n := strings.ToLower(strings.TrimSpace(name))
 	n = strings.TrimPrefix(n, "/")
@@ -35,6 +40,9 @@ func ParseSlash(name, text string) Result {
 // Quoted text (a line starting with ">") is ignored: someone quoting a
 // command is not giving one.
 func ParseText(text string) Result {
+	if sshkeys.LooksPrivate(text) {
+		return privateKey()
+	}
 	text = clean(text)
 	if strings.HasPrefix(text, ">") {
 		return ignore()
@@ -101,8 +109,11 @@ func dispatch(defs []Definition, word string, lx *lexer) Result {
 			return helpFor(word)
 		}
 		name := word + " " + strings.ToLower(sub.val)
-		if name == "lambda invoke" {
+		switch name {
+		case "lambda invoke":
 			return parseInvoke(defs, lx)
+		case "sshkey add":
+			return parseSSHKeyAdd(defs, lx)
 		}
 		if d, ok := lookup(defs, name); ok {
 			return parseArgs(d, lx)
@@ -535,4 +546,51 @@ func unfence(s string) string {
 		}
 	}
 	return s
+}
+
+// privateKey is the answer to any text that holds a private key, whatever
+// the command: checked before anything else, so the key is never parsed
+// into a command, stored with it, or quoted back in an error.
+func privateKey() Result { return Result{Outcome: Reply, Secret: true, Reply: PrivateKeyReply()} }
+
+// PrivateKeyReply is the answer to a pasted private key.
+func PrivateKeyReply() string {
+	return "That was a *private* key: computebot did not store it, and you should treat it as exposed (it went through Slack): " +
+		"make a new key pair with `ssh-keygen -t ed25519` and remove the old public key wherever it is installed. " +
+		"Register the *public* half, one line starting with `ssh-`: `cat ~/.ssh/id_ed25519.pub`, or `ssh-keygen -y -f KEYFILE` prints it from a private key file."
+}
+
+// parseSSHKeyAdd parses "sshkey add KEY [--label NAME]": the key is the
+// rest of the text (it has spaces), the label flag may come anywhere
+// after it or before it.
+func parseSSHKeyAdd(defs []Definition, lx *lexer) Result {
+	d, _ := lookup(defs, "sshkey add")
+	words := strings.Fields(lx.rest())
+	label := ""
+	var key []string
+	for i := 0; i < len(words); i++ {
+		w := words[i]
+		switch {
+		case isHelpWord(w) && len(words) == 1:
+			return helpFor(d.Name)
+		case w == "--label" || strings.HasPrefix(w, "--label="):
+			if v, ok := strings.CutPrefix(w, "--label="); ok {
+				label = v
+				continue
+			}
+			if i+1 >= len(words) {
+				return replyf(withUsage(d, "--label needs a NAME."))
+			}
+			i++
+			label = strings.Trim(words[i], `"'`)
+		case isFlagLike(w):
+			return replyf(unknownFlag(d, w, strings.TrimLeft(w, "-")))
+		default:
+			key = append(key, w)
+		}
+	}
+	if len(key) == 0 {
+		return replyf(withUsage(d, fmt.Sprintf("%s needs KEY: %s.", d.slashName(), d.Args[0].Help)))
+	}
+	return run(&SSHKeyAdd{Key: strings.Join(key, " "), Label: label})
 }

@@ -51,6 +51,11 @@ type Launch struct {
 	MaxLease          Duration `yaml:"max_lease"`
 	// Prices maps instance types to USD per hour, overriding the Pricing API.
 	Prices map[string]float64 `yaml:"prices"`
+	// UserData is a cloud-init #cloud-config document every instance gets,
+	// merged with the requester's SSH keys (ssh_authorized_keys).
+	UserData string `yaml:"user_data"`
+	// NotebookPort is Jupyter's port, forwarded by /connect's notebook line.
+	NotebookPort int `yaml:"notebook_port"`
 }
 
 // Idle configures the idle-instance check.
@@ -119,6 +124,7 @@ const (
 	DefaultIdleMetricsDelay  = 10 * time.Minute
 	DefaultLambdaTimeout     = 60 * time.Second
 	DefaultStorePath         = "computebot.db"
+	DefaultNotebookPort      = 8888
 	DefaultStoreLeaseTTL     = 15 * time.Second
 	// MinLeaseTTL keeps renewals (every third) well above a DynamoDB
 	// call's latency.
@@ -134,6 +140,7 @@ func Default() *Config {
 			MaxRunningPerUser: DefaultMaxRunningPerUser,
 			DefaultTTL:        Duration(DefaultLeaseTTL),
 			MaxLease:          Duration(DefaultMaxLease),
+			NotebookPort:      DefaultNotebookPort,
 		},
 		Idle: Idle{
 			Schedule:          DefaultIdleSchedule,

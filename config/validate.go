@@ -101,6 +101,14 @@ func (c *Config) problems() []*Problem {
 	if l.MaxRunningPerUser < 1 {
 		add("launch.max_running_per_user", "must be at least 1, not %d", l.MaxRunningPerUser)
 	}
+	if l.NotebookPort < 1 || l.NotebookPort > 65535 {
+		add("launch.notebook_port", "must be a TCP port, 1 to 65535, not %d", l.NotebookPort)
+	}
+	if l.UserData != "" {
+		if _, err := CloudConfig(l.UserData); err != nil {
+			add("launch.user_data", "%v", err)
+		}
+	}
 	positive("launch.default_ttl", l.DefaultTTL)
 	positive("launch.max_lease", l.MaxLease)
 	if l.DefaultTTL > 0 && l.MaxLease > 0 && l.DefaultTTL > l.MaxLease {

@@ -213,6 +213,20 @@ func (f *Flow) admit(ctx context.Context, r *computebot.Request) (*computebot.Re
 		return nil, f.refuse(ctx, r, reply.ImageLookupFailed(l.ImageRef, computebot.UserMessage(err)))
 	}
 	price, priceKnown := f.prices.Price(ctx, l.InstanceType)
+	// The requester's keys as of the request: persisted with it, so that
+	// every RunInstances attempt, also after a restart, sends the same
+	// user data under the same ClientToken.
+	keys, err := f.keysOf(ctx, r.Requester)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		f.log.Warn("read the requester's ssh keys; launching without them", "request_id", r.ID, "err", err)
+	}
+	lines := make([]string, len(keys))
+	for i, k := range keys {
+		lines[i] = k.Line
+	}
 
 	auto := d.Verdict == policy.Allow
 	r, err = f.settleNew(ctx, r.ID, auto, func(cur *computebot.Request) {
@@ -220,6 +234,7 @@ func (f *Flow) admit(ctx context.Context, r *computebot.Request) (*computebot.Re
 		cl.VCPUs, cl.MemoryMiB = it.VCPUs, it.MemoryMiB
 		cl.ImageID, cl.ImageName, cl.ImageRoot = img.ID, img.Name, img.RootDeviceName
 		cl.PricePerHour, cl.PriceKnown = price, priceKnown
+		cl.SSHKeys = lines
 	})
 	if err != nil {
 		return nil, err

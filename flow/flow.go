@@ -199,6 +199,8 @@ type Deps struct {
 	// Cluster is what this replica knows of the others (package cluster);
 	// nil: this process is the only one (see soloCluster).
 	Cluster Cluster
+	// KV keeps the people's SSH keys; nil: /sshkey is unavailable.
+	KV KV
 }
 
 // Cluster is the replicas' shared view: this replica's identity, written
@@ -233,6 +235,7 @@ type Flow struct {
 	log     *slog.Logger
 	now     func() time.Time
 	cluster Cluster
+	kv      KV
 
 	jobs     chan Job
 	locks    keyedLocks  // per request or instance: the order of a thread
@@ -277,7 +280,7 @@ func New(d Deps, opts Options) (*Flow, error) {
 	}
 	f := &Flow{
 		cfg: d.Config, opts: opts.withDefaults(), cloud: d.Cloud, store: d.Store, chat: d.Chat, authz: d.Authz,
-		idle: d.Idle, prices: d.Prices, audit: d.Audit, log: d.Logger, now: d.Now, cluster: d.Cluster,
+		idle: d.Idle, prices: d.Prices, audit: d.Audit, log: d.Logger, now: d.Now, cluster: d.Cluster, kv: d.KV,
 		jobs: make(chan Job, 4096),
 	}
 	// Until Start, background waits run with a context of their own (tests
@@ -648,6 +651,14 @@ func (f *Flow) runCommand(ctx context.Context, in *computebot.Intent, o Origin, 
 		f.auditLog(ctx, o, f.auditQuery(c), 0)
 	case auditPageCommand:
 		f.auditLog(ctx, o, c.query, c.offset)
+	case *commands.SSHKeyAdd:
+		f.sshKeyAdd(ctx, o, c)
+	case *commands.SSHKeyList:
+		f.sshKeyList(ctx, o)
+	case *commands.SSHKeyRemove:
+		f.sshKeyRemove(ctx, o, c.Name)
+	case *commands.Connect:
+		f.connect(ctx, o, c.Target)
 	default:
 		f.tell(ctx, o, reply.CannotRun(cmd.CommandName()))
 	}

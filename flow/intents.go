@@ -72,6 +72,12 @@ func (f *Flow) Accept(ctx context.Context, env Envelope) Answer {
 		o.Trigger = "envelope:" + id
 	}
 	cmd, quick, outcome := f.triage(ctx, o, env.Input)
+	text := env.Input.Text
+	if outcome == "secret" {
+		// A private key was typed: it is stored nowhere, not even in the
+		// intent (a redelivery gets the same answer from the Ack).
+		text, outcome = "", "refused"
+	}
 	name := ""
 	if cmd != nil {
 		name = cmd.CommandName()
@@ -79,7 +85,7 @@ func (f *Flow) Accept(ctx context.Context, env Envelope) Answer {
 	in := &computebot.Intent{
 		ID: id, TriggerID: o.Trigger, Actor: o.User, Channel: o.Channel, ThreadTS: o.ThreadTS,
 		ResponseURL: o.ResponseURL, ReplyInAck: o.ReplyInAck,
-		Source: env.Input.Source, Command: env.Input.Command, Text: env.Input.Text,
+		Source: env.Input.Source, Command: env.Input.Command, Text: text,
 		ActionID: env.Input.ActionID, Value: env.Input.Value, MessageTS: env.Input.MessageTS,
 		State: computebot.IntentAccepted, CreatedAt: f.now(), Claim: f.cluster.Self(),
 	}
@@ -144,10 +150,13 @@ func (f *Flow) triage(ctx context.Context, o Origin, in Input) (commands.Command
 	default:
 		res = commands.ParseSlash(in.Command, in.Text)
 	}
-	switch res.Outcome {
-	case commands.Ignore:
+	switch {
+	case res.Secret:
+		m, outcome := quick(reply.Plain(res.Reply), "secret")
+		return nil, m, outcome
+	case res.Outcome == commands.Ignore:
 		return nil, nil, "ignored"
-	case commands.Reply:
+	case res.Outcome == commands.Reply:
 		m, outcome := quick(reply.Plain(res.Reply), "reply")
 		return nil, m, outcome
 	}

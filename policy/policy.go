@@ -111,6 +111,10 @@ const (
 	ActionTerminate ActionKind = "terminate"
 	ActionExtend    ActionKind = "extend"
 	ActionListAll   ActionKind = "list-all" // see everyone's instances
+	// ActionConnect is asking how to reach an instance (/connect): its
+	// owner's or an approver's; the value reads in a refusal ("can
+	// connect to it").
+	ActionConnect ActionKind = "connect to"
 
 	ActionInvoke ActionKind = "invoke" // run a Lambda function
 
@@ -267,7 +271,7 @@ func (a *Authorizer) Authorize(ctx context.Context, act Action) (d Decision, err
 		}
 		return a.checkQuota(ctx, act, req.Requester)
 
-	case ActionStop, ActionStart, ActionTerminate, ActionExtend, ActionKeep:
+	case ActionStop, ActionStart, ActionTerminate, ActionExtend, ActionKeep, ActionConnect:
 		return a.authorizeInstance(ctx, act)
 
 	case ActionAutoStop:

@@ -221,6 +221,9 @@ func Ready(r *computebot.Request, sshUser, keyName string) Message {
 		fmt.Fprintf(&b, "*Public IP:* `%s`\n", l.PublicIP)
 	}
 	b.WriteString(SSHLine(l.InstanceID, l.PublicIP, l.PrivateIP, sshUser, keyName))
+	if keyName == "" && len(l.SSHKeys) == 0 {
+		b.WriteString("\n" + NoSSHKeyHint(r.Requester))
+	}
 	text := strings.TrimRight(b.String(), "\n")
 	ends := r.DecidedAt.Add(l.Lease)
 	return Message{

@@ -58,6 +58,8 @@ type launchRecord struct {
 	InstanceID string `json:"instance_id,omitempty"`
 	PublicIP   string `json:"public_ip,omitempty"`
 	PrivateIP  string `json:"private_ip,omitempty"`
+
+	SSHKeys []string `json:"ssh_keys,omitempty"`
 }
 
 // lambdaRecord is the stored form of a computebot.LambdaRequest.

@@ -92,6 +92,8 @@ func fill(t *testing.T, v reflect.Value, path string, n *int) {
 			f.SetInt(int64(1000 + *n))
 		case f.CanFloat():
 			f.SetFloat(0.0116 + float64(*n))
+		case f.Kind() == reflect.Slice && f.Type().Elem().Kind() == reflect.String:
+			f.Set(reflect.ValueOf([]string{"first of " + name, "second of " + name}))
 		default:
 			t.Fatalf("fullRequest: teach me to fill field %s of kind %s", name, f.Kind())
 		}

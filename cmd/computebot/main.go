@@ -225,7 +225,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		return err
 	}
 	f, err := flow.New(flow.Deps{Config: cfg, Cloud: cloud, Store: db, Chat: chat, Authz: authz, Idle: sched,
-		Prices: prices, Audit: audit, Logger: m.log, Cluster: peers}, t)
+		Prices: prices, Audit: audit, Logger: m.log, Cluster: peers, KV: db}, t)
 	if err != nil {
 		return err
 	}
