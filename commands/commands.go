@@ -70,13 +70,14 @@ type Command interface {
 	CommandName() string
 }
 
-// Launch requests a new EC2 instance: /launch TYPE [--hours N] [--ami AMI]
+// Launch requests a new EC2 instance: /launch TYPE [--hours N] [--image PRESET] [--ami AMI]
 // [--name NAME] [--reason TEXT].
 type Launch struct {
 	InstanceType string // lower case, e.g. "t3.micro"
 	Hours        int    // lease in hours; 0 when not given (use the configured default)
 	HoursSet     bool   // --hours was given
 	AMI          string // "" (use the configured AMI), an ami-… ID or resolve:ssm:…
+	Image        string // "" or the name of an image preset (launch.images), checked later
 	Name         string // "" when not given
 	Reason       string // "" when not given
 }

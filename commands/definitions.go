@@ -13,7 +13,7 @@ type Definition struct {
 	// "launch", "lambda invoke".
 	Name string
 	// Usage is the one-line syntax, generated from Args and Flags:
-	// "/launch TYPE [--hours N] [--ami AMI] [--name NAME] [--reason TEXT]".
+	// "/launch TYPE [--hours N] [--image PRESET] [--ami AMI] [--name NAME] [--reason TEXT]".
 	Usage   string
 	Summary string
 	// Who may use the command (documentation; policy enforces it).
@@ -58,6 +58,7 @@ func Definitions() []Definition {
 			Args:    []Arg{{Name: "TYPE", Help: "an instance type such as t3.micro (the allowed types are in the config)"}},
 			Flags: []Flag{
 				{Name: "hours", Value: "N", Help: "lease in hours, 1 to 720 (default: launch.default_ttl in the config)"},
+				{Name: "image", Value: "PRESET", Help: "image to launch by its short name in launch.images, e.g. dlami (`/computebot help launch` lists them)"},
 				{Name: "ami", Value: "AMI", Help: "image to launch: an AMI ID (ami-…) or resolve:ssm:/parameter/name (default: launch.ami in the config)"},
 				{Name: "name", Value: "NAME", Help: "the instance's Name tag, up to 128 characters"},
 				{Name: "reason", Value: "TEXT", Help: "why you need it, shown to approvers (up to 500 characters; quote it)"},

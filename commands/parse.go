@@ -248,6 +248,16 @@ func buildLaunch(p *parsed) Result {
 		}
 		l.AMI = v
 	}
+	if v, ok := p.flags["image"]; ok {
+		v = strings.ToLower(strings.TrimSpace(v))
+		if !IsPresetName(v) {
+			return replyf(fmt.Sprintf("--image takes the short name of an image preset (letters, digits, - and _), not %s.", code(v)))
+		}
+		if l.AMI != "" {
+			return replyf(withUsage(d, "give --image or --ami, not both."))
+		}
+		l.Image = v
+	}
 	if v, ok := p.flags["name"]; ok {
 		v = strings.TrimFunc(v, isSpace)
 		if msg := checkText("--name", v, MaxNameLen, false); msg != "" {

@@ -55,6 +55,12 @@ func IsAMIRef(s string) bool {
 	return ok && len(p) <= 2048 && ssmParamRE.MatchString(p)
 }
 
+// IsPresetName reports whether s can name an image preset (launch.images):
+// 1 to 32 lower-case letters, digits, - and _, starting with a letter.
+func IsPresetName(s string) bool { return presetRE.MatchString(s) }
+
+var presetRE = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,31}$`)
+
 // normalizeAWSID lower-cases s when it is an AWS ID typed in upper case
 // ("I-0ABC…" → "i-0abc…"); names are left alone.
 func normalizeAWSID(s string, valid func(string) bool) string {

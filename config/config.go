@@ -51,6 +51,9 @@ type Launch struct {
 	MaxLease          Duration `yaml:"max_lease"`
 	// Prices maps instance types to USD per hour, overriding the Pricing API.
 	Prices map[string]float64 `yaml:"prices"`
+	// Images maps short names (for /launch --image NAME) to AMI IDs or
+	// resolve:ssm: parameters, e.g. dlami: the Deep Learning AMI.
+	Images map[string]string `yaml:"images"`
 	// UserData is a cloud-init #cloud-config document every instance gets,
 	// merged with the requester's SSH keys (ssh_authorized_keys).
 	UserData string `yaml:"user_data"`

@@ -77,7 +77,7 @@ func TestExampleShowsDefaults(t *testing.T) {
 	d.Approvers, d.NotifyChannel = c.Approvers, c.NotifyChannel
 	d.Launch.AllowedTypes, d.Launch.AMI, d.Launch.KeyName = c.Launch.AllowedTypes, c.Launch.AMI, c.Launch.KeyName
 	// Empty lists and maps in the file decode as empty, not nil.
-	d.Launch.AutoApproveTypes, d.Launch.SecurityGroupIDs, d.Launch.Prices = []string{}, []string{}, map[string]float64{}
+	d.Launch.AutoApproveTypes, d.Launch.SecurityGroupIDs, d.Launch.Prices, d.Launch.Images = []string{}, []string{}, map[string]float64{}, map[string]string{}
 	d.Lambda.RequireApproval = []string{}
 	if !reflect.DeepEqual(c, d) {
 		t.Errorf("example differs from defaults:\n got %+v\nwant %+v", c, d)

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"maps"
 	"math"
 	"path"
 	"regexp"
@@ -100,6 +101,15 @@ func (c *Config) problems() []*Problem {
 	}
 	if l.MaxRunningPerUser < 1 {
 		add("launch.max_running_per_user", "must be at least 1, not %d", l.MaxRunningPerUser)
+	}
+	for _, name := range slices.Sorted(maps.Keys(l.Images)) {
+		key := "launch.images." + name
+		switch ref := l.Images[name]; {
+		case !commands.IsPresetName(name):
+			add(key, "%q is not a preset name (lower-case letters, digits, - and _, starting with a letter)", name)
+		case !commands.IsAMIRef(ref):
+			add(key, "%q is not an AMI ID (ami-…) or an SSM parameter (resolve:ssm:/…)", ref)
+		}
 	}
 	if l.NotebookPort < 1 || l.NotebookPort > 65535 {
 		add("launch.notebook_port", "must be a TCP port, 1 to 65535, not %d", l.NotebookPort)

@@ -28,8 +28,11 @@ func (f *Flow) newLaunchRequest(o Origin, c *commands.Launch) *computebot.Reques
 		lease = time.Duration(c.Hours) * time.Hour
 	}
 	ami := f.cfg.Launch.AMI
-	if c.AMI != "" {
+	switch {
+	case c.AMI != "":
 		ami = c.AMI
+	case c.Image != "":
+		ami = f.cfg.Launch.Images[c.Image] // known: triage refused an unknown one
 	}
 	name := c.Name
 	if name == "" {

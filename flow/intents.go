@@ -162,9 +162,17 @@ func (f *Flow) triage(ctx context.Context, o Origin, in Input) (commands.Command
 	}
 	switch c := res.Command.(type) {
 	case *commands.Help:
-		m, outcome := quick(reply.Plain(commands.HelpText(c.Topic)), "reply")
+		text := commands.HelpText(c.Topic)
+		if c.Topic == "launch" && len(f.cfg.Launch.Images) > 0 {
+			text += "\n" + reply.ImagePresets(f.cfg.Launch.Images)
+		}
+		m, outcome := quick(reply.Plain(text), "reply")
 		return c, m, outcome
 	case *commands.Launch:
+		if _, ok := f.cfg.Launch.Images[c.Image]; c.Image != "" && !ok {
+			m, outcome := quick(reply.UnknownImagePreset(c.Image, f.cfg.Launch.Images), "refused")
+			return c, m, outcome
+		}
 		r := f.newLaunchRequest(o, c)
 		if d := f.authz.Precheck(policy.Action{Kind: policy.ActionLaunch, Actor: o.User, Request: r}); d.Verdict == policy.Deny {
 			m, outcome := quick(reply.Refusal(d.Refusal), "refused")

@@ -2,7 +2,9 @@ package reply
 
 import (
 	"fmt"
+	"maps"
 	"math"
+	"slices"
 	"strings"
 	"time"
 
@@ -395,4 +397,22 @@ func TerminatedBeforeRunning(instanceID, state string) string {
 // within the wait.
 func NotRunningInTime(instanceID string, wait time.Duration) string {
 	return fmt.Sprintf("`%s` did not reach running within %s. It may still start; check it in the EC2 console.", instanceID, wait)
+}
+
+// ImagePresets is the line help adds to /launch's: the --image names.
+func ImagePresets(images map[string]string) string {
+	names := slices.Sorted(maps.Keys(images))
+	parts := make([]string, len(names))
+	for i, n := range names {
+		parts[i] = fmt.Sprintf("`%s` (%s)", n, Literal(images[n]))
+	}
+	return "*Image presets* for `--image`: " + strings.Join(parts, ", ") + "."
+}
+
+// UnknownImagePreset refuses --image NAME that the config does not have.
+func UnknownImagePreset(name string, images map[string]string) Message {
+	if len(images) == 0 {
+		return Plain(fmt.Sprintf("There is no image preset `%s`: this bot has none (launch.images in its config). Use `--ami` with an AMI ID.", name))
+	}
+	return Plain(fmt.Sprintf("There is no image preset `%s`. %s", name, ImagePresets(images)))
 }

@@ -202,3 +202,32 @@ func (b *bed) instanceIP(t *testing.T, id string) string {
 	}
 	return in.PublicIP
 }
+
+// TestImagePresets: /launch --image NAME launches launch.images' AMI; an
+// unknown name is refused at once, listing the presets, and help shows
+// them.
+func TestImagePresets(t *testing.T) {
+	cfg := strings.Replace(baseConfig, "  default_ttl: 8h\n", "  default_ttl: 8h\n  images:\n    dlami: ami-0dee9000000000001\n", 1)
+	b := newBed(t, withConfig(cfg))
+	b.aws.AddImage(fakeaws.Image{ID: "ami-0dee9000000000001", Name: "Deep Learning Base OSS Nvidia Driver GPU AMI (Ubuntu 22.04)"})
+	if txt := ackText(t, b.slash(ana, "/launch", "t2.micro --image nope")); !strings.Contains(txt, "no image preset `nope`") || !strings.Contains(txt, "`dlami`") {
+		t.Errorf("unknown preset answered %q", txt)
+	}
+	if txt := ackText(t, b.slash(ana, "/computebot", "help launch")); !strings.Contains(txt, "Image presets") || !strings.Contains(txt, "dlami") {
+		t.Errorf("help launch: %q", txt)
+	}
+	b.slash(ana, "/launch", "t2.micro --image dlami --reason presets")
+	msg := b.requestMessage(ana)
+	b.click(bo, msg, "Approve")
+	ready := b.waitThread(msg.TS, "is running")
+	runs := b.aws.Calls("RunInstances")
+	if len(runs) != 1 || runs[0].Params.Get("ImageId") != "ami-0dee9000000000001" {
+		t.Fatalf("RunInstances ImageId %q, want the preset's AMI", runs[0].Params.Get("ImageId"))
+	}
+	if !strings.Contains(visible(ready), "ubuntu@") {
+		t.Errorf("the SSH user is not inferred from the preset's image: %s", visible(ready))
+	}
+	if txt := ackText(t, b.slash(ana, "/launch", "t2.micro --image dlami --ami ami-0123456789abcdef0")); !strings.Contains(txt, "not both") {
+		t.Errorf("--image with --ami answered %q", txt)
+	}
+}
