@@ -21,6 +21,9 @@ const (
 	TagChannel   = "computebot:channel"
 	TagThread    = "computebot:thread"
 	TagExpiresAt = "computebot:expires-at"
+	// TagKeepUntil (RFC 3339) exempts an instance from idle stops until
+	// then (/keep); lease ends still apply.
+	TagKeepUntil = "computebot:keep-until"
 )
 
 // EC2 instance state names, as EC2 spells them.

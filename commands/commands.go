@@ -150,6 +150,12 @@ type SSHKeyRemove struct{ Name string }
 // Connect says how to reach an instance: SSH, SSM, the notebook.
 type Connect struct{ Target string }
 
+// Keep exempts an instance from idle stops for a while: /keep INSTANCE 3d.
+type Keep struct {
+	Target string
+	For    time.Duration
+}
+
 func (*Launch) CommandName() string       { return "launch" }
 func (*Instances) CommandName() string    { return "instances" }
 func (*Stop) CommandName() string         { return "stop" }
@@ -166,3 +172,4 @@ func (*SSHKeyAdd) CommandName() string    { return "sshkey add" }
 func (*SSHKeyList) CommandName() string   { return "sshkey list" }
 func (*SSHKeyRemove) CommandName() string { return "sshkey remove" }
 func (*Connect) CommandName() string      { return "connect" }
+func (*Keep) CommandName() string         { return "keep" }

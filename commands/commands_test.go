@@ -146,7 +146,7 @@ func TestParseText(t *testing.T) {
 		{"help lambda", want{cmd: &Help{Topic: "lambda"}}},
 		{"help lambda invoke", want{cmd: &Help{Topic: "lambda invoke"}}},
 		{"help help", want{cmd: &Help{}}},
-		{"help lanch", want{reply: "there is no command `lanch`; did you mean `launch`? Commands: launch, instances, stop, start, terminate, extend, lambda, sshkey, connect, status, idle, audit, help."}},
+		{"help lanch", want{reply: "there is no command `lanch`; did you mean `launch`? Commands: launch, instances, stop, start, terminate, extend, lambda, sshkey, keep, connect, status, idle, audit, help."}},
 		{"help foo", want{has: []string{"there is no command `foo`."}}},
 
 		// instances

@@ -154,6 +154,18 @@ func Definitions() []Definition {
 			build:    func(p *parsed) Result { return run(&SSHKeyRemove{Name: p.args[0]}) },
 		},
 		{
+			Name:    "keep",
+			Summary: "Keep an instance from being stopped as idle for a while (a long training run at low CPU): shown in /instances and as the tag computebot:keep-until. Its lease still ends when it ends.",
+			Who:     "the instance's owner, within idle.max_keep (3 days by default); an approver, longer",
+			Args:    []Arg{target, {Name: "DURATION", Help: "how long: 90m, 6h, 3d (up to 90 days)"}},
+			Examples: []string{
+				`/keep training-box 2d`,
+				`/keep i-0123456789abcdef0 12h`,
+			},
+			extraHint: quoteName,
+			build:     buildKeep,
+		},
+		{
 			Name:      "connect",
 			Summary:   "Show how to reach an instance: the SSH command, the SSM session when it has no public IP, and the line that forwards its Jupyter port to your machine.",
 			Who:       "the instance's owner, or an approver",

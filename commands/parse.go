@@ -2,7 +2,9 @@ package commands
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/computebot/computebot/sshkeys"
@@ -305,6 +307,36 @@ func buildExtend(p *parsed) Result {
 		return replyf(withUsage(p.def, fmt.Sprintf("HOURS must be a whole number of hours from %d to %d, not %s.", MinHours, MaxHours, code(p.args[1]))))
 	}
 	return run(&Extend{Target: t, Hours: h})
+}
+
+// MaxKeep bounds /keep's DURATION: beyond it, stop the instance instead.
+const MaxKeep = 90 * 24 * time.Hour
+
+func buildKeep(p *parsed) Result {
+	t, msg := checkTarget(p.args[0])
+	if msg != "" {
+		return replyf(withUsage(p.def, msg))
+	}
+	d, ok := ParseDuration(p.args[1])
+	if !ok || d < time.Minute || d > MaxKeep {
+		return replyf(withUsage(p.def, fmt.Sprintf("DURATION must be how long to keep it, such as 90m, 6h or 3d (at most 90 days), not %s.", code(p.args[1]))))
+	}
+	return run(&Keep{Target: t, For: d})
+}
+
+// ParseDuration reads a duration as people type it: Go's (90m, 1h30m) or
+// whole days (3d).
+func ParseDuration(s string) (time.Duration, bool) {
+	s = strings.ToLower(strings.TrimSpace(s))
+	if n, ok := strings.CutSuffix(s, "d"); ok {
+		days, err := strconv.Atoi(n)
+		if err != nil || days <= 0 || days > 3650 {
+			return 0, false
+		}
+		return time.Duration(days) * 24 * time.Hour, true
+	}
+	d, err := time.ParseDuration(s)
+	return d, err == nil && d > 0
 }
 
 // parseInvoke parses "lambda invoke [--async] FUNCTION [JSON] [--async]".

@@ -75,6 +75,9 @@ type Idle struct {
 	// MetricsDelay: CloudWatch publishes a period minutes after it ends, so
 	// the look-back window ends this long before now.
 	MetricsDelay Duration `yaml:"metrics_delay"`
+	// MaxKeep is the longest an owner may /keep an instance from idle
+	// stops; approvers may keep longer.
+	MaxKeep Duration `yaml:"max_keep"`
 }
 
 // Lambda configures /lambda.
@@ -125,6 +128,7 @@ const (
 	DefaultIdleSnooze        = 4 * time.Hour
 	DefaultLeaseAction       = "stop"
 	DefaultIdleMetricsDelay  = 10 * time.Minute
+	DefaultIdleMaxKeep       = 72 * time.Hour
 	DefaultLambdaTimeout     = 60 * time.Second
 	DefaultStorePath         = "computebot.db"
 	DefaultNotebookPort      = 8888
@@ -154,6 +158,7 @@ func Default() *Config {
 			Snooze:            Duration(DefaultIdleSnooze),
 			LeaseAction:       DefaultLeaseAction,
 			MetricsDelay:      Duration(DefaultIdleMetricsDelay),
+			MaxKeep:           Duration(DefaultIdleMaxKeep),
 		},
 		Lambda: Lambda{
 			AllowedFunctions: []string{"*"},

@@ -659,6 +659,8 @@ func (f *Flow) runCommand(ctx context.Context, in *computebot.Intent, o Origin, 
 		f.sshKeyRemove(ctx, o, c.Name)
 	case *commands.Connect:
 		f.connect(ctx, o, c.Target)
+	case *commands.Keep:
+		f.keep(ctx, in, o, c)
 	default:
 		f.tell(ctx, o, reply.CannotRun(cmd.CommandName()))
 	}

@@ -282,3 +282,45 @@ func (f *Flow) resolveTarget(ctx context.Context, o Origin, target string) (comp
 	}
 	return refuse(reply.AmbiguousName(target, ids))
 }
+
+// stepKeepUntil records the end a /keep computed, so a run of its intent
+// after a restart tags the same one.
+const stepKeepUntil = "keep-until:"
+
+// keep runs /keep INSTANCE DURATION: the tag computebot:keep-until, which
+// the idle scheduler honours; owners within idle.max_keep (policy).
+func (f *Flow) keep(ctx context.Context, in *computebot.Intent, o Origin, c *commands.Keep) {
+	inst, refusal := f.resolveTarget(ctx, o, c.Target)
+	if refusal != nil {
+		f.tell(ctx, o, *refusal)
+		return
+	}
+	until := f.now().Add(c.For).UTC().Truncate(time.Second)
+	if v, ok := strings.CutPrefix(in.Step, stepKeepUntil); ok {
+		if t, err := time.Parse(time.RFC3339, v); err == nil {
+			until = t
+		}
+	}
+	d, err := f.authz.Authorize(ctx, policy.Action{Kind: policy.ActionKeepUntil, Actor: o.User, Instance: &inst, ExtendTo: until})
+	if d.Verdict != policy.Allow {
+		if err != nil {
+			f.log.Error("authorize keep", "instance", inst.ID, "err", err)
+		}
+		f.tell(ctx, o, reply.Refusal(d.Refusal))
+		return
+	}
+	stamp := until.Format(time.RFC3339)
+	if !strings.HasPrefix(in.Step, stepKeepUntil) && !f.step(ctx, in, stepKeepUntil+stamp) {
+		f.tell(ctx, o, reply.ActionFailed(policy.ActionKeepUntil, inst.ID, reply.InternalError()))
+		return
+	}
+	err = f.cloud.Tag(ctx, inst.ID, map[string]string{computebot.TagKeepUntil: stamp})
+	f.audit.Record(ctx, computebot.AuditEntry{Actor: o.User, Action: string(policy.ActionKeepUntil), RequestID: inst.Tags[computebot.TagRequest],
+		Target: inst.ID, Result: computebot.AuditResult(err), Detail: "keep-until " + stamp})
+	if err != nil {
+		f.log.Error("keep", "instance", inst.ID, "err", err)
+		f.tell(ctx, o, reply.ActionFailed(policy.ActionKeepUntil, inst.ID, computebot.UserMessage(err)))
+		return
+	}
+	f.announce(ctx, o, inst, reply.KeptUntil(inst, o.User, until))
+}

@@ -248,7 +248,16 @@ func (s *Scheduler) whyNot(n Notice, inst computebot.Instance, found bool, v ver
 		}
 		return nil
 	}
+	if until, ok := keepUntil(inst); ok && until.After(now) {
+		return &Cancellation{Reason: CancelKept, LeaseUntil: until}
+	}
 	return v.cancellation(s.window)
+}
+
+// keepUntil is an instance's computebot:keep-until (/keep), if any.
+func keepUntil(inst computebot.Instance) (time.Time, bool) {
+	t, err := time.Parse(time.RFC3339, inst.Tags[computebot.TagKeepUntil])
+	return t, err == nil
 }
 
 // allowStop asks the policy about the scheduler's own stop of inst: the

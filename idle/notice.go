@@ -101,6 +101,7 @@ const (
 	CancelNoLease       CancelReason = "no-lease"           // a lease notice's instance has no expires-at any more
 	CancelLeaseExtended CancelReason = "lease-extended"     // the lease now ends at LeaseUntil
 	CancelActive        CancelReason = "active"             // activity resumed: MaxCPU, NetworkBytes over Window
+	CancelKept          CancelReason = "kept"               // someone used /keep: no idle stop until LeaseUntil
 	CancelIncomplete    CancelReason = "incomplete-metrics" // Periods, CPUPeriods, NetPeriods over Window
 	CancelRefused       CancelReason = "refused"            // the policy refused the stop: Refusal
 	CancelStopFailed    CancelReason = "stop-failed"        // the stop call failed maxAttempts times: ErrorCode, ErrorMessage

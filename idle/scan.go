@@ -62,6 +62,9 @@ func (s *Scheduler) Scan(ctx context.Context) error {
 			if inst.LaunchTime.After(start) {
 				continue
 			}
+			if until, ok := keepUntil(inst); ok && until.After(now) {
+				continue // /keep: no idle stops until then (the lease still ends)
+			}
 			cands = append(cands, inst)
 		}
 		if len(cands) == 0 {

@@ -65,6 +65,7 @@ const (
 	RefuseNotManaged       RefusalCode = "not-managed"        // InstanceID, Action
 	RefuseNotOwner         RefusalCode = "not-owner"          // InstanceID, Owner, Approvers, Action
 	RefuseExtendTooFar     RefusalCode = "extend-too-far"     // InstanceID, Lease, MaxLease, Latest, Approvers
+	RefuseKeepTooLong      RefusalCode = "keep-too-long"      // InstanceID, Lease (asked), MaxLease (idle.max_keep), Approvers
 	RefuseFunctionNotFound RefusalCode = "function-not-found" // Function (also for functions outside the allowlist)
 	RefuseInternal         RefusalCode = "internal"           // Detail: a bug, never the user's fault
 )
@@ -115,6 +116,8 @@ const (
 	// owner's or an approver's; the value reads in a refusal ("can
 	// connect to it").
 	ActionConnect ActionKind = "connect to"
+	// ActionKeepUntil is /keep: no idle stops until Action.ExtendTo.
+	ActionKeepUntil ActionKind = "keep-until"
 
 	ActionInvoke ActionKind = "invoke" // run a Lambda function
 
@@ -271,7 +274,7 @@ func (a *Authorizer) Authorize(ctx context.Context, act Action) (d Decision, err
 		}
 		return a.checkQuota(ctx, act, req.Requester)
 
-	case ActionStop, ActionStart, ActionTerminate, ActionExtend, ActionKeep, ActionConnect:
+	case ActionStop, ActionStart, ActionTerminate, ActionExtend, ActionKeep, ActionConnect, ActionKeepUntil:
 		return a.authorizeInstance(ctx, act)
 
 	case ActionAutoStop:
@@ -326,6 +329,12 @@ func (a *Authorizer) authorizeInstance(ctx context.Context, act Action) (Decisio
 	}
 	if act.Actor != owner && !approver {
 		return deny(Refusal{Code: RefuseNotOwner, Action: act.Kind, Actor: act.Actor, InstanceID: inst.ID, Owner: owner, Approvers: a.Approvers()}), nil
+	}
+	if maxKeep := a.cfg.Idle.MaxKeep.Duration(); act.Kind == ActionKeepUntil && !approver && maxKeep > 0 {
+		if keep := act.ExtendTo.Sub(a.now()); keep > maxKeep+time.Minute {
+			return deny(Refusal{Code: RefuseKeepTooLong, Action: act.Kind, Actor: act.Actor, InstanceID: inst.ID,
+				Lease: keep.Round(time.Hour), MaxLease: maxKeep, Approvers: a.Approvers()}), nil
+		}
 	}
 	maxLease := a.cfg.Launch.MaxLease.Duration()
 	if act.Kind == ActionExtend && !approver && maxLease > 0 && !inst.LaunchTime.IsZero() {

@@ -149,6 +149,8 @@ func cancelWords(n idle.Notice) string {
 		return fmt.Sprintf("the lease of `%s` was extended until %s", id, Date(c.LeaseUntil))
 	case idle.CancelActive:
 		return "activity resumed: " + evidence(c.MaxCPU, c.NetworkBytes, c.Window)
+	case idle.CancelKept:
+		return fmt.Sprintf("`%s` is kept from idle stops until %s (/keep)", id, Date(c.LeaseUntil))
 	case idle.CancelIncomplete:
 		return fmt.Sprintf("its metrics are incomplete (%d of %d periods with CPU data, %d with network data, over the last %s), so it may be busy",
 			c.CPUPeriods, c.Periods, c.NetPeriods, humanDuration(c.Window))

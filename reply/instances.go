@@ -92,6 +92,9 @@ func instanceBlocks(row InstanceRow, all bool, now time.Time) []Block {
 	if exp, err := time.Parse(time.RFC3339, in.Tags[computebot.TagExpiresAt]); err == nil {
 		facts = append(facts, "lease ends "+Date(exp))
 	}
+	if keep, err := time.Parse(time.RFC3339, in.Tags[computebot.TagKeepUntil]); err == nil && keep.After(now) {
+		facts = append(facts, "kept from idle stops until "+Date(keep))
+	}
 	blocks := []Block{{Kind: Section, Text: line1 + "\n" + strings.Join(facts, " · ")}}
 	if buttons := InstanceButtons(in); len(buttons) > 0 {
 		blocks = append(blocks, Block{Kind: Actions, ID: "instance:" + in.ID, Buttons: buttons})
@@ -173,6 +176,11 @@ func Terminated(in computebot.Instance, by string) Message {
 	return Plain(fmt.Sprintf(":wastebasket: `%s` terminated by %s.", in.ID, User(by)))
 }
 
+// KeptUntil is the thread reply of /keep.
+func KeptUntil(in computebot.Instance, by string, until time.Time) Message {
+	return Plain(fmt.Sprintf(":pushpin: %s keeps `%s` from idle stops until %s; its lease still ends when it ends.", User(by), in.ID, Date(until)))
+}
+
 func Extended(in computebot.Instance, by string, until time.Time, hours int) Message {
 	return Plain(fmt.Sprintf(":hourglass: Lease of `%s` extended by %d h by %s: it now ends %s.", in.ID, hours, User(by), Date(until)))
 }
@@ -189,6 +197,7 @@ var lifecycles = map[policy.ActionKind]lifecycle{
 	policy.ActionStart:     {"start", "Starting", computebot.InstanceRunning},
 	policy.ActionTerminate: {"terminate", "Terminating", computebot.InstanceTerminated},
 	policy.ActionExtend:    {"extend", "Extending", ""},
+	policy.ActionKeepUntil: {"keep", "Keeping", ""},
 }
 
 // ListFailed answers /instances when EC2 could not list (why is the cloud's

@@ -47,7 +47,10 @@ func RefusalText(r policy.Refusal) string {
 		}
 		return fmt.Sprintf("`%s` was not launched by computebot, so I won't %s it. I only act on instances I launched.", r.InstanceID, r.Action)
 	case policy.RefuseNotOwner:
-		return fmt.Sprintf("`%s` belongs to %s. Only its owner or an approver (%s) can %s it.", r.InstanceID, User(r.Owner), Mentions(r.Approvers), r.Action)
+		return fmt.Sprintf("`%s` belongs to %s. Only its owner or an approver (%s) can %s it.", r.InstanceID, User(r.Owner), Mentions(r.Approvers), verbOf(r.Action))
+	case policy.RefuseKeepTooLong:
+		return fmt.Sprintf("You can keep `%s` from idle stops for at most %s (idle.max_keep); you asked for %s. Ask an approver (%s) to keep it longer.",
+			r.InstanceID, wholeHours(r.MaxLease), wholeHours(r.Lease), Mentions(r.Approvers))
 	case policy.RefuseExtendTooFar:
 		return fmt.Sprintf("That would make the lease of `%s` %s long; the maximum is %s, i.e. until %s. Ask an approver (%s) to extend it further.",
 			r.InstanceID, wholeHours(r.Lease), wholeHours(r.MaxLease), UTC(r.Latest), Mentions(r.Approvers))
@@ -85,4 +88,12 @@ func codeList(items []string) string {
 		out[i] = "`" + s + "`"
 	}
 	return strings.Join(out, ", ")
+}
+
+// verbOf is an action as a verb in a sentence ("can … it").
+func verbOf(a policy.ActionKind) string {
+	if a == policy.ActionKeepUntil {
+		return "keep"
+	}
+	return string(a)
 }

@@ -278,3 +278,69 @@ func TestIdleNoticeFallsBackToADM(t *testing.T) {
 		t.Errorf("buttons = %v", got)
 	}
 }
+
+// TestKeep: /keep exempts an instance from idle stops for a while (the
+// tag computebot:keep-until, shown in /instances); an owner within
+// idle.max_keep, an approver longer; a pending idle notice is cancelled by
+// it; a stranger is refused.
+func TestKeep(t *testing.T) {
+	b := newIdleBed(t)
+	kept, pending := "i-0aaaa0000000000c1", "i-0aaaa0000000000c2"
+	b.seed(kept, ana, 0.5, 1000, nil)
+	if txt := ackText(t, b.slash(ana, "/keep", kept+" 5d")); txt != "" {
+		t.Fatalf("/keep acked with %q", txt)
+	}
+	b.waitPrivate(ana, "for at most 72 h (idle.max_keep)")
+	b.slash(eve, "/keep", kept+" 1d")
+	b.waitPrivate(eve, "Only its owner or an approver (")
+	b.slash(ana, "/keep", kept+" 2d")
+	b.waitAny("keeps `" + kept + "` from idle stops until")
+	in, _ := b.aws.Instance(kept)
+	until, err := time.Parse(time.RFC3339, in.Tags["computebot:keep-until"])
+	if err != nil || until.Sub(time.Now()) < 47*time.Hour || until.Sub(time.Now()) > 49*time.Hour {
+		t.Fatalf("keep-until tag %q, want about 2 days from now", in.Tags["computebot:keep-until"])
+	}
+	b.slash(bo, "/keep", kept+" 10d") // an approver may keep longer
+	b.waitAny("<@" + bo + "> keeps `" + kept + "`")
+
+	// A pending notice is cancelled once the instance is kept.
+	b.seed(pending, ana, 0.5, 1000, nil)
+	b.waitAny("`" + pending + "`")
+	b.slash(ana, "/keep", pending+" 1d")
+	b.waitAny("kept from idle stops until")
+	time.Sleep(3 * time.Second) // past the 2 s grace and a few checks
+	if s := b.state(pending); s != "running" {
+		t.Fatalf("%s is %s after /keep, want running", pending, s)
+	}
+	if s := b.state(kept); s != "running" {
+		t.Fatalf("%s is %s, want running (kept)", kept, s)
+	}
+	for _, m := range b.slack.Messages(channel) {
+		if strings.Contains(m.Text, "`"+kept+"`") && strings.Contains(m.Text, "looks idle") {
+			t.Errorf("a kept instance got an idle notice: %s", m.Text)
+		}
+	}
+	b.slash(ana, "/instances", "")
+	b.waitPrivate(ana, "kept from idle stops until")
+	var audited int
+	for _, e := range b.audit() {
+		if e.Action == "keep-until" && e.Result == "ok" {
+			audited++
+		}
+	}
+	if audited != 3 {
+		t.Errorf("%d keep-until audit entries, want 3", audited)
+	}
+}
+
+// waitAny waits for a message anyone can see containing substr.
+func (b *bed) waitAny(substr string) fakeslack.Message {
+	b.t.Helper()
+	m, err := b.slack.WaitMessage(b.ctx(), channel, func(m fakeslack.Message) bool {
+		return !m.Ephemeral && strings.Contains(visible(m), substr)
+	})
+	if err != nil {
+		b.t.Fatalf("no message containing %q: %v\nmessages: %s\nlog:\n%s", substr, err, b.dump(), b.stderr)
+	}
+	return m
+}
