@@ -297,7 +297,7 @@ func TestKeep(t *testing.T) {
 	b.waitAny("keeps `" + kept + "` from idle stops until")
 	in, _ := b.aws.Instance(kept)
 	until, err := time.Parse(time.RFC3339, in.Tags["computebot:keep-until"])
-	if err != nil || until.Sub(time.Now()) < 47*time.Hour || until.Sub(time.Now()) > 49*time.Hour {
+	if err != nil || time.Until(until) < 47*time.Hour || time.Until(until) > 49*time.Hour {
 		t.Fatalf("keep-until tag %q, want about 2 days from now", in.Tags["computebot:keep-until"])
 	}
 	b.slash(bo, "/keep", kept+" 10d") // an approver may keep longer
