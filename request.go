@@ -106,6 +106,10 @@ type LaunchRequest struct {
 	// SSHKeys are the requester's public keys (authorized_keys lines) as
 	// of the request, installed for the SSH user through user data.
 	SSHKeys []string
+	// UserData is the instance's user data (launch.user_data with the
+	// keys), made at admission: every RunInstances attempt of the request,
+	// also after a restart under a changed config, sends exactly this.
+	UserData string
 }
 
 // LambdaRequest is an invocation that needs an approver first.

@@ -55,7 +55,7 @@ type Result struct {
 	// the command, in package reply's light markup (*bold*, `code`).
 	Reply string
 	// Secret: the text held a private key. It must not be stored, logged
-	// or repeated; Reply says so, and nothing else runs.
+	// or repeated, and nothing runs; Reply is empty (the caller says so).
 	Secret bool
 }
 

@@ -504,6 +504,7 @@ func TestSSHKeyAndConnect(t *testing.T) {
 		{"/sshkey", "add " + pub, &SSHKeyAdd{Key: pub}},
 		{"/sshkey", "add " + pub + " --label work", &SSHKeyAdd{Key: pub, Label: "work"}},
 		{"/sshkey", "add --label=work " + pub, &SSHKeyAdd{Key: pub, Label: "work"}},
+		{"/sshkey", "add " + pub + ` --label "work laptop"`, &SSHKeyAdd{Key: pub, Label: "work laptop"}},
 		{"/sshkey", "list", &SSHKeyList{}},
 		{"/sshkey", "remove work", &SSHKeyRemove{Name: "work"}},
 		{"/connect", "i-0123456789abcdef0", &Connect{Target: "i-0123456789abcdef0"}},
@@ -519,8 +520,8 @@ func TestSSHKeyAndConnect(t *testing.T) {
 	}
 	const priv = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmU\n-----END OPENSSH PRIVATE KEY-----"
 	for _, r := range []Result{ParseSlash("/sshkey", "add "+priv), ParseSlash("/launch", priv), ParseText("sshkey add " + priv)} {
-		if r.Outcome != Reply || !r.Secret || r.Command != nil || strings.Contains(r.Reply, "b3BlbnNzaC1") || !strings.Contains(r.Reply, "ssh-keygen -y") {
-			t.Errorf("a private key: %+v; want a Secret reply that does not repeat it and says how to get the public half", r)
+		if r.Outcome != Reply || !r.Secret || r.Command != nil || r.Reply != "" {
+			t.Errorf("a private key: %+v; want a Secret outcome, no command, nothing repeated", r)
 		}
 	}
 }

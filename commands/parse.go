@@ -590,17 +590,11 @@ func unfence(s string) string {
 	return s
 }
 
-// privateKey is the answer to any text that holds a private key, whatever
+// privateKey is the outcome of any text that holds a private key, whatever
 // the command: checked before anything else, so the key is never parsed
-// into a command, stored with it, or quoted back in an error.
-func privateKey() Result { return Result{Outcome: Reply, Secret: true, Reply: PrivateKeyReply()} }
-
-// PrivateKeyReply is the answer to a pasted private key.
-func PrivateKeyReply() string {
-	return "That was a *private* key: computebot did not store it, and you should treat it as exposed (it went through Slack): " +
-		"make a new key pair with `ssh-keygen -t ed25519` and remove the old public key wherever it is installed. " +
-		"Register the *public* half, one line starting with `ssh-`: `cat ~/.ssh/id_ed25519.pub`, or `ssh-keygen -y -f KEYFILE` prints it from a private key file."
-}
+// into a command, stored with it, or quoted back in an error. The words
+// of the answer are package reply's (the caller's).
+func privateKey() Result { return Result{Outcome: Reply, Secret: true} }
 
 // parseSSHKeyAdd parses "sshkey add KEY [--label NAME]": the key is the
 // rest of the text (it has spaces), the label flag may come anywhere
@@ -624,7 +618,15 @@ func parseSSHKeyAdd(defs []Definition, lx *lexer) Result {
 				return replyf(withUsage(d, "--label needs a NAME."))
 			}
 			i++
-			label = strings.Trim(words[i], `"'`)
+			label = words[i]
+			// A quoted label of several words: up to the closing quote.
+			if q := label[:1]; (q == `"` || q == "'") && (len(label) == 1 || !strings.HasSuffix(label, q)) {
+				for i+1 < len(words) && !strings.HasSuffix(label, q) {
+					i++
+					label += " " + words[i]
+				}
+			}
+			label = strings.Trim(label, `"'`)
 		case isFlagLike(w):
 			return replyf(unknownFlag(d, w, strings.TrimLeft(w, "-")))
 		default:

@@ -44,3 +44,61 @@ func CloudConfig(doc string) (map[string]any, error) {
 	}
 	return m, nil
 }
+
+// UserData is an instance's user data: doc (launch.user_data, "" for
+// none) with keys added to its ssh_authorized_keys, as text; "" when there
+// is neither. The document is edited, not rewritten: its comments, order
+// and YAML 1.1 scalars (cloud-init reads yes/no as booleans) stay as the
+// admin wrote them. The same inputs give the same text.
+func UserData(doc string, keys []string) (string, error) {
+	if doc == "" && len(keys) == 0 {
+		return "", nil
+	}
+	if doc == "" {
+		doc = CloudConfigHeader + "\n"
+	}
+	if _, err := CloudConfig(doc); err != nil {
+		return "", err
+	}
+	var root yaml.Node
+	if err := yaml.Unmarshal([]byte(doc), &root); err != nil {
+		return "", err
+	}
+	if root.Kind == 0 { // only the header comment
+		root = yaml.Node{Kind: yaml.DocumentNode, HeadComment: CloudConfigHeader, Content: []*yaml.Node{{Kind: yaml.MappingNode, Tag: "!!map"}}}
+	}
+	m := root.Content[0]
+	if m.Kind != yaml.MappingNode {
+		// An empty document (the header alone) decodes as a null scalar.
+		*m = yaml.Node{Kind: yaml.MappingNode, Tag: "!!map", HeadComment: m.HeadComment}
+	}
+	var list *yaml.Node
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i].Value == "ssh_authorized_keys" {
+			list = m.Content[i+1]
+		}
+	}
+	if list == nil && len(keys) > 0 {
+		list = &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq"}
+		m.Content = append(m.Content, &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: "ssh_authorized_keys"}, list)
+	}
+	for _, k := range keys {
+		list.Content = append(list.Content, &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: k})
+	}
+	var out strings.Builder
+	enc := yaml.NewEncoder(&out)
+	enc.SetIndent(2)
+	if err := enc.Encode(&root); err != nil {
+		return "", err
+	}
+	text := out.String()
+	if !strings.HasPrefix(text, CloudConfigHeader) {
+		text = CloudConfigHeader + "\n" + text
+	}
+	// The header alone, as a head comment, is followed by a blank line.
+	text = strings.Replace(text, CloudConfigHeader+"\n\n", CloudConfigHeader+"\n", 1)
+	if len(text) > MaxUserData {
+		return "", fmt.Errorf("the user data with the SSH keys would be %d bytes; EC2 takes at most %d", len(text), MaxUserData)
+	}
+	return text, nil
+}

@@ -119,6 +119,9 @@ func (c *Config) problems() []*Problem {
 			add("launch.user_data", "%v", err)
 		}
 	}
+	if k := c.Idle.MaxKeep.Duration(); k <= 0 || k > 90*24*time.Hour {
+		add("idle.max_keep", "must be more than 0 and at most 90 days (/keep's own limit), not %s", c.Idle.MaxKeep)
+	}
 	positive("launch.default_ttl", l.DefaultTTL)
 	positive("launch.max_lease", l.MaxLease)
 	if l.DefaultTTL > 0 && l.MaxLease > 0 && l.DefaultTTL > l.MaxLease {

@@ -3,11 +3,13 @@ package flow
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"time"
 
 	"github.com/computebot/computebot"
 	"github.com/computebot/computebot/commands"
+	"github.com/computebot/computebot/config"
 	"github.com/computebot/computebot/internal/crash"
 	"github.com/computebot/computebot/policy"
 	"github.com/computebot/computebot/reply"
@@ -221,14 +223,18 @@ func (f *Flow) admit(ctx context.Context, r *computebot.Request) (*computebot.Re
 	// user data under the same ClientToken.
 	keys, err := f.keysOf(ctx, r.Requester)
 	if err != nil {
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		f.log.Warn("read the requester's ssh keys; launching without them", "request_id", r.ID, "err", err)
+		// Not launched without them: the admission is tried again (its
+		// intent stays unfinished).
+		f.log.Error("read the requester's ssh keys", "request_id", r.ID, "err", err)
+		return nil, fmt.Errorf("flow: read the requester's ssh keys: %w", err)
 	}
 	lines := make([]string, len(keys))
 	for i, k := range keys {
 		lines[i] = k.Line
+	}
+	userData, err := config.UserData(f.cfg.Launch.UserData, lines)
+	if err != nil {
+		return nil, f.refuse(ctx, r, reply.UserDataRefused(err.Error()))
 	}
 
 	auto := d.Verdict == policy.Allow
@@ -237,7 +243,7 @@ func (f *Flow) admit(ctx context.Context, r *computebot.Request) (*computebot.Re
 		cl.VCPUs, cl.MemoryMiB = it.VCPUs, it.MemoryMiB
 		cl.ImageID, cl.ImageName, cl.ImageRoot = img.ID, img.Name, img.RootDeviceName
 		cl.PricePerHour, cl.PriceKnown = price, priceKnown
-		cl.SSHKeys = lines
+		cl.SSHKeys, cl.UserData = lines, userData
 	})
 	if err != nil {
 		return nil, err

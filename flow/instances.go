@@ -295,6 +295,10 @@ func (f *Flow) keep(ctx context.Context, in *computebot.Intent, o Origin, c *com
 		f.tell(ctx, o, *refusal)
 		return
 	}
+	if inst.State == computebot.InstanceTerminated || inst.State == computebot.InstanceShuttingDown {
+		f.tell(ctx, o, reply.ConnectNotRunning(inst.ID, inst.State))
+		return
+	}
 	until := f.now().Add(c.For).UTC().Truncate(time.Second)
 	if v, ok := strings.CutPrefix(in.Step, stepKeepUntil); ok {
 		if t, err := time.Parse(time.RFC3339, v); err == nil {

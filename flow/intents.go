@@ -152,7 +152,7 @@ func (f *Flow) triage(ctx context.Context, o Origin, in Input) (commands.Command
 	}
 	switch {
 	case res.Secret:
-		m, outcome := quick(reply.Plain(res.Reply), "secret")
+		m, outcome := quick(reply.PrivateKeyPasted(), "secret")
 		return nil, m, outcome
 	case res.Outcome == commands.Ignore:
 		return nil, nil, "ignored"

@@ -174,7 +174,7 @@ func (f *Flow) runInstance(ctx context.Context, r *computebot.Request) (computeb
 func (f *Flow) launchSpec(r *computebot.Request) computebot.LaunchSpec {
 	l, launch := r.Launch, f.cfg.Launch
 	return computebot.LaunchSpec{
-		UserData:         userData(launch.UserData, l.SSHKeys),
+		UserData:         l.UserData,
 		ClientToken:      r.ClientToken(),
 		InstanceType:     l.InstanceType,
 		ImageID:          l.ImageID,

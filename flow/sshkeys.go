@@ -9,11 +9,9 @@ import (
 
 	"github.com/computebot/computebot"
 	"github.com/computebot/computebot/commands"
-	"github.com/computebot/computebot/config"
 	"github.com/computebot/computebot/policy"
 	"github.com/computebot/computebot/reply"
 	"github.com/computebot/computebot/sshkeys"
-	"gopkg.in/yaml.v3"
 )
 
 // KV is the store's key/value API, where the people's SSH keys are kept
@@ -50,7 +48,7 @@ func (f *Flow) sshKeyAdd(ctx context.Context, o Origin, c *commands.SSHKeyAdd) {
 	var unsupported *sshkeys.UnsupportedError
 	switch {
 	case errors.Is(err, sshkeys.ErrPrivateKey): // the parser catches these first; never stored or logged
-		f.tell(ctx, o, reply.Plain(commands.PrivateKeyReply()))
+		f.tell(ctx, o, reply.PrivateKeyPasted())
 		return
 	case errors.As(err, &weak):
 		f.tell(ctx, o, reply.SSHKeyWeak(weak))
@@ -161,12 +159,12 @@ func (f *Flow) sshKeyRemove(ctx context.Context, o Origin, name string) {
 // keysOf is a person's registered keys (none without a key store).
 func (f *Flow) keysOf(ctx context.Context, user string) ([]sshkeys.Key, error) {
 	if f.kv == nil {
-		return nil, nil
+		return nil, nil // no key store: nil, which SSHKeyList words as such
 	}
 	var ring keyRing
 	err := f.kv.Get(ctx, SSHKeysBucket, user, &ring)
-	if errors.Is(err, computebot.ErrNotFound) {
-		return nil, nil
+	if errors.Is(err, computebot.ErrNotFound) || (err == nil && ring.Keys == nil) {
+		return []sshkeys.Key{}, nil
 	}
 	return ring.Keys, err
 }
@@ -186,38 +184,12 @@ func (f *Flow) connect(ctx context.Context, o Origin, target string) {
 		f.tell(ctx, o, reply.Refusal(d.Refusal))
 		return
 	}
+	if inst.State != computebot.InstanceRunning {
+		// Its addresses say nothing yet (a stopped instance has no public
+		// IP, whatever its subnet).
+		f.tell(ctx, o, reply.ConnectNotRunning(inst.ID, inst.State))
+		return
+	}
 	f.tell(ctx, o, reply.Connect(inst.ID, inst.State, inst.PublicIP, inst.PrivateIP, f.sshUser(ctx, inst.ImageID),
 		f.cfg.Launch.KeyName, f.cfg.Launch.NotebookPort))
-}
-
-// userData is the instance's cloud-init document: the configured one
-// (launch.user_data, validated at load) with the requester's keys added
-// to ssh_authorized_keys; "" when there is neither. Deterministic: the
-// same inputs give the same text (yaml sorts map keys), since a resumed
-// RunInstances must send exactly what the first one did.
-func userData(base string, keys []string) string {
-	if base == "" && len(keys) == 0 {
-		return ""
-	}
-	doc := map[string]any{}
-	if base != "" {
-		if m, err := config.CloudConfig(base); err == nil {
-			doc = m
-		}
-	}
-	if len(keys) > 0 {
-		var all []any
-		if have, ok := doc["ssh_authorized_keys"].([]any); ok {
-			all = append(all, have...)
-		}
-		for _, k := range keys {
-			all = append(all, k)
-		}
-		doc["ssh_authorized_keys"] = all
-	}
-	out, err := yaml.Marshal(doc)
-	if err != nil {
-		return base // cannot happen: doc came from YAML and strings
-	}
-	return config.CloudConfigHeader + "\n" + string(out)
 }

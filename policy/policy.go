@@ -113,9 +113,8 @@ const (
 	ActionExtend    ActionKind = "extend"
 	ActionListAll   ActionKind = "list-all" // see everyone's instances
 	// ActionConnect is asking how to reach an instance (/connect): its
-	// owner's or an approver's; the value reads in a refusal ("can
-	// connect to it").
-	ActionConnect ActionKind = "connect to"
+	// owner's or an approver's.
+	ActionConnect ActionKind = "connect"
 	// ActionKeepUntil is /keep: no idle stops until Action.ExtendTo.
 	ActionKeepUntil ActionKind = "keep-until"
 

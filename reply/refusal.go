@@ -92,8 +92,11 @@ func codeList(items []string) string {
 
 // verbOf is an action as a verb in a sentence ("can … it").
 func verbOf(a policy.ActionKind) string {
-	if a == policy.ActionKeepUntil {
+	switch a {
+	case policy.ActionKeepUntil:
 		return "keep"
+	case policy.ActionConnect:
+		return "connect to"
 	}
 	return string(a)
 }

@@ -31,10 +31,13 @@ func SSHKeyWeak(e *sshkeys.WeakKeyError) Message {
 }
 
 func SSHKeyUnsupported(e *sshkeys.UnsupportedError) Message {
-	return Plain(fmt.Sprintf("computebot does not take %s keys: use an ed25519 key (`ssh-keygen -t ed25519`), ECDSA, or RSA of 3072 bits or more.", Literal(e.Type)))
+	return Plain(fmt.Sprintf("computebot does not take %s: use an ed25519 key (`ssh-keygen -t ed25519`), ECDSA, or RSA of 3072 bits or more.", Literal(e.Type)))
 }
 
 func SSHKeyList(keys []sshkeys.Key) Message {
+	if keys == nil {
+		return SSHKeysUnavailable()
+	}
 	if len(keys) == 0 {
 		return Plain("You have no SSH key registered. Add yours with `/sshkey add` and the contents of `~/.ssh/id_ed25519.pub`.")
 	}
@@ -61,6 +64,17 @@ func SSHKeyNoSuchKey(name string, keys []sshkeys.Key) Message {
 	return Plain(fmt.Sprintf("You have no key named %s. Yours: %s.", inlineCode(name), strings.Join(labels, ", ")))
 }
 
+// Connect's refusals by the instance's state.
+func ConnectNotRunning(id, state string) Message {
+	switch state {
+	case "terminated", "shutting-down":
+		return Plain(fmt.Sprintf("`%s` is %s: there is nothing to connect to.", id, state))
+	case "pending":
+		return Plain(fmt.Sprintf("`%s` is still starting: ask again in a minute (`/connect %s`).", id, id))
+	}
+	return Plain(fmt.Sprintf("`%s` is %s: start it first (`/start %s`), then `/connect %s`.", id, state, id, id))
+}
+
 func SSHKeysUnavailable() Message {
 	return Plain("SSH keys cannot be registered on this bot (it has no key store). Ask an admin.")
 }
@@ -68,7 +82,7 @@ func SSHKeysUnavailable() Message {
 // NoSSHKeyHint is the thread line for a requester with no key registered
 // when no shared key pair is configured either.
 func NoSSHKeyHint(requester string) string {
-	return fmt.Sprintf("%s, you have no SSH key registered, so this instance has none of yours: add one with `/sshkey add` (your `~/.ssh/id_ed25519.pub`), then launch again, or connect with Session Manager.", User(requester))
+	return fmt.Sprintf("%s, this instance has none of your SSH keys (none was registered when you asked): add yours with `/sshkey add` (your `~/.ssh/id_ed25519.pub`) for your next launch, or connect with Session Manager.", User(requester))
 }
 
 func keyKind(k sshkeys.Key) string {
@@ -89,11 +103,7 @@ func keyKind(k sshkeys.Key) string {
 // Manager for both.
 func Connect(id, state, publicIP, privateIP, sshUser, keyName string, notebookPort int) Message {
 	var b strings.Builder
-	fmt.Fprintf(&b, "*How to reach `%s`*", id)
-	if state != "" && state != "running" {
-		fmt.Fprintf(&b, " (it is %s now: `/start %s` first)", state, id)
-	}
-	b.WriteString("\n")
+	fmt.Fprintf(&b, "*How to reach `%s`*\n", id)
 	port := fmt.Sprint(notebookPort)
 	if publicIP != "" {
 		b.WriteString(SSHLine(id, publicIP, privateIP, sshUser, keyName))
@@ -107,4 +117,16 @@ func Connect(id, state, publicIP, privateIP, sshUser, keyName string, notebookPo
 		fmt.Fprintf(&b, "\n*Notebook:* forward Jupyter's port with Session Manager, then open http://localhost:%s\n```aws ssm start-session --target %s --document-name AWS-StartPortForwardingSession --parameters '{\"portNumber\":[\"%s\"],\"localPortNumber\":[\"%s\"]}'```", port, id, port, port)
 	}
 	return Plain(b.String())
+}
+
+// PrivateKeyPasted answers any command whose text held a private key.
+func PrivateKeyPasted() Message {
+	return Plain("That was a *private* key: computebot did not store it, and you should treat it as exposed (it went through Slack): " +
+		"make a new key pair with `ssh-keygen -t ed25519` and remove the old public key wherever it is installed. " +
+		"Register the *public* half, one line starting with `ssh-`: `cat ~/.ssh/id_ed25519.pub`, or `ssh-keygen -y -f KEYFILE` prints it from a private key file.")
+}
+
+// UserDataRefused refuses a launch whose user data cannot be made.
+func UserDataRefused(why string) Message {
+	return Plain(fmt.Sprintf("Your request cannot launch: %s. Remove a key (`/sshkey list`) or ask an admin to shorten launch.user_data.", Literal(why)))
 }

@@ -5,16 +5,25 @@
 package sshkeys
 
 import (
+	"bytes"
 	"crypto/rsa"
+	"crypto/x509"
+	"encoding/base64"
 	"errors"
 	"fmt"
+	"regexp"
 	"strings"
 
 	"golang.org/x/crypto/ssh"
 )
 
-// MinRSABits is the smallest RSA key accepted (NIST's 128-bit level).
-const MinRSABits = 3072
+// MinRSABits is the smallest RSA key accepted (NIST's 128-bit level);
+// MaxRSABits the largest (beyond it a key is a mistake, and user data has
+// 16 KB for all of them).
+const (
+	MinRSABits = 3072
+	MaxRSABits = 8192
+)
 
 // MaxPerPerson is how many keys one person may register: a few machines.
 const MaxPerPerson = 5
@@ -52,23 +61,85 @@ func (e *WeakKeyError) Error() string {
 // security keys).
 type UnsupportedError struct{ Type string }
 
-func (e *UnsupportedError) Error() string { return fmt.Sprintf("%s keys are not accepted", e.Type) }
+func (e *UnsupportedError) Error() string { return fmt.Sprintf("%s are not accepted", e.Type) }
 
-// LooksPrivate reports whether text holds a private key: any PEM block
-// whose type says PRIVATE KEY (also a truncated one), or anything
-// x/crypto/ssh parses as a private key. Callers check every text people
-// type with it before they store or repeat it.
+// LooksPrivate reports whether text holds a private key, in any of the
+// shapes people paste one: a PEM block (its BEGIN or END line, whatever
+// the spacing, also cut short), the base64 body of one without its header
+// lines (an OpenSSH, PKCS#1, PKCS#8 or SEC 1 key, on one line or several),
+// or a PuTTY key file. Callers check every text people type with it before
+// they store or repeat it. Words about keys ("rotate the private key")
+// are not keys.
 func LooksPrivate(text string) bool {
-	if strings.Contains(strings.ToUpper(text), "PRIVATE KEY") {
+	if pemPrivateRE.MatchString(text) || strings.Contains(text, "PuTTY-User-Key-File-") {
 		return true
 	}
-	// A key pasted where the chat joined its lines with spaces.
-	for _, candidate := range []string{text, strings.ReplaceAll(text, " ", "\n")} {
-		if _, err := ssh.ParseRawPrivateKey([]byte(candidate)); err == nil {
+	for _, run := range base64Runs(text) {
+		if privateDER(run) {
 			return true
 		}
 	}
 	return false
+}
+
+// pemPrivateRE matches the armour line of a PEM private key block (the
+// spaces may be any, even non-breaking ones a chat client put there).
+var pemPrivateRE = regexp.MustCompile(`(?i)-{3,}\s*(BEGIN|END)[\s\p{Zs}]+([A-Z0-9]+[\s\p{Zs}]+)*PRIVATE[\s\p{Zs}]+KEY`)
+
+// base64Runs are the long runs of base64 in text, whitespace between
+// base64 lines joined: where a pasted key body would be.
+func base64Runs(text string) []string {
+	var runs []string
+	var cur strings.Builder
+	flush := func() {
+		if cur.Len() >= 64 {
+			runs = append(runs, cur.String())
+		}
+		cur.Reset()
+	}
+	for _, word := range strings.Fields(text) {
+		// A run starts with a long word (a body's lines are 64 to 76
+		// characters), so a short word before it ("add") stays out; its
+		// last line may be short.
+		if isBase64(word) && (len(word) >= 20 || cur.Len() > 0) {
+			cur.WriteString(word)
+			continue
+		}
+		flush()
+	}
+	flush()
+	return runs
+}
+
+func isBase64(w string) bool {
+	for _, r := range w {
+		if !(r >= 'A' && r <= 'Z' || r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '+' || r == '/' || r == '=') {
+			return false
+		}
+	}
+	return w != ""
+}
+
+// privateDER reports whether b64 decodes to a private key: OpenSSH's
+// format, or DER that Go's x509 parses as one.
+func privateDER(b64 string) bool {
+	raw, err := base64.StdEncoding.DecodeString(b64)
+	if err != nil {
+		if raw, err = base64.RawStdEncoding.DecodeString(strings.TrimRight(b64, "=")); err != nil {
+			return false
+		}
+	}
+	if bytes.HasPrefix(raw, []byte("openssh-key-v1\x00")) {
+		return true
+	}
+	if _, err := x509.ParsePKCS1PrivateKey(raw); err == nil {
+		return true
+	}
+	if _, err := x509.ParsePKCS8PrivateKey(raw); err == nil {
+		return true
+	}
+	_, err = x509.ParseECPrivateKey(raw)
+	return err == nil
 }
 
 // Parse reads one public key in authorized_keys format ("ssh-ed25519
@@ -102,8 +173,11 @@ func Parse(text, label string) (Key, error) {
 		if k.Bits < MinRSABits {
 			return Key{}, &WeakKeyError{Type: "RSA", Bits: k.Bits, Min: MinRSABits}
 		}
+		if k.Bits > MaxRSABits {
+			return Key{}, &UnsupportedError{Type: fmt.Sprintf("RSA keys over %d bits (this one has %d)", MaxRSABits, k.Bits)}
+		}
 	default:
-		return Key{}, &UnsupportedError{Type: pub.Type()}
+		return Key{}, &UnsupportedError{Type: pub.Type() + " keys"}
 	}
 	k.Label = cleanLabel(label)
 	if k.Label == "" {

@@ -6,6 +6,8 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/x509"
+	"encoding/base64"
 	"encoding/pem"
 	"errors"
 	"strings"
@@ -82,10 +84,35 @@ func TestParse(t *testing.T) {
 }
 
 func TestLooksPrivate(t *testing.T) {
-	if sshkeys.LooksPrivate("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG ana") || sshkeys.LooksPrivate("launch t2.micro") {
-		t.Error("a public key or a command looks private")
+	_, edPriv, _ := ed25519.GenerateKey(rand.Reader)
+	block, err := ssh.MarshalPrivateKey(edPriv, "ana")
+	if err != nil {
+		t.Fatal(err)
 	}
-	if !sshkeys.LooksPrivate("add -----BEGIN OPENSSH PRIVATE KEY----- b3BlbnNzaC1rZXktdjEAAAAA") {
-		t.Error("a pasted private key block is not recognised")
+	lines := strings.Split(strings.TrimSpace(string(pem.EncodeToMemory(block))), "\n")
+	body := strings.Join(lines[1:len(lines)-1], "\n")
+	rsaKey, _ := rsa.GenerateKey(rand.Reader, 2048)
+	pkcs1 := base64.StdEncoding.EncodeToString(x509.MarshalPKCS1PrivateKey(rsaKey))
+	edPub, _, _ := ed25519.GenerateKey(rand.Reader)
+	for _, tc := range []struct {
+		text    string
+		private bool
+	}{
+		{authorized(t, edPub, "ana@laptop"), false},
+		{"launch t2.micro", false},
+		{`launch t3.micro --reason "rotate the private key on the build box"`, false},
+		{"help private keys", false},
+		{"add -----BEGIN OPENSSH PRIVATE KEY----- b3BlbnNzaC1rZXktdjEAAAAA", true},
+		{"add -----BEGIN\u00a0RSA\u00a0PRIVATE KEY-----", true},
+		{"-----END PRIVATE KEY-----", true},
+		{"add " + body, true},                               // the body alone, lines kept
+		{"add " + strings.ReplaceAll(body, "\n", ""), true}, // … or joined
+		{"add " + strings.ReplaceAll(body, "\n", " "), true},
+		{"add " + pkcs1, true},
+		{"PuTTY-User-Key-File-3: ssh-ed25519\nEncryption: none", true},
+	} {
+		if got := sshkeys.LooksPrivate(tc.text); got != tc.private {
+			t.Errorf("LooksPrivate(%.60q) = %v, want %v", tc.text, got, tc.private)
+		}
 	}
 }

@@ -59,7 +59,8 @@ type launchRecord struct {
 	PublicIP   string `json:"public_ip,omitempty"`
 	PrivateIP  string `json:"private_ip,omitempty"`
 
-	SSHKeys []string `json:"ssh_keys,omitempty"`
+	SSHKeys  []string `json:"ssh_keys,omitempty"`
+	UserData string   `json:"user_data,omitempty"`
 }
 
 // lambdaRecord is the stored form of a computebot.LambdaRequest.

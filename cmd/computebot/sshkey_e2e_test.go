@@ -99,14 +99,14 @@ func TestSSHKeysEndToEnd(t *testing.T) {
 		t.Errorf("KeyName %q sent without launch.key_name", runs[0].Params.Get("KeyName"))
 	}
 	text := visible(ready)
-	if !strings.Contains(text, "ssh ec2-user@") || strings.Contains(text, "-i ") || strings.Contains(text, "chmod") || strings.Contains(text, "no SSH key registered") {
+	if !strings.Contains(text, "ssh ec2-user@") || strings.Contains(text, "-i ") || strings.Contains(text, "chmod") || strings.Contains(text, "none of your SSH keys") {
 		t.Errorf("ready reply: %s", text)
 	}
 
 	// Without a key of one's own, the thread says how to add one.
 	b.slash(eve, "/launch", "t3.medium --reason nokey") // auto-approved
 	evemsg := b.requestMessage(eve)
-	b.waitThread(evemsg.TS, "no SSH key registered")
+	b.waitThread(evemsg.TS, "none of your SSH keys")
 
 	// Removing.
 	b.slash(ana, "/sshkey", "remove ana@laptop")
@@ -122,9 +122,13 @@ func TestPrivateKeyNeverKept(t *testing.T) {
 	b := newBed(t, withConfig(keyConfig))
 	_, priv := newKey(t, "ana@laptop")
 	body := strings.Split(string(priv), "\n")[1] // a line of the key's base64
+	lines := strings.Split(strings.TrimSpace(string(priv)), "\n")
+	headless := strings.Join(lines[1:len(lines)-1], "\n") // the body without its BEGIN/END lines
 	for _, c := range []struct{ cmd, text string }{
 		{"/sshkey", "add " + string(priv)},
 		{"/sshkey", "add " + strings.ReplaceAll(string(priv), "\n", " ")},
+		{"/sshkey", "add " + headless},
+		{"/keep", "box 2d " + headless},
 		{"/launch", string(priv)},
 	} {
 		ack := b.slash(ana, c.cmd, c.text)
@@ -141,6 +145,10 @@ func TestPrivateKeyNeverKept(t *testing.T) {
 		t.Fatal(err)
 	}
 	b.waitPrivate(ana, "private")
+	// Words about keys are no key.
+	if txt := ackText(t, b.slash(ana, "/launch", `t2.micro --reason "rotate the private key on the build box"`)); txt != "" {
+		t.Errorf("a reason that mentions a private key was refused: %q", txt)
+	}
 	time.Sleep(200 * time.Millisecond)
 	for _, m := range b.slack.Messages(channel) {
 		if m.User == fakeslack.BotUserID && strings.Contains(m.Text, body) {
@@ -192,7 +200,11 @@ func TestConnect(t *testing.T) {
 		}
 	}
 	b.slash(eve, "/connect", "i-0c0000000000000a1")
-	b.waitPrivate(eve, "Only its owner or an approver")
+	b.waitPrivate(eve, "Only its owner or an approver (")
+	b.aws.AddInstance(fakeaws.Instance{ID: "i-0c0000000000000a3", Type: "t3.small", State: "stopped", LaunchTime: time.Now().Add(-time.Hour),
+		Tags: map[string]string{computebot.TagManaged: "true", computebot.TagOwner: ana, computebot.TagName: "off-box"}})
+	b.slash(ana, "/connect", "off-box")
+	b.waitPrivate(ana, "is stopped: start it first (`/start i-0c0000000000000a3`)")
 }
 
 func (b *bed) instanceIP(t *testing.T, id string) string {
