@@ -53,6 +53,7 @@ type InstanceType struct {
 	Name      string
 	VCPUs     int32
 	MemoryMiB int64
+	GPUs      int32 // accelerators (DescribeInstanceTypes GpuInfo); 0 for none
 }
 
 // Image is an AMI (from DescribeImages). Name drives SSH user inference;
@@ -214,8 +215,12 @@ func Transient(err error) bool {
 // one window, in fixed periods.
 type MetricsQuery struct {
 	InstanceIDs []string
-	Start, End  time.Time     // End is exclusive; both aligned to Period
-	Period      time.Duration // 5 minutes for basic monitoring
+	// GPUInstanceIDs (a subset of InstanceIDs) also get their GPU
+	// utilization read: the CloudWatch agent's nvidia_smi_utilization_gpu
+	// (namespace CWAgent, dimension InstanceId), Maximum.
+	GPUInstanceIDs []string
+	Start, End     time.Time     // End is exclusive; both aligned to Period
+	Period         time.Duration // 5 minutes for basic monitoring
 }
 
 // InstanceMetrics are one instance's datapoints over a window, oldest
@@ -226,6 +231,7 @@ type InstanceMetrics struct {
 	CPUMax     []Datapoint
 	NetworkIn  []Datapoint
 	NetworkOut []Datapoint
+	GPUMax     []Datapoint // only for MetricsQuery.GPUInstanceIDs
 }
 
 // Datapoint is one period's value.

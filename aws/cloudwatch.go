@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -35,6 +36,10 @@ const (
 	DefaultPeriod = 5 * time.Minute
 
 	ec2MetricsNamespace = "AWS/EC2"
+	// The CloudWatch agent's GPU metric, with InstanceId as its only
+	// dimension (the README shows the agent config that publishes it so).
+	agentNamespace = "CWAgent"
+	gpuMetric      = "nvidia_smi_utilization_gpu"
 )
 
 // The metrics of one instance, in the order of their queries: the query
@@ -93,24 +98,63 @@ func (c *Client) InstanceMetrics(ctx context.Context, q computebot.MetricsQuery)
 		}
 	}
 
-	// series[i*3+k] collects metric k of instance i across calls and pages.
+	// A GPU instance's fourth query goes after all the others, ID "g<i>"
+	// (i its index in ids): gpuAt maps i to that query's position.
+	gpuAt := map[int]int{}
+	isGPU := map[string]bool{}
+	for _, id := range q.GPUInstanceIDs {
+		isGPU[id] = true
+	}
+	for i, id := range ids {
+		if !isGPU[id] {
+			continue
+		}
+		gpuAt[i] = len(queries)
+		queries = append(queries, types.MetricDataQuery{
+			Id: awssdk.String("g" + strconv.Itoa(i)),
+			MetricStat: &types.MetricStat{
+				Metric: &types.Metric{
+					Namespace:  awssdk.String(agentNamespace),
+					MetricName: awssdk.String(gpuMetric),
+					Dimensions: []types.Dimension{{Name: awssdk.String("InstanceId"), Value: awssdk.String(id)}},
+				},
+				Period: awssdk.Int32(period),
+				Stat:   awssdk.String(string(types.StatisticMaximum)),
+			},
+			ReturnData: awssdk.Bool(true),
+		})
+	}
+	index := func(id string) (int, bool) {
+		if n, err := strconv.Atoi(strings.TrimPrefix(id, "g")); strings.HasPrefix(id, "g") && err == nil {
+			at, ok := gpuAt[n]
+			return at, ok
+		}
+		return metricQueryIndex(id)
+	}
+
+	// series[i*3+k] collects metric k of instance i across calls and pages
+	// (then the GPU series, at gpuAt).
 	series := make([][]computebot.Datapoint, len(queries))
 	var batches [][]types.MetricDataQuery
 	for b := range slices.Chunk(queries, maxMetricQueries) {
 		batches = append(batches, b)
 	}
 	err = runBounded(ctx, len(batches), c.metricCallsInFlight, func(ctx context.Context, b int) error {
-		return c.metricDataBatch(ctx, q, batches[b], series[b*maxMetricQueries:][:len(batches[b])], b*maxMetricQueries)
+		return c.metricDataBatch(ctx, q, batches[b], series[b*maxMetricQueries:][:len(batches[b])], b*maxMetricQueries, index)
 	})
 	if err != nil {
 		return nil, err
 	}
 	for i, id := range ids {
-		out[id] = computebot.InstanceMetrics{
+		m := computebot.InstanceMetrics{
 			CPUMax:     sortedPoints(series[3*i]),
 			NetworkIn:  sortedPoints(series[3*i+1]),
 			NetworkOut: sortedPoints(series[3*i+2]),
 		}
+		if at, ok := gpuAt[i]; ok {
+			m.GPUMax = sortedPoints(series[at])
+		}
+		out[id] = m
 	}
 	return out, nil
 }
@@ -119,7 +163,8 @@ func (c *Client) InstanceMetrics(ctx context.Context, q computebot.MetricsQuery)
 // through all its pages and files the datapoints into series, the part of
 // the series of its queries, which start at index first of the query list.
 // Each batch has its own part, so concurrent batches never share one.
-func (c *Client) metricDataBatch(ctx context.Context, q computebot.MetricsQuery, batch []types.MetricDataQuery, series [][]computebot.Datapoint, first int) error {
+func (c *Client) metricDataBatch(ctx context.Context, q computebot.MetricsQuery, batch []types.MetricDataQuery, series [][]computebot.Datapoint, first int,
+	index func(id string) (int, bool)) error {
 	info := callInfo{API: apiGetMetricData}
 	in := &cloudwatch.GetMetricDataInput{
 		MetricDataQueries: batch,
@@ -152,7 +197,7 @@ func (c *Client) metricDataBatch(ctx context.Context, q computebot.MetricsQuery,
 				return mapError(info, 0, &smithy.GenericAPIError{Code: "InternalError",
 					Message: "GetMetricData answered StatusCode InternalError for " + awssdk.ToString(r.Id), Fault: smithy.FaultServer})
 			}
-			idx, ok := metricQueryIndex(awssdk.ToString(r.Id))
+			idx, ok := index(awssdk.ToString(r.Id))
 			idx -= first
 			if !ok || idx < 0 || idx >= len(series) {
 				c.log.Debug("GetMetricData answered a query ID it was not asked", "id", awssdk.ToString(r.Id))

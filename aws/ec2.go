@@ -44,6 +44,11 @@ func (c *Client) InstanceType(ctx context.Context, name string) (computebot.Inst
 		if t.MemoryInfo != nil {
 			it.MemoryMiB = awssdk.ToInt64(t.MemoryInfo.SizeInMiB)
 		}
+		if t.GpuInfo != nil {
+			for _, g := range t.GpuInfo.Gpus {
+				it.GPUs += awssdk.ToInt32(g.Count)
+			}
+		}
 		return it, nil
 	}
 	return computebot.InstanceType{}, notFoundError(info, "InvalidInstanceType")

@@ -63,8 +63,11 @@ type Launch struct {
 
 // Idle configures the idle-instance check.
 type Idle struct {
-	Schedule        string   `yaml:"schedule"` // cron, 5 fields or @every …
-	CPUBelowPercent float64  `yaml:"cpu_below_percent"`
+	Schedule        string  `yaml:"schedule"` // cron, 5 fields or @every …
+	CPUBelowPercent float64 `yaml:"cpu_below_percent"`
+	// GPUBelowPercent: on types with GPUs, GPU utilization (the CloudWatch
+	// agent's nvidia_smi_utilization_gpu) must stay below this too.
+	GPUBelowPercent float64  `yaml:"gpu_below_percent"`
 	For             Duration `yaml:"for"`
 	Grace           Duration `yaml:"grace"`
 	// NetworkBelowBytes: NetworkIn+NetworkOut per 5-minute period must stay
@@ -122,6 +125,7 @@ const (
 	DefaultMaxRunningPerUser = 3
 	DefaultIdleSchedule      = "*/10 * * * *"
 	DefaultIdleCPUPercent    = 5
+	DefaultIdleGPUPercent    = 5
 	DefaultIdleFor           = time.Hour
 	DefaultIdleGrace         = 30 * time.Minute
 	DefaultIdleNetworkBytes  = 5e6
@@ -152,6 +156,7 @@ func Default() *Config {
 		Idle: Idle{
 			Schedule:          DefaultIdleSchedule,
 			CPUBelowPercent:   DefaultIdleCPUPercent,
+			GPUBelowPercent:   DefaultIdleGPUPercent,
 			For:               Duration(DefaultIdleFor),
 			Grace:             Duration(DefaultIdleGrace),
 			NetworkBelowBytes: DefaultIdleNetworkBytes,

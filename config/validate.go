@@ -149,6 +149,9 @@ func (c *Config) problems() []*Problem {
 	if p := c.Idle.CPUBelowPercent; !(p > 0 && p <= 100) {
 		add("idle.cpu_below_percent", "must be more than 0 and at most 100, not %v", p)
 	}
+	if p := c.Idle.GPUBelowPercent; !(p > 0 && p <= 100) {
+		add("idle.gpu_below_percent", "must be more than 0 and at most 100, not %v", p)
+	}
 	positive("idle.for", c.Idle.For)
 	if c.Idle.For > 0 && c.Idle.For.Duration()%IdleMetricsPeriod != 0 {
 		add("idle.for", "%s is not a multiple of %s, the period of the CloudWatch metrics it looks back over", c.Idle.For, Duration(IdleMetricsPeriod))

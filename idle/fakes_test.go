@@ -608,3 +608,10 @@ func (r *rig) checkDue(t testing.TB) {
 type everySchedule time.Duration
 
 func (e everySchedule) Next(t time.Time) time.Time { return t.Add(time.Duration(e)) }
+
+// gpuTypes are the fake's instance types with GPUs.
+var gpuTypes = map[string]int32{"g5.xlarge": 1, "g4dn.xlarge": 1}
+
+func (c *fakeCloud) InstanceType(_ context.Context, name string) (computebot.InstanceType, error) {
+	return computebot.InstanceType{Name: name, GPUs: gpuTypes[name]}, nil
+}

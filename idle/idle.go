@@ -125,6 +125,8 @@ type Cloud interface {
 	Terminate(ctx context.Context, id string) (computebot.Instance, error)
 	Tag(ctx context.Context, id string, tags map[string]string) error
 	InstanceMetrics(ctx context.Context, q computebot.MetricsQuery) (map[string]computebot.InstanceMetrics, error)
+	// InstanceType tells GPU types (GPU utilization counts for them).
+	InstanceType(ctx context.Context, name string) (computebot.InstanceType, error)
 }
 
 // Notifier shows notices to people (implemented by the workflows, which
@@ -243,6 +245,8 @@ type Scheduler struct {
 	// stopWait bounds Stop's wait for a running job.
 	stopWait time.Duration
 	leader   Leader // nil: always runs, unfenced
+	// gpuTypes remembers each instance type's GPU count (int32).
+	gpuTypes sync.Map
 
 	// checkMu skips a CheckDue while another runs in this process: an
 	// optimisation only (claims make concurrent checks safe).

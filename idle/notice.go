@@ -25,6 +25,8 @@ type Notice struct {
 
 	// Evidence of an idle notice.
 	MaxCPU       float64       `json:"max_cpu,omitempty"`       // max CPU % over the window
+	GPU          bool          `json:"gpu,omitempty"`           // a GPU instance: MaxGPU counts
+	MaxGPU       float64       `json:"max_gpu,omitempty"`       // max GPU utilization % over the window
 	NetworkBytes float64       `json:"network_bytes,omitempty"` // max per-period NetworkIn+NetworkOut bytes
 	Window       time.Duration `json:"window,omitempty"`
 	// LeaseEnded is the expires-at of a lease notice.
@@ -123,6 +125,9 @@ type Cancellation struct {
 	Periods      int           `json:"periods,omitempty"`     // periods in the window
 	CPUPeriods   int           `json:"cpu_periods,omitempty"` // … with a CPU datapoint
 	NetPeriods   int           `json:"net_periods,omitempty"` // … with both network datapoints
+	GPU          bool          `json:"gpu,omitempty"`         // a GPU instance: MaxGPU, GPUPeriods count
+	MaxGPU       float64       `json:"max_gpu,omitempty"`
+	GPUPeriods   int           `json:"gpu_periods,omitempty"` // … with a GPU datapoint
 
 	Refusal policy.RefusalCode `json:"refusal,omitempty"` // CancelRefused
 

@@ -16,6 +16,10 @@ type verdict struct {
 	NetPoints    int // periods with both NetworkIn and NetworkOut
 	MaxCPU       float64
 	NetworkBytes float64 // max per-period NetworkIn+NetworkOut
+	// GPU instances: GPU utilization must be low in every period too.
+	GPU       bool
+	GPUPoints int
+	MaxGPU    float64
 }
 
 // rule is the idle test: every period of the window has a CPU and a
@@ -23,15 +27,19 @@ type verdict struct {
 // CPU maximum is below CPUBelow and every period's NetworkIn+NetworkOut is
 // below NetBelow.
 type rule struct {
-	CPUBelow, NetBelow float64
-	Period             time.Duration
+	CPUBelow, NetBelow, GPUBelow float64
+	Period                       time.Duration
 }
 
 // evaluate applies the rule to m over [start, end). Datapoints outside the
 // window are ignored; a period is counted once.
-func (r rule) evaluate(m computebot.InstanceMetrics, start, end time.Time) verdict {
+//
+// For an instance with GPUs (gpu), every period must also have a GPU
+// datapoint below GPUBelow: a training run at 2 % CPU is not idle, and a
+// GPU instance without the agent's GPU metric never counts as idle.
+func (r rule) evaluate(m computebot.InstanceMetrics, start, end time.Time, gpu bool) verdict {
 	periods := int(end.Sub(start) / r.Period)
-	v := verdict{Periods: periods}
+	v := verdict{Periods: periods, GPU: gpu}
 	slot := func(t time.Time) (int, bool) {
 		if t.Before(start) || !t.Before(end) {
 			return 0, false
@@ -92,7 +100,24 @@ func (r rule) evaluate(m computebot.InstanceMetrics, start, end time.Time) verdi
 			v.NetworkBytes, first = net[i], false
 		}
 	}
-	v.Complete = periods > 0 && v.CPUPoints == periods && v.NetPoints == periods
+	if gpu {
+		seen := make([]bool, periods)
+		for _, dp := range m.GPUMax {
+			i, ok := slot(dp.Time)
+			if !ok || seen[i] {
+				continue
+			}
+			seen[i] = true
+			v.GPUPoints++
+			if !(dp.Value < r.GPUBelow) {
+				active = true
+			}
+			if dp.Value > v.MaxGPU || v.GPUPoints == 1 {
+				v.MaxGPU = dp.Value
+			}
+		}
+	}
+	v.Complete = periods > 0 && v.CPUPoints == periods && v.NetPoints == periods && (!gpu || v.GPUPoints == periods)
 	v.Idle = v.Complete && !active
 	return v
 }
@@ -104,7 +129,11 @@ func (v verdict) cancellation(window time.Duration) *Cancellation {
 	case v.Idle:
 		return nil
 	case !v.Complete:
-		return &Cancellation{Reason: CancelIncomplete, Periods: v.Periods, CPUPeriods: v.CPUPoints, NetPeriods: v.NetPoints, Window: window}
+		c := &Cancellation{Reason: CancelIncomplete, Periods: v.Periods, CPUPeriods: v.CPUPoints, NetPeriods: v.NetPoints, Window: window}
+		if v.GPU {
+			c.GPU, c.GPUPeriods = true, v.GPUPoints
+		}
+		return c
 	}
-	return &Cancellation{Reason: CancelActive, MaxCPU: v.MaxCPU, NetworkBytes: v.NetworkBytes, Window: window}
+	return &Cancellation{Reason: CancelActive, MaxCPU: v.MaxCPU, NetworkBytes: v.NetworkBytes, Window: window, GPU: v.GPU, MaxGPU: v.MaxGPU}
 }

@@ -61,7 +61,7 @@ func TestRule(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			v := r.evaluate(tt.m, start, end)
+			v := r.evaluate(tt.m, start, end, false)
 			if v.Idle != tt.idle || v.Complete != tt.complete || v.Periods != 12 {
 				t.Fatalf("evaluate = %+v; want idle %v, complete %v, 12 periods", v, tt.idle, tt.complete)
 			}
@@ -82,11 +82,11 @@ func TestRuleLongWindow(t *testing.T) {
 		p := computebot.Datapoint{Time: t, Value: 1}
 		m.CPUMax, m.NetworkIn, m.NetworkOut = append(m.CPUMax, p), append(m.NetworkIn, p), append(m.NetworkOut, p)
 	}
-	if v := r.evaluate(m, start, end); !v.Idle || v.Periods != 288 {
+	if v := r.evaluate(m, start, end, false); !v.Idle || v.Periods != 288 {
 		t.Fatalf("evaluate = %+v", v)
 	}
 	m.CPUMax = m.CPUMax[1:]
-	if v := r.evaluate(m, start, end); v.Idle || v.CPUPoints != 287 {
+	if v := r.evaluate(m, start, end, false); v.Idle || v.CPUPoints != 287 {
 		t.Fatalf("with one CPU point missing: %+v", v)
 	}
 }
@@ -114,7 +114,7 @@ func TestRuleShortWindow(t *testing.T) {
 	start := end.Add(-7 * time.Minute)
 	r := rule{CPUBelow: 5, NetBelow: 5e6, Period: 5 * time.Minute}
 	p := []computebot.Datapoint{{Time: start.Add(time.Minute), Value: 1}, {Time: start.Add(6 * time.Minute), Value: 1}}
-	if v := r.evaluate(computebot.InstanceMetrics{CPUMax: p, NetworkIn: p, NetworkOut: p}, start, end); v.Periods != 1 || !v.Idle {
+	if v := r.evaluate(computebot.InstanceMetrics{CPUMax: p, NetworkIn: p, NetworkOut: p}, start, end, false); v.Periods != 1 || !v.Idle {
 		t.Errorf("evaluate = %+v", v)
 	}
 }
@@ -127,5 +127,42 @@ func TestThreadTS(t *testing.T) {
 	n.Channel = "D1" // fell back to a DM
 	if n.ThreadTS() != "2.2" {
 		t.Errorf("in a DM: %q", n.ThreadTS())
+	}
+}
+
+// TestRuleGPU: on a GPU type, GPU utilization must be low in every period
+// too; missing GPU data never counts as idle.
+func TestRuleGPU(t *testing.T) {
+	const period = 5 * time.Minute
+	end := time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
+	start := end.Add(-time.Hour)
+	r := rule{CPUBelow: 5, NetBelow: 5e6, GPUBelow: 5, Period: period}
+	series := func(n int, v float64) []computebot.Datapoint {
+		var out []computebot.Datapoint
+		for i := range n {
+			out = append(out, computebot.Datapoint{Time: start.Add(time.Duration(i) * period), Value: v})
+		}
+		return out
+	}
+	low := func(gpu []computebot.Datapoint) computebot.InstanceMetrics {
+		return computebot.InstanceMetrics{CPUMax: series(12, 2), NetworkIn: series(12, 1e3), NetworkOut: series(12, 1e3), GPUMax: gpu}
+	}
+	for _, tc := range []struct {
+		name     string
+		m        computebot.InstanceMetrics
+		gpu      bool
+		idle     bool
+		complete bool
+	}{
+		{"training at 2 % CPU, 97 % GPU", low(series(12, 97)), true, false, true},
+		{"GPU idle too", low(series(12, 0.5)), true, true, true},
+		{"no GPU data", low(nil), true, false, false},
+		{"GPU data for 11 of 12 periods", low(series(11, 0.5)), true, false, false},
+		{"not a GPU type: GPU data ignored", low(series(12, 97)), false, true, true},
+	} {
+		v := r.evaluate(tc.m, start, end, tc.gpu)
+		if v.Idle != tc.idle || v.Complete != tc.complete {
+			t.Errorf("%s: idle %v complete %v, want %v %v (%+v)", tc.name, v.Idle, v.Complete, tc.idle, tc.complete, v)
+		}
 	}
 }

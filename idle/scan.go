@@ -78,20 +78,26 @@ func (s *Scheduler) Scan(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer func() { <-inFlight; wg.Done() }()
+			cands, gpu := s.gpuIDs(ctx, cands)
+			isGPU := make(map[string]bool, len(gpu))
+			for _, id := range gpu {
+				isGPU[id] = true
+			}
 			ids := make([]string, len(cands))
 			for i, inst := range cands {
 				ids[i] = inst.ID
 			}
-			metrics, err := s.cloud.InstanceMetrics(ctx, computebot.MetricsQuery{InstanceIDs: ids, Start: start, End: end, Period: period})
+			metrics, err := s.cloud.InstanceMetrics(ctx, computebot.MetricsQuery{InstanceIDs: ids, GPUInstanceIDs: gpu, Start: start, End: end, Period: period})
 			var idle []Notice
 			if err == nil {
 				for _, inst := range cands {
-					v := r.evaluate(metrics[inst.ID], start, end)
+					v := r.evaluate(metrics[inst.ID], start, end, isGPU[inst.ID])
 					if !v.Idle {
 						continue
 					}
 					n := s.newNotice(inst, ReasonIdle, now)
 					n.MaxCPU, n.NetworkBytes, n.Window = v.MaxCPU, v.NetworkBytes, s.window
+					n.GPU, n.MaxGPU = v.GPU, v.MaxGPU
 					idle = append(idle, n)
 				}
 			}
@@ -183,7 +189,31 @@ func (s *Scheduler) windowEnd(now time.Time) time.Time {
 }
 
 func (s *Scheduler) rule() rule {
-	return rule{CPUBelow: s.cfg.CPUBelowPercent, NetBelow: s.cfg.NetworkBelowBytes, Period: period}
+	return rule{CPUBelow: s.cfg.CPUBelowPercent, NetBelow: s.cfg.NetworkBelowBytes, GPUBelow: s.cfg.GPUBelowPercent, Period: period}
+}
+
+// gpuIDs sorts instances by whether their type has GPUs (looked up once
+// per type, then remembered: a type's hardware does not change). An
+// instance whose type cannot be looked up is dropped: without knowing, its
+// idleness cannot be judged.
+func (s *Scheduler) gpuIDs(ctx context.Context, insts []computebot.Instance) (kept []computebot.Instance, gpu []string) {
+	for _, inst := range insts {
+		n, ok := s.gpuTypes.Load(inst.Type)
+		if !ok {
+			it, err := s.cloud.InstanceType(ctx, inst.Type)
+			if err != nil {
+				s.log.Warn("idle: look up the instance type; not judged this time", "instance", inst.ID, "type", inst.Type, "err", err)
+				continue
+			}
+			n = it.GPUs
+			s.gpuTypes.Store(inst.Type, it.GPUs)
+		}
+		kept = append(kept, inst)
+		if n.(int32) > 0 {
+			gpu = append(gpu, inst.ID)
+		}
+	}
+	return kept, gpu
 }
 
 // leaseEnd returns the instance's expires-at tag, if it has a valid one.
@@ -454,16 +484,27 @@ func (s *Scheduler) CheckDue(ctx context.Context) error {
 	// Fresh metrics for the idle notices whose instance still runs.
 	end := s.windowEnd(now)
 	start := end.Add(-s.window)
-	var ids []string
+	var recheck []computebot.Instance
 	for _, n := range due {
 		if inst, ok := insts[n.InstanceID]; ok && n.Reason == ReasonIdle && inst.State == computebot.InstanceRunning {
-			ids = append(ids, n.InstanceID)
+			recheck = append(recheck, inst)
 		}
+	}
+	recheck, gpu := s.gpuIDs(ctx, recheck)
+	isGPU := make(map[string]bool, len(gpu))
+	for _, id := range gpu {
+		isGPU[id] = true
+	}
+	judged := make(map[string]bool, len(recheck))
+	ids := make([]string, len(recheck))
+	for i, inst := range recheck {
+		ids[i] = inst.ID
+		judged[inst.ID] = true
 	}
 	var metrics map[string]computebot.InstanceMetrics
 	metricsOK := true
 	if len(ids) > 0 {
-		metrics, err = s.cloud.InstanceMetrics(ctx, computebot.MetricsQuery{InstanceIDs: ids, Start: start, End: end, Period: period})
+		metrics, err = s.cloud.InstanceMetrics(ctx, computebot.MetricsQuery{InstanceIDs: ids, GPUInstanceIDs: gpu, Start: start, End: end, Period: period})
 		if err != nil {
 			metricsOK = false
 			errs = append(errs, fmt.Errorf("idle: check: metrics of %d instances: %w", len(ids), err))
@@ -480,10 +521,10 @@ func (s *Scheduler) CheckDue(ctx context.Context) error {
 		inst, found := insts[n.InstanceID]
 		var v verdict
 		if found && n.Reason == ReasonIdle && inst.State == computebot.InstanceRunning {
-			if !metricsOK {
+			if !metricsOK || !judged[n.InstanceID] {
 				continue // cannot tell it is still idle: try again
 			}
-			v = r.evaluate(metrics[n.InstanceID], start, end)
+			v = r.evaluate(metrics[n.InstanceID], start, end, isGPU[n.InstanceID])
 		}
 		if err := s.settle(ctx, n, inst, found, v); err != nil {
 			errs = append(errs, err)

@@ -148,6 +148,9 @@ func cancelWords(n idle.Notice) string {
 	case idle.CancelLeaseExtended:
 		return fmt.Sprintf("the lease of `%s` was extended until %s", id, Date(c.LeaseUntil))
 	case idle.CancelActive:
+		if c.GPU {
+			return "activity resumed: " + gpuEvidence(c.MaxCPU, c.MaxGPU, c.NetworkBytes, c.Window)
+		}
 		return "activity resumed: " + evidence(c.MaxCPU, c.NetworkBytes, c.Window)
 	case idle.CancelKept:
 		return fmt.Sprintf("`%s` is kept from idle stops until %s (/keep)", id, Date(c.LeaseUntil))
@@ -263,7 +266,18 @@ func at(t time.Time) string {
 }
 
 // idleEvidence is an idle notice's evidence in words.
-func idleEvidence(n idle.Notice) string { return evidence(n.MaxCPU, n.NetworkBytes, n.Window) }
+func idleEvidence(n idle.Notice) string {
+	if n.GPU {
+		return gpuEvidence(n.MaxCPU, n.MaxGPU, n.NetworkBytes, n.Window)
+	}
+	return evidence(n.MaxCPU, n.NetworkBytes, n.Window)
+}
+
+// gpuEvidence is evidence with the GPU figure: "max CPU 1.2 %, GPU 0.0 %
+// and 0.3 MB network over the last 1 h".
+func gpuEvidence(cpu, gpu, net float64, window time.Duration) string {
+	return fmt.Sprintf("max CPU %s %%, GPU %s %% and %s network over the last %s", oneDecimal(cpu), oneDecimal(gpu), megabytes(net), humanDuration(window))
+}
 
 // evidence is "max CPU 1.2 % and 0.3 MB network over the last 1 h".
 func evidence(cpu, net float64, window time.Duration) string {

@@ -344,3 +344,51 @@ func (b *bed) waitAny(substr string) fakeslack.Message {
 	}
 	return m
 }
+
+// TestIdleGPU: on a GPU type, low CPU alone is not idle: a training run
+// at 2 % CPU and 97 % GPU is never noticed, one with its GPU idle too is,
+// naming the GPU figure, and one without the agent's GPU metric never is.
+func TestIdleGPU(t *testing.T) {
+	b := newIdleBed(t)
+	busy, quiet, blind := "i-0aaaa0000000000d1", "i-0aaaa0000000000d2", "i-0aaaa0000000000d3"
+	for _, id := range []string{busy, quiet, blind} {
+		b.aws.AddInstance(fakeaws.Instance{ID: id, Type: "g4dn.xlarge", State: "running", LaunchTime: time.Now().Add(-3 * time.Hour),
+			Tags: map[string]string{"computebot:managed": "true", "computebot:owner": ana, "Name": "gpu-" + id[len(id)-2:],
+				"computebot:channel": channel, "computebot:thread": "1790000000.0009" + id[len(id)-2:]}})
+		b.metrics(id, 2, 1000)
+	}
+	gpu := func(id string, v float64) {
+		start := time.Now().Add(-2 * time.Hour).Truncate(5 * time.Minute)
+		n := int(time.Since(start)/(5*time.Minute)) + 1
+		vals := make([]float64, n)
+		for i := range vals {
+			vals[i] = v
+		}
+		b.aws.SetMetricSeries(id, "nvidia_smi_utilization_gpu", start, 5*time.Minute, vals)
+	}
+	gpu(busy, 97)
+	gpu(quiet, 0.5)
+	notice := b.waitAny("`" + quiet + "`")
+	if !strings.Contains(visible(notice), "GPU 0.5 %") {
+		t.Errorf("the notice does not name the GPU figure: %s", visible(notice))
+	}
+	time.Sleep(2 * time.Second) // more scans
+	for _, m := range b.slack.Messages(channel) {
+		for _, id := range []string{busy, blind} {
+			if strings.Contains(m.Text, "`"+id+"`") && strings.Contains(m.Text, "looks idle") {
+				t.Errorf("%s got an idle notice: %s", id, m.Text)
+			}
+		}
+	}
+	agent := 0
+	for _, c := range b.aws.Calls("GetMetricData") {
+		for k, v := range c.Params {
+			if strings.HasSuffix(k, ".Namespace") && v[0] == "CWAgent" {
+				agent++
+			}
+		}
+	}
+	if agent == 0 {
+		t.Error("no GetMetricData query of the CWAgent namespace")
+	}
+}

@@ -26,7 +26,11 @@ import (
 
 // CloudWatch limits, as the fake enforces them.
 const (
-	cwNamespaceEC2          = "AWS/EC2"
+	cwNamespaceEC2 = "AWS/EC2"
+	// The CloudWatch agent's GPU metric, published with InstanceId as its
+	// only dimension (SetMetricSeries with this name).
+	cwNamespaceAgent        = "CWAgent"
+	cwAgentGPUMetric        = "nvidia_smi_utilization_gpu"
 	cwMaxQueries            = 500    // MetricDataQueries per GetMetricData
 	cwDefaultMaxDatapoints  = 100800 // GetMetricData's default and largest page
 	cwMaxStatisticsPoints   = 1440   // datapoints one GetMetricStatistics may ask for
@@ -180,7 +184,8 @@ type cwMetric struct {
 // seriesLocked returns the stored samples the metric names: AWS/EC2 with
 // exactly the InstanceId dimension; any other metric has no data.
 func (s *Server) seriesLocked(m cwMetric) []sample {
-	if m.namespace != cwNamespaceEC2 || len(m.dims) != 1 || m.dims[0][0] != "InstanceId" {
+	ok := m.namespace == cwNamespaceEC2 || (m.namespace == cwNamespaceAgent && m.name == cwAgentGPUMetric)
+	if !ok || len(m.dims) != 1 || m.dims[0][0] != "InstanceId" {
 		return nil
 	}
 	return s.metrics[metricKey{m.dims[0][1], m.name}]

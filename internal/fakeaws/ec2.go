@@ -955,6 +955,13 @@ func ec2DescribeInstanceTypes(s *Server, req *request) (*response, *apiError) {
 		ProcessorInfo struct {
 			Architectures []string `xml:"supportedArchitectures>item"`
 		} `xml:"processorInfo"`
+		GpuInfo *struct {
+			Gpus []struct {
+				Count        int32  `xml:"count"`
+				Name         string `xml:"name"`
+				Manufacturer string `xml:"manufacturer"`
+			} `xml:"gpus>item"`
+		} `xml:"gpuInfo,omitempty"`
 	}
 	type describeInstanceTypesResponse struct {
 		XMLName   xml.Name  `xml:"DescribeInstanceTypesResponse"`
@@ -974,6 +981,20 @@ func ec2DescribeInstanceTypes(s *Server, req *request) (*response, *apiError) {
 		x.InstanceType, x.CurrentGeneration = t.Name, !strings.HasPrefix(t.Name, "t2.")
 		x.VCPUInfo.DefaultVCPUs, x.MemoryInfo.SizeInMiB = t.VCPUs, t.MemoryMiB
 		x.ProcessorInfo.Architectures = []string{"x86_64"}
+		if t.GPUs > 0 {
+			x.GpuInfo = &struct {
+				Gpus []struct {
+					Count        int32  `xml:"count"`
+					Name         string `xml:"name"`
+					Manufacturer string `xml:"manufacturer"`
+				} `xml:"gpus>item"`
+			}{}
+			x.GpuInfo.Gpus = append(x.GpuInfo.Gpus, struct {
+				Count        int32  `xml:"count"`
+				Name         string `xml:"name"`
+				Manufacturer string `xml:"manufacturer"`
+			}{Count: t.GPUs, Name: "A10G", Manufacturer: "NVIDIA"})
+		}
 		out.Types = append(out.Types, x)
 	}
 	return xmlResponse(out)

@@ -55,6 +55,7 @@ type InstanceType struct {
 	Name      string
 	VCPUs     int32
 	MemoryMiB int64
+	GPUs      int32 // NVIDIA GPUs (GpuInfo); 0 for none
 }
 
 // Instance is a snapshot of one fake EC2 instance.
@@ -168,13 +169,13 @@ func New() *Server {
 		throttles:     map[string]*throttle{},
 	}
 	for _, t := range []InstanceType{
-		{"t2.micro", 1, 1024},
-		{"t3.small", 2, 2048},
-		{"t3.medium", 2, 4096},
-		{"t3.large", 2, 8192},
-		{"m5.large", 2, 8192},
-		{"c5.xlarge", 4, 8192},
-		{"g4dn.xlarge", 4, 16384},
+		{"t2.micro", 1, 1024, 0},
+		{"t3.small", 2, 2048, 0},
+		{"t3.medium", 2, 4096, 0},
+		{"t3.large", 2, 8192, 0},
+		{"m5.large", 2, 8192, 0},
+		{"c5.xlarge", 4, 8192, 0},
+		{"g4dn.xlarge", 4, 16384, 1},
 	} {
 		s.AddInstanceType(t)
 	}
