@@ -163,7 +163,9 @@ func TestSpreadRedeliversElsewhere(t *testing.T) {
 }
 
 // TestSpreadDroppedConnection ends one replica's connection while it holds
-// envelopes unacked: they are redelivered to the other replicas, spread.
+// envelopes unacked: they are redelivered to other connections, spread (the
+// dropped replica may have reconnected by then; its new connection is
+// another one, as on Slack).
 func TestSpreadDroppedConnection(t *testing.T) {
 	t.Parallel()
 	s := New()
@@ -172,7 +174,9 @@ func TestSpreadDroppedConnection(t *testing.T) {
 	s.SetRedelivery(time.Minute, 3)
 	s.SetSpread(true, 3)
 	hs := startReplicas(t, s, 3)
-	hs[2].holdAcks(func(*socketmode.Request) bool { return true })
+	// Replica 3 leaves its first deliveries unacked; a redelivery that
+	// reaches it on its next connection it acks.
+	hs[2].holdAcks(func(r *socketmode.Request) bool { return r.RetryAttempt == 0 })
 	ctx := longCtx(t)
 	var victims []string
 	for i := range 30 {
@@ -210,21 +214,12 @@ func TestSpreadDroppedConnection(t *testing.T) {
 			t.Fatalf("%s: %v (deliveries %+v)", id, err, s.Deliveries(id))
 		}
 		ds := s.Deliveries(id)
-		if len(ds) != 2 || ds[1].RetryAttempt != 1 || ds[1].RetryReason != RetryReasonConnectionClosed || (ds[1].Conn != 1 && ds[1].Conn != 2) || ack.Conn != ds[1].Conn {
+		if len(ds) != 2 || ds[1].RetryAttempt != 1 || ds[1].RetryReason != RetryReasonConnectionClosed || ds[1].Conn == 3 || ack.Conn != ds[1].Conn {
 			t.Errorf("%s: deliveries %+v, ack %+v", id, ds, ack)
 		}
 		perConn[ds[1].Conn]++
 	}
-	if perConn[1] == 0 || perConn[2] == 0 {
+	if len(perConn) < 2 {
 		t.Errorf("redeliveries of connection 3's %d envelopes not spread: %v", len(victims), perConn)
-	}
-	// Replica 3 comes back on connection 4 and gets nothing it had.
-	if err := s.WaitConnections(ctx, 4); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case evt := <-hs[2].events:
-		t.Errorf("replica 3 got %+v again", evt.Request)
-	case <-time.After(100 * time.Millisecond):
 	}
 }
