@@ -9,6 +9,7 @@ import (
 
 	"github.com/computebot/computebot"
 	"github.com/computebot/computebot/commands"
+	"github.com/computebot/computebot/idle"
 	"github.com/computebot/computebot/internal/crash"
 	"github.com/computebot/computebot/policy"
 	"github.com/computebot/computebot/reply"
@@ -327,4 +328,15 @@ func (f *Flow) keep(ctx context.Context, in *computebot.Intent, o Origin, c *com
 		return
 	}
 	f.announce(ctx, o, inst, reply.KeptUntil(inst, o.User, until))
+	// An idle notice waiting out its grace is settled now, as Keep running
+	// would (it snoozes; the tag keeps it from new notices after that), so
+	// its message stops saying the instance will be stopped.
+	if f.idle == nil {
+		return
+	}
+	if n, err := f.idle.Notice(ctx, inst.ID); err == nil && n.Reason == idle.ReasonIdle && n.State == idle.StateNoticed {
+		if _, err := f.idle.Keep(ctx, inst.ID, o.User); err != nil {
+			f.log.Warn("keep: settle the pending idle notice", "instance", inst.ID, "err", err)
+		}
+	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -307,7 +308,18 @@ func TestKeep(t *testing.T) {
 	b.seed(pending, ana, 0.5, 1000, nil)
 	b.waitAny("`" + pending + "`")
 	b.slash(ana, "/keep", pending+" 1d")
-	b.waitAny("kept from idle stops until")
+	b.waitAny("keeps `" + pending + "` from idle stops until")
+	// The notice says at once that it will not stop.
+	if !b.await(5*time.Second, func() bool {
+		for _, m := range b.slack.Messages(channel) {
+			if strings.Contains(m.Text, "`"+pending+"`") && m.Updated > 0 && strings.Contains(visible(m), "ept") && !slices.Contains(b.slack.Buttons(channel, m.TS), "Keep running") {
+				return true
+			}
+		}
+		return false
+	}) {
+		t.Errorf("the pending notice was not settled by /keep%s", b.dump())
+	}
 	time.Sleep(3 * time.Second) // past the 2 s grace and a few checks
 	if s := b.state(pending); s != "running" {
 		t.Fatalf("%s is %s after /keep, want running", pending, s)
@@ -391,4 +403,16 @@ func TestIdleGPU(t *testing.T) {
 	if agent == 0 {
 		t.Error("no GetMetricData query of the CWAgent namespace")
 	}
+}
+
+// await polls cond for up to d.
+func (b *bed) await(d time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return true
 }
