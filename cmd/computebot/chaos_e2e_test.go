@@ -255,13 +255,7 @@ func chaosAckText(t *testing.T, a fakeslack.Ack) string {
 }
 
 func chaosCount(b *bed, pred func(fakeslack.Message) bool) int {
-	n := 0
-	for _, m := range b.slack.Messages(channel) {
-		if pred(m) {
-			n++
-		}
-	}
-	return n
+	return len(channelMessages(b.slack, pred))
 }
 
 // isRequestMessageOf matches the request message of user's /launch.

@@ -513,13 +513,7 @@ func (c *crashBed) postsWithKey(key string) int {
 // Channel state.
 
 func (c *crashBed) messages(pred func(fakeslack.Message) bool) []fakeslack.Message {
-	var out []fakeslack.Message
-	for _, m := range c.slack.Messages(channel) {
-		if pred(m) {
-			out = append(out, m)
-		}
-	}
-	return out
+	return channelMessages(c.slack, pred)
 }
 
 func (c *crashBed) count(pred func(fakeslack.Message) bool) int { return len(c.messages(pred)) }
@@ -548,13 +542,7 @@ func crashPrivateTo(user, substr string) func(fakeslack.Message) bool {
 	}
 }
 
-func (c *crashBed) dump() string {
-	var sb strings.Builder
-	for _, m := range c.slack.Messages(channel) {
-		fmt.Fprintf(&sb, "\n  [%s thread=%s eph=%v/%s via=%s upd=%d] %s", m.TS, m.ThreadTS, m.Ephemeral, m.EphemeralUser, m.Via, m.Updated, m.Text)
-	}
-	return sb.String()
-}
+func (c *crashBed) dump() string { return dumpChannel(c.slack) }
 
 // postThread posts a top-level message as the bot would have (a request
 // message of an earlier launch), for a seeded instance's thread: replies

@@ -277,12 +277,40 @@ func (b *bed) audit() []computebot.AuditEntry {
 	return es
 }
 
-func (b *bed) dump() string {
+func (b *bed) dump() string { return dumpChannel(b.slack) }
+
+// The beds' shared helpers on the fake Slack's channel.
+
+// channelMessages are the channel's messages pred accepts, oldest first.
+func channelMessages(s *fakeslack.Server, pred func(fakeslack.Message) bool) []fakeslack.Message {
+	var out []fakeslack.Message
+	for _, m := range s.Messages(channel) {
+		if pred(m) {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// dumpChannel lists the channel's messages, for failure messages.
+func dumpChannel(s *fakeslack.Server) string {
 	var sb strings.Builder
-	for _, m := range b.slack.Messages(channel) {
-		fmt.Fprintf(&sb, "\n  [%s thread=%s eph=%v/%s via=%s] %s", m.TS, m.ThreadTS, m.Ephemeral, m.EphemeralUser, m.Via, m.Text)
+	for _, m := range s.Messages(channel) {
+		fmt.Fprintf(&sb, "\n  [%s thread=%s eph=%v/%s via=%s upd=%d] %s", m.TS, m.ThreadTS, m.Ephemeral, m.EphemeralUser, m.Via, m.Updated, m.Text)
 	}
 	return sb.String()
+}
+
+// pollFor checks cond every 20 ms for up to d.
+func pollFor(d time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return true
 }
 
 // ackText is the text of an ephemeral ack payload ("" for a bare ack).

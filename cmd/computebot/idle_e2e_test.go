@@ -406,13 +406,4 @@ func TestIdleGPU(t *testing.T) {
 }
 
 // await polls cond for up to d.
-func (b *bed) await(d time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return true
-}
+func (b *bed) await(d time.Duration, cond func() bool) bool { return pollFor(d, cond) }

@@ -237,34 +237,13 @@ func (b *replicaBed) logs() string {
 	return sb.String()
 }
 
-func (b *replicaBed) await(within time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return true
-}
+func (b *replicaBed) await(within time.Duration, cond func() bool) bool { return pollFor(within, cond) }
 
 func (b *replicaBed) messages(pred func(fakeslack.Message) bool) []fakeslack.Message {
-	var out []fakeslack.Message
-	for _, m := range b.slack.Messages(channel) {
-		if pred(m) {
-			out = append(out, m)
-		}
-	}
-	return out
+	return channelMessages(b.slack, pred)
 }
 
-func (b *replicaBed) dump() string {
-	var sb strings.Builder
-	for _, m := range b.slack.Messages(channel) {
-		fmt.Fprintf(&sb, "\n  [%s thread=%s eph=%v/%s via=%s] %s", m.TS, m.ThreadTS, m.Ephemeral, m.EphemeralUser, m.Via, m.Text)
-	}
-	return sb.String()
-}
+func (b *replicaBed) dump() string { return dumpChannel(b.slack) }
 
 // leader is the replica holding the leader lease, as the table says.
 func (b *replicaBed) leader() string {
