@@ -46,6 +46,9 @@ type Instance struct {
 	PrivateIP  string
 	LaunchTime time.Time
 	Tags       map[string]string
+	// Hibernation is true when the instance was launched able to
+	// hibernate (HibernationOptions.Configured): a stop should hibernate it.
+	Hibernation bool
 }
 
 // InstanceType describes an EC2 instance type (from DescribeInstanceTypes).
@@ -54,6 +57,8 @@ type InstanceType struct {
 	VCPUs     int32
 	MemoryMiB int64
 	GPUs      int32 // accelerators (DescribeInstanceTypes GpuInfo); 0 for none
+	// Hibernation is DescribeInstanceTypes' HibernationSupported.
+	Hibernation bool
 }
 
 // Image is an AMI (from DescribeImages). Name drives SSH user inference;
@@ -62,7 +67,25 @@ type Image struct {
 	ID             string
 	Name           string
 	RootDeviceName string
+	RootVolumeGiB  int32 // the root snapshot's size; 0 when unknown
 }
+
+// VCPUQuota is the account's on-demand vCPU quota (Service Quotas) for the
+// class of instance families a type belongs to, and how much of it the
+// running and pending instances of that class use.
+//
+// It is stored with launch requests: the JSON names are the stored ones.
+type VCPUQuota struct {
+	Class     string `json:"class"`      // "standard", "G", "P", …: which instances share the quota
+	QuotaCode string `json:"quota_code"` // e.g. L-DB2E81BA
+	QuotaName string `json:"quota_name"` // as Service Quotas names it
+	Region    string `json:"region"`
+	Limit     int    `json:"limit"`  // vCPUs
+	InUse     int    `json:"in_use"` // vCPUs of the class's running and pending instances
+}
+
+// Fits reports whether vcpus more fit within the quota.
+func (q VCPUQuota) Fits(vcpus int) bool { return q.InUse+vcpus <= q.Limit }
 
 // LaunchSpec is everything RunInstances needs for one instance.
 type LaunchSpec struct {
@@ -80,6 +103,12 @@ type LaunchSpec struct {
 	// UserData is the instance's user data (a cloud-init document), as
 	// text; "" for none. It is part of what the ClientToken stands for.
 	UserData string
+	// Hibernate launches the instance able to hibernate
+	// (HibernationOptions.Configured); its root volume is then encrypted
+	// and RootVolumeGiB large enough for its memory.
+	Hibernate bool
+	// RootVolumeGiB sizes the root volume; 0 keeps the image's size.
+	RootVolumeGiB int32
 }
 
 // InstanceFilter selects managed instances (tag computebot:managed=true).
@@ -105,10 +134,18 @@ type Compute interface {
 	// instance as EC2 reports it right after (usually stopping / pending /
 	// shutting-down); callers poll Instance for the final state.
 	Stop(ctx context.Context, id string) (Instance, error)
+	// Hibernate stops an instance keeping its memory (StopInstances with
+	// Hibernate). When EC2 will not hibernate it (not configured, not
+	// ready, not supported), the error wraps ErrHibernationRefused and
+	// nothing changed: StopKeepingMemory then stops it plainly.
+	Hibernate(ctx context.Context, id string) (Instance, error)
 	Start(ctx context.Context, id string) (Instance, error)
 	Terminate(ctx context.Context, id string) (Instance, error)
 	// Tag sets tags on an instance (CreateTags), e.g. a new expires-at.
 	Tag(ctx context.Context, id string, tags map[string]string) error
+	// VCPUQuota is the on-demand vCPU quota of instanceType's class and
+	// its use; an error wrapping ErrNotFound for a type without one.
+	VCPUQuota(ctx context.Context, instanceType string) (VCPUQuota, error)
 }
 
 // Function is a Lambda function as the bot lists it.
@@ -159,6 +196,11 @@ var (
 	ErrExists       = errors.New("already exists")
 	ErrConflict     = errors.New("state changed concurrently")
 	ErrPriceUnknown = errors.New("price unknown")
+	// ErrNoCapacity: EC2 has no capacity for the type where it was asked
+	// (InsufficientInstanceCapacity); another subnet or type may have.
+	ErrNoCapacity = errors.New("no capacity")
+	// ErrHibernationRefused: EC2 would not hibernate the instance.
+	ErrHibernationRefused = errors.New("hibernation refused")
 	// ErrDeleteKey, returned by a key/value update function, asks for the
 	// key to be deleted instead of saved (a conditional delete).
 	ErrDeleteKey = errors.New("delete the key")
@@ -244,4 +286,41 @@ type Datapoint struct {
 // batched (up to 500 queries per call), never one call per instance.
 type Metrics interface {
 	InstanceMetrics(ctx context.Context, q MetricsQuery) (map[string]InstanceMetrics, error)
+}
+
+// Stopper stops instances; Compute is one.
+type Stopper interface {
+	Stop(ctx context.Context, id string) (Instance, error)
+	Hibernate(ctx context.Context, id string) (Instance, error)
+}
+
+// Stopped says how StopKeepingMemory stopped an instance.
+type Stopped struct {
+	Instance   Instance // as EC2 reported it right after the call
+	Hibernated bool     // its memory is kept
+	// NotHibernated is why an instance launched for hibernation was
+	// stopped plainly instead (EC2's refusal, in plain words); "" otherwise.
+	NotHibernated string
+}
+
+// StopKeepingMemory stops inst, hibernating it when it was launched able to
+// (inst.Hibernation). When EC2 refuses the hibernation (for example its
+// agent is not ready yet), nothing changed, and the instance is stopped
+// plainly: a stop was asked for, and a running idle machine costs money.
+// Every stop of the bot goes through here (/stop, Stop now, idle stops).
+func StopKeepingMemory(ctx context.Context, c Stopper, inst Instance) (Stopped, error) {
+	if !inst.Hibernation {
+		after, err := c.Stop(ctx, inst.ID)
+		return Stopped{Instance: after}, err
+	}
+	after, err := c.Hibernate(ctx, inst.ID)
+	if err == nil {
+		return Stopped{Instance: after, Hibernated: true}, nil
+	}
+	if !errors.Is(err, ErrHibernationRefused) {
+		return Stopped{}, err
+	}
+	why := UserMessage(err)
+	after, err = c.Stop(ctx, inst.ID)
+	return Stopped{Instance: after, NotHibernated: why}, err
 }

@@ -2,6 +2,8 @@ package computebot
 
 import (
 	"context"
+	"fmt"
+	"slices"
 	"time"
 )
 
@@ -110,6 +112,63 @@ type LaunchRequest struct {
 	// keys), made at admission: every RunInstances attempt of the request,
 	// also after a restart under a changed config, sends exactly this.
 	UserData string
+
+	// Quota is the vCPU quota the type counts against, as the admission
+	// found it (nil when not looked up); QuotaUnknown says the lookup
+	// failed, which does not block a request.
+	Quota        *VCPUQuota
+	QuotaUnknown bool
+
+	// Hibernate was asked for (--hibernate, launch.hibernate);
+	// NoHibernation says why the launch cannot be configured for it
+	// ("" when it can, or was not asked for).
+	Hibernate     bool
+	NoHibernation string
+
+	// Plan is every RunInstances the launch may make, in order (the type
+	// in each subnet, then each fallback type in each subnet), made at
+	// admission so that a restart under a changed config tries the same.
+	// Try is the index of the attempt under way, or of the one that
+	// launched: it moves on only after EC2 said it had no capacity for
+	// the attempt before. Empty for a request from before fallbacks: one
+	// try, the type in launch.subnet_id, with ClientToken().
+	Plan []LaunchTry
+	Try  int
+	// MaxPricePerHour is the highest hourly price among the plan's types
+	// (what the approval covers); MaxPriceKnown when all were known.
+	MaxPricePerHour float64
+	MaxPriceKnown   bool
+}
+
+// LaunchTry is one RunInstances a launch may make. It is stored with
+// launch requests: the JSON names are the stored ones.
+type LaunchTry struct {
+	InstanceType string `json:"instance_type"`
+	SubnetID     string `json:"subnet_id,omitempty"` // "" for EC2's default
+	// Hibernate configures the instance for hibernation; RootVolumeGiB
+	// sizes its root volume to hold the memory (0 keeps the image's).
+	Hibernate     bool  `json:"hibernate,omitempty"`
+	RootVolumeGiB int32 `json:"root_volume_gib,omitempty"`
+}
+
+// Current is the attempt under way (or that launched): Plan[Try], or for a
+// request without a plan its type alone.
+func (l *LaunchRequest) Current() LaunchTry {
+	if l.Try >= 0 && l.Try < len(l.Plan) {
+		return l.Plan[l.Try]
+	}
+	return LaunchTry{InstanceType: l.InstanceType}
+}
+
+// Fallbacks are the plan's types after the requested one, in order.
+func (l *LaunchRequest) Fallbacks() []string {
+	var out []string
+	for _, t := range l.Plan {
+		if t.InstanceType != l.InstanceType && !slices.Contains(out, t.InstanceType) {
+			out = append(out, t.InstanceType)
+		}
+	}
+	return out
 }
 
 // LambdaRequest is an invocation that needs an approver first.
@@ -131,6 +190,17 @@ func (r *Request) Kind() RequestKind {
 // from the request ID so that every attempt, before or after a restart, is
 // the same launch as far as EC2 is concerned.
 func (r *Request) ClientToken() string { return "computebot-" + r.ID }
+
+// TryToken is the ClientToken of the launch's attempt try: the first is
+// ClientToken (as before fallbacks), each later one its own, so that a
+// restart resends the attempt it was at and never launches a second
+// instance, while a new attempt is a new launch for EC2.
+func (r *Request) TryToken(try int) string {
+	if try == 0 {
+		return r.ClientToken()
+	}
+	return fmt.Sprintf("%s-%d", r.ClientToken(), try)
+}
 
 // DecidedByOrPolicy is who approved: the approver's user ID, or PolicyActor
 // for an auto-approved request.

@@ -33,6 +33,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/pricing"
+	"github.com/aws/aws-sdk-go-v2/service/servicequotas"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 
@@ -93,8 +94,10 @@ type Client struct {
 	pricing    *pricing.Client
 	lambda     *lambda.Client
 	cloudwatch *cloudwatch.Client
-	sts        *sts.Client  // only `computebot check` asks who it is
-	reads      readRetryers // the reads' retryers, one per service (see retry.go)
+	// servicequotas answers the vCPU quota a launch counts against.
+	servicequotas *servicequotas.Client
+	sts           *sts.Client  // only `computebot check` asks who it is
+	reads         readRetryers // the reads' retryers, one per service (see retry.go)
 
 	region        string
 	callTimeout   time.Duration
@@ -109,13 +112,17 @@ type Client struct {
 	mu      sync.Mutex
 	prices  map[string]priceEntry   // instance type → cached answer
 	flights map[string]*priceFlight // instance type → lookup in progress
+	// quotaLimits and quotaUsage are VCPUQuota's brief caches.
+	quotaLimits map[string]quotaLimit // by quota code
+	quotaUsage  quotaUsage
 }
 
 var _ computebot.Cloud = (*Client)(nil)
 
 // New loads the SDK's default configuration (environment, shared config,
 // instance role; AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_EC2,
-// AWS_ENDPOINT_URL_LAMBDA, AWS_ENDPOINT_URL_CLOUDWATCH…, AWS_MAX_ATTEMPTS
+// AWS_ENDPOINT_URL_LAMBDA, AWS_ENDPOINT_URL_CLOUDWATCH,
+// AWS_ENDPOINT_URL_SERVICE_QUOTAS…, AWS_MAX_ATTEMPTS
 // are honoured) and returns a Client. AWS_MAX_ATTEMPTS and AWS_RETRY_MODE
 // shape the retries of the mutating calls only; reads follow
 // Options.ReadAttempts (see the package doc).
@@ -177,6 +184,7 @@ func NewFromConfig(cfg awssdk.Config, opts Options) *Client {
 		}),
 		lambda:              lambda.NewFromConfig(cfg),
 		cloudwatch:          cloudwatch.NewFromConfig(cfg),
+		servicequotas:       servicequotas.NewFromConfig(cfg),
 		sts:                 sts.NewFromConfig(cfg),
 		reads:               newReadRetryers(opts.ReadRetryMode, opts.ReadAttempts, readBackoff(opts.ReadBackoffMax, opts.CallTimeout, opts.ReadAttempts)),
 		metricCallsInFlight: opts.MetricCallsInFlight,
@@ -188,6 +196,7 @@ func NewFromConfig(cfg awssdk.Config, opts Options) *Client {
 		now:                 time.Now,
 		prices:              map[string]priceEntry{},
 		flights:             map[string]*priceFlight{},
+		quotaLimits:         map[string]quotaLimit{},
 	}
 }
 

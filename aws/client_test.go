@@ -88,7 +88,7 @@ func TestInstanceType(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := (computebot.InstanceType{Name: "t2.micro", VCPUs: 1, MemoryMiB: 1024}); it != want {
+	if want := (computebot.InstanceType{Name: "t2.micro", VCPUs: 1, MemoryMiB: 1024, Hibernation: true}); it != want {
 		t.Errorf("got %+v, want %+v", it, want)
 	}
 
@@ -106,7 +106,7 @@ func TestResolveImage(t *testing.T) {
 	fake := newFake(t)
 	c := newClient(t, fake, aws.Options{})
 	ctx := context.Background()
-	want := computebot.Image{ID: defaultAMI, Name: "al2023-ami-2023.6.20241010.0-kernel-6.1-x86_64", RootDeviceName: "/dev/xvda"}
+	want := computebot.Image{ID: defaultAMI, Name: "al2023-ami-2023.6.20241010.0-kernel-6.1-x86_64", RootDeviceName: "/dev/xvda", RootVolumeGiB: 8}
 
 	t.Run("by ID", func(t *testing.T) {
 		img, err := c.ResolveImage(ctx, defaultAMI)

@@ -49,6 +49,7 @@ func (c *Client) InstanceType(ctx context.Context, name string) (computebot.Inst
 				it.GPUs += awssdk.ToInt32(g.Count)
 			}
 		}
+		it.Hibernation = awssdk.ToBool(t.HibernationSupported)
 		return it, nil
 	}
 	return computebot.InstanceType{}, notFoundError(info, "InvalidInstanceType")
@@ -91,13 +92,20 @@ func (c *Client) ResolveImage(ctx context.Context, ref string) (computebot.Image
 		return computebot.Image{}, err
 	}
 	for _, img := range out.Images {
-		if awssdk.ToString(img.ImageId) == id {
-			return computebot.Image{
-				ID:             id,
-				Name:           awssdk.ToString(img.Name),
-				RootDeviceName: awssdk.ToString(img.RootDeviceName),
-			}, nil
+		if awssdk.ToString(img.ImageId) != id {
+			continue
 		}
+		found := computebot.Image{
+			ID:             id,
+			Name:           awssdk.ToString(img.Name),
+			RootDeviceName: awssdk.ToString(img.RootDeviceName),
+		}
+		for _, m := range img.BlockDeviceMappings {
+			if awssdk.ToString(m.DeviceName) == found.RootDeviceName && m.Ebs != nil {
+				found.RootVolumeGiB = awssdk.ToInt32(m.Ebs.VolumeSize)
+			}
+		}
+		return found, nil
 	}
 	// EC2 usually answers InvalidAMIID.NotFound; an empty list means the same.
 	return computebot.Image{}, notFoundError(info, "InvalidAMIID.NotFound")
@@ -171,10 +179,14 @@ func runInstancesInput(spec computebot.LaunchSpec) *ec2.RunInstancesInput {
 		in.SubnetId = awssdk.String(spec.SubnetID)
 	}
 	if spec.RootDeviceName != "" {
-		in.BlockDeviceMappings = []types.BlockDeviceMapping{{
-			DeviceName: awssdk.String(spec.RootDeviceName),
-			Ebs:        &types.EbsBlockDevice{Encrypted: awssdk.Bool(true)},
-		}}
+		root := &types.EbsBlockDevice{Encrypted: awssdk.Bool(true)}
+		if spec.RootVolumeGiB > 0 {
+			root.VolumeSize = awssdk.Int32(spec.RootVolumeGiB)
+		}
+		in.BlockDeviceMappings = []types.BlockDeviceMapping{{DeviceName: awssdk.String(spec.RootDeviceName), Ebs: root}}
+	}
+	if spec.Hibernate {
+		in.HibernationOptions = &types.HibernationOptionsRequest{Configured: awssdk.Bool(true)}
 	}
 	if len(spec.Tags) > 0 {
 		tags := make([]types.Tag, 0, len(spec.Tags))
@@ -280,6 +292,31 @@ func (c *Client) Stop(ctx context.Context, id string) (computebot.Instance, erro
 	return stateChange(info, out.StoppingInstances)
 }
 
+// Hibernate stops one instance keeping its memory (StopInstances with
+// Hibernate). EC2's refusals to hibernate (hibernationRefusedCodes) wrap
+// computebot.ErrHibernationRefused: nothing changed, and a plain Stop is
+// the caller's way on (computebot.StopKeepingMemory).
+func (c *Client) Hibernate(ctx context.Context, id string) (computebot.Instance, error) {
+	info := callInfo{API: "ec2:StopInstances", InstanceID: id, Verb: "hibernated"}
+	out, err := call(ctx, c, info, func(ctx context.Context) (*ec2.StopInstancesOutput, error) {
+		return c.ec2.StopInstances(ctx, &ec2.StopInstancesInput{InstanceIds: []string{id}, Hibernate: awssdk.Bool(true)}, c.ec2Retry(info.API))
+	})
+	if err != nil {
+		if code := computebot.ErrorCode(err); matchCode(hibernationRefusedCodes, code) {
+			return computebot.Instance{}, &computebot.Error{Code: code, Err: fmt.Errorf("%w: %w", computebot.ErrHibernationRefused, err),
+				Message: fmt.Sprintf("EC2 would not hibernate %s (%s)", id, code)}
+		}
+		return computebot.Instance{}, err
+	}
+	return stateChange(info, out.StoppingInstances)
+}
+
+// hibernationRefusedCodes are EC2's answers to a hibernate that change
+// nothing and leave a plain stop possible: the instance was not launched
+// for hibernation, its agent is not ready yet (a few minutes after launch),
+// or its configuration (type, image, volume) cannot.
+var hibernationRefusedCodes = []string{"UnsupportedHibernationConfiguration", "UnsupportedOperation", "Unsupported"}
+
 // Start asks EC2 to start one stopped instance (StartInstances); the answer
 // is usually "pending". A started instance gets a new public IP, known only
 // once it runs.
@@ -358,6 +395,9 @@ func convertInstance(in types.Instance) computebot.Instance {
 	}
 	if in.State != nil {
 		out.State = string(in.State.Name)
+	}
+	if in.HibernationOptions != nil {
+		out.Hibernation = awssdk.ToBool(in.HibernationOptions.Configured)
 	}
 	if len(in.Tags) > 0 {
 		out.Tags = make(map[string]string, len(in.Tags))

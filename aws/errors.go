@@ -53,6 +53,7 @@ func (c callInfo) iam() string {
 type errorRule struct {
 	codes    []string // exact codes; a trailing "*" matches a prefix
 	notFound bool     // also wrap computebot.ErrNotFound
+	also     error    // when set, also wrapped (computebot.ErrNoCapacity…)
 	// transient: the same call may well succeed if tried again shortly
 	// (throttling, the service's own errors); callers read it with
 	// computebot.Transient.
@@ -64,6 +65,7 @@ type errorRule struct {
 var errorRules = []errorRule{
 	{
 		codes: []string{"InsufficientInstanceCapacity", "InsufficientCapacity"},
+		also:  computebot.ErrNoCapacity,
 		message: func(c callInfo, _, _ string) string {
 			return fmt.Sprintf("AWS has no spare %s capacity in this Availability Zone right now. "+
 				"Try again in a few minutes or pick another instance type.", or(c.Type, "instance"))
@@ -283,6 +285,9 @@ func mapError(info callInfo, timeout time.Duration, err error) error {
 			wrapped := err
 			if r.notFound {
 				wrapped = fmt.Errorf("%w: %w", computebot.ErrNotFound, err)
+			}
+			if r.also != nil {
+				wrapped = fmt.Errorf("%w: %w", r.also, wrapped)
 			}
 			return &computebot.Error{Code: code, Message: r.message(info, code, apiErr.ErrorMessage()), Transient: r.transient, Err: wrapped}
 		}

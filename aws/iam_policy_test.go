@@ -28,13 +28,14 @@ const sdkServicePrefix = "github.com/aws/aws-sdk-go-v2/service/"
 // iamPrefix maps an SDK service package to its IAM action prefix. A service
 // missing here makes TestIAMPolicyCoversExactlyTheAWSCalls fail, naming it.
 var iamPrefix = map[string]string{
-	"ec2":        "ec2",
-	"pricing":    "pricing",
-	"ssm":        "ssm",
-	"lambda":     "lambda",
-	"cloudwatch": "cloudwatch",
-	"sts":        "sts",
-	"dynamodb":   "dynamodb",
+	"ec2":           "ec2",
+	"pricing":       "pricing",
+	"ssm":           "ssm",
+	"lambda":        "lambda",
+	"cloudwatch":    "cloudwatch",
+	"sts":           "sts",
+	"dynamodb":      "dynamodb",
+	"servicequotas": "servicequotas",
 }
 
 // iamActionName maps the SDK operations whose IAM action has another name.

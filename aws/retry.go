@@ -36,6 +36,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/pricing"
+	"github.com/aws/aws-sdk-go-v2/service/servicequotas"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 	smithy "github.com/aws/smithy-go"
@@ -102,6 +103,7 @@ var retryPolicy = map[string]retryClass{
 	"lambda:ListFunctions":           retryRead,
 	"lambda:GetFunction":             retryRead,
 	"sts:GetCallerIdentity":          retryRead,
+	"servicequotas:GetServiceQuota":  retryRead,
 
 	"ec2:RunInstances":       retryWrite, // also its DryRun (computebot check)
 	"ec2:StartInstances":     retryWrite,
@@ -124,12 +126,12 @@ func retryClassOf(api string) retryClass {
 // service, shared by all that service's reads (a retryer per call would
 // forget both).
 type readRetryers struct {
-	ec2, ssm, pricing, lambda, cloudwatch, sts awssdk.Retryer
+	ec2, ssm, pricing, lambda, cloudwatch, sts, servicequotas awssdk.Retryer
 }
 
 func newReadRetryers(mode string, attempts int, maxBackoff time.Duration) readRetryers {
 	r := func() awssdk.Retryer { return newReadRetryer(mode, attempts, maxBackoff) }
-	return readRetryers{ec2: r(), ssm: r(), pricing: r(), lambda: r(), cloudwatch: r(), sts: r()}
+	return readRetryers{ec2: r(), ssm: r(), pricing: r(), lambda: r(), cloudwatch: r(), sts: r(), servicequotas: r()}
 }
 
 // newReadRetryer is the SDK's adaptive mode (or, for RetryModeStandard,
@@ -205,6 +207,11 @@ func (c *Client) lambdaRetry(api string) func(*lambda.Options) {
 func (c *Client) cloudwatchRetry(api string) func(*cloudwatch.Options) {
 	set := retryFor(api, c.reads.cloudwatch)
 	return func(o *cloudwatch.Options) { set(&o.Retryer, &o.RetryMaxAttempts) }
+}
+
+func (c *Client) servicequotasRetry(api string) func(*servicequotas.Options) {
+	set := retryFor(api, c.reads.servicequotas)
+	return func(o *servicequotas.Options) { set(&o.Retryer, &o.RetryMaxAttempts) }
 }
 
 func (c *Client) stsRetry(api string) func(*sts.Options) {

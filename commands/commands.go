@@ -71,7 +71,7 @@ type Command interface {
 }
 
 // Launch requests a new EC2 instance: /launch TYPE [--hours N] [--image PRESET] [--ami AMI]
-// [--name NAME] [--reason TEXT].
+// [--name NAME] [--reason TEXT] [--hibernate].
 type Launch struct {
 	InstanceType string // lower case, e.g. "t3.micro"
 	Hours        int    // lease in hours; 0 when not given (use the configured default)
@@ -80,6 +80,7 @@ type Launch struct {
 	Image        string // "" or the name of an image preset (launch.images), checked later
 	Name         string // "" when not given
 	Reason       string // "" when not given
+	Hibernate    bool   // --hibernate: launch able to hibernate (also launch.hibernate)
 }
 
 // Instances lists managed instances: the caller's, or everyone's with --all.

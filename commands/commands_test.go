@@ -45,7 +45,7 @@ func check(t *testing.T, got Result, w want) {
 	}
 }
 
-const launchUsage = "\nUsage: `/launch TYPE [--hours N] [--image PRESET] [--ami AMI] [--name NAME] [--reason TEXT]`"
+const launchUsage = "\nUsage: `/launch TYPE [--hours N] [--image PRESET] [--ami AMI] [--name NAME] [--reason TEXT] [--hibernate]`"
 
 func TestParseText(t *testing.T) {
 	tests := []struct {
@@ -107,7 +107,7 @@ func TestParseText(t *testing.T) {
 		{"launch t2.micro --name", want{has: []string{"--name needs a value"}}},
 		{"launch t2.micro --name=", want{has: []string{"--name needs a value"}}},
 		{`launch t2.micro --name ""`, want{has: []string{"--name needs a value"}}},
-		{"launch t2.micro --foo", want{has: []string{"unknown flag --foo for /launch; its flags are --hours, --image, --ami, --name, --reason."}}},
+		{"launch t2.micro --foo", want{has: []string{"unknown flag --foo for /launch; its flags are --hours, --image, --ami, --name, --reason, --hibernate."}}},
 		{"launch t2.micro —hourz 4", want{has: []string{"unknown flag —hourz for /launch; did you mean --hours?"}}},
 		{"launch t2.micro --hourz=4", want{has: []string{"unknown flag --hourz for /launch; did you mean --hours?"}}},
 		{"launch t2.micro --ami ami-123", want{has: []string{"--ami must be an AMI ID", "`ami-123`"}}},

@@ -13,7 +13,7 @@ type Definition struct {
 	// "launch", "lambda invoke".
 	Name string
 	// Usage is the one-line syntax, generated from Args and Flags:
-	// "/launch TYPE [--hours N] [--image PRESET] [--ami AMI] [--name NAME] [--reason TEXT]".
+	// "/launch TYPE [--hours N] [--image PRESET] [--ami AMI] [--name NAME] [--reason TEXT] [--hibernate]".
 	Usage   string
 	Summary string
 	// Who may use the command (documentation; policy enforces it).
@@ -62,10 +62,12 @@ func Definitions() []Definition {
 				{Name: "ami", Value: "AMI", Help: "image to launch: an AMI ID (ami-…) or resolve:ssm:/parameter/name (default: launch.ami in the config)"},
 				{Name: "name", Value: "NAME", Help: "the instance's Name tag, up to 128 characters"},
 				{Name: "reason", Value: "TEXT", Help: "why you need it, shown to approvers (up to 500 characters; quote it)"},
+				{Name: "hibernate", Help: "launch it able to hibernate, so a stop keeps its memory (when its type and image can; launch.hibernate in the config makes it the default)"},
 			},
 			Examples: []string{
 				`/launch t2.micro`,
 				`/launch t3.small --hours 4 --reason "feature engineering"`,
+				`/launch g5.xlarge --image dlami --hibernate`,
 				`/launch g4dn.xlarge --hours 8 --name training-box --ami resolve:ssm:/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64`,
 			},
 			extraHint: `put a reason in quotes: --reason "feature engineering"`,

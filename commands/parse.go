@@ -274,6 +274,7 @@ func buildLaunch(p *parsed) Result {
 		}
 		l.Reason = v
 	}
+	_, l.Hibernate = p.flags["hibernate"]
 	return run(l)
 }
 

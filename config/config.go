@@ -46,7 +46,16 @@ type Launch struct {
 	KeyName           string   `yaml:"key_name"`
 	SecurityGroupIDs  []string `yaml:"security_group_ids"`
 	SubnetID          string   `yaml:"subnet_id"`
-	MaxRunningPerUser int      `yaml:"max_running_per_user"`
+	// SubnetIDs, when set, take the place of SubnetID: subnets in several
+	// Availability Zones, tried in order when one has no capacity.
+	SubnetIDs []string `yaml:"subnet_ids"`
+	// FallbackTypes maps a type to the types tried, in order, when no
+	// subnet has capacity for it (each an allowed type).
+	FallbackTypes map[string][]string `yaml:"fallback_types"`
+	// Hibernate launches instances able to hibernate when their type and
+	// image can (also /launch --hibernate); stops then keep the memory.
+	Hibernate         bool `yaml:"hibernate"`
+	MaxRunningPerUser int  `yaml:"max_running_per_user"`
 	DefaultTTL        Duration `yaml:"default_ttl"`
 	MaxLease          Duration `yaml:"max_lease"`
 	// Prices maps instance types to USD per hour, overriding the Pricing API.
@@ -59,6 +68,21 @@ type Launch struct {
 	UserData string `yaml:"user_data"`
 	// NotebookPort is Jupyter's port, forwarded by /connect's notebook line.
 	NotebookPort int `yaml:"notebook_port"`
+}
+
+// Subnets are the subnets a launch tries, in order: SubnetIDs when set,
+// else SubnetID; [""] (EC2's default subnet) when neither is.
+func (l *Launch) Subnets() []string {
+	if len(l.SubnetIDs) > 0 {
+		return slices.Clone(l.SubnetIDs)
+	}
+	return []string{l.SubnetID}
+}
+
+// Types are the types a launch of t tries, in order: t, then its
+// fallback_types.
+func (l *Launch) Types(t string) []string {
+	return append([]string{t}, l.FallbackTypes[t]...)
 }
 
 // Idle configures the idle-instance check.
@@ -305,6 +329,17 @@ func (c *Config) normalize() {
 	}
 	c.Launch.AMI = strings.TrimSpace(c.Launch.AMI)
 	c.Launch.SubnetID = strings.TrimSpace(c.Launch.SubnetID)
+	for i, id := range c.Launch.SubnetIDs {
+		c.Launch.SubnetIDs[i] = strings.TrimSpace(id)
+	}
+	if len(c.Launch.FallbackTypes) > 0 {
+		fallbacks := make(map[string][]string, len(c.Launch.FallbackTypes))
+		for t, list := range c.Launch.FallbackTypes {
+			lower(list)
+			fallbacks[strings.ToLower(strings.TrimSpace(t))] = list
+		}
+		c.Launch.FallbackTypes = fallbacks
+	}
 	for i, g := range c.Launch.SecurityGroupIDs {
 		c.Launch.SecurityGroupIDs[i] = strings.TrimSpace(g)
 	}

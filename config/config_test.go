@@ -78,6 +78,7 @@ func TestExampleShowsDefaults(t *testing.T) {
 	d.Launch.AllowedTypes, d.Launch.AMI, d.Launch.KeyName = c.Launch.AllowedTypes, c.Launch.AMI, c.Launch.KeyName
 	// Empty lists and maps in the file decode as empty, not nil.
 	d.Launch.AutoApproveTypes, d.Launch.SecurityGroupIDs, d.Launch.Prices, d.Launch.Images = []string{}, []string{}, map[string]float64{}, map[string]string{}
+	d.Launch.SubnetIDs, d.Launch.FallbackTypes = []string{}, map[string][]string{}
 	d.Lambda.RequireApproval = []string{}
 	if !reflect.DeepEqual(c, d) {
 		t.Errorf("example differs from defaults:\n got %+v\nwant %+v", c, d)
@@ -212,6 +213,16 @@ func TestValidation(t *testing.T) {
 			"launch.security_group_ids[0]", []string{`"sg-12" is not a security group ID`}},
 		{"bad subnet", minimal + "  subnet_id: subnet-xyz\n",
 			"launch.subnet_id", []string{`"subnet-xyz" is not a subnet ID`}},
+		{"bad subnet_ids", minimal + "  subnet_ids: [subnet-0123abcd, subnet-x]\n",
+			"launch.subnet_ids[1]", []string{`"subnet-x" is not a subnet ID`}},
+		{"subnet listed twice", minimal + "  subnet_ids: [subnet-0123abcd, subnet-0123abcd]\n",
+			"launch.subnet_ids[1]", []string{"subnet-0123abcd is listed twice"}},
+		{"fallback of a type not allowed", minimal + "  fallback_types: {g5.xlarge: [t3.micro]}\n",
+			"launch.fallback_types.g5.xlarge", []string{`"g5.xlarge" is not in launch.allowed_types`}},
+		{"fallback not allowed", minimal + "  fallback_types: {t3.micro: [g6.xlarge]}\n",
+			"launch.fallback_types.t3.micro[0]", []string{`"g6.xlarge" is not in launch.allowed_types; a fallback must be a type people may launch`}},
+		{"fallback to itself", "approvers: [U0APPROVER]\nlaunch:\n  allowed_types: [g5.xlarge, g6.xlarge]\n  ami: ami-0123abcd\n  fallback_types: {g5.xlarge: [g6.xlarge, G5.xlarge]}\n",
+			"launch.fallback_types.g5.xlarge[1]", []string{`"g5.xlarge" is already tried before`}},
 		{"max_running zero", minimal + "  max_running_per_user: 0\n",
 			"launch.max_running_per_user", []string{"must be at least 1, not 0"}},
 		{"max_running not a number", minimal + "  max_running_per_user: lots\n",

@@ -99,6 +99,36 @@ func (c *Config) problems() []*Problem {
 	if l.SubnetID != "" && !subnetRE.MatchString(l.SubnetID) {
 		add("launch.subnet_id", "%q is not a subnet ID (subnet- followed by 8 or 17 hex digits); leave it empty for the default VPC", l.SubnetID)
 	}
+	seenSubnet := map[string]bool{}
+	for i, id := range l.SubnetIDs {
+		key := fmt.Sprintf("launch.subnet_ids[%d]", i)
+		switch {
+		case !subnetRE.MatchString(id):
+			add(key, "%q is not a subnet ID (subnet- followed by 8 or 17 hex digits)", id)
+		case seenSubnet[id]:
+			add(key, "%s is listed twice", id)
+		}
+		seenSubnet[id] = true
+	}
+	for _, t := range slices.Sorted(maps.Keys(l.FallbackTypes)) {
+		key := "launch.fallback_types." + t
+		if !slices.Contains(l.AllowedTypes, t) {
+			add(key, "%q is not in launch.allowed_types; only an allowed type can fall back to others", t)
+		}
+		seen := map[string]bool{t: true}
+		for i, f := range l.FallbackTypes[t] {
+			k := fmt.Sprintf("%s[%d]", key, i)
+			switch {
+			case !commands.IsInstanceTypeName(f):
+				add(k, "%q is not an EC2 instance type name (family.size, e.g. g6.xlarge)", f)
+			case !slices.Contains(l.AllowedTypes, f):
+				add(k, "%q is not in launch.allowed_types; a fallback must be a type people may launch", f)
+			case seen[f]:
+				add(k, "%q is already tried before", f)
+			}
+			seen[f] = true
+		}
+	}
 	if l.MaxRunningPerUser < 1 {
 		add("launch.max_running_per_user", "must be at least 1, not %d", l.MaxRunningPerUser)
 	}

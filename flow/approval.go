@@ -43,7 +43,8 @@ func (f *Flow) newLaunchRequest(o Origin, c *commands.Launch) *computebot.Reques
 	return &computebot.Request{
 		ID: id, Requester: o.User, ChannelID: o.Channel, ResponseURL: o.ResponseURL,
 		State: computebot.RequestNew, CreatedAt: f.now(),
-		Launch: &computebot.LaunchRequest{InstanceType: c.InstanceType, ImageRef: ami, Name: name, Reason: c.Reason, Lease: lease},
+		Launch: &computebot.LaunchRequest{InstanceType: c.InstanceType, ImageRef: ami, Name: name, Reason: c.Reason, Lease: lease,
+			Hibernate: c.Hibernate || f.cfg.Launch.Hibernate},
 	}
 }
 
@@ -210,6 +211,15 @@ func (f *Flow) admit(ctx context.Context, r *computebot.Request) (*computebot.Re
 		}
 		return nil, f.refuse(ctx, r, reply.TypeLookupFailed(l.InstanceType, computebot.UserMessage(err)))
 	}
+	// Refused now rather than failing after its approval with
+	// VcpuLimitExceeded; an unknown quota does not block.
+	quota, overQuota, quotaErr := f.checkQuota(ctx, r, it)
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	if overQuota != nil {
+		return nil, f.refuse(ctx, r, *overQuota)
+	}
 	img, err := f.cloud.ResolveImage(ctx, l.ImageRef)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -237,6 +247,9 @@ func (f *Flow) admit(ctx context.Context, r *computebot.Request) (*computebot.Re
 		return nil, f.refuse(ctx, r, reply.UserDataRefused(err.Error()))
 	}
 
+	l.PricePerHour, l.PriceKnown = price, priceKnown
+	plan, maxPrice, maxKnown, noHibernation := f.planLaunch(ctx, l, it, img)
+
 	auto := d.Verdict == policy.Allow
 	r, err = f.settleNew(ctx, r.ID, auto, func(cur *computebot.Request) {
 		cl := cur.Launch
@@ -244,6 +257,9 @@ func (f *Flow) admit(ctx context.Context, r *computebot.Request) (*computebot.Re
 		cl.ImageID, cl.ImageName, cl.ImageRoot = img.ID, img.Name, img.RootDeviceName
 		cl.PricePerHour, cl.PriceKnown = price, priceKnown
 		cl.SSHKeys, cl.UserData = lines, userData
+		cl.Quota, cl.QuotaUnknown = quota, quotaErr != nil
+		cl.Plan, cl.Try, cl.MaxPricePerHour, cl.MaxPriceKnown = plan, 0, maxPrice, maxKnown
+		cl.NoHibernation = noHibernation
 	})
 	if err != nil {
 		return nil, err

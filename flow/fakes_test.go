@@ -288,6 +288,8 @@ const (
 	cInstance         = "Instance"
 	cManagedInstances = "ManagedInstances"
 	cStop             = "Stop"
+	cHibernate        = "Hibernate"
+	cVCPUQuota        = "VCPUQuota"
 	cStart            = "Start"
 	cTerminate        = "Terminate"
 	cTag              = "Tag"
@@ -336,6 +338,7 @@ type fakeCloud struct {
 	launchTo    string // the state a launch settles in; default running
 
 	types     map[string]computebot.InstanceType
+	quotas    map[string]computebot.VCPUQuota // by instance type; none: no quota (ErrNotFound)
 	images    map[string]computebot.Image
 	prices    map[string]float64
 	functions map[string]computebot.Function
@@ -371,6 +374,7 @@ func newFakeCloud(now func() time.Time) *fakeCloud {
 		images: map[string]computebot.Image{
 			testAMI: {ID: testAMI, Name: "ubuntu-noble-24.04-amd64-server", RootDeviceName: "/dev/sda1"},
 		},
+		quotas:    map[string]computebot.VCPUQuota{},
 		prices:    map[string]float64{"t2.micro": 0.0116, "t3.medium": 0.0416},
 		functions: map[string]computebot.Function{},
 		queued:    map[string][]error{}, sticky: map[string]error{}, panics: map[string]bool{},
@@ -592,6 +596,7 @@ func (c *fakeCloud) launchLocked(spec computebot.LaunchSpec) computebot.Instance
 	in := &computebot.Instance{
 		ID: id, Type: spec.InstanceType, State: computebot.InstancePending, ImageID: spec.ImageID,
 		PrivateIP: fmt.Sprintf("10.0.0.%d", c.seq), LaunchTime: c.now(), Tags: maps.Clone(spec.Tags),
+		Hibernation: spec.Hibernate,
 	}
 	c.inst[id] = in
 	c.move[id] = &transition{to: c.launchTo, after: c.settleAfter}
@@ -669,6 +674,23 @@ func (c *fakeCloud) change(method, id, via, to string) (computebot.Instance, err
 
 func (c *fakeCloud) Stop(_ context.Context, id string) (computebot.Instance, error) {
 	return c.change(cStop, id, computebot.InstanceStopping, computebot.InstanceStopped)
+}
+
+func (c *fakeCloud) Hibernate(_ context.Context, id string) (computebot.Instance, error) {
+	return c.change(cHibernate, id, computebot.InstanceStopping, computebot.InstanceStopped)
+}
+
+func (c *fakeCloud) VCPUQuota(_ context.Context, instanceType string) (computebot.VCPUQuota, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.begin(cVCPUQuota, instanceType); err != nil {
+		return computebot.VCPUQuota{}, err
+	}
+	q, ok := c.quotas[instanceType]
+	if !ok {
+		return computebot.VCPUQuota{}, fmt.Errorf("fake quotas %s: %w", instanceType, computebot.ErrNotFound)
+	}
+	return q, nil
 }
 
 func (c *fakeCloud) Start(_ context.Context, id string) (computebot.Instance, error) {

@@ -127,9 +127,10 @@ func (f *Flow) changeInstance(ctx context.Context, in *computebot.Intent, o Orig
 		return
 	}
 	crash.Point("before-lifecycle") // the ask recorded, not made
+	var how computebot.Stopped
 	switch kind {
 	case policy.ActionStop:
-		_, err = f.cloud.Stop(ctx, inst.ID)
+		how, err = computebot.StopKeepingMemory(ctx, f.cloud, inst)
 	case policy.ActionStart:
 		_, err = f.cloud.Start(ctx, inst.ID)
 	case policy.ActionTerminate:
@@ -170,7 +171,7 @@ func (f *Flow) changeInstance(ctx context.Context, in *computebot.Intent, o Orig
 	leave := f.busy.enter("intent:" + in.ID)
 	f.background(func(bctx context.Context) {
 		defer leave()
-		if f.awaitChange(bctx, o, kind, inst) != pollStopped {
+		if f.awaitChange(bctx, o, kind, inst, how) != pollStopped {
 			f.finish(bctx, in) // not when shutting down: a restart waits again
 		}
 	})
@@ -193,8 +194,9 @@ func (f *Flow) extendTo(in *computebot.Intent, inst computebot.Instance, hours i
 }
 
 // awaitChange waits until the instance reaches the state the action aims
-// at, then announces it; it returns how the wait ended.
-func (f *Flow) awaitChange(ctx context.Context, o Origin, kind policy.ActionKind, inst computebot.Instance) pollResult {
+// at, then announces it (how a stop went: hibernated or not); it returns
+// how the wait ended.
+func (f *Flow) awaitChange(ctx context.Context, o Origin, kind policy.ActionKind, inst computebot.Instance, how computebot.Stopped) pollResult {
 	res := f.pollInstance(ctx, inst.ID, func(cur computebot.Instance, err error) bool {
 		if err != nil || cur.State != targetState[kind] {
 			return false
@@ -203,7 +205,7 @@ func (f *Flow) awaitChange(ctx context.Context, o Origin, kind policy.ActionKind
 		var msg reply.Message
 		switch kind {
 		case policy.ActionStop:
-			msg = reply.Stopped(cur, o.User)
+			msg = reply.Stopped(cur, o.User, how)
 		case policy.ActionStart:
 			msg = reply.Started(cur, o.User, f.sshUser(ctx, cur.ImageID), f.cfg.Launch.KeyName)
 		default:

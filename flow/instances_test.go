@@ -181,26 +181,32 @@ func TestInstanceActions(t *testing.T) {
 		{
 			name: "owner stops, typed in the channel", inst: owned(computebot.InstanceRunning), user: ana, slash: "/stop", arg: boxID,
 			private: func(_ *env, in computebot.Instance) []reply.Message {
-				return []reply.Message{reply.ActionUnderWay(lcStop, boxID), reply.Stopped(in, ana)}
+				return []reply.Message{reply.ActionUnderWay(lcStop, boxID), reply.Stopped(in, ana, computebot.Stopped{})}
 			},
-			thread: func(_ *env, in computebot.Instance) []reply.Message { return []reply.Message{reply.Stopped(in, ana)} },
-			state:  computebot.InstanceStopped, audit: []string{"UANA stop " + boxID + " ok"},
+			thread: func(_ *env, in computebot.Instance) []reply.Message {
+				return []reply.Message{reply.Stopped(in, ana, computebot.Stopped{})}
+			},
+			state: computebot.InstanceStopped, audit: []string{"UANA stop " + boxID + " ok"},
 		},
 		{
 			name: "owner stops by name", inst: owned(computebot.InstanceRunning), user: ana, slash: "/stop", arg: "box",
 			private: func(_ *env, in computebot.Instance) []reply.Message {
-				return []reply.Message{reply.ActionUnderWay(lcStop, boxID), reply.Stopped(in, ana)}
+				return []reply.Message{reply.ActionUnderWay(lcStop, boxID), reply.Stopped(in, ana, computebot.Stopped{})}
 			},
-			thread: func(_ *env, in computebot.Instance) []reply.Message { return []reply.Message{reply.Stopped(in, ana)} },
-			state:  computebot.InstanceStopped, audit: []string{"UANA stop " + boxID + " ok"},
+			thread: func(_ *env, in computebot.Instance) []reply.Message {
+				return []reply.Message{reply.Stopped(in, ana, computebot.Stopped{})}
+			},
+			state: computebot.InstanceStopped, audit: []string{"UANA stop " + boxID + " ok"},
 		},
 		{
 			name: "approver stops, clicked in the request thread", inst: owned(computebot.InstanceRunning), user: bo, inThread: true, click: reply.ActionStop, arg: boxID,
 			private: func(*env, computebot.Instance) []reply.Message {
 				return []reply.Message{reply.ActionUnderWay(lcStop, boxID)}
 			},
-			thread: func(_ *env, in computebot.Instance) []reply.Message { return []reply.Message{reply.Stopped(in, bo)} },
-			state:  computebot.InstanceStopped, audit: []string{"UBO stop " + boxID + " ok"},
+			thread: func(_ *env, in computebot.Instance) []reply.Message {
+				return []reply.Message{reply.Stopped(in, bo, computebot.Stopped{})}
+			},
+			state: computebot.InstanceStopped, audit: []string{"UBO stop " + boxID + " ok"},
 		},
 		{
 			name: "owner starts", inst: stopped, user: ana, click: reply.ActionStart, arg: boxID,

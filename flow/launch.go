@@ -66,10 +66,14 @@ func (f *Flow) launch(ctx context.Context, id string, resume bool) {
 		f.post(ctx, r.ChannelID, r.MessageTS, reply.Launching(r), "launching", "request_id", id)
 	}
 
-	inst, err := f.runInstance(ctx, r)
+	inst, r, err := f.runInstance(ctx, r)
 	if err != nil {
 		f.log.Error("launch failed", "request_id", id, "err", err)
-		f.fail(ctx, r, reply.Literal(computebot.UserMessage(err)), computebot.AuditResult(err))
+		why := reply.Literal(computebot.UserMessage(err))
+		if errors.Is(err, computebot.ErrNoCapacity) && len(r.Launch.Plan) > 1 {
+			why = reply.NoCapacityAnywhere(r.Launch)
+		}
+		f.fail(ctx, r, why, computebot.AuditResult(err))
 		return
 	}
 	r, err = f.store.UpdateRequest(ctx, id, func(cur *computebot.Request) error {
@@ -136,13 +140,45 @@ func (f *Flow) stillWithinQuota(ctx context.Context, r *computebot.Request) bool
 	return false
 }
 
-// runInstance calls RunInstances, retrying transient failures (as the aws
-// package classifies them) with the same ClientToken: EC2 returns the
-// instance an earlier attempt created instead of a second one. When AWS
-// never answered, it looks for an instance tagged with the request before
-// giving up, so a launch that succeeded behind a timeout is not reported
-// as failed and left running unseen.
-func (f *Flow) runInstance(ctx context.Context, r *computebot.Request) (computebot.Instance, error) {
+// runInstance launches the request's instance: its plan's attempts in
+// order from the one under way (r.Launch.Try), moving to the next only
+// when EC2 had no capacity for one (the next subnet, then the next type),
+// each move saved before the next attempt and said in the thread. Each
+// attempt has its own ClientToken (Request.TryToken), so a restart
+// resends the attempt it was at and gets its instance back, and a moved-on
+// launch can never also launch an earlier attempt's instance (EC2 launched
+// nothing for it). It returns the instance and the request as saved.
+func (f *Flow) runInstance(ctx context.Context, r *computebot.Request) (computebot.Instance, *computebot.Request, error) {
+	tries := max(len(r.Launch.Plan), 1)
+	for {
+		inst, err := f.runTry(ctx, r)
+		if err == nil || !errors.Is(err, computebot.ErrNoCapacity) || r.Launch.Try+1 >= tries {
+			return inst, r, err
+		}
+		from := r.Launch.Current()
+		next, uerr := f.store.UpdateRequest(ctx, r.ID, func(cur *computebot.Request) error {
+			if cur.State != computebot.RequestExecuting || !f.mine(cur) || cur.Launch.Try != r.Launch.Try {
+				return computebot.ErrConflict
+			}
+			cur.Launch.Try++
+			return nil
+		})
+		if uerr != nil {
+			return computebot.Instance{}, r, fmt.Errorf("flow: move to the next launch attempt: %w", uerr)
+		}
+		r = next
+		f.log.Info("no capacity; trying the next", "request_id", r.ID, "from", from, "to", r.Launch.Current())
+		f.post(ctx, r.ChannelID, r.MessageTS, reply.NoCapacityTrying(from, r.Launch.Current()), "capacity fallback", "request_id", r.ID)
+	}
+}
+
+// runTry calls RunInstances for the attempt under way, retrying transient
+// failures (as the aws package classifies them) with the same ClientToken:
+// EC2 returns the instance an earlier attempt created instead of a second
+// one. When AWS never answered, it looks for an instance tagged with the
+// request before giving up, so a launch that succeeded behind a timeout is
+// not reported as failed and left running unseen.
+func (f *Flow) runTry(ctx context.Context, r *computebot.Request) (computebot.Instance, error) {
 	spec := f.launchSpec(r)
 	var err error
 	for attempt := 1; attempt <= f.opts.LaunchAttempts; attempt++ {
@@ -171,17 +207,26 @@ func (f *Flow) runInstance(ctx context.Context, r *computebot.Request) (computeb
 	return computebot.Instance{}, err
 }
 
+// launchSpec is the RunInstances of the request's attempt under way. A
+// request from before plans has one attempt: its type in launch.subnet_id
+// (the first of launch.subnet_ids), with ClientToken.
 func (f *Flow) launchSpec(r *computebot.Request) computebot.LaunchSpec {
 	l, launch := r.Launch, f.cfg.Launch
+	try := l.Current()
+	if len(l.Plan) == 0 {
+		try.SubnetID = launch.Subnets()[0]
+	}
 	return computebot.LaunchSpec{
 		UserData:         l.UserData,
-		ClientToken:      r.ClientToken(),
-		InstanceType:     l.InstanceType,
+		ClientToken:      r.TryToken(l.Try),
+		InstanceType:     try.InstanceType,
 		ImageID:          l.ImageID,
 		RootDeviceName:   l.ImageRoot,
 		KeyName:          launch.KeyName,
 		SecurityGroupIDs: launch.SecurityGroupIDs,
-		SubnetID:         launch.SubnetID,
+		SubnetID:         try.SubnetID,
+		Hibernate:        try.Hibernate,
+		RootVolumeGiB:    try.RootVolumeGiB,
 		Tags: map[string]string{
 			computebot.TagName:    l.Name,
 			computebot.TagManaged: "true",

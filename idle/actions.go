@@ -144,15 +144,17 @@ func (s *Scheduler) stopClaimed(ctx context.Context, n Notice, requestID string)
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), callTimeout)
 	defer cancel()
 	terminate := c.By == "" && n.Terminates()
-	call := s.cloud.Stop
-	if terminate {
-		call = s.cloud.Terminate
-	}
 	actor := c.By
 	if actor == "" {
 		actor = computebot.SystemActor
 	}
-	_, callErr := call(ctx, n.InstanceID)
+	var how computebot.Stopped
+	var callErr error
+	if terminate {
+		_, callErr = s.cloud.Terminate(ctx, n.InstanceID)
+	} else {
+		how, callErr = computebot.StopKeepingMemory(ctx, s.cloud, computebot.Instance{ID: n.InstanceID, Hibernation: n.Hibernates})
+	}
 	now := s.now()
 	s.audit(ctx, computebot.AuditEntry{Time: now, Actor: actor, Action: stopAudit(n, c.By), Target: n.InstanceID,
 		RequestID: requestID, Result: computebot.AuditResult(callErr), Detail: why(n)})
@@ -165,6 +167,7 @@ func (s *Scheduler) stopClaimed(ctx context.Context, n Notice, requestID string)
 		switch {
 		case callErr == nil:
 			cur.State, cur.SettledBy, cur.SettledAt, cur.Cancel = StateStopped, c.By, now, nil
+			cur.Hibernated, cur.NotHibernated = how.Hibernated, how.NotHibernated
 			switch {
 			case c.By != "":
 				cur.How = SettledStopNow

@@ -51,6 +51,8 @@ type fakeCloud struct {
 	calls     []string // "list", "get i-1", "metrics 3", "stop i-1", "terminate i-1", "tag i-1 k=v"
 	queries   []computebot.MetricsQuery
 	stopErr   error // returned by Stop and Terminate
+	// hibernateErr is returned by Hibernate (before stopErr applies).
+	hibernateErr error
 	getErr    error
 	tagErr    error
 	metricErr error
@@ -200,6 +202,26 @@ func (f *fakeCloud) change(verb, id, state string) (computebot.Instance, error) 
 
 func (f *fakeCloud) Stop(_ context.Context, id string) (computebot.Instance, error) {
 	return f.change("stop", id, computebot.InstanceStopped)
+}
+
+func (f *fakeCloud) Hibernate(_ context.Context, id string) (computebot.Instance, error) {
+	f.mu.Lock()
+	err := f.hibernateErr
+	if err != nil {
+		f.record("hibernate " + id)
+	}
+	f.mu.Unlock()
+	if err != nil {
+		return computebot.Instance{}, err
+	}
+	return f.change("hibernate", id, computebot.InstanceStopped)
+}
+
+// setHibernation marks an instance as launched able to hibernate.
+func (f *fakeCloud) setHibernation(id string) {
+	f.mu.Lock()
+	f.insts[id].Hibernation = true
+	f.mu.Unlock()
 }
 
 func (f *fakeCloud) Terminate(_ context.Context, id string) (computebot.Instance, error) {

@@ -122,6 +122,9 @@ type Cloud interface {
 	ManagedInstances(ctx context.Context, filter computebot.InstanceFilter) ([]computebot.Instance, error)
 	Instance(ctx context.Context, id string) (computebot.Instance, error)
 	Stop(ctx context.Context, id string) (computebot.Instance, error)
+	// Hibernate: stops of instances launched able to hibernate keep their
+	// memory (computebot.StopKeepingMemory).
+	Hibernate(ctx context.Context, id string) (computebot.Instance, error)
 	Terminate(ctx context.Context, id string) (computebot.Instance, error)
 	Tag(ctx context.Context, id string, tags map[string]string) error
 	InstanceMetrics(ctx context.Context, q computebot.MetricsQuery) (map[string]computebot.InstanceMetrics, error)

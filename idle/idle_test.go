@@ -195,6 +195,47 @@ func TestNoticeLifecycle(t *testing.T) {
 	}
 }
 
+// An instance launched able to hibernate is hibernated by an idle stop;
+// when EC2 refuses, it is stopped plainly and the notice records why.
+func TestIdleStopHibernates(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		refuse error
+		calls  []string
+	}{
+		{name: "hibernated", calls: []string{"hibernate i-1"}},
+		{name: "refused", refuse: &computebot.Error{Code: "UnsupportedHibernationConfiguration", Message: "EC2 would not hibernate i-1",
+			Err: fmt.Errorf("%w: fake", computebot.ErrHibernationRefused)}, calls: []string{"hibernate i-1", "stop i-1"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newRig(t, testConfig())
+			r.cloud.add("i-1", t0.Add(-3*time.Hour), nil)
+			r.cloud.setHibernation("i-1")
+			r.cloud.idleAll("i-1")
+			r.cloud.hibernateErr = tc.refuse
+			r.scan(t)
+			if n := r.mem.notice(t, "i-1"); !n.Hibernates {
+				t.Fatalf("notice %+v does not say the instance hibernates", n)
+			}
+			r.clock.Advance(30 * time.Minute)
+			r.checkDue(t)
+			var calls []string
+			for _, c := range r.cloud.Calls() {
+				if strings.HasPrefix(c, "hibernate") || strings.HasPrefix(c, "stop") {
+					calls = append(calls, c)
+				}
+			}
+			if !slices.Equal(calls, tc.calls) {
+				t.Errorf("calls %v, want %v", calls, tc.calls)
+			}
+			n := r.mem.notice(t, "i-1")
+			if n.State != StateStopped || n.Hibernated != (tc.refuse == nil) || (tc.refuse != nil) != (n.NotHibernated != "") {
+				t.Errorf("after the stop: state %s, hibernated %v, not hibernated %q", n.State, n.Hibernated, n.NotHibernated)
+			}
+		})
+	}
+}
+
 // A scan also acts on due notices, without the checker.
 func TestScanRunsCheckDue(t *testing.T) {
 	r := newRig(t, testConfig())

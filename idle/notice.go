@@ -35,6 +35,13 @@ type Notice struct {
 	CostPerHour float64 `json:"cost_per_hour,omitempty"`
 	PriceKnown  bool    `json:"price_known,omitempty"`
 
+	// Hibernates: the instance was launched able to hibernate, so a stop
+	// keeps its memory. Once stopped, Hibernated says whether it did and
+	// NotHibernated why not (EC2 refused; it was stopped plainly).
+	Hibernates    bool   `json:"hibernates,omitempty"`
+	Hibernated    bool   `json:"hibernated,omitempty"`
+	NotHibernated string `json:"not_hibernated,omitempty"`
+
 	// NoticedAt is when the notice was persisted, right before its post;
 	// StopAt is NoticedAt + grace.
 	NoticedAt time.Time `json:"noticed_at"`

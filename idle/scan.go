@@ -240,6 +240,7 @@ func (s *Scheduler) newNotice(inst computebot.Instance, reason string, now time.
 		RequestChannel: inst.Tags[computebot.TagChannel],
 		RequestThread:  inst.Tags[computebot.TagThread],
 		Episode:        reason + "/" + inst.ID + "/" + strconv.FormatInt(now.Unix(), 10),
+		Hibernates:     inst.Hibernation,
 	}
 	if reason == ReasonLease {
 		n.Action = s.cfg.LeaseAction

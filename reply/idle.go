@@ -48,7 +48,7 @@ func IdleNotice(n idle.Notice) Message {
 			cost = fmt.Sprintf(" Stopping it saves ≈ $%s/h.", trimPrice(n.CostPerHour))
 		}
 		blocks = append(blocks,
-			Block{Kind: Section, Text: fmt.Sprintf("I will %s it %s unless you keep it running.%s", actionWord(n), Date(n.StopAt), cost)},
+			Block{Kind: Section, Text: fmt.Sprintf("I will %s it %s unless you keep it running.%s%s", actionWord(n), Date(n.StopAt), memoryWords(n), cost)},
 			Block{Kind: Actions, ID: "notice:" + n.InstanceID, Buttons: []Button{
 				{Text: "Keep running", ActionID: ActionKeepRunning, Value: n.InstanceID, Style: Primary},
 				{Text: "Stop now", ActionID: ActionStopNow, Value: n.InstanceID, Style: Danger},
@@ -100,6 +100,18 @@ func noticeOutcome(n idle.Notice) string {
 	return n.State
 }
 
+// memoryWords says whether a stop will keep the instance's memory: it does
+// for an instance launched able to hibernate.
+func memoryWords(n idle.Notice) string {
+	switch {
+	case n.Terminates():
+		return ""
+	case n.Hibernates:
+		return " It will hibernate: its memory is kept, so your work is where you left it when you start it again."
+	}
+	return " Its memory will not be kept (its disk is)."
+}
+
 // NoticeAnnouncement is the line posted in a notice's thread once it is
 // stopped or cancelled; the zero Message for a notice in any other state.
 func NoticeAnnouncement(n idle.Notice) Message {
@@ -120,6 +132,9 @@ func NoticeAnnouncement(n idle.Notice) Message {
 			}
 		default:
 			text = fmt.Sprintf("stopped `%s`.", id)
+		}
+		if note := StopNote(computebot.Stopped{Hibernated: n.Hibernated, NotHibernated: n.NotHibernated}); note != "" {
+			text += " " + note
 		}
 	case idle.StateCancelled:
 		if n.Cancel == nil {

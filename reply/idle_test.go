@@ -110,17 +110,20 @@ func TestIdleNotice(t *testing.T) {
 		want string // rendered
 	}{
 		{"idle, noticed", idleNotice(), idleHead + "\n" +
-			"I will stop it 2026-03-02 10:30 UTC unless you keep it running. Stopping it saves ≈ $0.0832/h.\n" +
+			"I will stop it 2026-03-02 10:30 UTC unless you keep it running. Its memory will not be kept (its disk is). Stopping it saves ≈ $0.0832/h.\n" +
+			"[Keep running] [Stop now]"},
+		{"idle, hibernates", with(idleNotice(), func(n *idle.Notice) { n.Hibernates = true }), idleHead + "\n" +
+			"I will stop it 2026-03-02 10:30 UTC unless you keep it running. It will hibernate: its memory is kept, so your work is where you left it when you start it again. Stopping it saves ≈ $0.0832/h.\n" +
 			"[Keep running] [Stop now]"},
 		{"idle, price unknown, no name", with(idleNotice(), func(n *idle.Notice) { n.PriceKnown, n.Name = false, "" }),
 			":zzz: @UANA, *i-1* (`i-1`, `t3.large`) looks idle: max CPU 1.2 % and 0.3 MB network over the last 1 h.\n" +
-				"I will stop it 2026-03-02 10:30 UTC unless you keep it running.\n[Keep running] [Stop now]"},
+				"I will stop it 2026-03-02 10:30 UTC unless you keep it running. Its memory will not be kept (its disk is).\n[Keep running] [Stop now]"},
 		{"lease, noticed", with(leaseNotice(), func(n *idle.Notice) { n.CostPerHour = 0.1 }), leaseHead + "\n" +
-			"I will stop it 2026-03-02 10:30 UTC unless you keep it running. Stopping it saves ≈ $0.10/h.\n[Keep running] [Stop now]"},
+			"I will stop it 2026-03-02 10:30 UTC unless you keep it running. Its memory will not be kept (its disk is). Stopping it saves ≈ $0.10/h.\n[Keep running] [Stop now]"},
 		{"lease, terminate", with(leaseNotice(), func(n *idle.Notice) { n.Action, n.PriceKnown = idle.ActionTerminate, false }), leaseHead + "\n" +
 			"I will terminate it 2026-03-02 10:30 UTC unless you keep it running.\n[Keep running] [Stop now]"},
 		{"lease, being extended", with(leaseNotice(), func(n *idle.Notice) { n.State, n.PriceKnown = idle.StateExtending, false }), leaseHead + "\n" +
-			"I will stop it 2026-03-02 10:30 UTC unless you keep it running.\n[Keep running] [Stop now]"},
+			"I will stop it 2026-03-02 10:30 UTC unless you keep it running. Its memory will not be kept (its disk is).\n[Keep running] [Stop now]"},
 		{"being stopped", with(idleNotice(), func(n *idle.Notice) {
 			n.State, n.Claim = idle.StateStopping, &idle.Claim{Token: "t", At: settledAt, Prev: idle.StateNoticed}
 		}), idleHead + "\nStopping it now…"},
@@ -245,7 +248,7 @@ func TestIdleWordsUnchangedInSlack(t *testing.T) {
 		{slackText(IdleNotice(idleNotice()).Blocks[0].Text),
 			":zzz: <@UANA>, *box* (`i-1`, `t3.large`) looks idle: max CPU 1.2 % and 0.3 MB network over the last 1 h."},
 		{slackText(IdleNotice(idleNotice()).Blocks[1].Text),
-			"I will stop it " + slackDate(idleT0.Add(30*time.Minute)) + " unless you keep it running. Stopping it saves ≈ $0.0832/h."},
+			"I will stop it " + slackDate(idleT0.Add(30*time.Minute)) + " unless you keep it running. Its memory will not be kept (its disk is). Stopping it saves ≈ $0.0832/h."},
 		{slackText(IdleNotice(leaseNotice()).Blocks[0].Text),
 			":hourglass: <@UANA>, the lease of *box* (`i-1`, `t3.large`) ended " + slackDate(leaseEnd) + "."},
 		{slackText(noticeOutcome(keptIdle)), "Kept running by <@U9> until " + slackDate(keptUntil) + "."},

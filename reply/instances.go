@@ -160,8 +160,16 @@ func SSHLine(instanceID, publicIP, privateIP, sshUser, keyName string) string {
 
 // Stopped, Started, Terminated and Extended are the thread replies of the
 // lifecycle commands.
-func Stopped(in computebot.Instance, by string) Message {
-	return Plain(fmt.Sprintf(":white_circle: `%s` stopped by %s. Its disk is kept; `/start %s` brings it back with a new public IP.", in.ID, User(by), in.ID))
+// how says whether the stop hibernated the instance (or why not).
+func Stopped(in computebot.Instance, by string, how computebot.Stopped) Message {
+	if how.Hibernated {
+		return Plain(fmt.Sprintf(":white_circle: `%s` hibernated by %s. Its memory and disk are kept; `/start %s` brings it back where it left off, with a new public IP.", in.ID, User(by), in.ID))
+	}
+	text := fmt.Sprintf(":white_circle: `%s` stopped by %s. Its disk is kept; `/start %s` brings it back with a new public IP.", in.ID, User(by), in.ID)
+	if note := StopNote(how); note != "" {
+		text += " " + note
+	}
+	return Plain(text)
 }
 
 func Started(in computebot.Instance, by, sshUser, keyName string) Message {

@@ -140,6 +140,15 @@ func requestFields(id string, l *computebot.LaunchRequest) []string {
 	if l.Reason != "" {
 		fields = append(fields, "*Reason*\n"+Literal(l.Reason))
 	}
+	if line := QuotaLine(l); line != "" {
+		fields = append(fields, "*Quota*\n"+line)
+	}
+	if line := fallbackLine(l); line != "" {
+		fields = append(fields, "*Fallbacks*\n"+line)
+	}
+	if line := hibernationLine(l); line != "" {
+		fields = append(fields, "*Hibernation*\n"+line)
+	}
 	return fields
 }
 
@@ -218,7 +227,14 @@ func SSHUser(configured, imageName string) string {
 func Ready(r *computebot.Request, sshUser, keyName string) Message {
 	l := launchOf(r)
 	var b strings.Builder
-	fmt.Fprintf(&b, ":white_check_mark: %s, `%s` is running (`%s`, request `%s`).\n", User(r.Requester), l.InstanceID, l.InstanceType, r.ID)
+	launched := l.Current()
+	fmt.Fprintf(&b, ":white_check_mark: %s, `%s` is running (`%s`, request `%s`).\n", User(r.Requester), l.InstanceID, launched.InstanceType, r.ID)
+	if launched.InstanceType != l.InstanceType {
+		fmt.Fprintf(&b, "AWS had no `%s` capacity, so it is a `%s`, one of the approved fallbacks.\n", l.InstanceType, launched.InstanceType)
+	}
+	if launched.Hibernate {
+		b.WriteString("It can hibernate: a stop keeps its memory.\n")
+	}
 	if l.PublicIP != "" {
 		fmt.Fprintf(&b, "*Public IP:* `%s`\n", l.PublicIP)
 	}

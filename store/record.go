@@ -61,6 +61,17 @@ type launchRecord struct {
 
 	SSHKeys  []string `json:"ssh_keys,omitempty"`
 	UserData string   `json:"user_data,omitempty"`
+
+	// The nested types are the domain's own (a conversion needs identical
+	// field types); their JSON names are fixed by tags there.
+	Quota           *computebot.VCPUQuota  `json:"quota,omitempty"`
+	QuotaUnknown    bool                   `json:"quota_unknown,omitempty"`
+	Hibernate       bool                   `json:"hibernate,omitempty"`
+	NoHibernation   string                 `json:"no_hibernation,omitempty"`
+	Plan            []computebot.LaunchTry `json:"plan,omitempty"`
+	Try             int                    `json:"try,omitempty"`
+	MaxPricePerHour float64                `json:"max_price_per_hour,omitempty"`
+	MaxPriceKnown   bool                   `json:"max_price_known,omitempty"`
 }
 
 // lambdaRecord is the stored form of a computebot.LambdaRequest.

@@ -94,6 +94,12 @@ func fill(t *testing.T, v reflect.Value, path string, n *int) {
 			f.SetFloat(0.0116 + float64(*n))
 		case f.Kind() == reflect.Slice && f.Type().Elem().Kind() == reflect.String:
 			f.Set(reflect.ValueOf([]string{"first of " + name, "second of " + name}))
+		case f.Kind() == reflect.Slice && f.Type().Elem().Kind() == reflect.Struct:
+			items := reflect.MakeSlice(f.Type(), 2, 2)
+			for j := range 2 {
+				fill(t, items.Index(j), fmt.Sprintf("%s[%d]", name, j), n)
+			}
+			f.Set(items)
 		default:
 			t.Fatalf("fullRequest: teach me to fill field %s of kind %s", name, f.Kind())
 		}

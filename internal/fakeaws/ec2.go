@@ -2,7 +2,9 @@ package fakeaws
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"encoding/xml"
 	"fmt"
@@ -48,6 +50,14 @@ var (
 )
 
 const ec2Namespace = "http://ec2.amazonaws.com/doc/2016-11-15/"
+
+// defaultRootVolumeGiB is the root snapshot size of an image added without
+// one (EC2's Linux AMIs mostly have 8 GiB).
+const defaultRootVolumeGiB = 8
+
+// maxHibernationMemoryMiB is the most memory an instance can hibernate
+// (150 GiB, EC2's limit for Linux instances).
+const maxHibernationMemoryMiB = 150 * 1024
 
 // instance is the stored form of an Instance.
 type instance struct {
@@ -100,6 +110,7 @@ func (s *Server) enterLocked(in *instance, state string, at time.Time) {
 	in.State, in.StateChangedAt = state, at
 	switch state {
 	case statePending, stateRunning:
+		in.Hibernated = false // started again: its memory is back in RAM
 		if in.PublicIP == "" && !s.privateSubnet[in.SubnetID] {
 			in.PublicIP = s.publicIPLocked()
 		}
@@ -139,6 +150,7 @@ func dryRun(req *request) *apiError {
 type launchSpec struct {
 	imageID, instanceType, keyName, subnetID, httpTokens string
 	minCount, maxCount                                   int
+	hibernate                                            bool // HibernationOptions.Configured
 	securityGroupIDs                                     []string
 	tags                                                 map[string]map[string]string // resource type → tags
 	devices                                              map[string]map[string]string // device name → fields (Ebs.Encrypted, …)
@@ -180,6 +192,13 @@ func parseLaunchSpec(req *request) (*launchSpec, *apiError) {
 	default:
 		return nil, errorf("InvalidParameterValue", "Value (%s) for parameter MetadataOptions.HttpTokens is invalid.", spec.httpTokens)
 	}
+	switch v := p.Get("HibernationOptions.Configured"); v {
+	case "", "false":
+	case "true":
+		spec.hibernate = true
+	default:
+		return nil, errorf("InvalidParameterValue", "Value (%s) for parameter HibernationOptions.Configured is invalid.", v)
+	}
 	for _, m := range queryList(p, "TagSpecification") {
 		rt := m.fields.Get("ResourceType")
 		if rt == "" {
@@ -211,7 +230,8 @@ func parseLaunchSpec(req *request) (*launchSpec, *apiError) {
 	// The fingerprint compares requests by meaning, not by encoding: a
 	// caller that rebuilds the same request (say after a restart) may
 	// emit tags or security groups in another order, and that must not
-	// count as "different parameters".
+	// count as "different parameters". Scalars include
+	// HibernationOptions.Configured and MetadataOptions.*.
 	scalars := map[string]string{}
 	for k := range p {
 		switch {
@@ -301,15 +321,35 @@ func ec2RunInstances(s *Server, req *request) (*response, *apiError) {
 		}
 		return nil, errorf("InvalidAMIID.NotFound", "The image id '[%s]' does not exist", spec.imageID)
 	}
-	if _, ok := s.types[spec.instanceType]; !ok {
+	typ, ok := s.types[spec.instanceType]
+	if !ok {
 		return nil, errorf("InvalidParameterValue", "Invalid value '%s' for InstanceType.", spec.instanceType)
+	}
+	root := spec.devices[img.RootDeviceName]
+	rootEncrypted := root["Ebs.Encrypted"] == "true"
+	rootGiB := img.RootVolumeGiB
+	if v := root["Ebs.VolumeSize"]; v != "" {
+		n, err := strconv.ParseInt(v, 10, 32)
+		if err != nil || n < 1 {
+			return nil, errorf("InvalidParameterValue", "Value (%s) for parameter volumeSize is invalid.", v)
+		}
+		rootGiB = int32(n)
+	}
+	if spec.hibernate {
+		if aerr := hibernationRefusal(typ, rootEncrypted, rootGiB); aerr != nil {
+			return nil, aerr
+		}
 	}
 	if aerr := dryRun(req); aerr != nil {
 		return nil, aerr
 	}
+	// Capacity is EC2's to judge after the request is valid; a launch
+	// refused for it launches nothing and leaves its token unused.
+	if s.noCapacity[capacityKey{spec.instanceType, spec.subnetID}] || s.noCapacity[capacityKey{spec.instanceType, ""}] {
+		return nil, insufficientCapacity(spec.instanceType, req.region)
+	}
 
 	reservation := "r-" + randomHex(17)
-	rootEncrypted := spec.devices[img.RootDeviceName]["Ebs.Encrypted"] == "true"
 	launchTime := now.UTC().Truncate(time.Second) // EC2 reports whole seconds
 	ids := make([]string, 0, spec.maxCount)
 	for i := 0; i < spec.maxCount; i++ {
@@ -328,8 +368,11 @@ func ec2RunInstances(s *Server, req *request) (*response, *apiError) {
 			ClientToken:      token,
 			HttpTokens:       spec.httpTokens,
 			RootEncrypted:    rootEncrypted,
+			RootVolumeGiB:    rootGiB,
 			ReservationID:    reservation,
 			RootVolumeID:     "vol-" + randomHex(17),
+
+			HibernationConfigured: spec.hibernate,
 		}}
 		if in.Tags == nil {
 			in.Tags = map[string]string{}
@@ -347,6 +390,78 @@ func ec2RunInstances(s *Server, req *request) (*response, *apiError) {
 		s.tokens[token] = &launchRecord{fingerprint: spec.fingerprint, ids: ids}
 	}
 	return xmlResponse(s.reservationResponseLocked(req, ids))
+}
+
+// hibernationRefusal is EC2's UnsupportedHibernationConfiguration for a
+// launch with HibernationOptions.Configured that cannot hibernate: a type
+// without hibernation support or with more than 150 GiB of memory, an
+// unencrypted root volume, or one too small to hold the memory.
+func hibernationRefusal(t InstanceType, rootEncrypted bool, rootGiB int32) *apiError {
+	const code = "UnsupportedHibernationConfiguration"
+	switch {
+	case !t.Hibernation:
+		return errorf(code, "The instance type %s does not support hibernation.", t.Name)
+	case t.MemoryMiB > maxHibernationMemoryMiB:
+		return errorf(code, "Hibernation is not supported for instances with more than 150 GiB of memory; %s has %d MiB.", t.Name, t.MemoryMiB)
+	case !rootEncrypted:
+		return errorf(code, "For hibernation, the root device volume must be encrypted.")
+	case int64(rootGiB)*1024 < t.MemoryMiB:
+		return errorf(code, "For hibernation, the root device volume must be large enough to store the instance memory: %s has %d MiB of memory and the root volume is %d GiB.", t.Name, t.MemoryMiB, rootGiB)
+	}
+	return nil
+}
+
+// capacityKey is an instance type in a subnet ("" = every subnet).
+type capacityKey struct{ instanceType, subnetID string }
+
+// SetNoCapacity makes RunInstances of instanceType in subnetID (its
+// SubnetId parameter, "" when absent) fail with InsufficientInstanceCapacity
+// (HTTP 500, a server error on EC2) while none is true; subnetID "" means
+// every subnet, with or without a SubnetId. Each (type, subnet) is its own
+// switch: none=false clears that one only. A refused launch launches
+// nothing and does not use its ClientToken up, so the same call succeeds
+// once capacity is back. Mind that the SDK's standard retryer retries a 500
+// by itself (3 attempts by default).
+func (s *Server) SetNoCapacity(instanceType, subnetID string, none bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	k := capacityKey{instanceType, subnetID}
+	if none {
+		s.noCapacity[k] = true
+	} else {
+		delete(s.noCapacity, k)
+	}
+}
+
+// insufficientCapacity is EC2's answer, naming the zone the fake places
+// instances in (region+"a") and the region's other zones.
+func insufficientCapacity(instanceType, region string) *apiError {
+	return errorf("InsufficientInstanceCapacity",
+		"We currently do not have sufficient %s capacity in the Availability Zone you requested (%sa). "+
+			"Our system will be working on provisioning additional capacity. "+
+			"You can currently get %s capacity by not specifying an Availability Zone in your request or choosing %sb, %sc.",
+		instanceType, region, instanceType, region, region)
+}
+
+// RefuseHibernation makes every StopInstances with Hibernate=true of the
+// instance fail with code and message (e.g. UnsupportedOperation
+// "Instance i-… is not ready to hibernate yet, retry in a few minutes", as
+// EC2 answers while the hibernation agent is not ready), changing nothing,
+// until it is called again with code "". The HTTP status is AWS's for the
+// code (see FailNext). The refusal applies before EC2's own checks, also
+// to an instance not configured for hibernation. An empty message gets
+// AWS-like default text.
+func (s *Server) RefuseHibernation(instanceID, code, message string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if code == "" {
+		delete(s.hibRefusals, instanceID)
+		return
+	}
+	if message == "" {
+		message = defaultMessage(code)
+	}
+	s.hibRefusals[instanceID] = &apiError{status: statusFor(code), code: code, message: message}
 }
 
 func (s *Server) reservationResponseLocked(req *request, ids []string) any {
@@ -431,12 +546,19 @@ type xmlInstance struct {
 		Code    string `xml:"code"`
 		Message string `xml:"message"`
 	} `xml:"stateReason,omitempty"`
-	Architecture    string           `xml:"architecture"`
-	RootDeviceType  string           `xml:"rootDeviceType"`
-	RootDeviceName  string           `xml:"rootDeviceName"`
-	BlockDevices    []xmlBlockDevice `xml:"blockDeviceMapping>item"`
-	ClientToken     string           `xml:"clientToken,omitempty"`
-	Tags            []xmlTag         `xml:"tagSet>item"`
+	Architecture   string           `xml:"architecture"`
+	RootDeviceType string           `xml:"rootDeviceType"`
+	RootDeviceName string           `xml:"rootDeviceName"`
+	BlockDevices   []xmlBlockDevice `xml:"blockDeviceMapping>item"`
+	ClientToken    string           `xml:"clientToken,omitempty"`
+	Tags           []xmlTag         `xml:"tagSet>item"`
+	CPUOptions     struct {
+		CoreCount      int `xml:"coreCount"`
+		ThreadsPerCore int `xml:"threadsPerCore"`
+	} `xml:"cpuOptions"`
+	HibernationOptions struct {
+		Configured bool `xml:"configured"`
+	} `xml:"hibernationOptions"`
 	MetadataOptions struct {
 		State        string `xml:"state"`
 		HTTPTokens   string `xml:"httpTokens"`
@@ -489,6 +611,9 @@ func (s *Server) xmlInstanceLocked(in *instance, region string) xmlInstance {
 			Code    string `xml:"code"`
 			Message string `xml:"message"`
 		}{"Client.UserInitiatedShutdown", "Client.UserInitiatedShutdown: User initiated shutdown"}
+		if in.Hibernated {
+			x.StateReason.Code, x.StateReason.Message = "Client.UserInitiatedHibernate", "Client.UserInitiatedHibernate: User initiated hibernate"
+		}
 	case stateShuttingDown, stateTerminated:
 		x.Reason = "User initiated (" + in.StateChangedAt.UTC().Format("2006-01-02 15:04:05 GMT") + ")"
 	}
@@ -499,9 +624,26 @@ func (s *Server) xmlInstanceLocked(in *instance, region string) xmlInstance {
 		bd.Ebs.AttachTime, bd.Ebs.DeleteOnTermination = x.LaunchTime, true
 		x.BlockDevices = []xmlBlockDevice{bd}
 	}
+	cores, threads := cpuTopology(s.types[in.Type].VCPUs)
+	x.CPUOptions.CoreCount, x.CPUOptions.ThreadsPerCore = int(cores), int(threads)
+	x.HibernationOptions.Configured = in.HibernationConfigured
 	x.MetadataOptions.State, x.MetadataOptions.HTTPEndpoint = "applied", "enabled"
 	x.MetadataOptions.HTTPTokens, x.MetadataOptions.HopLimit = in.HttpTokens, 2
 	return x
+}
+
+// cpuTopology splits vCPUs into cores and threads per core as EC2's
+// default CPU options do: two threads per core when the count is even,
+// else one. A type the fake does not know counts as one vCPU.
+func cpuTopology(vcpus int32) (cores, threadsPerCore int32) {
+	if vcpus < 1 {
+		vcpus = 1
+	}
+	threadsPerCore = 1
+	if vcpus >= 2 && vcpus%2 == 0 {
+		threadsPerCore = 2
+	}
+	return vcpus / threadsPerCore, threadsPerCore
 }
 
 // --- DescribeInstances -------------------------------------------------------
@@ -914,6 +1056,15 @@ func (w *xmlWriter) instance(x *xmlInstance) {
 		w.close("item")
 	}
 	w.close("tagSet")
+	w.open("cpuOptions")
+	w.elemInt("coreCount", x.CPUOptions.CoreCount)
+	w.elemInt("threadsPerCore", x.CPUOptions.ThreadsPerCore)
+	w.close("cpuOptions")
+	w.open("hibernationOptions")
+	w.open("configured")
+	w.b = strconv.AppendBool(w.b, x.HibernationOptions.Configured)
+	w.close("configured")
+	w.close("hibernationOptions")
 	w.open("metadataOptions")
 	w.elem("state", x.MetadataOptions.State)
 	w.elem("httpTokens", x.MetadataOptions.HTTPTokens)
@@ -947,7 +1098,9 @@ func ec2DescribeInstanceTypes(s *Server, req *request) (*response, *apiError) {
 		InstanceType      string `xml:"instanceType"`
 		CurrentGeneration bool   `xml:"currentGeneration"`
 		VCPUInfo          struct {
-			DefaultVCPUs int32 `xml:"defaultVCpus"`
+			DefaultVCPUs          int32 `xml:"defaultVCpus"`
+			DefaultCores          int32 `xml:"defaultCores"`
+			DefaultThreadsPerCore int32 `xml:"defaultThreadsPerCore"`
 		} `xml:"vCpuInfo"`
 		MemoryInfo struct {
 			SizeInMiB int64 `xml:"sizeInMiB"`
@@ -955,7 +1108,8 @@ func ec2DescribeInstanceTypes(s *Server, req *request) (*response, *apiError) {
 		ProcessorInfo struct {
 			Architectures []string `xml:"supportedArchitectures>item"`
 		} `xml:"processorInfo"`
-		GpuInfo *struct {
+		HibernationSupported bool `xml:"hibernationSupported"`
+		GpuInfo              *struct {
 			Gpus []struct {
 				Count        int32  `xml:"count"`
 				Name         string `xml:"name"`
@@ -980,7 +1134,9 @@ func ec2DescribeInstanceTypes(s *Server, req *request) (*response, *apiError) {
 		var x xmlType
 		x.InstanceType, x.CurrentGeneration = t.Name, !strings.HasPrefix(t.Name, "t2.")
 		x.VCPUInfo.DefaultVCPUs, x.MemoryInfo.SizeInMiB = t.VCPUs, t.MemoryMiB
+		x.VCPUInfo.DefaultCores, x.VCPUInfo.DefaultThreadsPerCore = cpuTopology(t.VCPUs)
 		x.ProcessorInfo.Architectures = []string{"x86_64"}
+		x.HibernationSupported = t.Hibernation
 		if t.GPUs > 0 {
 			x.GpuInfo = &struct {
 				Gpus []struct {
@@ -993,11 +1149,23 @@ func ec2DescribeInstanceTypes(s *Server, req *request) (*response, *apiError) {
 				Count        int32  `xml:"count"`
 				Name         string `xml:"name"`
 				Manufacturer string `xml:"manufacturer"`
-			}{Count: t.GPUs, Name: "A10G", Manufacturer: "NVIDIA"})
+			}{Count: t.GPUs, Name: gpuModel(t.Name), Manufacturer: "NVIDIA"})
 		}
 		out.Types = append(out.Types, x)
 	}
 	return xmlResponse(out)
+}
+
+// gpuModels are the NVIDIA GPUs of common GPU families (g4dn, g5, g6 and
+// p3 are preloaded); a family not listed answers A10G.
+var gpuModels = map[string]string{"g4dn": "T4", "g5": "A10G", "g6": "L4", "g6e": "L40S", "p3": "V100", "p4d": "A100", "p5": "H100"}
+
+func gpuModel(instanceType string) string {
+	family, _, _ := strings.Cut(instanceType, ".")
+	if m, ok := gpuModels[family]; ok {
+		return m
+	}
+	return "A10G"
 }
 
 func validImageFilter(name string) bool {
@@ -1030,21 +1198,36 @@ func ec2DescribeImages(s *Server, req *request) (*response, *apiError) {
 	if len(ids) == 0 {
 		ids = sortedKeys(s.images)
 	}
+	// The root device's mapping, as EC2 describes an EBS-backed AMI's:
+	// its snapshot, size and (gp3) volume type.
+	type xmlImageDevice struct {
+		DeviceName string `xml:"deviceName"`
+		Ebs        struct {
+			DeleteOnTermination bool   `xml:"deleteOnTermination"`
+			Iops                int    `xml:"iops"`
+			SnapshotID          string `xml:"snapshotId"`
+			VolumeSize          int32  `xml:"volumeSize"`
+			VolumeType          string `xml:"volumeType"`
+			Throughput          int    `xml:"throughput"`
+			Encrypted           bool   `xml:"encrypted"`
+		} `xml:"ebs"`
+	}
 	type xmlImage struct {
-		ImageID            string `xml:"imageId"`
-		ImageLocation      string `xml:"imageLocation"`
-		ImageState         string `xml:"imageState"`
-		ImageOwnerID       string `xml:"imageOwnerId"`
-		CreationDate       string `xml:"creationDate"`
-		IsPublic           bool   `xml:"isPublic"`
-		Architecture       string `xml:"architecture"`
-		ImageType          string `xml:"imageType"`
-		Name               string `xml:"name"`
-		RootDeviceType     string `xml:"rootDeviceType"`
-		RootDeviceName     string `xml:"rootDeviceName"`
-		VirtualizationType string `xml:"virtualizationType"`
-		Hypervisor         string `xml:"hypervisor"`
-		PlatformDetails    string `xml:"platformDetails"`
+		ImageID            string           `xml:"imageId"`
+		ImageLocation      string           `xml:"imageLocation"`
+		ImageState         string           `xml:"imageState"`
+		ImageOwnerID       string           `xml:"imageOwnerId"`
+		CreationDate       string           `xml:"creationDate"`
+		IsPublic           bool             `xml:"isPublic"`
+		Architecture       string           `xml:"architecture"`
+		ImageType          string           `xml:"imageType"`
+		Name               string           `xml:"name"`
+		RootDeviceType     string           `xml:"rootDeviceType"`
+		RootDeviceName     string           `xml:"rootDeviceName"`
+		BlockDevices       []xmlImageDevice `xml:"blockDeviceMapping>item"`
+		VirtualizationType string           `xml:"virtualizationType"`
+		Hypervisor         string           `xml:"hypervisor"`
+		PlatformDetails    string           `xml:"platformDetails"`
 	}
 	type describeImagesResponse struct {
 		XMLName   xml.Name   `xml:"DescribeImagesResponse"`
@@ -1075,15 +1258,25 @@ func ec2DescribeImages(s *Server, req *request) (*response, *apiError) {
 			continue
 		}
 		seen[id] = true
+		var root xmlImageDevice
+		root.DeviceName = img.RootDeviceName
+		root.Ebs.DeleteOnTermination, root.Ebs.Iops, root.Ebs.SnapshotID = true, 3000, snapshotOf(img.ID)
+		root.Ebs.VolumeSize, root.Ebs.VolumeType, root.Ebs.Throughput = img.RootVolumeGiB, "gp3", 125
 		out.Images = append(out.Images, xmlImage{
 			ImageID: img.ID, ImageLocation: "amazon/" + img.Name, ImageState: "available",
 			ImageOwnerID: "137112412989", CreationDate: "2024-10-10T00:00:00.000Z", IsPublic: true,
 			Architecture: img.Architecture, ImageType: "machine", Name: img.Name,
-			RootDeviceType: "ebs", RootDeviceName: img.RootDeviceName, VirtualizationType: "hvm",
-			Hypervisor: "xen", PlatformDetails: "Linux/UNIX",
+			RootDeviceType: "ebs", RootDeviceName: img.RootDeviceName, BlockDevices: []xmlImageDevice{root},
+			VirtualizationType: "hvm", Hypervisor: "xen", PlatformDetails: "Linux/UNIX",
 		})
 	}
 	return xmlResponse(out)
+}
+
+// snapshotOf is the (stable, made-up) ID of an image's root snapshot.
+func snapshotOf(imageID string) string {
+	sum := sha256.Sum256([]byte(imageID))
+	return "snap-" + hex.EncodeToString(sum[:])[:17]
 }
 
 // --- CreateTags ----------------------------------------------------------------
@@ -1163,16 +1356,34 @@ func ec2CreateTags(s *Server, req *request) (*response, *apiError) {
 // allowed from the current state.
 type stateChange func(in *instance) (string, *apiError)
 
+// ec2StopInstances stops, or with Hibernate=true hibernates: a running
+// instance launched with hibernation configured goes stopping → stopped
+// like a plain stop, marked Hibernated. An instance not configured for it
+// is refused as EC2 refuses it (UnsupportedHibernationConfiguration, HTTP
+// 400), as is one RefuseHibernation names; a refusal changes nothing, for
+// any of the instances (all or nothing).
 func ec2StopInstances(s *Server, req *request) (*response, *apiError) {
-	return s.changeState(req, "StopInstancesResponse", func(in *instance) (string, *apiError) {
+	hibernate := req.params.Get("Hibernate") == "true"
+	next := func(in *instance) (string, *apiError) {
 		switch in.State {
 		case stateRunning:
+			if !hibernate {
+				return stateStopping, nil
+			}
+			if refusal := s.hibRefusals[in.ID]; refusal != nil {
+				e := *refusal
+				return "", &e
+			}
+			if !in.HibernationConfigured {
+				return "", errorf("UnsupportedHibernationConfiguration", "The instance can't be hibernated because it was not configured at launch for hibernation: %s", in.ID)
+			}
 			return stateStopping, nil
 		case stateStopping, stateStopped:
 			return "", nil
 		}
 		return "", errorf("IncorrectInstanceState", "The instance '%s' is not in a state from which it can be stopped.", in.ID)
-	})
+	}
+	return s.changeState(req, "StopInstancesResponse", next, func(in *instance) { in.Hibernated = hibernate })
 }
 
 func ec2StartInstances(s *Server, req *request) (*response, *apiError) {
@@ -1184,7 +1395,7 @@ func ec2StartInstances(s *Server, req *request) (*response, *apiError) {
 			return "", nil
 		}
 		return "", errorf("IncorrectInstanceState", "The instance '%s' is not in a state from which it can be started.", in.ID)
-	})
+	}, nil)
 }
 
 func ec2TerminateInstances(s *Server, req *request) (*response, *apiError) {
@@ -1194,10 +1405,13 @@ func ec2TerminateInstances(s *Server, req *request) (*response, *apiError) {
 			return "", nil
 		}
 		return stateShuttingDown, nil
-	})
+	}, nil)
 }
 
-func (s *Server) changeState(req *request, root string, next stateChange) (*response, *apiError) {
+// changeState applies next to every instance of the call, all or nothing;
+// entered, when not nil, runs for each instance that changes state, after
+// it has.
+func (s *Server) changeState(req *request, root string, next stateChange, entered func(in *instance)) (*response, *apiError) {
 	ids := queryStrings(req.params, "InstanceId")
 	if len(ids) == 0 {
 		return nil, errorf("MissingParameter", "The request must contain the parameter InstanceId")
@@ -1238,6 +1452,9 @@ func (s *Server) changeState(req *request, root string, next stateChange) (*resp
 		prev := in.State
 		if targets[i] != "" {
 			s.enterLocked(in, targets[i], now)
+			if entered != nil {
+				entered(in)
+			}
 		}
 		out.Changes = append(out.Changes, xmlChange{InstanceID: id, CurrentState: stateOf(in.State), PreviousState: stateOf(prev)})
 	}

@@ -528,8 +528,51 @@ func TestDescribeInstanceTypes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(all.InstanceTypes) != 8 {
-		t.Errorf("%d types, want 8", len(all.InstanceTypes))
+	if len(all.InstanceTypes) != 11 {
+		t.Errorf("%d types, want 11", len(all.InstanceTypes))
+	}
+	// hibernationSupported, the default CPU topology and the GPU model.
+	byName := map[ec2types.InstanceType]ec2types.InstanceTypeInfo{}
+	for _, it := range all.InstanceTypes {
+		byName[it.InstanceType] = it
+	}
+	for name, want := range map[ec2types.InstanceType]struct {
+		hibernation    bool
+		cores, threads int32
+		memoryMiB      int64
+		gpus           int32
+		gpuModel       string
+	}{
+		"t2.micro":    {true, 1, 1, 1024, 0, ""},
+		"t3.medium":   {true, 1, 2, 4096, 0, ""},
+		"c5.xlarge":   {true, 2, 2, 8192, 0, ""},
+		"g4dn.xlarge": {true, 2, 2, 16384, 1, "T4"},
+		"g5.xlarge":   {false, 2, 2, 16384, 1, "A10G"},
+		"g6.xlarge":   {false, 2, 2, 16384, 1, "L4"},
+		"p3.2xlarge":  {false, 4, 2, 62464, 1, "V100"},
+		"r7i.large":   {false, 1, 2, 16384, 0, ""},
+	} {
+		it, ok := byName[name]
+		if !ok {
+			t.Errorf("%s missing", name)
+			continue
+		}
+		if aws.ToBool(it.HibernationSupported) != want.hibernation {
+			t.Errorf("%s hibernationSupported %v", name, aws.ToBool(it.HibernationSupported))
+		}
+		if aws.ToInt32(it.VCpuInfo.DefaultCores) != want.cores || aws.ToInt32(it.VCpuInfo.DefaultThreadsPerCore) != want.threads {
+			t.Errorf("%s cores %d threads %d", name, aws.ToInt32(it.VCpuInfo.DefaultCores), aws.ToInt32(it.VCpuInfo.DefaultThreadsPerCore))
+		}
+		if aws.ToInt64(it.MemoryInfo.SizeInMiB) != want.memoryMiB {
+			t.Errorf("%s memory %d", name, aws.ToInt64(it.MemoryInfo.SizeInMiB))
+		}
+		switch {
+		case want.gpus == 0 && it.GpuInfo != nil:
+			t.Errorf("%s has GPUs %+v", name, it.GpuInfo)
+		case want.gpus > 0 && (it.GpuInfo == nil || len(it.GpuInfo.Gpus) != 1 || aws.ToInt32(it.GpuInfo.Gpus[0].Count) != want.gpus ||
+			aws.ToString(it.GpuInfo.Gpus[0].Name) != want.gpuModel || aws.ToString(it.GpuInfo.Gpus[0].Manufacturer) != "NVIDIA"):
+			t.Errorf("%s GPU info %+v", name, it.GpuInfo)
+		}
 	}
 	_, err = c.DescribeInstanceTypes(ctx(t), &ec2.DescribeInstanceTypesInput{InstanceTypes: []ec2types.InstanceType{"t9.huge"}})
 	wantAPIError(t, err, "InvalidInstanceType", http.StatusBadRequest)
@@ -551,13 +594,35 @@ func TestDescribeImages(t *testing.T) {
 		img.Architecture != ec2types.ArchitectureValuesX8664 {
 		t.Errorf("image %+v", img)
 	}
-	s.AddImage(Image{ID: "ami-0ccccccccccccccc3", Name: "my-arm-image", Architecture: "arm64"})
+	// The root device's mapping: snapshot, default size 8 GiB, gp3.
+	if len(img.BlockDeviceMappings) != 1 {
+		t.Fatalf("block device mappings %+v", img.BlockDeviceMappings)
+	}
+	bd := img.BlockDeviceMappings[0]
+	if aws.ToString(bd.DeviceName) != "/dev/sda1" || bd.Ebs == nil {
+		t.Fatalf("root mapping %+v", bd)
+	}
+	if ebs := bd.Ebs; aws.ToInt32(ebs.VolumeSize) != 8 || ebs.VolumeType != ec2types.VolumeTypeGp3 || !aws.ToBool(ebs.DeleteOnTermination) ||
+		ebs.Encrypted == nil || *ebs.Encrypted || !strings.HasPrefix(aws.ToString(ebs.SnapshotId), "snap-") {
+		t.Errorf("root ebs %+v", ebs)
+	}
+	s.AddImage(Image{ID: "ami-0ccccccccccccccc3", Name: "my-arm-image", Architecture: "arm64", RootVolumeGiB: 75})
 	byName, err := c.DescribeImages(ctx(t), &ec2.DescribeImagesInput{Filters: []ec2types.Filter{{Name: aws.String("name"), Values: []string{"debian-12-*", "my-*"}}}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(byName.Images) != 2 {
 		t.Errorf("name filter found %d images", len(byName.Images))
+	}
+	for _, img := range byName.Images {
+		want := int32(8)
+		if aws.ToString(img.ImageId) == "ami-0ccccccccccccccc3" {
+			want = 75
+		}
+		if len(img.BlockDeviceMappings) != 1 || aws.ToInt32(img.BlockDeviceMappings[0].Ebs.VolumeSize) != want ||
+			aws.ToString(img.BlockDeviceMappings[0].DeviceName) != "/dev/xvda" {
+			t.Errorf("%s mappings %+v", aws.ToString(img.ImageId), img.BlockDeviceMappings)
+		}
 	}
 	_, err = c.DescribeImages(ctx(t), &ec2.DescribeImagesInput{ImageIds: []string{"ami-0000000000000dead"}})
 	wantAPIError(t, err, "InvalidAMIID.NotFound", http.StatusBadRequest)

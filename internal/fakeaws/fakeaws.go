@@ -6,9 +6,14 @@
 //
 // One HTTP server serves every service on one URL. Requests are routed by
 // protocol: an X-Amz-Target header selects a JSON 1.1 service (Pricing,
-// SSM); a REST-JSON path prefix selects Lambda (/2015-03-31/…); a Smithy
-// RPC v2 CBOR path (/service/GraniteServiceVersion20100801/operation/…)
-// selects CloudWatch; a form body with Action= is the EC2 Query protocol.
+// SSM, Service Quotas: ServiceQuotasV20190624.GetServiceQuota); a
+// REST-JSON path prefix selects Lambda (/2015-03-31/…); a Smithy RPC v2
+// CBOR path (/service/GraniteServiceVersion20100801/operation/…) selects
+// CloudWatch; a form body with Action= is the EC2 Query protocol. Through
+// the SDK's default chain, AWS_ENDPOINT_URL reaches every service, or one
+// service's own variable does: AWS_ENDPOINT_URL_EC2, …_SSM, …_PRICING,
+// …_LAMBDA, …_CLOUDWATCH, and for Service Quotas (service ID "Service
+// Quotas", signing name servicequotas) AWS_ENDPOINT_URL_SERVICE_QUOTAS.
 // Signatures are never verified. State is in memory and guarded by one
 // mutex.
 //
@@ -18,7 +23,9 @@
 // (nothing done, as on AWS); SetDropResponse and SetDropConnection let a
 // call act and then lose its answer (a 500, or a closed connection), the
 // case idempotent retries (RunInstances ClientToken) exist for; SetLatency
-// delays answers.
+// delays answers. Conditions of EC2 itself: SetNoCapacity (a type has no
+// capacity in a subnet), RefuseHibernation (an instance will not
+// hibernate), DeleteServiceQuota (a quota lookup fails).
 package fakeaws
 
 import (
@@ -48,6 +55,9 @@ type Image struct {
 	Name           string
 	RootDeviceName string // default /dev/xvda
 	Architecture   string // default x86_64
+	// RootVolumeGiB is the size of the root device's snapshot, what a launch
+	// gets without a BlockDeviceMapping Ebs.VolumeSize (default 8).
+	RootVolumeGiB int32
 }
 
 // InstanceType is an EC2 instance type known to the fake.
@@ -56,6 +66,9 @@ type InstanceType struct {
 	VCPUs     int32
 	MemoryMiB int64
 	GPUs      int32 // NVIDIA GPUs (GpuInfo); 0 for none
+	// Hibernation is DescribeInstanceTypes' hibernationSupported: whether
+	// RunInstances accepts HibernationOptions.Configured for the type.
+	Hibernation bool
 }
 
 // Instance is a snapshot of one fake EC2 instance.
@@ -75,6 +88,16 @@ type Instance struct {
 	ClientToken      string
 	HttpTokens       string // "required" or "optional"
 	RootEncrypted    bool
+	// RootVolumeGiB is the root volume's size: the launch's BlockDeviceMapping
+	// Ebs.VolumeSize for the image's root device, else the image's
+	// RootVolumeGiB.
+	RootVolumeGiB int32
+	// HibernationConfigured is true for an instance launched with
+	// HibernationOptions.Configured (DescribeInstances hibernationOptions).
+	HibernationConfigured bool
+	// Hibernated is true while an instance stopped by StopInstances with
+	// Hibernate=true is stopping or stopped; a start clears it.
+	Hibernated bool
 
 	// ReservationID groups instances launched by one RunInstances call.
 	ReservationID string
@@ -89,8 +112,8 @@ type Instance struct {
 
 // Call is one request the fake received.
 type Call struct {
-	Service string // "ec2", "pricing", "ssm", "lambda", "cloudwatch" (or "unknown")
-	Action  string // operation name, e.g. "RunInstances", "GetProducts", "Invoke", "GetMetricData"
+	Service string // "ec2", "pricing", "ssm", "servicequotas", "lambda", "cloudwatch" (or "unknown")
+	Action  string // operation name, e.g. "RunInstances", "GetProducts", "GetServiceQuota", "Invoke", "GetMetricData"
 	// Params are the EC2 Query form parameters; for REST-JSON (Lambda) the
 	// query string plus the path labels (FunctionName); for RPC v2 CBOR
 	// (CloudWatch) the body flattened the Query way (ScanBy,
@@ -123,6 +146,9 @@ type Server struct {
 	types         map[string]InstanceType
 	prices        map[string]float64
 	params        map[string]ssmParam
+	quotas        map[quotaKey]serviceQuota
+	noCapacity    map[capacityKey]bool
+	hibRefusals   map[string]*apiError // by instance ID: RefuseHibernation
 	privateSubnet map[string]bool
 	instances     map[string]*instance
 	order         []*instance            // instances by seq (launch order), the DescribeInstances scan order
@@ -158,6 +184,9 @@ func New() *Server {
 		types:         map[string]InstanceType{},
 		prices:        map[string]float64{},
 		params:        map[string]ssmParam{},
+		quotas:        map[quotaKey]serviceQuota{},
+		noCapacity:    map[capacityKey]bool{},
+		hibRefusals:   map[string]*apiError{},
 		privateSubnet: map[string]bool{},
 		instances:     map[string]*instance{},
 		metrics:       map[metricKey][]sample{},
@@ -169,13 +198,16 @@ func New() *Server {
 		throttles:     map[string]*throttle{},
 	}
 	for _, t := range []InstanceType{
-		{"t2.micro", 1, 1024, 0},
-		{"t3.small", 2, 2048, 0},
-		{"t3.medium", 2, 4096, 0},
-		{"t3.large", 2, 8192, 0},
-		{"m5.large", 2, 8192, 0},
-		{"c5.xlarge", 4, 8192, 0},
-		{"g4dn.xlarge", 4, 16384, 1},
+		{Name: "t2.micro", VCPUs: 1, MemoryMiB: 1024, Hibernation: true},
+		{Name: "t3.small", VCPUs: 2, MemoryMiB: 2048, Hibernation: true},
+		{Name: "t3.medium", VCPUs: 2, MemoryMiB: 4096, Hibernation: true},
+		{Name: "t3.large", VCPUs: 2, MemoryMiB: 8192, Hibernation: true},
+		{Name: "m5.large", VCPUs: 2, MemoryMiB: 8192, Hibernation: true},
+		{Name: "c5.xlarge", VCPUs: 4, MemoryMiB: 8192, Hibernation: true},
+		{Name: "g4dn.xlarge", VCPUs: 4, MemoryMiB: 16384, GPUs: 1, Hibernation: true},
+		{Name: "g5.xlarge", VCPUs: 4, MemoryMiB: 16384, GPUs: 1},
+		{Name: "g6.xlarge", VCPUs: 4, MemoryMiB: 16384, GPUs: 1},
+		{Name: "p3.2xlarge", VCPUs: 8, MemoryMiB: 62464, GPUs: 1},
 	} {
 		s.AddInstanceType(t)
 	}
@@ -185,6 +217,9 @@ func New() *Server {
 		{ID: "ami-0bbbbbbbbbbbbbbb2", Name: "debian-12-amd64-20241004-1890", RootDeviceName: "/dev/xvda"},
 	} {
 		s.AddImage(img)
+	}
+	for _, q := range ec2VCPUQuotas {
+		s.quotas[quotaKey{"ec2", q.code}] = serviceQuota{name: q.name, value: q.value}
 	}
 	s.SetPrice("t2.micro", 0.0116)
 	s.SetPrice("t3.small", 0.0208)
@@ -272,6 +307,9 @@ func (s *Server) AddImage(img Image) {
 	if img.RootDeviceName == "" {
 		img.RootDeviceName = "/dev/xvda"
 	}
+	if img.RootVolumeGiB <= 0 {
+		img.RootVolumeGiB = defaultRootVolumeGiB
+	}
 	if img.Architecture == "" {
 		img.Architecture = "x86_64"
 	}
@@ -347,8 +385,8 @@ func (s *Server) SetInstanceState(id, state string) {
 
 // AddInstance seeds an instance, e.g. one of another user's. Empty fields
 // get defaults: a fresh ID, type t2.micro, state running, launch time now,
-// a private IP, a public IP (when running outside a private subnet) and a
-// reservation of its own.
+// a private IP, a public IP (when running outside a private subnet), a
+// reservation of its own and a root volume of its image's size.
 func (s *Server) AddInstance(inst Instance) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -382,6 +420,12 @@ func (s *Server) AddInstance(inst Instance) {
 	}
 	if inst.HttpTokens == "" {
 		inst.HttpTokens = "optional"
+	}
+	if inst.RootVolumeGiB <= 0 {
+		inst.RootVolumeGiB = defaultRootVolumeGiB
+		if img, ok := s.images[inst.ImageID]; ok {
+			inst.RootVolumeGiB = img.RootVolumeGiB
+		}
 	}
 	s.seq++
 	in := &instance{Instance: inst.clone(), seq: s.seq}
@@ -502,6 +546,7 @@ var handlers = map[string]handlerFunc{
 	"pricing.GetProducts":            pricingGetProducts,
 	"ssm.GetParameter":               ssmGetParameter,
 	"ssm.GetParameters":              ssmGetParameters,
+	"servicequotas.GetServiceQuota":  sqGetServiceQuota,
 	"lambda.ListFunctions":           lambdaListFunctions,
 	"lambda.GetFunction":             lambdaGetFunction,
 	"lambda.Invoke":                  lambdaInvoke,
@@ -665,10 +710,11 @@ func (s *Server) takeFault(action string) *apiError {
 
 // statusFor is the HTTP status AWS uses for an error code. The EC2 API
 // reference splits codes into client errors (4xx) and server errors (5xx);
-// throttling is 503. Lambda's codes have their own statuses.
+// throttling is 503. Lambda's and Service Quotas' codes have their own
+// statuses (their models' httpError: NoSuchResourceException is 404).
 func statusFor(code string) int {
 	switch code {
-	case "ResourceNotFoundException":
+	case "ResourceNotFoundException", "NoSuchResourceException":
 		return http.StatusNotFound
 	case "TooManyRequestsException":
 		return http.StatusTooManyRequests

@@ -51,13 +51,13 @@ type drop struct {
 // SetDropResponse makes the next n calls of action ("" = any action) that
 // succeed take effect and then answer the service's internal error (HTTP
 // 500: InternalError for EC2, InternalFailure for STS, InternalServiceError
-// for CloudWatch, ServiceException for Lambda, InternalErrorException for
-// Pricing, InternalServerError for SSM) instead of their answer: "the call
-// succeeded but the answer was lost", which a caller must survive by
-// retrying idempotently (a RunInstances retry with the same ClientToken gets
-// the instance the lost call launched). Calls that fail anyway are answered
-// as usual and do not use a drop up. The SDK's standard retryer retries a
-// 500 by itself. Drops queue up like FailNext's faults, together with
+// for CloudWatch, ServiceException for Lambda and Service Quotas,
+// InternalErrorException for Pricing, InternalServerError for SSM) instead
+// of their answer: "the call succeeded but the answer was lost", which a
+// caller must survive by retrying idempotently (a RunInstances retry with
+// the same ClientToken gets the instance the lost call launched). Calls
+// that fail anyway are answered as usual and do not use a drop up. The
+// SDK's standard retryer retries a 500 by itself. Drops queue up like FailNext's faults, together with
 // SetDropConnection's. n <= 0 does nothing.
 func (s *Server) SetDropResponse(action string, n int) { s.addDrop(action, n, false) }
 
@@ -117,7 +117,8 @@ type throttle struct {
 // service throttles: EC2 RequestLimitExceeded (HTTP 503), STS and
 // CloudWatch Throttling (400), SSM ThrottlingException (400), Pricing
 // ThrottlingException (429, as its model says), Lambda
-// TooManyRequestsException (429, with Retry-After). The SDK classifies all
+// TooManyRequestsException (429, with Retry-After), Service Quotas
+// TooManyRequestsException (429, as its model says). The SDK classifies all
 // of them as throttling and its standard retryer retries them. A throttled
 // call does nothing, as on AWS. Which calls are throttled is pseudo-random
 // but fixed by seed: the same seed throttles the same calls of the same
@@ -159,6 +160,9 @@ var faultsByService = map[string]serviceFaults{
 	"lambda":     {svcError("TooManyRequestsException", http.StatusTooManyRequests), svcError("ServiceException", http.StatusInternalServerError)},
 	"pricing":    {svcError("ThrottlingException", http.StatusTooManyRequests), svcError("InternalErrorException", http.StatusInternalServerError)},
 	"ssm":        {svcError("ThrottlingException", http.StatusBadRequest), svcError("InternalServerError", http.StatusInternalServerError)},
+	// Service Quotas' model: TooManyRequestsException 429, ServiceException 500.
+	"servicequotas": {svcError("TooManyRequestsException", http.StatusTooManyRequests),
+		apiError{status: http.StatusInternalServerError, code: "ServiceException", message: "Something went wrong."}},
 }
 
 func svcError(code string, status int) apiError {

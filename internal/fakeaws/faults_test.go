@@ -15,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	lambdatypes "github.com/aws/aws-sdk-go-v2/service/lambda/types"
 	"github.com/aws/aws-sdk-go-v2/service/pricing"
+	"github.com/aws/aws-sdk-go-v2/service/servicequotas"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 	"github.com/aws/smithy-go"
@@ -101,6 +102,10 @@ func TestThrottleEveryService(t *testing.T) {
 		}},
 		{"ThrottlingException", http.StatusBadRequest, func(c context.Context) error {
 			_, err := ssmClient(s).GetParameter(c, &ssm.GetParameterInput{Name: aws.String("/x")})
+			return err
+		}},
+		{"TooManyRequestsException", http.StatusTooManyRequests, func(c context.Context) error {
+			_, err := quotasClient(s).GetServiceQuota(c, &servicequotas.GetServiceQuotaInput{ServiceCode: aws.String("ec2"), QuotaCode: aws.String("L-1216C47A")})
 			return err
 		}},
 	}

@@ -21,8 +21,9 @@ import (
 
 // jsonTargets maps an X-Amz-Target prefix to our service name (JSON 1.1).
 var jsonTargets = map[string]string{
-	"AWSPriceListService": "pricing",
-	"AmazonSSM":           "ssm",
+	"AWSPriceListService":    "pricing",
+	"AmazonSSM":              "ssm",
+	"ServiceQuotasV20190624": "servicequotas",
 }
 
 // jsonProtocol is AWS JSON 1.1: POST /, X-Amz-Target: Prefix.Operation.

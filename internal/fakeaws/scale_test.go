@@ -47,6 +47,8 @@ func TestDescribeInstancesXMLMatchesEncodingXML(t *testing.T) {
 	s.AddInstance(Instance{ID: "i-00000000000000003", State: stateTerminated})
 	s.AddInstance(Instance{ID: "i-00000000000000004", ReservationID: "r-shared"})
 	s.AddInstance(Instance{ID: "i-00000000000000005", ReservationID: "r-shared", ClientToken: "ct"})
+	s.AddInstance(Instance{ID: "i-00000000000000006", Type: "c5.xlarge", State: stateStopped, HibernationConfigured: true, Hibernated: true})
+	s.AddInstance(Instance{ID: "i-00000000000000007", Type: "unknown.type", HibernationConfigured: true})
 
 	s.mu.Lock()
 	var all []xmlInstance

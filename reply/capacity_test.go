@@ -1,0 +1,42 @@
+package reply
+
+import (
+	"testing"
+
+	"github.com/computebot/computebot"
+	"github.com/computebot/computebot/idle"
+)
+
+func TestCapacityWords(t *testing.T) {
+	a, b := "subnet-0aaaaaaaaaaaaaaa1", "subnet-0bbbbbbbbbbbbbbb2"
+	g5 := &computebot.LaunchRequest{InstanceType: "g5.xlarge", VCPUs: 4,
+		Plan: []computebot.LaunchTry{{InstanceType: "g5.xlarge", SubnetID: a}, {InstanceType: "g5.xlarge", SubnetID: b},
+			{InstanceType: "g6.xlarge", SubnetID: a}, {InstanceType: "g6.xlarge", SubnetID: b}},
+		MaxPricePerHour: 1.212, MaxPriceKnown: true}
+	for _, tt := range []struct{ name, got, want string }{
+		{"next subnet", NoCapacityTrying(g5.Plan[0], g5.Plan[1]).Text,
+			":arrows_counterclockwise: AWS has no `g5.xlarge` capacity in `subnet-0aaaaaaaaaaaaaaa1`; trying subnet `subnet-0bbbbbbbbbbbbbbb2`."},
+		{"next type", NoCapacityTrying(g5.Plan[1], g5.Plan[2]).Text,
+			":arrows_counterclockwise: AWS has no `g5.xlarge` capacity in any subnet; trying `g6.xlarge` in `subnet-0aaaaaaaaaaaaaaa1`."},
+		{"next type, default subnet", NoCapacityTrying(computebot.LaunchTry{InstanceType: "g5.xlarge"}, computebot.LaunchTry{InstanceType: "g6.xlarge"}).Text,
+			":arrows_counterclockwise: AWS has no `g5.xlarge` capacity in any subnet; trying `g6.xlarge`."},
+		{"fallbacks", fallbackLine(g5), "If AWS has no `g5.xlarge` capacity: `g6.xlarge` (up to ≈ $1.212/h)"},
+		{"no fallbacks", fallbackLine(&computebot.LaunchRequest{InstanceType: "t3.small"}), ""},
+		{"nowhere", NoCapacityAnywhere(g5), "AWS has no capacity for `g5.xlarge`, `g6.xlarge` in any of its 2 subnets right now. Nothing was launched; try again later or with another type."},
+		{"quota", QuotaLine(&computebot.LaunchRequest{VCPUs: 4, Quota: &computebot.VCPUQuota{Class: "G", Limit: 32, InUse: 12}}),
+			"vCPU quota for G instances: 12 of 32 in use, this needs 4"},
+		{"quota unknown", QuotaLine(&computebot.LaunchRequest{QuotaUnknown: true}), "vCPU quota unknown (AWS did not answer); the launch may still fail on it"},
+		{"no quota", QuotaLine(&computebot.LaunchRequest{}), ""},
+		{"hibernated", StopNote(computebot.Stopped{Hibernated: true}), "It hibernated: its memory is kept and comes back when it starts."},
+		{"not hibernated", StopNote(computebot.Stopped{NotHibernated: "EC2 would not hibernate i-1 (UnsupportedHibernationConfiguration)"}),
+			"It was not hibernated (EC2 would not hibernate i-1 (UnsupportedHibernationConfiguration)), so it was stopped plainly and its memory is lost."},
+		{"idle stop, hibernated", NoticeAnnouncement(with(idleNotice(), func(n *idle.Notice) {
+			stopped(idle.SettledStopped, "")(n)
+			n.Hibernates, n.Hibernated = true, true
+		})).Text, "stopped `i-1` (idle): max CPU 1.2 % and 0.3 MB network over the last 1 h. It hibernated: its memory is kept and comes back when it starts."},
+	} {
+		if tt.got != tt.want {
+			t.Errorf("%s:\n got %q\nwant %q", tt.name, tt.got, tt.want)
+		}
+	}
+}
