@@ -42,10 +42,10 @@ type Launch struct {
 	// AMI is an AMI ID or "resolve:ssm:/parameter/name".
 	AMI string `yaml:"ami"`
 	// SSHUser is the login for the SSH line; "" infers it from the AMI name.
-	SSHUser           string   `yaml:"ssh_user"`
-	KeyName           string   `yaml:"key_name"`
-	SecurityGroupIDs  []string `yaml:"security_group_ids"`
-	SubnetID          string   `yaml:"subnet_id"`
+	SSHUser          string   `yaml:"ssh_user"`
+	KeyName          string   `yaml:"key_name"`
+	SecurityGroupIDs []string `yaml:"security_group_ids"`
+	SubnetID         string   `yaml:"subnet_id"`
 	// SubnetIDs, when set, take the place of SubnetID: subnets in several
 	// Availability Zones, tried in order when one has no capacity.
 	SubnetIDs []string `yaml:"subnet_ids"`
@@ -54,8 +54,8 @@ type Launch struct {
 	FallbackTypes map[string][]string `yaml:"fallback_types"`
 	// Hibernate launches instances able to hibernate when their type and
 	// image can (also /launch --hibernate); stops then keep the memory.
-	Hibernate         bool `yaml:"hibernate"`
-	MaxRunningPerUser int  `yaml:"max_running_per_user"`
+	Hibernate         bool     `yaml:"hibernate"`
+	MaxRunningPerUser int      `yaml:"max_running_per_user"`
 	DefaultTTL        Duration `yaml:"default_ttl"`
 	MaxLease          Duration `yaml:"max_lease"`
 	// Prices maps instance types to USD per hour, overriding the Pricing API.

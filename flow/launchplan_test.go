@@ -86,7 +86,6 @@ func TestVCPUQuota(t *testing.T) {
 	}
 }
 
-
 // fallbackEnv is an env with two subnets and t3.small falling back to
 // t2.micro.
 func fallbackEnv(t *testing.T) *env {

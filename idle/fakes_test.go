@@ -45,17 +45,17 @@ func (c *clock) Advance(d time.Duration) {
 // fakeCloud is a recording fake of Cloud. Metrics are stored per instance
 // as datapoints and returned for [Start, End), as CloudWatch does.
 type fakeCloud struct {
-	mu        sync.Mutex
-	insts     map[string]*computebot.Instance
-	metrics   map[string]computebot.InstanceMetrics
-	calls     []string // "list", "get i-1", "metrics 3", "stop i-1", "terminate i-1", "tag i-1 k=v"
-	queries   []computebot.MetricsQuery
-	stopErr   error // returned by Stop and Terminate
+	mu      sync.Mutex
+	insts   map[string]*computebot.Instance
+	metrics map[string]computebot.InstanceMetrics
+	calls   []string // "list", "get i-1", "metrics 3", "stop i-1", "terminate i-1", "tag i-1 k=v"
+	queries []computebot.MetricsQuery
+	stopErr error // returned by Stop and Terminate
 	// hibernateErr is returned by Hibernate (before stopErr applies).
 	hibernateErr error
-	getErr    error
-	tagErr    error
-	metricErr error
+	getErr       error
+	tagErr       error
+	metricErr    error
 	// onList runs at the start of ManagedInstances (panic, block…).
 	onList func()
 	// onGet, onStop and onTag run before Instance, Stop/Terminate and Tag
