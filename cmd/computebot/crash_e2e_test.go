@@ -68,6 +68,13 @@ var crashIdleConfig = baseConfig + `idle:
   snooze: 4h
 `
 
+// crashFallbackConfig lets t2.micro fall back to t3.small, over two
+// subnets; the fallback scenario gives EC2 no t2.micro capacity anywhere,
+// so a launch makes three attempts (t2.micro in each subnet, then
+// t3.small), each with its own ClientToken.
+var crashFallbackConfig = strings.Replace(crashConfig, "  default_ttl: 8h\n",
+	"  default_ttl: 8h\n  subnet_ids: [subnet-0aaaaaaaaaaaaaaa1, subnet-0bbbbbbbbbbbbbbb2]\n  fallback_types:\n    t2.micro: [t3.small]\n", 1)
+
 // crashCase is one row of the table: a scenario and the point it is
 // killed at.
 type crashCase struct {
@@ -86,6 +93,8 @@ var crashCases = []crashCase{
 	{"before-run-instances", "launch"},
 	{"after-run-instances", "launch"},
 	{"post-ready", "launch"},
+	{"before-run-instances#3", "fallback"}, // the move to the fallback type saved, its RunInstances not made
+	{"after-run-instances", "fallback"},    // the fallback type launched, its instance ID not saved
 	{"before-lifecycle", "stop"},
 	{"before-lifecycle", "start"},
 	{"before-lifecycle", "terminate"},
@@ -234,8 +243,12 @@ func newCrashBed(t *testing.T, bin string, cc crashCase, run int, seq int64) *cr
 	}})
 
 	yaml := crashConfig
-	if cc.scenario == "notice" {
+	switch cc.scenario {
+	case "notice":
 		yaml = crashIdleConfig
+	case "fallback":
+		yaml = crashFallbackConfig
+		c.aws.SetNoCapacity("t2.micro", "", true)
 	}
 	c.db = filepath.Join(c.dir, "computebot.db")
 	c.cfg = filepath.Join(c.dir, "config.yaml")
@@ -291,6 +304,15 @@ func (c *crashBed) start(crashAt string) {
 	}
 }
 
+// crashReport is the line the bot writes when it crashes at point
+// ("NAME" or "NAME#N", the N-th hit), as package crash words it.
+func crashReport(point string) string {
+	if name, nth, ok := strings.Cut(point, "#"); ok {
+		return "crash point " + name + " (hit " + nth + "): exiting"
+	}
+	return "crash point " + point + " "
+}
+
 // kill ends a process still running at the end of the test.
 func (c *crashBed) kill() {
 	if c.running {
@@ -312,7 +334,7 @@ func (c *crashBed) exitedWith(err error) {
 		c.t.Fatalf("the restarted bot exited: %v", err)
 	case !errors.As(err, &ee) || ee.ExitCode() != crash.ExitCode:
 		c.t.Fatalf("the bot exited with %v, not at crash point %s (status %d)", err, c.cc.point, crash.ExitCode)
-	case !strings.Contains(c.log.String(), "crash point "+c.cc.point+" "):
+	case !strings.Contains(c.log.String(), crashReport(c.cc.point)):
 		c.t.Fatalf("the bot exited with status %d but did not report crash point %s", crash.ExitCode, c.cc.point)
 	}
 	c.crashed = true
@@ -584,7 +606,7 @@ func (c *crashBed) seedInstance(state string, launched, expires time.Time) (id, 
 func (c *crashBed) play() crashResult {
 	c.start(c.cc.point)
 	switch c.cc.scenario {
-	case "launch", "mention":
+	case "launch", "mention", "fallback":
 		c.playLaunch(c.cc.scenario == "mention")
 	case "stop", "start", "terminate", "extend":
 		c.playLifecycle(c.cc.scenario)
@@ -691,10 +713,20 @@ func (c *crashBed) playLaunch(viaMention bool) {
 		}
 	}
 	if n := c.aws.CallCount("RunInstances"); n > 1 {
-		c.note("RunInstances called %d times (one ClientToken)", n)
+		c.note("RunInstances called %d times (one ClientToken per attempt)", n)
 	}
 	if n := len(c.aws.Instances()); n != 1 {
 		c.dup("%d instances in EC2, want 1", n)
+	}
+	if c.cc.scenario == "fallback" {
+		for _, in := range c.aws.Instances() {
+			if in.Type != "t3.small" || in.ClientToken != "computebot-"+in.Tags[computebot.TagRequest]+"-2" {
+				c.lost("instance %s is a %s with token %q, want the fallback t3.small with the third attempt's token", in.ID, in.Type, in.ClientToken)
+			}
+		}
+		if n := c.count(crashInThread(msg.TS, "trying `t3.small`")); n == 0 {
+			c.note("no thread note for the move to t3.small (posted by the process that died)")
+		}
 	}
 	c.checkAcked()
 	c.checkIntents(db)

@@ -39,7 +39,7 @@ func newIdleBed(t testing.TB, opts ...bedOption) *bed {
 // seed adds a running managed instance launched 3 h ago whose request
 // thread is a real message in the channel, with constant metrics over the
 // last 2 h (cpu in %, network bytes per 5 minutes, each way).
-func (b *bed) seed(id, owner string, cpu, netPerPeriod float64, extraTags map[string]string) (thread string) {
+func (b *bed) seed(id, owner string, cpu, netPerPeriod float64, extraTags map[string]string, opts ...func(*fakeaws.Instance)) (thread string) {
 	b.t.Helper()
 	thread = fmt.Sprintf("1790000000.%06d", len(b.aws.Instances())+1)
 	tags := map[string]string{"computebot:managed": "true", "computebot:owner": owner, "Name": "box-" + id[len(id)-4:],
@@ -47,7 +47,11 @@ func (b *bed) seed(id, owner string, cpu, netPerPeriod float64, extraTags map[st
 	for k, v := range extraTags {
 		tags[k] = v
 	}
-	b.aws.AddInstance(fakeaws.Instance{ID: id, Type: "t3.small", State: "running", LaunchTime: time.Now().Add(-3 * time.Hour), Tags: tags})
+	in := fakeaws.Instance{ID: id, Type: "t3.small", State: "running", LaunchTime: time.Now().Add(-3 * time.Hour), Tags: tags}
+	for _, o := range opts {
+		o(&in)
+	}
+	b.aws.AddInstance(in)
 	b.metrics(id, cpu, netPerPeriod)
 	return thread
 }
