@@ -154,7 +154,7 @@ var errorRules = []errorRule{
 		codes:    []string{"InvalidSubnetID.NotFound", "InvalidSubnetID.Malformed", "InvalidSubnet*"},
 		notFound: true,
 		message: func(c callInfo, _, _ string) string {
-			return fmt.Sprintf("Subnet %s does not exist in this region. Ask an admin to fix launch.subnet_id.", or(c.SubnetID, "(default)"))
+			return fmt.Sprintf("Subnet %s does not exist in this region. Ask an admin to fix launch.subnet_id (or launch.subnet_ids).", or(c.SubnetID, "(default)"))
 		},
 	},
 	{
@@ -168,7 +168,7 @@ var errorRules = []errorRule{
 	{
 		codes: []string{"InsufficientFreeAddressesInSubnet"},
 		message: func(c callInfo, _, _ string) string {
-			return fmt.Sprintf("Subnet %s has no free IP addresses left. Ask an admin to pick another subnet (launch.subnet_id).", or(c.SubnetID, "(default)"))
+			return fmt.Sprintf("Subnet %s has no free IP addresses left. Ask an admin to pick another subnet (launch.subnet_id, launch.subnet_ids).", or(c.SubnetID, "(default)"))
 		},
 	},
 	{

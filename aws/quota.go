@@ -16,11 +16,11 @@ import (
 )
 
 // How long the vCPU quota figures are reused: a quota changes when someone
-// raises it (rare), use with every launch and stop of anyone in the
-// account, so it is counted again within seconds, yet a burst of
-// requests costs one listing.
+// raises it (rare, but then people retry at once: a couple of minutes),
+// use with every launch and stop of anyone in the account, so it is
+// counted again within seconds, yet a burst of requests costs one listing.
 const (
-	quotaLimitTTL = 10 * time.Minute
+	quotaLimitTTL = 2 * time.Minute
 	quotaUsageTTL = 15 * time.Second
 )
 
@@ -60,6 +60,9 @@ func quotaClassOf(instanceType string) (quotaClass, bool) {
 	}
 	if c, ok := quotaClasses[letters]; ok {
 		return c, true
+	}
+	if c, ok := quotaClasses[letters[:min(len(letters), 1)]]; ok && strings.ContainsRune("gpfx", rune(letters[0])) {
+		return c, true // a newer family of a class, such as gr6 (G)
 	}
 	if letters == "mac" || letters == "" {
 		return quotaClass{}, false
@@ -161,8 +164,8 @@ func (c *Client) vcpusInUse(ctx context.Context) (map[string]int, error) {
 		for _, r := range page.Reservations {
 			for _, inst := range r.Instances {
 				class, ok := quotaClassOf(string(inst.InstanceType))
-				if !ok {
-					continue
+				if !ok || inst.InstanceLifecycle == types.InstanceLifecycleTypeSpot {
+					continue // Spot instances count against quotas of their own
 				}
 				n, err := c.vcpusOf(ctx, inst)
 				if err != nil {

@@ -22,6 +22,7 @@ func TestVCPUQuota(t *testing.T) {
 		{Type: "g6.xlarge", State: "stopped"},                                          // not counted
 		{Type: "p3.2xlarge", State: "running"},                                         // P
 		{Type: "t3.small", State: "running", Tags: map[string]string{"team": "other"}}, // standard
+		{Type: "g5.xlarge", State: "running", Spot: true},                              // Spot: its own quota
 	} {
 		fake.AddInstance(in)
 	}
@@ -50,6 +51,10 @@ func TestVCPUQuota(t *testing.T) {
 	}
 	if _, err := c.VCPUQuota(ctx, "g4dn.xlarge"); err != nil || fake.CallCount("GetServiceQuota") != 3 {
 		t.Errorf("GetServiceQuota calls = %d, want 3 (G cached)", fake.CallCount("GetServiceQuota"))
+	}
+	// A newer family of the class counts against it too.
+	if g, err := c.VCPUQuota(ctx, "gr6.4xlarge"); err != nil || g.QuotaCode != "L-DB2E81BA" {
+		t.Errorf("gr6: %+v, %v; want the G and VT quota", g, err)
 	}
 }
 

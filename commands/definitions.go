@@ -87,7 +87,7 @@ func Definitions() []Definition {
 		{
 			Name:      "stop",
 			extraHint: quoteName,
-			Summary:   "Stop an instance (its disk is kept; start it again later).",
+			Summary:   "Stop an instance (its disk is kept; launched with --hibernate or launch.hibernate, it hibernates and keeps its memory too; start it again later).",
 			Who:       "the instance's owner or an approver",
 			Args:      []Arg{target},
 			Examples:  []string{`/stop i-0123456789abcdef0`, `/stop training-box`},

@@ -125,6 +125,10 @@ func (c *Config) problems() []*Problem {
 				add(k, "%q is not in launch.allowed_types; a fallback must be a type people may launch", f)
 			case seen[f]:
 				add(k, "%q is already tried before", f)
+			case slices.Contains(l.AutoApproveTypes, t) && !slices.Contains(l.AutoApproveTypes, f):
+				// An auto-approved request launches its fallbacks too, with
+				// nobody's click: only as far as auto-approval goes.
+				add(k, "%q is not in launch.auto_approve_types but %q is: a request for %s would launch it without an approval", f, t, t)
 			}
 			seen[f] = true
 		}

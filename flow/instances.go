@@ -128,14 +128,17 @@ func (f *Flow) changeInstance(ctx context.Context, in *computebot.Intent, o Orig
 	}
 	crash.Point("before-lifecycle") // the ask recorded, not made
 	var how computebot.Stopped
-	switch kind {
-	case policy.ActionStop:
+	switch {
+	case kind == policy.ActionStop && asked && inst.State != computebot.InstanceRunning:
+		// The first run's stop took effect: asking again could not say
+		// whether that one hibernated, so the announcement does not claim it.
+	case kind == policy.ActionStop:
 		how, err = computebot.StopKeepingMemory(ctx, f.cloud, inst)
-	case policy.ActionStart:
+	case kind == policy.ActionStart:
 		_, err = f.cloud.Start(ctx, inst.ID)
-	case policy.ActionTerminate:
+	case kind == policy.ActionTerminate:
 		_, err = f.cloud.Terminate(ctx, inst.ID)
-	case policy.ActionExtend:
+	case kind == policy.ActionExtend:
 		until := act.ExtendTo.UTC().Format(time.RFC3339)
 		detail = "expires-at " + until
 		// The new lease end is recorded first: a run of this intent after

@@ -67,6 +67,16 @@ func (f *Flow) launch(ctx context.Context, id string, resume bool) {
 	}
 
 	inst, r, err := f.runInstance(ctx, r)
+	switch {
+	case errors.Is(err, computebot.ErrConflict):
+		// Another replica took the request over (or moved it on): the
+		// launch is theirs now, not a failure.
+		f.log.Info("launch taken over; stopping here", "request_id", id)
+		return
+	case errors.Is(err, errResumeLater):
+		f.log.Error("launch left for the next start", "request_id", id, "err", err)
+		return
+	}
 	if err != nil {
 		f.log.Error("launch failed", "request_id", id, "err", err)
 		why := reply.Literal(computebot.UserMessage(err))
@@ -89,7 +99,7 @@ func (f *Flow) launch(ctx context.Context, id string, resume bool) {
 		return
 	}
 	f.audit.Record(ctx, computebot.AuditEntry{Actor: r.DecidedByOrPolicy(), Action: "launch", RequestID: id, Target: inst.ID, Result: "ok",
-		Detail: fmt.Sprintf("%s for %s", r.Launch.InstanceType, r.Requester)})
+		Detail: fmt.Sprintf("%s for %s", r.Launch.Current().InstanceType, r.Requester)})
 	f.post(ctx, r.ChannelID, r.MessageTS, reply.Pending(r), "pending", "request_id", id)
 	f.startWaiter(id, false)
 }
@@ -140,6 +150,10 @@ func (f *Flow) stillWithinQuota(ctx context.Context, r *computebot.Request) bool
 	return false
 }
 
+// errResumeLater: the launch could not record its progress; it stays
+// executing, and the next start (or Adopt) takes it on from the store.
+var errResumeLater = errors.New("left for the next start")
+
 // runInstance launches the request's instance: its plan's attempts in
 // order from the one under way (r.Launch.Try), moving to the next only
 // when EC2 had no capacity for one (the next subnet, then the next type),
@@ -163,8 +177,13 @@ func (f *Flow) runInstance(ctx context.Context, r *computebot.Request) (computeb
 			cur.Launch.Try++
 			return nil
 		})
-		if uerr != nil {
+		switch {
+		case errors.Is(uerr, computebot.ErrConflict):
 			return computebot.Instance{}, r, fmt.Errorf("flow: move to the next launch attempt: %w", uerr)
+		case uerr != nil:
+			// The request stays executing at the saved attempt, resumed by
+			// the next start, rather than failing a launch that may go on.
+			return computebot.Instance{}, r, fmt.Errorf("flow: move to the next launch attempt: %w: %w", errResumeLater, uerr)
 		}
 		r = next
 		f.log.Info("no capacity; trying the next", "request_id", r.ID, "from", from, "to", r.Launch.Current())
@@ -182,6 +201,15 @@ func (f *Flow) runTry(ctx context.Context, r *computebot.Request) (computebot.In
 	spec := f.launchSpec(r)
 	var err error
 	for attempt := 1; attempt <= f.opts.LaunchAttempts; attempt++ {
+		if attempt > 1 {
+			// Between retries another replica may have taken the request
+			// over and moved on to a later attempt: this attempt's token
+			// then must not be sent again (EC2 launched nothing for it, so
+			// it would launch a second instance).
+			if cur, rerr := f.store.Request(ctx, r.ID); rerr != nil || !f.mine(cur) || cur.State != computebot.RequestExecuting || cur.Launch.Try != r.Launch.Try {
+				return computebot.Instance{}, fmt.Errorf("flow: the launch moved on while retrying: %w", computebot.ErrConflict)
+			}
+		}
 		var inst computebot.Instance
 		crash.Point("before-run-instances")
 		inst, err = f.cloud.Launch(ctx, spec)
@@ -214,7 +242,12 @@ func (f *Flow) launchSpec(r *computebot.Request) computebot.LaunchSpec {
 	l, launch := r.Launch, f.cfg.Launch
 	try := l.Current()
 	if len(l.Plan) == 0 {
-		try.SubnetID = launch.Subnets()[0]
+		// As it was made before plans: in launch.subnet_id, so that the
+		// resent ClientToken carries the same parameters.
+		try.SubnetID = launch.SubnetID
+		if try.SubnetID == "" {
+			try.SubnetID = launch.Subnets()[0]
+		}
 	}
 	return computebot.LaunchSpec{
 		UserData:         l.UserData,
@@ -246,8 +279,8 @@ func (f *Flow) launchSpec(r *computebot.Request) computebot.LaunchSpec {
 func (f *Flow) fail(ctx context.Context, r *computebot.Request, why, code string) {
 	id := r.ID
 	r, err := f.store.UpdateRequest(ctx, id, func(cur *computebot.Request) error {
-		if cur.State.Terminal() {
-			return computebot.ErrConflict
+		if cur.State.Terminal() || !f.mine(cur) {
+			return computebot.ErrConflict // done, or another replica's to finish
 		}
 		cur.State, cur.Failure = computebot.RequestFailed, why
 		return nil

@@ -44,7 +44,8 @@ func (f *Flow) checkQuota(ctx context.Context, r *computebot.Request, it compute
 // (launch.subnet_ids, else launch.subnet_id), then each of its
 // launch.fallback_types in each subnet. Each attempt is configured for
 // hibernation when it was asked for and its type and the image can. A
-// fallback type EC2 cannot describe is left out. It also returns the
+// fallback type EC2 cannot describe, or that does not fit its vCPU quota
+// (an unknown quota does not leave it out), is left out. It also returns the
 // highest hourly price among the types (known only when all are) and, when
 // hibernation was asked for but the requested type cannot, why.
 func (f *Flow) planLaunch(ctx context.Context, l *computebot.LaunchRequest, primary computebot.InstanceType, img computebot.Image) (plan []computebot.LaunchTry, maxPrice float64, maxKnown bool, noHibernation string) {
@@ -56,6 +57,12 @@ func (f *Flow) planLaunch(ctx context.Context, l *computebot.LaunchRequest, prim
 			var err error
 			if it, err = f.cloud.InstanceType(ctx, name); err != nil {
 				f.log.Warn("fallback type left out: EC2 did not describe it", "type", name, "err", err)
+				continue
+			}
+			// A fallback in another quota class (or a larger size) that
+			// cannot fit would only fail with VcpuLimitExceeded later.
+			if q, err := f.cloud.VCPUQuota(ctx, name); err == nil && !q.Fits(int(it.VCPUs)) {
+				f.log.Info("fallback type left out: over its vCPU quota", "type", name, "class", q.Class, "in_use", q.InUse, "limit", q.Limit)
 				continue
 			}
 		}

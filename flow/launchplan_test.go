@@ -1,10 +1,12 @@
 package flow_test
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/computebot/computebot"
 	"github.com/computebot/computebot/config"
@@ -33,15 +35,17 @@ func quota(limit, inUse int) computebot.VCPUQuota {
 // a lookup that fails says the quota is unknown and goes on.
 func TestVCPUQuota(t *testing.T) {
 	for _, tc := range []struct {
-		name     string
-		quota    *computebot.VCPUQuota // nil: the type has none
-		lookup   error
-		refused  bool
-		showing  string // in the request message
-		state    computebot.RequestState
-		launches int
+		name    string
+		typ     string                // default t3.small
+		quota   *computebot.VCPUQuota // nil: the type has none
+		lookup  error
+		refused bool
+		showing string // in the request message
+		state   computebot.RequestState
 	}{
 		{name: "over the quota", quota: ptr(quota(4, 3)), refused: true, state: sRefused},
+		// Auto-approved: without the refusal it would launch at once.
+		{name: "over the quota, auto-approved type", typ: "t3.medium", quota: ptr(quota(4, 3)), refused: true, state: sRefused},
 		{name: "exactly fits", quota: ptr(quota(4, 2)), showing: "vCPU quota for standard instances: 2 of 4 in use, this needs 2", state: sPending},
 		{name: "lookup fails", quota: ptr(quota(4, 3)), lookup: awsErr("AccessDeniedException", "no", false),
 			showing: "vCPU quota unknown", state: sPending},
@@ -49,20 +53,21 @@ func TestVCPUQuota(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t)
+			typ := cmp.Or(tc.typ, "t3.small")
 			if tc.quota != nil {
-				e.cloud.quotas["t3.small"] = *tc.quota
+				e.cloud.quotas[typ] = *tc.quota
 			}
 			if tc.lookup != nil {
 				e.cloud.failNext(cVCPUQuota, tc.lookup)
 			}
 			o := e.slashOrigin(ana)
-			e.slash(o, "/launch", "t3.small")
+			e.slash(o, "/launch", typ)
 			r := e.store.last()
 			if r.State != tc.state {
 				t.Fatalf("state %s, want %s", r.State, tc.state)
 			}
 			if tc.refused {
-				e.told(o, reply.VCPUQuotaExceeded("t3.small", 2, *tc.quota))
+				e.told(o, reply.VCPUQuotaExceeded(typ, 2, *tc.quota))
 				contains(t, "refusal", e.chat.private(o)[0].Msg, "needs 2 vCPUs", "quota for standard instances is 4 with 3 in use (1 free)",
 					"L-1216C47A", "https://us-east-1.console.aws.amazon.com/servicequotas/home/services/ec2/quotas/L-1216C47A")
 				if n := len(e.chat.posts(channel, "")); n != 0 {
@@ -278,5 +283,77 @@ func TestStopHibernates(t *testing.T) {
 				t.Errorf("answers:\n%s\nwant %q (and not %q)", all, tc.says, tc.notSays)
 			}
 		})
+	}
+}
+
+// TestFallbackTakenOver: while an attempt fails for lack of capacity, the
+// request is taken over by another replica; this one neither moves it on
+// nor fails it, and sends no further RunInstances.
+func TestFallbackTakenOver(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		err  error // the first attempt's answer
+	}{
+		{"at the move to the next attempt", noCapacity("t3.small")},
+		{"between retries of one attempt", awsErr("RequestLimitExceeded", "AWS is throttling requests.", true)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := fallbackEnv(t)
+			r, _ := e.request(ana, "t3.small")
+			e.cloud.failNext(cLaunch, tc.err)
+			once := false
+			e.cloud.setOnCall(func(method, _ string) {
+				if method == cLaunch && !once {
+					once = true
+					if _, err := e.store.UpdateRequest(e.ctx, r.ID, func(cur *computebot.Request) error { cur.Claim = "replica-b"; return nil }); err != nil {
+						t.Error(err)
+					}
+				}
+			})
+			e.decide(r, bo, true)
+			waitFor(t, "the first attempt", func() bool { return e.cloud.callCount(cLaunch) >= 1 })
+			time.Sleep(20 * time.Millisecond)
+			got := e.store.get(r.ID)
+			if got.State != sExecuting || got.Launch.Try != 0 || got.Failure != "" {
+				t.Errorf("request %s at try %d (%q), want executing at try 0 for replica-b", got.State, got.Launch.Try, got.Failure)
+			}
+			if n := e.cloud.callCount(cLaunch); n != 1 {
+				t.Errorf("%d RunInstances calls, want 1 (the rest is replica-b's)", n)
+			}
+		})
+	}
+}
+
+// TestPlanlessRequestKeepsItsSubnet: a request made before plans, resumed
+// under a config that lists subnets, launches in launch.subnet_id as it
+// would have, so its ClientToken carries the same parameters.
+func TestPlanlessRequestKeepsItsSubnet(t *testing.T) {
+	e := newEnv(t, withConfig(func(c *config.Config) {
+		c.Launch.SubnetIDs = []string{"subnet-0bbbbbbbbbbbbbbb2", c.Launch.SubnetID}
+	}))
+	r, _ := e.request(ana, "t2.micro")
+	if _, err := e.store.UpdateRequest(e.ctx, r.ID, func(cur *computebot.Request) error { cur.Launch.Plan = nil; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	e.decide(r, bo, true)
+	e.waitState(r.ID, sDone)
+	if spec := e.cloud.launchSpecs()[0]; spec.SubnetID != e.cfg.Launch.SubnetID || spec.ClientToken != "computebot-"+r.ID {
+		t.Errorf("launched in %s with %s, want %s with the request's own token", spec.SubnetID, spec.ClientToken, e.cfg.Launch.SubnetID)
+	}
+}
+
+// TestFallbackOverQuotaLeftOut: a fallback type that does not fit its vCPU
+// quota is not part of the plan (nor of the message).
+func TestFallbackOverQuotaLeftOut(t *testing.T) {
+	e := fallbackEnv(t)
+	e.cloud.quotas["t2.micro"] = quota(4, 4)
+	r, _ := e.request(ana, "t3.small")
+	for _, try := range r.Launch.Plan {
+		if try.InstanceType != "t3.small" {
+			t.Errorf("plan has %+v, want only t3.small (t2.micro is over its quota)", try)
+		}
+	}
+	if msg := e.chat.posts(channel, "")[0].Msg; strings.Contains(words(msg), "If AWS has no") {
+		t.Errorf("the message shows fallbacks: %s", words(msg))
 	}
 }

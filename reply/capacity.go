@@ -17,7 +17,7 @@ func QuotaLine(l *computebot.LaunchRequest) string {
 		q := l.Quota
 		return fmt.Sprintf("vCPU quota for %s instances: %d of %d in use, this needs %d", q.Class, q.InUse, q.Limit, l.VCPUs)
 	case l.QuotaUnknown:
-		return "vCPU quota unknown (AWS did not answer); the launch may still fail on it"
+		return "vCPU quota unknown (it could not be read); the launch may still fail on it"
 	}
 	return ""
 }

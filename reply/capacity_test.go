@@ -25,7 +25,7 @@ func TestCapacityWords(t *testing.T) {
 		{"nowhere", NoCapacityAnywhere(g5), "AWS has no capacity for `g5.xlarge`, `g6.xlarge` in any of its 2 subnets right now. Nothing was launched; try again later or with another type."},
 		{"quota", QuotaLine(&computebot.LaunchRequest{VCPUs: 4, Quota: &computebot.VCPUQuota{Class: "G", Limit: 32, InUse: 12}}),
 			"vCPU quota for G instances: 12 of 32 in use, this needs 4"},
-		{"quota unknown", QuotaLine(&computebot.LaunchRequest{QuotaUnknown: true}), "vCPU quota unknown (AWS did not answer); the launch may still fail on it"},
+		{"quota unknown", QuotaLine(&computebot.LaunchRequest{QuotaUnknown: true}), "vCPU quota unknown (it could not be read); the launch may still fail on it"},
 		{"no quota", QuotaLine(&computebot.LaunchRequest{}), ""},
 		{"hibernated", StopNote(computebot.Stopped{Hibernated: true}), "It hibernated: its memory is kept and comes back when it starts."},
 		{"not hibernated", StopNote(computebot.Stopped{NotHibernated: "EC2 would not hibernate i-1 (UnsupportedHibernationConfiguration)"}),

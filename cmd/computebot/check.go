@@ -274,7 +274,7 @@ func checkAWS(ctx context.Context, r *checkReport, timeout time.Duration, cfg *c
 		r.pass("key pair", "%q exists", launch.KeyName)
 	}
 
-	groupsVPC, subnetVPC := "", ""
+	groupsVPC := ""
 	groupsOK, subnetOK := true, true
 	if len(launch.SecurityGroupIDs) == 0 {
 		r.skip("security groups", "launch.security_group_ids is empty: instances get the VPC's default group")
@@ -284,17 +284,25 @@ func checkAWS(ctx context.Context, r *checkReport, timeout time.Duration, cfg *c
 	} else {
 		r.pass("security groups", "%s exist (%s)", strings.Join(launch.SecurityGroupIDs, ", "), groupsVPC)
 	}
-	if launch.SubnetID == "" {
+	subnets := launch.Subnets() // launch.subnet_ids, else launch.subnet_id
+	if len(subnets) == 1 && subnets[0] == "" {
 		r.skip("subnet", "launch.subnet_id is empty: instances go to the default VPC's default subnet")
-	} else if subnetVPC, err = cloud.SubnetExists(ctx, launch.SubnetID); err != nil {
-		subnetOK = false
-		r.fail("subnet", err)
-	} else {
-		r.pass("subnet", "%s exists (%s)", launch.SubnetID, subnetVPC)
 	}
-	if groupsVPC != "" && subnetVPC != "" && groupsVPC != subnetVPC {
-		subnetOK = false
-		r.failf("network", "security groups are in %s but subnet %s is in %s; they must share a VPC", groupsVPC, launch.SubnetID, subnetVPC)
+	for _, subnet := range subnets {
+		if subnet == "" {
+			continue
+		}
+		vpc, err := cloud.SubnetExists(ctx, subnet)
+		if err != nil {
+			subnetOK = false
+			r.fail("subnet", err)
+			continue
+		}
+		r.pass("subnet", "%s exists (%s)", subnet, vpc)
+		if groupsVPC != "" && groupsVPC != vpc {
+			subnetOK = false
+			r.failf("network", "security groups are in %s but subnet %s is in %s; they must share a VPC", groupsVPC, subnet, vpc)
+		}
 	}
 
 	// RunInstances with DryRun evaluates the IAM policy (instance type and
@@ -312,7 +320,7 @@ func checkAWS(ctx context.Context, r *checkReport, timeout time.Duration, cfg *c
 				RootDeviceName:   img.RootDeviceName,
 				KeyName:          launch.KeyName,
 				SecurityGroupIDs: launch.SecurityGroupIDs,
-				SubnetID:         launch.SubnetID,
+				SubnetID:         subnets[0],
 				Tags: map[string]string{
 					computebot.TagName:    "computebot-check",
 					computebot.TagManaged: "true",

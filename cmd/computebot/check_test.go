@@ -269,3 +269,22 @@ func TestCheckUsage(t *testing.T) {
 		t.Errorf("extra argument: exit %d, want 2", code)
 	}
 }
+
+// TestCheckSubnetList: with launch.subnet_ids, each subnet is checked; one
+// that does not exist fails and the dry run waits for it.
+func TestCheckSubnetList(t *testing.T) {
+	b := newCheckBed(t)
+	const missing = "subnet-0ffffffffffffff99"
+	yaml := strings.Replace(checkConfig, "  subnet_id: "+checkSubnet+"\n", "  subnet_ids: ["+checkSubnet+", "+missing+"]\n", 1)
+	yaml = strings.NewReplacer("AMI", "ami-0123456789abcdef0", "STORE", filepath.Join(b.dir, "computebot.db")).Replace(yaml)
+	if err := os.WriteFile(b.env["COMPUTEBOT_CONFIG"], []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out := b.run()
+	if code == 0 {
+		t.Fatalf("exit 0 with a missing subnet:\n%s", out)
+	}
+	wantLine(t, out, "✓", "subnet", checkSubnet, "exists")
+	wantLine(t, out, "✗", "subnet", missing, "does not exist")
+	wantLine(t, out, "–", "permission ec2:RunInstances", "fix the network settings")
+}

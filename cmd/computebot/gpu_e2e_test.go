@@ -11,12 +11,14 @@ import (
 
 // gpuConfig allows GPU types; g5.xlarge falls back to g6.xlarge, over two
 // subnets.
-var gpuConfig = strings.Replace(baseConfig, "  allowed_types: [t2.micro, t3.small, t3.medium]\n",
+// g4dn.xlarge is auto-approved: a quota refusal must stop it before it
+// launches on its own.
+var gpuConfig = strings.Replace(strings.Replace(baseConfig, "  allowed_types: [t2.micro, t3.small, t3.medium]\n",
 	`  allowed_types: [t2.micro, t3.small, t3.medium, g4dn.xlarge, g5.xlarge, g6.xlarge, p3.2xlarge]
   subnet_ids: [subnet-0aaaaaaaaaaaaaaa1, subnet-0bbbbbbbbbbbbbbb2]
   fallback_types:
     g5.xlarge: [g6.xlarge]
-`, 1)
+`, 1), "  auto_approve_types: [t3.medium]\n", "  auto_approve_types: [t3.medium, g4dn.xlarge]\n", 1)
 
 const (
 	subnetA = "subnet-0aaaaaaaaaaaaaaa1"
@@ -33,9 +35,9 @@ func TestVCPUQuotaEndToEnd(t *testing.T) {
 	// Someone else's GPU box, not launched by the bot: it counts.
 	b.aws.AddInstance(fakeaws.Instance{Type: "g4dn.xlarge", State: "running"})
 
-	b.slash(ana, "/launch", "g5.xlarge --reason training")
+	b.slash(ana, "/launch", "g4dn.xlarge --reason training")
 	refusal := b.waitPrivate(ana, "vCPU quota")
-	for _, want := range []string{"`g5.xlarge` needs 4 vCPUs", "quota for G instances is 6 with 4 in use (2 free)", "Nothing was launched",
+	for _, want := range []string{"`g4dn.xlarge` needs 4 vCPUs", "quota for G instances is 6 with 4 in use (2 free)", "Nothing was launched",
 		"Running On-Demand G and VT instances", "L-DB2E81BA", "https://us-east-1.console.aws.amazon.com/servicequotas/home/services/ec2/quotas/L-DB2E81BA"} {
 		if !strings.Contains(visible(refusal), want) {
 			t.Errorf("refusal lacks %q: %s", want, visible(refusal))

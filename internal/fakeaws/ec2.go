@@ -551,6 +551,7 @@ type xmlInstance struct {
 	RootDeviceName string           `xml:"rootDeviceName"`
 	BlockDevices   []xmlBlockDevice `xml:"blockDeviceMapping>item"`
 	ClientToken    string           `xml:"clientToken,omitempty"`
+	Lifecycle      string           `xml:"instanceLifecycle,omitempty"`
 	Tags           []xmlTag         `xml:"tagSet>item"`
 	CPUOptions     struct {
 		CoreCount      int `xml:"coreCount"`
@@ -627,6 +628,9 @@ func (s *Server) xmlInstanceLocked(in *instance, region string) xmlInstance {
 	cores, threads := cpuTopology(s.types[in.Type].VCPUs)
 	x.CPUOptions.CoreCount, x.CPUOptions.ThreadsPerCore = int(cores), int(threads)
 	x.HibernationOptions.Configured = in.HibernationConfigured
+	if in.Spot {
+		x.Lifecycle = "spot"
+	}
 	x.MetadataOptions.State, x.MetadataOptions.HTTPEndpoint = "applied", "enabled"
 	x.MetadataOptions.HTTPTokens, x.MetadataOptions.HopLimit = in.HttpTokens, 2
 	return x
@@ -1048,6 +1052,7 @@ func (w *xmlWriter) instance(x *xmlInstance) {
 	}
 	w.close("blockDeviceMapping")
 	w.elemOmit("clientToken", x.ClientToken)
+	w.elemOmit("instanceLifecycle", x.Lifecycle)
 	w.open("tagSet")
 	for _, t := range x.Tags {
 		w.open("item")

@@ -98,6 +98,9 @@ type Instance struct {
 	// Hibernated is true while an instance stopped by StopInstances with
 	// Hibernate=true is stopping or stopped; a start clears it.
 	Hibernated bool
+	// Spot marks a Spot instance (DescribeInstances instanceLifecycle
+	// "spot"); the fake only reports it (AddInstance).
+	Spot bool
 
 	// ReservationID groups instances launched by one RunInstances call.
 	ReservationID string

@@ -299,15 +299,7 @@ func TestGetParameter(t *testing.T) {
 func TestEnvironmentEndpoint(t *testing.T) {
 	s := newFake(t)
 	t.Setenv("AWS_ENDPOINT_URL", s.URL())
-	t.Setenv("AWS_ACCESS_KEY_ID", "AKID")
-	t.Setenv("AWS_SECRET_ACCESS_KEY", "SECRET")
-	t.Setenv("AWS_SESSION_TOKEN", "")
-	t.Setenv("AWS_REGION", "eu-central-1")
-	t.Setenv("AWS_MAX_ATTEMPTS", "1")
-	t.Setenv("AWS_PROFILE", "")
-	t.Setenv("AWS_CONFIG_FILE", t.TempDir()+"/none")
-	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", t.TempDir()+"/none")
-	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	sdkEnv(t, "eu-central-1")
 
 	cfg, err := config.LoadDefaultConfig(ctx(t))
 	if err != nil {

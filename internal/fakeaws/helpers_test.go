@@ -143,3 +143,19 @@ func statusOf(t *testing.T, req *http.Request) int {
 	defer resp.Body.Close()
 	return resp.StatusCode
 }
+
+// sdkEnv gives the SDK's default chain static credentials, region and one
+// attempt, and nothing from this machine's AWS files or instance metadata;
+// the test sets the endpoint variable it is about.
+func sdkEnv(t *testing.T, region string) {
+	t.Helper()
+	t.Setenv("AWS_ACCESS_KEY_ID", "AKID")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "SECRET")
+	t.Setenv("AWS_SESSION_TOKEN", "")
+	t.Setenv("AWS_REGION", region)
+	t.Setenv("AWS_MAX_ATTEMPTS", "1")
+	t.Setenv("AWS_PROFILE", "")
+	t.Setenv("AWS_CONFIG_FILE", t.TempDir()+"/none")
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", t.TempDir()+"/none")
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+}

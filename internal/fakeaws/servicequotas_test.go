@@ -168,15 +168,7 @@ func TestServiceQuotasEndpointVariable(t *testing.T) {
 	t.Setenv("AWS_ENDPOINT_URL", "")
 	os.Unsetenv("AWS_ENDPOINT_URL") // t.Setenv restores it
 	t.Setenv("AWS_ENDPOINT_URL_SERVICE_QUOTAS", s.URL())
-	t.Setenv("AWS_ACCESS_KEY_ID", "AKID")
-	t.Setenv("AWS_SECRET_ACCESS_KEY", "SECRET")
-	t.Setenv("AWS_SESSION_TOKEN", "")
-	t.Setenv("AWS_REGION", "eu-west-1")
-	t.Setenv("AWS_MAX_ATTEMPTS", "1")
-	t.Setenv("AWS_PROFILE", "")
-	t.Setenv("AWS_CONFIG_FILE", t.TempDir()+"/none")
-	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", t.TempDir()+"/none")
-	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	sdkEnv(t, "eu-west-1")
 	cfg, err := config.LoadDefaultConfig(ctx(t))
 	if err != nil {
 		t.Fatal(err)
