@@ -199,13 +199,15 @@ func TestNoticeLifecycle(t *testing.T) {
 // when EC2 refuses, it is stopped plainly and the notice records why.
 func TestIdleStopHibernates(t *testing.T) {
 	for _, tc := range []struct {
-		name   string
-		refuse error
-		calls  []string
+		name    string
+		refuse  error
+		stopNow bool // Stop now instead of the grace's end
+		calls   []string
 	}{
 		{name: "hibernated", calls: []string{"hibernate i-1"}},
 		{name: "refused", refuse: &computebot.Error{Code: "UnsupportedHibernationConfiguration", Message: "EC2 would not hibernate i-1",
 			Err: fmt.Errorf("%w: fake", computebot.ErrHibernationRefused)}, calls: []string{"hibernate i-1", "stop i-1"}},
+		{name: "Stop now", stopNow: true, calls: []string{"hibernate i-1"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := newRig(t, testConfig())
@@ -217,8 +219,14 @@ func TestIdleStopHibernates(t *testing.T) {
 			if n := r.mem.notice(t, "i-1"); !n.Hibernates {
 				t.Fatalf("notice %+v does not say the instance hibernates", n)
 			}
-			r.clock.Advance(30 * time.Minute)
-			r.checkDue(t)
+			if tc.stopNow {
+				if _, err := r.StopNow(t.Context(), "i-1", "U9"); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				r.clock.Advance(30 * time.Minute)
+				r.checkDue(t)
+			}
 			var calls []string
 			for _, c := range r.cloud.Calls() {
 				if strings.HasPrefix(c, "hibernate") || strings.HasPrefix(c, "stop") {

@@ -40,3 +40,14 @@ func TestCapacityWords(t *testing.T) {
 		}
 	}
 }
+
+// TestRequestFieldsWithinSlackLimit: Slack takes at most 10 fields in a
+// section; a request with every optional field stays within it.
+func TestRequestFieldsWithinSlackLimit(t *testing.T) {
+	l := &computebot.LaunchRequest{InstanceType: "g5.xlarge", Name: "box", Reason: "why", VCPUs: 4,
+		Quota: &computebot.VCPUQuota{Class: "G", Limit: 32}, Hibernate: true,
+		Plan: []computebot.LaunchTry{{InstanceType: "g5.xlarge"}, {InstanceType: "g6.xlarge"}}}
+	if n := len(requestFields("R-1", l)); n > 10 {
+		t.Errorf("%d fields, Slack takes at most 10", n)
+	}
+}
