@@ -309,7 +309,7 @@ func TestLaunchErrors(t *testing.T) {
 		{"VcpuLimitExceeded", "This AWS account has reached its vCPU limit for this instance family. Ask an admin to request a quota increase."},
 		{"RequestLimitExceeded", "AWS is throttling requests right now; try again shortly."},
 		{"InvalidKeyPair.NotFound", `Key pair "data-science" does not exist in this region. Ask an admin to create it or fix launch.key_name.`},
-		{"InvalidSubnetID.NotFound", "Subnet subnet-0abc does not exist in this region. Ask an admin to fix launch.subnet_id."},
+		{"InvalidSubnetID.NotFound", "Subnet subnet-0abc does not exist in this region. Ask an admin to fix launch.subnet_id (or launch.subnet_ids)."},
 		{"InvalidGroup.NotFound", "Security group sg-0123 does not exist in this region or not in the subnet's VPC. Ask an admin to fix launch.security_group_ids."},
 		{"Unsupported", "t2.micro is not supported in this Availability Zone or with this AMI (Unsupported). Pick another instance type, or ask an admin to change the subnet."},
 		{"InstanceLimitExceeded", "This AWS account has reached its instance limit in this region. Ask an admin to request a quota increase."},

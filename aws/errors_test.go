@@ -85,7 +85,7 @@ func TestMapError(t *testing.T) {
 			message: `Key pair "data-science" does not exist in this region. Ask an admin to create it or fix launch.key_name.`},
 		{name: "subnet", info: launch, err: apiErr("InvalidSubnetID.NotFound", "The subnet ID 'subnet-1' does not exist"),
 			code: "InvalidSubnetID.NotFound", notFound: true,
-			message: "Subnet subnet-1 does not exist in this region. Ask an admin to fix launch.subnet_id."},
+			message: "Subnet subnet-1 does not exist in this region. Ask an admin to fix launch.subnet_id (or launch.subnet_ids)."},
 		{name: "group", info: launch, err: apiErr("InvalidGroup.NotFound", "The security group 'sg-2' does not exist"),
 			code: "InvalidGroup.NotFound", notFound: true,
 			message: "Security group sg-1, sg-2 does not exist in this region", contains: true},
