@@ -24,6 +24,9 @@ const (
 	// TagKeepUntil (RFC 3339) exempts an instance from idle stops until
 	// then (/keep); lease ends still apply.
 	TagKeepUntil = "computebot:keep-until"
+	// TagSchedule holds an instance's office hours in package schedule's
+	// text ("weekdays 08:00-19:00 Europe/Berlin"), or "off".
+	TagSchedule = "computebot:schedule"
 )
 
 // EC2 instance state names, as EC2 spells them.
@@ -116,6 +119,7 @@ type InstanceFilter struct {
 	Owner   string   // computebot:owner tag; empty means any owner
 	Request string   // computebot:request tag; empty means any request
 	States  []string // instance-state-name; empty means any state
+	TagKey  string   // only instances with this tag (any value); empty means no such condition
 }
 
 // Compute is the EC2 side of what the bot needs. Every method is bounded

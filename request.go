@@ -138,6 +138,11 @@ type LaunchRequest struct {
 	// (what the approval covers); MaxPriceKnown when all were known.
 	MaxPricePerHour float64
 	MaxPriceKnown   bool
+
+	// Schedule is the office hours the instance is tagged with at launch
+	// (launch.default_schedule as of the request, canonical text); "" for
+	// none.
+	Schedule string
 }
 
 // LaunchTry is one RunInstances a launch may make. It is stored with

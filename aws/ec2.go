@@ -251,6 +251,9 @@ func (c *Client) ManagedInstancePages(ctx context.Context, filter computebot.Ins
 	if len(filter.States) > 0 {
 		filters = append(filters, types.Filter{Name: awssdk.String("instance-state-name"), Values: append([]string(nil), filter.States...)})
 	}
+	if filter.TagKey != "" {
+		filters = append(filters, types.Filter{Name: awssdk.String("tag-key"), Values: []string{filter.TagKey}})
+	}
 	p := ec2.NewDescribeInstancesPaginator(c.ec2, &ec2.DescribeInstancesInput{
 		Filters:    filters,
 		MaxResults: awssdk.Int32(maxPageSize),

@@ -239,8 +239,9 @@ type nopNotifier struct{}
 func (nopNotifier) PostNotice(_ context.Context, n idle.Notice) (string, string, error) {
 	return "C0BENCH", "1.1", nil
 }
-func (nopNotifier) UpdateNotice(context.Context, idle.Notice) error { return nil }
-func (nopNotifier) Announce(context.Context, idle.Notice) error     { return nil }
+func (nopNotifier) UpdateNotice(context.Context, idle.Notice) error                 { return nil }
+func (nopNotifier) Announce(context.Context, idle.Notice) error                     { return nil }
+func (nopNotifier) HoursStarted(context.Context, computebot.Instance, string) error { return nil }
 
 type allowAll struct{}
 

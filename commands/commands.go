@@ -16,7 +16,11 @@
 // can never drift from what is actually accepted.
 package commands
 
-import "time"
+import (
+	"time"
+
+	"github.com/computebot/computebot/schedule"
+)
 
 // Outcome is what the caller should do with a parse.
 type Outcome int
@@ -157,6 +161,14 @@ type Keep struct {
 	For    time.Duration
 }
 
+// SetSchedule gives an instance office hours (/schedule INSTANCE DAYS
+// HOURS ZONE), or takes them away (/schedule INSTANCE off: Off).
+type SetSchedule struct {
+	Target string
+	Off    bool
+	Hours  schedule.Schedule // when not Off
+}
+
 func (*Launch) CommandName() string       { return "launch" }
 func (*Instances) CommandName() string    { return "instances" }
 func (*Stop) CommandName() string         { return "stop" }
@@ -174,3 +186,4 @@ func (*SSHKeyList) CommandName() string   { return "sshkey list" }
 func (*SSHKeyRemove) CommandName() string { return "sshkey remove" }
 func (*Connect) CommandName() string      { return "connect" }
 func (*Keep) CommandName() string         { return "keep" }
+func (*SetSchedule) CommandName() string  { return "schedule" }

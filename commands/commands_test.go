@@ -95,6 +95,9 @@ func TestParseText(t *testing.T) {
 		{"launch t2.micro --hours", want{reply: "--hours needs a value: lease in hours, 1 to 720 (default: launch.default_ttl in the config)." + launchUsage}},
 		{"launch t2.micro --hours 4 --hours 5", want{reply: "--hours is given twice; give it once." + launchUsage}},
 		{"launch g5.xlarge --hibernate", want{cmd: &Launch{InstanceType: "g5.xlarge", Hibernate: true}}},
+		{"schedule box off", want{cmd: &SetSchedule{Target: "box", Off: true}}},
+		{"schedule box weekdays 08:00-19:00", want{has: []string{"That is not a schedule: a schedule is days, hours and a time zone"}}},
+		{"schedule box", want{has: []string{"/schedule needs SCHEDULE"}}},
 		{"launch g5.xlarge --hibernate --hours 2", want{cmd: &Launch{InstanceType: "g5.xlarge", Hibernate: true, Hours: 2, HoursSet: true}}},
 		{"launch g5.xlarge --hibernate=yes", want{reply: "--hibernate takes no value (got `--hibernate=yes`)." + launchUsage}},
 		{"launch t2.micro feature engineering", want{reply: "unexpected argument `feature` for /launch; put a reason in quotes: --reason \"feature engineering\"." + launchUsage}},
@@ -149,7 +152,7 @@ func TestParseText(t *testing.T) {
 		{"help lambda", want{cmd: &Help{Topic: "lambda"}}},
 		{"help lambda invoke", want{cmd: &Help{Topic: "lambda invoke"}}},
 		{"help help", want{cmd: &Help{}}},
-		{"help lanch", want{reply: "there is no command `lanch`; did you mean `launch`? Commands: launch, instances, stop, start, terminate, extend, lambda, sshkey, keep, connect, status, idle, audit, help."}},
+		{"help lanch", want{reply: "there is no command `lanch`; did you mean `launch`? Commands: launch, instances, stop, start, terminate, extend, lambda, sshkey, keep, schedule, connect, status, idle, audit, help."}},
 		{"help foo", want{has: []string{"there is no command `foo`."}}},
 
 		// instances
@@ -526,5 +529,13 @@ func TestSSHKeyAndConnect(t *testing.T) {
 		if r.Outcome != Reply || !r.Secret || r.Command != nil || r.Reply != "" {
 			t.Errorf("a private key: %+v; want a Secret outcome, no command, nothing repeated", r)
 		}
+	}
+}
+
+func TestParseSchedule(t *testing.T) {
+	r := ParseText(`/schedule "training box" mon-fri 8:00-19:00  Europe/Berlin`)
+	c, ok := r.Command.(*SetSchedule)
+	if !ok || c.Target != "training box" || c.Off || c.Hours.String() != "weekdays 08:00-19:00 Europe/Berlin" {
+		t.Fatalf("got %+v (%+v)", r, r.Command)
 	}
 }

@@ -35,6 +35,9 @@ type Arg struct {
 	Name     string // placeholder in the usage line: TYPE, INSTANCE, HOURS
 	Help     string
 	Optional bool
+	// Rest: the last argument takes every remaining word (a schedule is
+	// "weekdays 08:00-19:00 Europe/Berlin"), joined by single spaces.
+	Rest bool
 }
 
 // Flag is a --flag. Value is the placeholder of its value ("N", "AMI"); ""
@@ -166,6 +169,20 @@ func Definitions() []Definition {
 			},
 			extraHint: quoteName,
 			build:     buildKeep,
+		},
+		{
+			Name:    "schedule",
+			Summary: "Give an instance office hours: it is started when they begin (the thread gets its new IP) and stopped when they end, after a notice with Keep running, as idle stops are. Stopped by hand during its hours, it stays stopped until the next start. Shown in /instances and as the tag computebot:schedule.",
+			Who:     "the instance's owner, or an approver",
+			Args: []Arg{target, {Name: "SCHEDULE", Rest: true,
+				Help: "days, hours and an IANA time zone: weekdays 08:00-19:00 Europe/Berlin (days: weekdays, weekends, daily, mon…sun, mon-fri, mon,wed,fri); or off"}},
+			Examples: []string{
+				`/schedule training-box weekdays 08:00-19:00 Europe/Berlin`,
+				`/schedule i-0123456789abcdef0 mon,wed,fri 09:00-17:30 America/New_York`,
+				`/schedule training-box off`,
+			},
+			extraHint: quoteName,
+			build:     buildSchedule,
 		},
 		{
 			Name:      "connect",

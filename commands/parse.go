@@ -7,6 +7,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/computebot/computebot/schedule"
 	"github.com/computebot/computebot/sshkeys"
 )
 
@@ -213,6 +214,9 @@ func parseArgs(d *Definition, lx *lexer) Result {
 	if first != "" {
 		return replyf(first)
 	}
+	if n := len(d.Args); n > 0 && d.Args[n-1].Rest && len(p.args) > n {
+		p.args = append(p.args[:n-1], strings.Join(p.args[n-1:], " "))
+	}
 	if len(p.args) > len(d.Args) {
 		extra := p.args[len(d.Args)]
 		msg := fmt.Sprintf("unexpected argument %s for %s", code(extra), d.slashName())
@@ -323,6 +327,21 @@ func buildKeep(p *parsed) Result {
 		return replyf(withUsage(p.def, fmt.Sprintf("DURATION must be how long to keep it, such as 90m, 6h or 3d (at most 90 days), not %s.", code(p.args[1]))))
 	}
 	return run(&Keep{Target: t, For: d})
+}
+
+func buildSchedule(p *parsed) Result {
+	t, msg := checkTarget(p.args[0])
+	if msg != "" {
+		return replyf(withUsage(p.def, msg))
+	}
+	if strings.EqualFold(strings.TrimSpace(p.args[1]), schedule.Off) {
+		return run(&SetSchedule{Target: t, Off: true})
+	}
+	hours, err := schedule.Parse(p.args[1], nil)
+	if err != nil {
+		return replyf(withUsage(p.def, "That is not a schedule: "+err.Error()+"."))
+	}
+	return run(&SetSchedule{Target: t, Hours: hours})
 }
 
 // ParseDuration reads a duration as people type it: Go's (90m, 1h30m) or

@@ -54,7 +54,10 @@ type Launch struct {
 	FallbackTypes map[string][]string `yaml:"fallback_types"`
 	// Hibernate launches instances able to hibernate when their type and
 	// image can (also /launch --hibernate); stops then keep the memory.
-	Hibernate         bool     `yaml:"hibernate"`
+	Hibernate bool `yaml:"hibernate"`
+	// DefaultSchedule gives every new instance office hours ("weekdays
+	// 08:00-19:00 Europe/Berlin"; /schedule changes them); "" for none.
+	DefaultSchedule   string   `yaml:"default_schedule"`
 	MaxRunningPerUser int      `yaml:"max_running_per_user"`
 	DefaultTTL        Duration `yaml:"default_ttl"`
 	MaxLease          Duration `yaml:"max_lease"`

@@ -225,6 +225,8 @@ func TestValidation(t *testing.T) {
 			"launch.fallback_types.g5.xlarge[1]", []string{`"g5.xlarge" is already tried before`}},
 		{"fallback of an auto-approved type", "approvers: [U0APPROVER]\nlaunch:\n  allowed_types: [t3.medium, g6.xlarge]\n  auto_approve_types: [t3.medium]\n  ami: ami-0123abcd\n  fallback_types: {t3.medium: [g6.xlarge]}\n",
 			"launch.fallback_types.t3.medium[0]", []string{`"g6.xlarge" is not in launch.auto_approve_types but "t3.medium" is`}},
+		{"bad default_schedule", minimal + "  default_schedule: weekdays 8-19 Europe/Berlin\n",
+			"launch.default_schedule", []string{`"8" is not a time of day`}},
 		{"max_running zero", minimal + "  max_running_per_user: 0\n",
 			"launch.max_running_per_user", []string{"must be at least 1, not 0"}},
 		{"max_running not a number", minimal + "  max_running_per_user: lots\n",

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/computebot/computebot/commands"
+	"github.com/computebot/computebot/schedule"
 	"github.com/robfig/cron/v3"
 )
 
@@ -131,6 +132,11 @@ func (c *Config) problems() []*Problem {
 				add(k, "%q is not in launch.auto_approve_types but %q is: a request for %s would launch it without an approval", f, t, t)
 			}
 			seen[f] = true
+		}
+	}
+	if l.DefaultSchedule != "" {
+		if _, err := schedule.Parse(l.DefaultSchedule, nil); err != nil {
+			add("launch.default_schedule", "%v", err)
 		}
 	}
 	if l.MaxRunningPerUser < 1 {

@@ -260,6 +260,7 @@ func (f *Flow) admit(ctx context.Context, r *computebot.Request) (*computebot.Re
 		cl.Quota, cl.QuotaUnknown = quota, quotaErr != nil
 		cl.Plan, cl.Try, cl.MaxPricePerHour, cl.MaxPriceKnown = plan, 0, maxPrice, maxKnown
 		cl.NoHibernation = noHibernation
+		cl.Schedule = f.defaultSchedule()
 	})
 	if err != nil {
 		return nil, err

@@ -661,6 +661,8 @@ func (f *Flow) runCommand(ctx context.Context, in *computebot.Intent, o Origin, 
 		f.connect(ctx, o, c.Target)
 	case *commands.Keep:
 		f.keep(ctx, in, o, c)
+	case *commands.SetSchedule:
+		f.setSchedule(ctx, o, c)
 	default:
 		f.tell(ctx, o, reply.CannotRun(cmd.CommandName()))
 	}

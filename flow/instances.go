@@ -13,6 +13,7 @@ import (
 	"github.com/computebot/computebot/internal/crash"
 	"github.com/computebot/computebot/policy"
 	"github.com/computebot/computebot/reply"
+	"github.com/computebot/computebot/schedule"
 )
 
 // The lifecycle workflows: /instances, and /stop, /start, /terminate and
@@ -289,6 +290,46 @@ func (f *Flow) resolveTarget(ctx context.Context, o Origin, target string) (comp
 	return refuse(reply.AmbiguousName(target, ids))
 }
 
+// setSchedule runs /schedule INSTANCE HOURS|off: the tag
+// computebot:schedule, which the idle scheduler follows. Tagging the same
+// value again changes nothing, so a rerun after a restart needs no step.
+func (f *Flow) setSchedule(ctx context.Context, o Origin, c *commands.SetSchedule) {
+	inst, refusal := f.resolveTarget(ctx, o, c.Target)
+	if refusal != nil {
+		f.tell(ctx, o, *refusal)
+		return
+	}
+	if inst.State == computebot.InstanceTerminated || inst.State == computebot.InstanceShuttingDown {
+		f.tell(ctx, o, reply.ConnectNotRunning(inst.ID, inst.State))
+		return
+	}
+	d, err := f.authz.Authorize(ctx, policy.Action{Kind: policy.ActionSchedule, Actor: o.User, Instance: &inst})
+	if d.Verdict != policy.Allow {
+		if err != nil {
+			f.log.Error("authorize schedule", "instance", inst.ID, "err", err)
+		}
+		f.tell(ctx, o, reply.Refusal(d.Refusal))
+		return
+	}
+	value := schedule.Off
+	if !c.Off {
+		value = c.Hours.String()
+	}
+	err = f.cloud.Tag(ctx, inst.ID, map[string]string{computebot.TagSchedule: value})
+	f.audit.Record(ctx, computebot.AuditEntry{Actor: o.User, Action: string(policy.ActionSchedule), RequestID: inst.Tags[computebot.TagRequest],
+		Target: inst.ID, Result: computebot.AuditResult(err), Detail: value})
+	if err != nil {
+		f.log.Error("schedule", "instance", inst.ID, "err", err)
+		f.tell(ctx, o, reply.ActionFailed(policy.ActionSchedule, inst.ID, computebot.UserMessage(err)))
+		return
+	}
+	if c.Off {
+		f.announce(ctx, o, inst, reply.Unscheduled(inst, o.User))
+		return
+	}
+	f.announce(ctx, o, inst, reply.Scheduled(inst, o.User, c.Hours, c.Hours.Next(f.now())))
+}
+
 // stepKeepUntil records the end a /keep computed, so a run of its intent
 // after a restart tags the same one.
 const stepKeepUntil = "keep-until:"
@@ -339,7 +380,7 @@ func (f *Flow) keep(ctx context.Context, in *computebot.Intent, o Origin, c *com
 	if f.idle == nil {
 		return
 	}
-	if n, err := f.idle.Notice(ctx, inst.ID); err == nil && n.Reason == idle.ReasonIdle && n.State == idle.StateNoticed {
+	if n, err := f.idle.Notice(ctx, inst.ID); err == nil && n.Reason != idle.ReasonLease && n.State == idle.StateNoticed {
 		if _, err := f.idle.Keep(ctx, inst.ID, o.User); err != nil {
 			f.log.Warn("keep: settle the pending idle notice", "instance", inst.ID, "err", err)
 		}

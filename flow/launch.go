@@ -249,7 +249,7 @@ func (f *Flow) launchSpec(r *computebot.Request) computebot.LaunchSpec {
 			try.SubnetID = launch.Subnets()[0]
 		}
 	}
-	return computebot.LaunchSpec{
+	spec := computebot.LaunchSpec{
 		UserData:         l.UserData,
 		ClientToken:      r.TryToken(l.Try),
 		InstanceType:     try.InstanceType,
@@ -272,6 +272,10 @@ func (f *Flow) launchSpec(r *computebot.Request) computebot.LaunchSpec {
 			computebot.TagExpiresAt: r.DecidedAt.Add(l.Lease).UTC().Format(time.RFC3339),
 		},
 	}
+	if l.Schedule != "" {
+		spec.Tags[computebot.TagSchedule] = l.Schedule
+	}
+	return spec
 }
 
 // fail marks an approved request failed (a launch or an invocation) and

@@ -6,6 +6,7 @@ import (
 
 	"github.com/computebot/computebot"
 	"github.com/computebot/computebot/reply"
+	"github.com/computebot/computebot/schedule"
 )
 
 // What a launch request's admission works out beyond policy: whether its
@@ -104,4 +105,17 @@ func hibernation(it computebot.InstanceType, img computebot.Image) (ok bool, roo
 	}
 	memGiB := int32((it.MemoryMiB + 1023) / 1024)
 	return true, base + memGiB, ""
+}
+
+// defaultSchedule is launch.default_schedule as the tag holds it
+// (canonical text); "" for none. The config was validated.
+func (f *Flow) defaultSchedule() string {
+	if f.cfg.Launch.DefaultSchedule == "" {
+		return ""
+	}
+	hours, err := schedule.Parse(f.cfg.Launch.DefaultSchedule, nil)
+	if err != nil {
+		return ""
+	}
+	return hours.String()
 }

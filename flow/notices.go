@@ -56,6 +56,20 @@ func (s *Notices) PostNotice(ctx context.Context, n idle.Notice) (string, string
 			return ch, ts, s.chat.Update(ctx, ch, ts, msg)
 		}
 	}
+	return s.postFor(ctx, n.InstanceID, n.RequestChannel, n.RequestThread, n.Owner, msg)
+}
+
+// HoursStarted posts that an instance was started because its office
+// hours began, with its address, where its notices go.
+func (s *Notices) HoursStarted(ctx context.Context, inst computebot.Instance, hours string) error {
+	_, _, err := s.postFor(ctx, inst.ID, inst.Tags[computebot.TagChannel], inst.Tags[computebot.TagThread], inst.Tags[computebot.TagOwner],
+		reply.HoursStarted(inst, hours))
+	return err
+}
+
+// postFor posts news about an instance: in its request thread, else a DM
+// to its owner, else notify_channel; paced per channel.
+func (s *Notices) postFor(ctx context.Context, instanceID, requestChannel, requestThread, owner string, msg reply.Message) (string, string, error) {
 	var tried []error
 	try := func(channel, thread string) (string, bool) {
 		if err := s.pace.wait(ctx, channel); err != nil {
@@ -69,13 +83,13 @@ func (s *Notices) PostNotice(ctx context.Context, n idle.Notice) (string, string
 		}
 		return ts, true
 	}
-	if n.RequestChannel != "" {
-		if ts, ok := try(n.RequestChannel, n.RequestThread); ok {
-			return n.RequestChannel, ts, nil
+	if requestChannel != "" {
+		if ts, ok := try(requestChannel, requestThread); ok {
+			return requestChannel, ts, nil
 		}
 	}
-	if n.Owner != "" {
-		if dm, err := s.chat.DM(ctx, n.Owner); err != nil {
+	if owner != "" {
+		if dm, err := s.chat.DM(ctx, owner); err != nil {
 			tried = append(tried, err)
 		} else if ts, ok := try(dm, ""); ok {
 			return dm, ts, nil
@@ -87,9 +101,9 @@ func (s *Notices) PostNotice(ctx context.Context, n idle.Notice) (string, string
 		}
 	}
 	if len(tried) == 0 {
-		return "", "", fmt.Errorf("flow: post notice for %s: nowhere to post: no request thread, owner or notify_channel", n.InstanceID)
+		return "", "", fmt.Errorf("flow: post notice for %s: nowhere to post: no request thread, owner or notify_channel", instanceID)
 	}
-	return "", "", fmt.Errorf("flow: post notice for %s: nowhere to post: %w", n.InstanceID, errors.Join(tried...))
+	return "", "", fmt.Errorf("flow: post notice for %s: nowhere to post: %w", instanceID, errors.Join(tried...))
 }
 
 // find looks for a notice's first post where PostNotice posts: the request

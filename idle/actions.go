@@ -254,6 +254,9 @@ func (s *Scheduler) whyNot(n Notice, inst computebot.Instance, found bool, v ver
 	if until, ok := keepUntil(inst); ok && until.After(now) {
 		return &Cancellation{Reason: CancelKept, LeaseUntil: until}
 	}
+	if n.Reason == ReasonHours {
+		return hoursCancellation(n, inst, now)
+	}
 	return v.cancellation(s.window)
 }
 
@@ -281,6 +284,8 @@ func stopAudit(n Notice, user string) string {
 	switch {
 	case user != "":
 		return AuditStopNow
+	case n.Reason == ReasonHours:
+		return AuditHoursStop
 	case n.Reason != ReasonLease:
 		return AuditIdleStop
 	case n.Terminates():
@@ -291,8 +296,11 @@ func stopAudit(n Notice, user string) string {
 
 // why is the audit detail of a stop: the facts behind it.
 func why(n Notice) string {
-	if n.Reason == ReasonLease {
+	switch n.Reason {
+	case ReasonLease:
 		return "lease ended " + n.LeaseEnded.UTC().Format(time.RFC3339)
+	case ReasonHours:
+		return "office hours (" + n.Hours + ") ended " + n.HoursEnded.UTC().Format(time.RFC3339)
 	}
 	return fmt.Sprintf("idle: max_cpu=%.1f network_bytes=%.0f window=%s", n.MaxCPU, n.NetworkBytes, n.Window)
 }

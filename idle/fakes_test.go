@@ -156,6 +156,9 @@ func (f *fakeCloud) ManagedInstances(ctx context.Context, filter computebot.Inst
 		if len(filter.States) > 0 && !slices.Contains(filter.States, inst.State) {
 			continue
 		}
+		if _, ok := inst.Tags[filter.TagKey]; filter.TagKey != "" && !ok {
+			continue
+		}
 		c := *inst
 		c.Tags = maps.Clone(inst.Tags)
 		out = append(out, c)
@@ -224,6 +227,10 @@ func (f *fakeCloud) setHibernation(id string) {
 	f.mu.Unlock()
 }
 
+func (f *fakeCloud) Start(_ context.Context, id string) (computebot.Instance, error) {
+	return f.change("start", id, computebot.InstanceRunning)
+}
+
 func (f *fakeCloud) Terminate(_ context.Context, id string) (computebot.Instance, error) {
 	return f.change("terminate", id, computebot.InstanceTerminated)
 }
@@ -283,7 +290,8 @@ type fakeNotifier struct {
 	posts     []Notice
 	updates   []Notice
 	announces []Notice
-	postErr   error // returned (once) by the next PostNotice
+	started   []string // HoursStarted: "ID HOURS"
+	postErr   error    // returned (once) by the next PostNotice
 	inFlight  int
 	maxFlight int
 	seq       int
@@ -332,6 +340,20 @@ func (f *fakeNotifier) Announce(_ context.Context, n Notice) error {
 	defer f.mu.Unlock()
 	f.announces = append(f.announces, n)
 	return nil
+}
+
+func (f *fakeNotifier) HoursStarted(_ context.Context, inst computebot.Instance, hours string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.started = append(f.started, inst.ID+" "+hours)
+	return nil
+}
+
+// Started lists the HoursStarted calls: "ID HOURS".
+func (f *fakeNotifier) Started() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.started)
 }
 
 func (f *fakeNotifier) Posts() []Notice {

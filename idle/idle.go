@@ -66,6 +66,9 @@ const NoticesBucket = "idle-notices"
 const (
 	ReasonIdle  = "idle"
 	ReasonLease = "lease"
+	// ReasonHours: the instance's office hours (tag computebot:schedule)
+	// ended; see hours.go.
+	ReasonHours = "hours"
 )
 
 // States of a notice (see the package doc).
@@ -92,6 +95,8 @@ const (
 	AuditStopNow        = "idle-stop-now"   // a user clicked Stop now
 	AuditKeep           = "idle-keep"       // a user clicked Keep running on an idle notice
 	AuditLeaseExtend    = "lease-extend"    // … on a lease notice (expires-at re-tagged)
+	AuditHoursStop      = "hours-stop"      // the scheduler stopped an instance whose office hours ended
+	AuditHoursStart     = "hours-start"     // … or started one whose office hours began
 )
 
 const (
@@ -125,6 +130,8 @@ type Cloud interface {
 	// Hibernate: stops of instances launched able to hibernate keep their
 	// memory (computebot.StopKeepingMemory).
 	Hibernate(ctx context.Context, id string) (computebot.Instance, error)
+	// Start: office hours begin.
+	Start(ctx context.Context, id string) (computebot.Instance, error)
 	Terminate(ctx context.Context, id string) (computebot.Instance, error)
 	Tag(ctx context.Context, id string, tags map[string]string) error
 	InstanceMetrics(ctx context.Context, q computebot.MetricsQuery) (map[string]computebot.InstanceMetrics, error)
@@ -147,6 +154,9 @@ type Notifier interface {
 	// Announce posts the line for a stopped or cancelled notice
 	// (reply.NoticeAnnouncement) in its thread: n.ThreadTS() in n.Channel.
 	Announce(ctx context.Context, n Notice) error
+	// HoursStarted posts that the scheduler started inst (running now,
+	// with its new address) because its office hours began.
+	HoursStarted(ctx context.Context, inst computebot.Instance, hours string) error
 }
 
 // Authorizer is the one policy check (*policy.Authorizer), asked before
@@ -344,6 +354,7 @@ func (s *Scheduler) Start(ctx context.Context) {
 	c := cron.New(cron.WithLogger(l), cron.WithChain(cron.SkipIfStillRunning(l), cron.Recover(l)))
 	c.Schedule(s.sched, s.job(ctx, "scan", s.Scan))
 	c.Schedule(s.every, s.job(ctx, "check", s.CheckDue))
+	c.Schedule(s.every, s.job(ctx, "hours", s.Hours))
 	c.Start()
 	s.cron, s.cancel = c, cancel
 	s.log.Info("idle scheduler started", "schedule", s.cfg.Schedule, "for", s.window, "grace", s.grace)

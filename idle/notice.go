@@ -31,6 +31,10 @@ type Notice struct {
 	Window       time.Duration `json:"window,omitempty"`
 	// LeaseEnded is the expires-at of a lease notice.
 	LeaseEnded time.Time `json:"lease_ended,omitzero"`
+	// Hours (the schedule's text) and HoursEnded (when they ended) are an
+	// office-hours notice's facts.
+	Hours      string    `json:"hours,omitempty"`
+	HoursEnded time.Time `json:"hours_ended,omitzero"`
 
 	CostPerHour float64 `json:"cost_per_hour,omitempty"`
 	PriceKnown  bool    `json:"price_known,omitempty"`
@@ -114,6 +118,8 @@ const (
 	CancelIncomplete    CancelReason = "incomplete-metrics" // Periods, CPUPeriods, NetPeriods over Window
 	CancelRefused       CancelReason = "refused"            // the policy refused the stop: Refusal
 	CancelStopFailed    CancelReason = "stop-failed"        // the stop call failed maxAttempts times: ErrorCode, ErrorMessage
+	CancelHoursBegan    CancelReason = "hours-began"        // an office-hours notice's instance is within its hours again
+	CancelUnscheduled   CancelReason = "unscheduled"        // an office-hours notice's instance has other hours now, or none
 )
 
 // Cancellation is why a notice was cancelled: a reason and the facts the

@@ -117,6 +117,8 @@ const (
 	ActionConnect ActionKind = "connect"
 	// ActionKeepUntil is /keep: no idle stops until Action.ExtendTo.
 	ActionKeepUntil ActionKind = "keep-until"
+	// ActionSchedule is /schedule: office hours (tag computebot:schedule).
+	ActionSchedule ActionKind = "schedule"
 
 	ActionInvoke ActionKind = "invoke" // run a Lambda function
 
@@ -124,6 +126,9 @@ const (
 	ActionIdleReport ActionKind = "idle"      // see the idle scheduler's report
 	ActionAuditLog   ActionKind = "audit-log" // read the audit log
 	ActionAutoStop   ActionKind = "auto-stop" // the scheduler stopping an idle or expired instance
+	// ActionAutoStart is the scheduler starting an instance whose office
+	// hours began.
+	ActionAutoStart ActionKind = "auto-start"
 )
 
 // Action is one attempt by Actor (a Slack user ID, or
@@ -273,10 +278,10 @@ func (a *Authorizer) Authorize(ctx context.Context, act Action) (d Decision, err
 		}
 		return a.checkQuota(ctx, act, req.Requester)
 
-	case ActionStop, ActionStart, ActionTerminate, ActionExtend, ActionKeep, ActionConnect, ActionKeepUntil:
+	case ActionStop, ActionStart, ActionTerminate, ActionExtend, ActionKeep, ActionConnect, ActionKeepUntil, ActionSchedule:
 		return a.authorizeInstance(ctx, act)
 
-	case ActionAutoStop:
+	case ActionAutoStop, ActionAutoStart:
 		// Only the scheduler, and only on instances computebot launched.
 		if act.Actor != computebot.SystemActor {
 			return deny(Refusal{Code: RefuseInternal, Action: act.Kind, Actor: act.Actor, Detail: "only the scheduler stops instances on its own"}), nil

@@ -32,10 +32,14 @@ func IdleNotice(n idle.Notice) Message {
 		owner = " " + User(n.Owner) + ","
 	}
 	var head, why string
-	if n.Reason == idle.ReasonLease {
+	switch n.Reason {
+	case idle.ReasonLease:
 		head = fmt.Sprintf(":hourglass:%s the lease of *%s* (`%s`, `%s`) ended %s.", owner, name, n.InstanceID, n.Type, Date(n.LeaseEnded))
 		why = "lease expired"
-	} else {
+	case idle.ReasonHours:
+		head = fmt.Sprintf(":crescent_moon:%s the office hours of *%s* (`%s`, `%s`: %s) ended %s.", owner, name, n.InstanceID, n.Type, Literal(n.Hours), Date(n.HoursEnded))
+		why = "office hours"
+	default:
 		head = fmt.Sprintf(":zzz:%s *%s* (`%s`, `%s`) looks idle: %s.", owner, name, n.InstanceID, n.Type, idleEvidence(n))
 		why = "idle"
 	}
@@ -85,8 +89,11 @@ func noticeOutcome(n idle.Notice) string {
 		case idle.SettledTerminated:
 			return fmt.Sprintf("Terminated %s (lease ended).", Date(n.SettledAt))
 		case idle.SettledStopped:
-			if n.Reason == idle.ReasonLease {
+			switch n.Reason {
+			case idle.ReasonLease:
 				return fmt.Sprintf("Stopped %s (lease ended).", Date(n.SettledAt))
+			case idle.ReasonHours:
+				return fmt.Sprintf("Stopped %s (office hours ended).", Date(n.SettledAt))
 			}
 			return fmt.Sprintf("Stopped %s (idle).", Date(n.SettledAt))
 		}
@@ -98,6 +105,20 @@ func noticeOutcome(n idle.Notice) string {
 		return "Cancelled: " + cancelWords(n) + "."
 	}
 	return n.State
+}
+
+// HoursStarted is the line posted when the scheduler started an instance
+// because its office hours began.
+func HoursStarted(in computebot.Instance, hours string) Message {
+	where := ""
+	switch {
+	case in.PublicIP != "":
+		where = fmt.Sprintf(": public IP `%s`", in.PublicIP)
+	case in.PrivateIP != "":
+		where = fmt.Sprintf(": private IP `%s`", in.PrivateIP)
+	}
+	return Plain(fmt.Sprintf(":sunrise: Office hours (%s) began: I started `%s`%s. `/connect %s` shows how to log in.",
+		Literal(hours), in.ID, where, in.ID))
 }
 
 // memoryWords says whether a stop will keep the instance's memory: it does
@@ -125,9 +146,12 @@ func NoticeAnnouncement(n idle.Notice) Message {
 		case idle.SettledTerminated:
 			text = fmt.Sprintf("terminated `%s` (lease ended %s).", id, Date(n.LeaseEnded))
 		case idle.SettledStopped:
-			if n.Reason == idle.ReasonLease {
+			switch n.Reason {
+			case idle.ReasonLease:
 				text = fmt.Sprintf("stopped `%s` (lease ended %s).", id, Date(n.LeaseEnded))
-			} else {
+			case idle.ReasonHours:
+				text = fmt.Sprintf("stopped `%s` (office hours %s ended %s); it starts again when they begin.", id, Literal(n.Hours), Date(n.HoursEnded))
+			default:
 				text = fmt.Sprintf("stopped `%s` (idle): %s.", id, idleEvidence(n))
 			}
 		default:
@@ -169,6 +193,10 @@ func cancelWords(n idle.Notice) string {
 		return "activity resumed: " + evidence(c.MaxCPU, c.NetworkBytes, c.Window)
 	case idle.CancelKept:
 		return fmt.Sprintf("`%s` is kept from idle stops until %s (/keep)", id, Date(c.LeaseUntil))
+	case idle.CancelHoursBegan:
+		return fmt.Sprintf("the office hours of `%s` began again", id)
+	case idle.CancelUnscheduled:
+		return fmt.Sprintf("`%s` has other office hours now, or none", id)
 	case idle.CancelIncomplete:
 		return fmt.Sprintf("its metrics are incomplete (%d of %d periods with CPU data, %d with network data, over the last %s), so it may be busy",
 			c.CPUPeriods, c.Periods, c.NetPeriods, humanDuration(c.Window))
@@ -234,8 +262,11 @@ func IdleReport(r idle.Report, now time.Time) Message {
 }
 
 func reasonText(n idle.Notice) string {
-	if n.Reason == idle.ReasonLease {
+	switch n.Reason {
+	case idle.ReasonLease:
 		return "lease ended"
+	case idle.ReasonHours:
+		return "office hours ended"
 	}
 	return idleEvidence(n)
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/computebot/computebot"
 	"github.com/computebot/computebot/policy"
+	"github.com/computebot/computebot/schedule"
 )
 
 // Action IDs of the instance buttons. The value is the instance ID (for
@@ -91,6 +92,9 @@ func instanceBlocks(row InstanceRow, all bool, now time.Time) []Block {
 	}
 	if exp, err := time.Parse(time.RFC3339, in.Tags[computebot.TagExpiresAt]); err == nil {
 		facts = append(facts, "lease ends "+Date(exp))
+	}
+	if hours := in.Tags[computebot.TagSchedule]; hours != "" && hours != schedule.Off {
+		facts = append(facts, "office hours "+Literal(hours))
 	}
 	if keep, err := time.Parse(time.RFC3339, in.Tags[computebot.TagKeepUntil]); err == nil && keep.After(now) {
 		facts = append(facts, "kept from idle stops until "+Date(keep))
@@ -184,6 +188,22 @@ func Terminated(in computebot.Instance, by string) Message {
 	return Plain(fmt.Sprintf(":wastebasket: `%s` terminated by %s.", in.ID, User(by)))
 }
 
+// Scheduled is the thread reply of /schedule: the hours and what happens
+// next.
+func Scheduled(in computebot.Instance, by string, hours schedule.Schedule, next schedule.Event) Message {
+	what := "stops"
+	if next.Start {
+		what = "starts"
+	}
+	return Plain(fmt.Sprintf(":calendar: %s gave `%s` office hours: %s. It is started when they begin and stopped when they end (after a notice with Keep running); next it %s %s.",
+		User(by), in.ID, Literal(hours.String()), what, Date(next.At)))
+}
+
+// Unscheduled is the thread reply of /schedule INSTANCE off.
+func Unscheduled(in computebot.Instance, by string) Message {
+	return Plain(fmt.Sprintf(":calendar: %s took the office hours of `%s` away: it is no longer started or stopped by the clock.", User(by), in.ID))
+}
+
 // KeptUntil is the thread reply of /keep.
 func KeptUntil(in computebot.Instance, by string, until time.Time) Message {
 	return Plain(fmt.Sprintf(":pushpin: %s keeps `%s` from idle stops until %s; its lease still ends when it ends.", User(by), in.ID, Date(until)))
@@ -206,6 +226,7 @@ var lifecycles = map[policy.ActionKind]lifecycle{
 	policy.ActionTerminate: {"terminate", "Terminating", computebot.InstanceTerminated},
 	policy.ActionExtend:    {"extend", "Extending", ""},
 	policy.ActionKeepUntil: {"keep", "Keeping", ""},
+	policy.ActionSchedule:  {"schedule", "Scheduling", ""},
 }
 
 // ListFailed answers /instances when EC2 could not list (why is the cloud's

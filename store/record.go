@@ -72,6 +72,7 @@ type launchRecord struct {
 	Try             int                    `json:"try,omitempty"`
 	MaxPricePerHour float64                `json:"max_price_per_hour,omitempty"`
 	MaxPriceKnown   bool                   `json:"max_price_known,omitempty"`
+	Schedule        string                 `json:"schedule,omitempty"`
 }
 
 // lambdaRecord is the stored form of a computebot.LambdaRequest.
