@@ -95,7 +95,21 @@ func (s *Server) SendMention(m Mention) (envelopeID string, err error) {
 			event["parent_user_id"] = parentUser
 		}
 	}
-	payload, err := json.Marshal(map[string]any{
+	payload, err := eventCallbackPayload(event, m.EventID)
+	if err != nil {
+		return "", err
+	}
+	return m.EnvelopeID, s.SendEnvelope(Envelope{
+		EnvelopeID: m.EnvelopeID,
+		Type:       "events_api",
+		Payload:    payload,
+	})
+}
+
+// eventCallbackPayload wraps an Events API event as Slack does in an
+// events_api envelope's payload.
+func eventCallbackPayload(event map[string]any, eventID string) ([]byte, error) {
+	return json.Marshal(map[string]any{
 		"token":                 VerificationToken,
 		"team_id":               TeamID,
 		"context_team_id":       TeamID,
@@ -103,7 +117,7 @@ func (s *Server) SendMention(m Mention) (envelopeID string, err error) {
 		"api_app_id":            AppID,
 		"event":                 event,
 		"type":                  "event_callback",
-		"event_id":              m.EventID,
+		"event_id":              eventID,
 		"event_time":            time.Now().Unix(),
 		"authorizations": []any{map[string]any{
 			"enterprise_id":         nil,
@@ -114,14 +128,6 @@ func (s *Server) SendMention(m Mention) (envelopeID string, err error) {
 		}},
 		"is_ext_shared_channel": false,
 		"event_context":         "4-" + randomHex(16),
-	})
-	if err != nil {
-		return "", err
-	}
-	return m.EnvelopeID, s.SendEnvelope(Envelope{
-		EnvelopeID: m.EnvelopeID,
-		Type:       "events_api",
-		Payload:    payload,
 	})
 }
 

@@ -2,9 +2,11 @@
 // computebot talks to: the Web API (chat.*, users.info, usergroups.users.list,
 // conversations.open, conversations.info, conversations.history,
 // conversations.replies, auth.test, apps.connections.open,
-// files.getUploadURLExternal, files.completeUploadExternal), response_url
-// and upload_url endpoints, and the Socket Mode websocket (slash commands,
-// block actions, app_mention events).
+// files.getUploadURLExternal, files.completeUploadExternal, views.open,
+// views.push, views.update, views.publish), response_url and upload_url
+// endpoints, and the Socket Mode websocket (slash commands, block actions
+// on messages and in views, global shortcuts, view_submission and
+// view_closed, app_mention and app_home_opened events).
 //
 // It exists so that end-to-end tests can drive the real slack-go socketmode
 // and Web API clients over real HTTP and WebSocket connections, and assert on
@@ -54,6 +56,30 @@
 //     Token values are never stored.
 //   - Every socket-mode connection is pinged right after hello and then every
 //     DefaultPingInterval (see SetPingInterval).
+//   - Trigger IDs: every slash command, block action, shortcut and view
+//     submission carries a fresh trigger_id, recorded with its user and
+//     envelope (Trigger). views.open and views.push take only a trigger the
+//     fake issued (invalid_trigger_id), once (exchanged_trigger_id), within
+//     DefaultTriggerTTL (3 s, SetTriggerTTL) of its envelope's first write
+//     to a socket (expired_trigger_id); an envelope not written yet has not
+//     started the clock. The view is validated before the trigger, so a
+//     refused view does not use the trigger up. views.push needs a trigger
+//     from an interaction in an open modal (not_found otherwise) and stacks
+//     at most 3 views (push_limit_reached).
+//   - Views: views.open/push/update take modals, views.publish home tabs
+//     (user_id must be a user added with AddUser: user_not_found). Views
+//     are validated as Slack does in the main points (title, submit and
+//     close plain_text of at most 24 characters, submit required with input
+//     blocks, at most 100 blocks, callback_id and external_id at most 255
+//     characters, private_metadata at most 3000, block_ids unique, input
+//     blocks with label and element, view_too_large over 250 KB), answering
+//     invalid_arguments with one "[ERROR] … [json-pointer:/view/…]" line per
+//     problem in response_metadata.messages. Every change gives a new hash;
+//     a stale hash answers hash_conflict. Views, View, HomeView, WaitView,
+//     ViewButtons and ViewErrors show them; ClickInView, SendViewSubmission
+//     and SendViewClosed act on them. A view_submission's ack payload is
+//     applied as Slack does (close, clear, errors, update, push); acks Slack
+//     would refuse change nothing and are listed in BadAcks.
 //
 // Everything is safe for concurrent use.
 package fakeslack
@@ -240,6 +266,15 @@ type Server struct {
 	ackTimeout time.Duration // > 0: redeliver unacked envelopes (SetRedelivery)
 	maxRetries int
 	spread     *mrand.Rand // non-nil: SetSpread on; draws a connection per envelope
+
+	// views and triggers (views.go, triggers.go, viewevents.go)
+	views       map[string]*viewRec // by ID: modals and home tabs
+	viewOrder   []*viewRec          // in creation order
+	homes       map[string]*viewRec // home tabs by user ID
+	triggers    map[string]*Trigger
+	triggerTTL  time.Duration
+	submissions map[string]*submission // view_submission envelopes by ID
+	badAcks     []BadAck
 }
 
 type responseTarget struct {
@@ -288,6 +323,12 @@ func New() *Server {
 		envelopes:  map[string]envelopeInfo{},
 		pingEvery:  DefaultPingInterval,
 		files:      map[string]*fileRec{},
+
+		views:       map[string]*viewRec{},
+		homes:       map[string]*viewRec{},
+		triggers:    map[string]*Trigger{},
+		triggerTTL:  DefaultTriggerTTL,
+		submissions: map[string]*submission{},
 	}
 	s.upgrader = websocket.Upgrader{
 		// slack-go always sends Origin: https://api.slack.com.

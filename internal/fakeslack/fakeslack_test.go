@@ -26,6 +26,27 @@ type harness struct {
 
 	mu      sync.Mutex
 	skipAck func(*socketmode.Request) bool // true: leave this delivery unacked
+	// ackWith, when set, gives the payload to ack interactive and events
+	// envelopes with (nil: a bare ack), e.g. a view_submission's
+	// response_action.
+	ackWith func(socketmode.Event) any
+}
+
+// ackPayloads makes the harness ack interactive and events envelopes with
+// what payload returns for them (nil: a bare ack).
+func (h *harness) ackPayloads(payload func(socketmode.Event) any) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.ackWith = payload
+}
+
+func (h *harness) ackPayload(evt socketmode.Event) any {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.ackWith == nil {
+		return nil
+	}
+	return h.ackWith(evt)
 }
 
 // holdAcks makes the harness leave the deliveries for which skip is true
@@ -80,7 +101,11 @@ func startClient(t *testing.T, s *Server, opts ...socketmode.Option) *harness {
 					}
 				case socketmode.EventTypeInteractive, socketmode.EventTypeEventsAPI:
 					if h.acks(evt.Request) {
-						_ = client.Ack(*evt.Request)
+						if p := h.ackPayload(evt); p != nil {
+							_ = client.Ack(*evt.Request, p)
+						} else {
+							_ = client.Ack(*evt.Request)
+						}
 					}
 				default:
 					continue

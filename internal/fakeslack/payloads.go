@@ -10,7 +10,9 @@ import (
 
 // SlashCommand describes a slash command a user typed. Empty optional fields
 // get defaults: TeamID TeamID, UserName from AddUser (else the lowercased
-// ID), ChannelName from AddChannel, a fresh EnvelopeID and TriggerID.
+// ID), ChannelName from AddChannel, a fresh EnvelopeID and TriggerID. The
+// trigger_id, fresh or given, is issued to UserID (see Trigger): views.open
+// accepts it once, within the trigger TTL of the envelope's write.
 type SlashCommand struct {
 	Command     string // "/launch"; required
 	Text        string // everything after the command
@@ -50,6 +52,7 @@ func (s *Server) SendSlashCommand(cmd SlashCommand) (envelopeID string, err erro
 	if cmd.TriggerID == "" {
 		cmd.TriggerID = newTriggerID()
 	}
+	s.issueTrigger(cmd.TriggerID, cmd.UserID, cmd.EnvelopeID, "")
 	payload, err := json.Marshal(map[string]any{
 		"team_id":               cmd.TeamID,
 		"team_domain":           TeamDomain,
@@ -105,6 +108,8 @@ type BlockAction struct {
 // SendBlockAction sends an interactive envelope with a block_actions
 // payload, laid out as Slack sends it, whose response_url points at this
 // server: replace_original and delete_original act on the clicked message.
+// Its trigger_id (TriggerID, or a fresh one) is issued to UserID, for
+// views.open. For buttons in a view (home tab or modal) use ClickInView.
 func (s *Server) SendBlockAction(a BlockAction) (envelopeID string, err error) {
 	if a.UserID == "" || a.ChannelID == "" || a.ActionID == "" {
 		return "", errors.New("fakeslack: BlockAction needs UserID, ChannelID and ActionID")
@@ -157,6 +162,7 @@ func (s *Server) SendBlockAction(a BlockAction) (envelopeID string, err error) {
 		messageTS: a.MessageTS,
 		threadTS:  threadTS,
 	})
+	s.issueTriggerLocked(a.TriggerID, a.UserID, a.EnvelopeID, "")
 	s.mu.Unlock()
 
 	if a.BlockID == "" {

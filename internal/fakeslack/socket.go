@@ -414,6 +414,8 @@ func (s *Server) recordAckLocked(id string, payload json.RawMessage, now time.Ti
 		}
 	}
 	s.acks = append(s.acks, a)
+	// A view_submission's ack payload is Slack's response_action.
+	s.viewAckLocked(id, a.Payload)
 
 	// Slack shows a slash command's ack payload to the user, like a
 	// response_url reply; record it so tests see one channel state.

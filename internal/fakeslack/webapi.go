@@ -72,6 +72,11 @@ var apiHandlers = map[string]apiHandler{
 
 	"files.getUploadURLExternal":   (*Server).filesGetUploadURLExternal,
 	"files.completeUploadExternal": (*Server).filesCompleteUploadExternal,
+
+	"views.open":    (*Server).viewsOpen,
+	"views.push":    (*Server).viewsPush,
+	"views.update":  (*Server).viewsUpdate,
+	"views.publish": (*Server).viewsPublish,
 }
 
 // handleAPI serves POST (or GET) /api/METHOD.
@@ -167,7 +172,7 @@ func failWithScopes(method, code string) apiResult {
 }
 
 // methodScopes is the scope each method needs, as named in missing_scope
-// answers.
+// answers ("" for none).
 var methodScopes = map[string]string{
 	"apps.connections.open":        "connections:write",
 	"chat.postMessage":             "chat:write",
@@ -183,6 +188,12 @@ var methodScopes = map[string]string{
 	"files.getUploadURLExternal":   "files:write",
 	"files.completeUploadExternal": "files:write",
 	"response_url":                 "commands",
+	// The views.* methods need no scope ("No scopes required" in Slack's
+	// method references): any bot token may call them.
+	"views.open":    "",
+	"views.push":    "",
+	"views.update":  "",
+	"views.publish": "",
 }
 
 // botScopes and appScopes are what the fake's bot and app-level tokens
