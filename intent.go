@@ -63,6 +63,9 @@ const (
 	SourceSlash   IntentSource = "slash"
 	SourceMention IntentSource = "mention"
 	SourceClick   IntentSource = "click"
+	// SourceForm is a submitted form: ActionID names it, Value holds its
+	// values as a JSON object (field → value).
+	SourceForm IntentSource = "form"
 )
 
 // IntentState is how far an intent got.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/slack-go/slack"
 )
@@ -117,4 +118,36 @@ func (c *Chat) CheckAppToken(ctx context.Context) error {
 		return tokenError(err)
 	}
 	return nil
+}
+
+// Approver is what Slack says of one configured approver ID.
+type Approver struct {
+	ID string
+	// A user's: their handle, and whether the account is deactivated or a
+	// bot (neither can click Approve).
+	Name         string
+	Deleted, Bot bool
+	// A user group's: how many members it has.
+	Group   bool
+	Members int
+}
+
+// LookupApprover asks Slack who an approver ID is: users.info for a user
+// (U…, W…), usergroups.users.list for a user group (S…). An ID Slack does
+// not know is a *TokenError with Code "user_not_found" or
+// "no_such_subteam"; a token without users:read or usergroups:read, one
+// with Code "missing_scope".
+func (c *Chat) LookupApprover(ctx context.Context, id string) (Approver, error) {
+	if strings.HasPrefix(id, "S") {
+		members, err := c.api.GetUserGroupMembersContext(ctx, id)
+		if err != nil {
+			return Approver{}, tokenError(err)
+		}
+		return Approver{ID: id, Group: true, Members: len(members)}, nil
+	}
+	u, err := c.api.GetUserInfoContext(ctx, id)
+	if err != nil {
+		return Approver{}, tokenError(err)
+	}
+	return Approver{ID: id, Name: u.Name, Deleted: u.Deleted, Bot: u.IsBot}, nil
 }

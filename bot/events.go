@@ -103,6 +103,11 @@ func (b *Bot) ack(req *socketmode.Request, m *reply.Message) {
 	if m != nil {
 		payload = map[string]any{"response_type": slack.ResponseTypeEphemeral, "text": Text(m.Text)}
 	}
+	b.ackPayload(req, payload)
+}
+
+// ackPayload answers an envelope with payload (nil for an empty ack).
+func (b *Bot) ackPayload(req *socketmode.Request, payload any) {
 	// The ack waits for the socket's sender; past Slack's 3 s deadline it
 	// is worthless (the envelope is redelivered), so it is not awaited
 	// longer than that.
@@ -152,6 +157,20 @@ func (b *Bot) onSlash(ctx context.Context, req *socketmode.Request, cmd slack.Sl
 // onInteraction hands on a button click; its ack carries nothing (Slack
 // shows no ack payload for clicks), answers come after it.
 func (b *Bot) onInteraction(ctx context.Context, req *socketmode.Request, cb slack.InteractionCallback) {
+	switch cb.Type {
+	case slack.InteractionTypeViewSubmission:
+		b.onSubmission(ctx, req, cb)
+		return
+	case slack.InteractionTypeShortcut:
+		if cb.CallbackID != reply.ActionOpenLaunchForm {
+			b.ack(req, nil)
+			return
+		}
+		o := flow.Origin{User: cb.User.ID, Trigger: cb.TriggerID}
+		b.accept(ctx, req, flow.Envelope{ID: req.EnvelopeID, Origin: o,
+			Input: flow.Input{Source: computebot.SourceClick, ActionID: reply.ActionOpenLaunchForm}}, "shortcut")
+		return
+	}
 	var actions []*slack.BlockAction
 	if cb.Type == slack.InteractionTypeBlockActions {
 		actions = cb.ActionCallback.BlockActions
@@ -175,6 +194,11 @@ func (b *Bot) onInteraction(ctx context.Context, req *socketmode.Request, cb sla
 			id = fmt.Sprintf("%s/%d", id, i)
 		}
 		o := flow.Origin{User: cb.User.ID, Channel: channel, ThreadTS: cb.Container.ThreadTs, ResponseURL: cb.ResponseURL}
+		if cb.Container.Type == "view" {
+			// A click on the home tab or in a form: its trigger may open
+			// the form; answers go by DM (there is no channel).
+			o.Trigger = cb.TriggerID
+		}
 		if a.ActionID == reply.ActionApprove || a.ActionID == reply.ActionDeny {
 			// The clicked message is the request message: its ts is the
 			// request's thread.
@@ -193,9 +217,54 @@ func (b *Bot) onInteraction(ctx context.Context, req *socketmode.Request, cb sla
 	}
 }
 
+// onSubmission hands a submitted form to the workflows; their field errors
+// travel back in the ack (the form stays open showing them), and an empty
+// ack closes the form.
+func (b *Bot) onSubmission(ctx context.Context, req *socketmode.Request, cb slack.InteractionCallback) {
+	if cb.View.CallbackID != reply.LaunchFormCallback {
+		b.ack(req, nil) // not a form of ours: closes it
+		return
+	}
+	values := map[string]string{}
+	for block, byAction := range cb.View.State.Values {
+		for _, a := range byAction {
+			values[block] = FieldValue(a)
+		}
+	}
+	channel := cb.View.PrivateMetadata // where /launch was typed
+	if ch := values[commands.FieldChannel]; ch != "" {
+		channel = ch
+	}
+	env := flow.Envelope{ID: req.EnvelopeID, Origin: flow.Origin{User: cb.User.ID, Channel: channel, Trigger: cb.TriggerID},
+		Input: flow.FormInput(cb.View.CallbackID, values)}
+	ans := b.flow.Accept(ctx, env)
+	var payload any
+	if len(ans.FieldErrors) > 0 {
+		errs := map[string]string{}
+		for field, msg := range ans.FieldErrors {
+			errs[field] = reply.Clip(reply.PlainText(msg), 150)
+		}
+		payload = slack.NewErrorsViewSubmissionResponse(errs)
+	}
+	b.ackPayload(req, payload)
+	if ans.Job != nil {
+		b.flow.Submit(*ans.Job)
+	}
+	if ans.Outcome != "duplicate" {
+		b.observer.Command("launch form", ans.Outcome)
+	}
+}
+
 // onEvent handles Events API envelopes: app mentions run commands like
 // slash commands do, answered in the thread they were typed in.
 func (b *Bot) onEvent(ctx context.Context, req *socketmode.Request, ev slackevents.EventsAPIEvent) {
+	if home, ok := ev.InnerEvent.Data.(*slackevents.AppHomeOpenedEvent); ok && ev.Type == slackevents.CallbackEvent {
+		b.ack(req, nil)
+		if home.Tab == "home" && home.User != "" {
+			b.flow.Submit(flow.HomeJob(home.User))
+		}
+		return
+	}
 	mention, ok := ev.InnerEvent.Data.(*slackevents.AppMentionEvent)
 	if ev.Type != slackevents.CallbackEvent || !ok || mention.BotID != "" || mention.User == "" {
 		b.ack(req, nil)

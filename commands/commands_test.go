@@ -90,7 +90,8 @@ func TestParseText(t *testing.T) {
 		{"```launch t2.micro```", want{cmd: &Launch{InstanceType: "t2.micro"}}},
 
 		// launch errors: exact texts
-		{"launch", want{reply: "/launch needs TYPE: an instance type such as t3.micro (the allowed types are in the config)." + launchUsage}},
+		{"launch", want{cmd: &OpenLaunchForm{}}},
+		{"launch --hours", want{has: []string{"--hours needs a value"}}},
 		{"launch t2.micro --hourz 4", want{reply: "unknown flag --hourz for /launch; did you mean --hours?" + launchUsage}},
 		{"launch t2.micro --hours", want{reply: "--hours needs a value: lease in hours, 1 to 720 (default: launch.default_ttl in the config)." + launchUsage}},
 		{"launch t2.micro --hours 4 --hours 5", want{reply: "--hours is given twice; give it once." + launchUsage}},
@@ -285,7 +286,7 @@ func TestParseSlash(t *testing.T) {
 		{"/launch", "t2.micro --hours 4", want{cmd: &Launch{InstanceType: "t2.micro", Hours: 4, HoursSet: true}}},
 		{"/LAUNCH", "t2.micro", want{cmd: &Launch{InstanceType: "t2.micro"}}},
 		{"launch", "t2.micro", want{cmd: &Launch{InstanceType: "t2.micro"}}},
-		{"/launch", "", want{has: []string{"/launch needs TYPE"}}},
+		{"/launch", "", want{cmd: &OpenLaunchForm{}}},
 		{"/launch", "help", want{cmd: &Help{Topic: "launch"}}},
 		{"/launch", "--help", want{cmd: &Help{Topic: "launch"}}},
 		{"/launch", "launch t2.micro", want{cmd: &Launch{InstanceType: "t2.micro"}}},

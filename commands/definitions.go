@@ -24,6 +24,9 @@ type Definition struct {
 	// Notes is optional further help shown with the command's own topic.
 	Notes string
 
+	// bare, when set, is what the command means typed with nothing after
+	// it (/launch alone opens the form).
+	bare        func() Command
 	mentionOnly bool   // no slash command of its own: usage is "@computebot NAME"
 	subOnly     bool   // no slash command of its own: usage is "/computebot NAME"
 	extraHint   string // added to "unexpected argument" replies
@@ -73,8 +76,10 @@ func Definitions() []Definition {
 				`/launch g5.xlarge --image dlami --hibernate`,
 				`/launch g4dn.xlarge --hours 8 --name training-box --ami resolve:ssm:/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64`,
 			},
+			Notes:     "`/launch` alone opens a form with the same fields.",
 			extraHint: `put a reason in quotes: --reason "feature engineering"`,
 			build:     buildLaunch,
+			bare:      func() Command { return &OpenLaunchForm{} },
 		},
 		{
 			Name:     "instances",

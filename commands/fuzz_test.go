@@ -112,7 +112,16 @@ func checkCommand(t *testing.T, entry string, c Command) {
 		if (c.Instance != "" && !IsInstanceID(c.Instance)) || (c.User != "" && !IsUserID(c.User)) || (c.Instance != "" && c.User != "") {
 			t.Fatalf("%s: bad audit filter %+v", entry, c)
 		}
-	case *Instances, *LambdaList, *Status, *Idle:
+	case *SetSchedule:
+		target(c.Target)
+		if !c.Off && c.Hours.Zone == nil {
+			t.Fatalf("%s: a schedule without a zone %+v", entry, c)
+		}
+	case *Keep:
+		target(c.Target)
+	case *Connect:
+		target(c.Target)
+	case *Instances, *LambdaList, *Status, *Idle, *OpenLaunchForm, *SSHKeyAdd, *SSHKeyList, *SSHKeyRemove:
 	default:
 		t.Fatalf("%s: unexpected command %T", entry, c)
 	}

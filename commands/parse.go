@@ -156,6 +156,9 @@ func parseArgs(d *Definition, lx *lexer) Result {
 	if problem != "" {
 		return replyf(problem)
 	}
+	if len(toks) == 0 && d.bare != nil {
+		return run(d.bare())
+	}
 	p := &parsed{def: d, flags: map[string]string{}}
 	first := "" // the first problem; reported unless help is asked for
 	fail := func(msg string) {

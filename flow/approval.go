@@ -160,6 +160,7 @@ func (f *Flow) admitAndPost(ctx context.Context, in *computebot.Intent, id strin
 	case computebot.RequestPending:
 		f.post(ctx, r.ChannelID, r.MessageTS, reply.ApproversNote(r, f.authz.Approvers(), f.authz.AllowsSelfApproval()),
 			"approvers note", "request_id", id)
+		f.refreshHomes([]string{r.Requester}, true)
 	case computebot.RequestApproved:
 		if !r.AutoApproved {
 			f.refreshMessage(ctx, r) // decided while the message was going out
@@ -382,7 +383,12 @@ func (f *Flow) decide(ctx context.Context, in *computebot.Intent, o Origin, c de
 	if onItsMessage == "" && r.ChannelID == o.Channel {
 		onItsMessage = f.findPosted(ctx, r.ChannelID, "", reply.RequestKey(r.ID), r.CreatedAt)
 	}
-	if r.ChannelID != o.Channel || onItsMessage == "" || onItsMessage != c.messageTS {
+	if c.fromHome {
+		if r.MessageTS == "" || r.State != computebot.RequestPending {
+			f.tell(ctx, o, reply.HomeDecisionRefused(r))
+			return
+		}
+	} else if r.ChannelID != o.Channel || onItsMessage == "" || onItsMessage != c.messageTS {
 		f.log.Warn("click refused: its request is not the clicked message's", "request_id", r.ID, "user", o.User,
 			"channel", o.Channel, "message_ts", c.messageTS)
 		f.tell(ctx, o, reply.ClickNotOnItsMessage())
@@ -435,7 +441,7 @@ func (f *Flow) decide(ctx context.Context, in *computebot.Intent, o Origin, c de
 		}
 		cur.DecidedBy, cur.DecidedAt, cur.DecidedIn = o.User, now, in.ID
 		cur.Claim = f.cluster.Self() // the decider takes it on
-		if cur.MessageTS == "" {
+		if cur.MessageTS == "" && !c.fromHome {
 			// The click raced the save of the message's ts: the click
 			// itself says which message it came from.
 			cur.MessageTS = c.messageTS
@@ -481,6 +487,7 @@ func (f *Flow) refreshMessage(ctx context.Context, r *computebot.Request) {
 	if r.MessageTS == "" {
 		return
 	}
+	f.refreshHomes([]string{r.Requester}, true)
 	err := f.chat.Update(ctx, r.ChannelID, r.MessageTS, reply.RequestMessage(r))
 	switch {
 	case errors.Is(err, ErrRateLimited):

@@ -20,6 +20,10 @@ type decideCommand struct {
 	// messageTS is the clicked message: the request's own message, so its
 	// thread is the request's thread.
 	messageTS string
+	// fromHome: clicked on the approver's home tab, where there is no
+	// message to check the request against (the request must be pending,
+	// and policy says who may decide).
+	fromHome bool
 }
 
 func (c decideCommand) CommandName() string {
@@ -61,6 +65,13 @@ func Click(actionID, value, messageTS string) (commands.Command, error) {
 			return nil, fmt.Errorf("empty request ID on %s", actionID)
 		}
 		return decideCommand{requestID: value, approve: actionID == reply.ActionApprove, messageTS: messageTS}, nil
+	case reply.ActionHomeApprove, reply.ActionHomeDeny:
+		if value == "" {
+			return nil, fmt.Errorf("empty request ID on %s", actionID)
+		}
+		return decideCommand{requestID: value, approve: actionID == reply.ActionHomeApprove, fromHome: true}, nil
+	case reply.ActionOpenLaunchForm:
+		return &commands.OpenLaunchForm{}, nil
 	case reply.ActionStop:
 		return &commands.Stop{Target: value}, nil
 	case reply.ActionStart:

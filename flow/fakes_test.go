@@ -34,6 +34,9 @@ const (
 	mDM        = "dm"
 	mUpload    = "upload"
 	mFind      = "find"
+	mOpenView  = "open-view"
+	mUpdView   = "update-view"
+	mHome      = "publish-home"
 )
 
 // errDown is what every fake answers once the process "died" (see
@@ -58,6 +61,9 @@ type chatCall struct {
 	// FindMessage.
 	Key   string
 	Since time.Time
+	// OpenView (Trigger), UpdateView (TS: the view ID), PublishHome (User).
+	Trigger string
+	View    reply.View
 	At    time.Time // when the call was made, on the chat's clock
 	Err   error     // what the call returned
 }
@@ -124,6 +130,10 @@ func (c *fakeChat) recordLocked(call chatCall) (chatCall, func(chatCall)) {
 		c.ts++
 		call.TS = fmt.Sprintf("1700000000.%06d", c.ts)
 	}
+	if call.Err == nil && call.Method == mOpenView {
+		c.ts++
+		call.TS = fmt.Sprintf("V%06d", c.ts)
+	}
 	if call.Err == nil && call.Method == mFind {
 		call.TS, call.Err = c.findLocked(call)
 	}
@@ -183,6 +193,26 @@ func (c *fakeChat) DM(_ context.Context, user string) (string, error) {
 func (c *fakeChat) Upload(_ context.Context, channel, threadTS, filename, title, content string) error {
 	_, err := c.record(chatCall{Method: mUpload, Channel: channel, Thread: threadTS, Filename: filename, Title: title, Content: content})
 	return err
+}
+
+func (c *fakeChat) OpenView(_ context.Context, trigger string, v reply.View) (string, string, error) {
+	call, err := c.record(chatCall{Method: mOpenView, Trigger: trigger, View: v})
+	return call, "h1", err
+}
+
+func (c *fakeChat) UpdateView(_ context.Context, id, hash string, v reply.View) error {
+	_, err := c.record(chatCall{Method: mUpdView, TS: id, View: v})
+	return err
+}
+
+func (c *fakeChat) PublishHome(_ context.Context, user string, v reply.View) error {
+	_, err := c.record(chatCall{Method: mHome, User: user, View: v})
+	return err
+}
+
+// views are the calls of method (mOpenView, mUpdView, mHome) made.
+func (c *fakeChat) views(method string) []chatCall {
+	return c.where(func(call chatCall) bool { return call.Method == method })
 }
 
 func (c *fakeChat) FindMessage(_ context.Context, channel, threadTS, key string, since time.Time) (string, error) {

@@ -53,6 +53,13 @@ type Chat interface {
 	// and returns its ts; an error wrapping computebot.ErrNotFound when
 	// there is none.
 	FindMessage(ctx context.Context, channel, threadTS, key string, since time.Time) (ts string, err error)
+	// OpenView opens a modal in answer to an interaction (trigger: its
+	// short-lived token) and returns the view's ID and version (hash).
+	OpenView(ctx context.Context, trigger string, v reply.View) (id, hash string, err error)
+	// UpdateView replaces an open modal, only over the version hash.
+	UpdateView(ctx context.Context, id, hash string, v reply.View) error
+	// PublishHome sets a person's home tab.
+	PublishHome(ctx context.Context, user string, v reply.View) error
 }
 
 // ErrNotInChannel is what a Chat wraps its platform's "not a member" or "no
@@ -112,6 +119,10 @@ type Answer struct {
 	Outcome string
 	// Command names the command, "" when the input parsed to none.
 	Command string
+	// FieldErrors are a submitted form's problems by field: the form stays
+	// open showing them (on Slack, response_action errors), nothing is
+	// persisted or done.
+	FieldErrors map[string]string
 }
 
 // Job is one unit of work after the ack: an intent to carry out, or a
@@ -122,6 +133,7 @@ type Job struct {
 	kind      jobKind
 	intentID  string
 	requestID string
+	user      string // jobHome
 }
 
 type jobKind int
@@ -129,6 +141,7 @@ type jobKind int
 const (
 	jobIntent  jobKind = iota // carry out an intent
 	jobProceed                // take an approved or executing request further (resume)
+	jobHome                   // publish a person's home tab (not stored: it changes nothing)
 )
 
 // Options are the workflows' timings. Zero values take the defaults noted.
@@ -237,6 +250,7 @@ type Flow struct {
 	cluster Cluster
 	kv      KV
 
+	types    typeInfos   // the launch form's specs and prices, cached
 	jobs     chan Job
 	locks    keyedLocks  // per request or instance: the order of a thread
 	busy     busySet     // the work this process has queued or under way
@@ -470,6 +484,8 @@ func (f *Flow) Run(ctx context.Context, j Job) {
 	case jobProceed:
 		defer f.locks.lock(j.requestID)()
 		f.proceed(ctx, j.requestID, true)
+	case jobHome:
+		f.publishHome(ctx, j.user)
 	}
 }
 
@@ -659,12 +675,25 @@ func (f *Flow) runCommand(ctx context.Context, in *computebot.Intent, o Origin, 
 		f.sshKeyRemove(ctx, o, c.Name)
 	case *commands.Connect:
 		f.connect(ctx, o, c.Target)
+	case *commands.OpenLaunchForm:
+		f.openLaunchForm(ctx, o)
 	case *commands.Keep:
 		f.keep(ctx, in, o, c)
 	case *commands.SetSchedule:
 		f.setSchedule(ctx, o, c)
 	default:
 		f.tell(ctx, o, reply.CannotRun(cmd.CommandName()))
+	}
+}
+
+// dm sends m to a person's direct-message channel with the bot.
+func (f *Flow) dm(ctx context.Context, user string, m reply.Message) {
+	ch, err := f.chat.DM(ctx, user)
+	if err == nil {
+		_, err = f.chat.Post(ctx, ch, "", m)
+	}
+	if err != nil {
+		f.log.Error("private reply by DM failed", "user", user, "err", err)
 	}
 }
 
@@ -680,10 +709,11 @@ func (f *Flow) tell(ctx context.Context, o Origin, m reply.Message) {
 		// restart, or a long wait, can outlive it. An ephemeral message
 		// still reaches the person wherever the bot is a member.
 		f.log.Warn("response URL failed; answering ephemerally", "user", o.User, "err", err)
-		if o.Channel == "" {
-			f.log.Error("private reply failed", "user", o.User, "err", err)
-			return
-		}
+	}
+	if o.Channel == "" {
+		// From the home tab or a form: no channel to whisper in, so a DM.
+		f.dm(ctx, o.User, m)
+		return
 	}
 	err = f.chat.Ephemeral(ctx, o.Channel, o.User, o.ThreadTS, m)
 	if err != nil {

@@ -73,6 +73,8 @@ type env struct {
 	down *atomic.Bool
 	// cluster is the replicas' view; nil: one process (flow's default).
 	cluster flow.Cluster
+	// kv is the key/value store (SSH keys, home tabs); nil: none.
+	kv flow.KV
 }
 
 type envOption func(*env)
@@ -130,6 +132,9 @@ func (e *env) newFlow() *flow.Flow {
 	}
 	if e.cluster != nil {
 		d.Cluster = e.cluster
+	}
+	if e.kv != nil {
+		d.KV = e.kv
 	}
 	f, err := flow.New(d, e.opts)
 	if err != nil {

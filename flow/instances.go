@@ -233,6 +233,7 @@ func (f *Flow) announce(ctx context.Context, o Origin, inst computebot.Instance,
 		channel, thread = o.Channel, o.ThreadTS
 	}
 	f.post(ctx, channel, thread, msg, "in request thread", "instance", inst.ID, "request_id", inst.Tags[computebot.TagRequest])
+	f.refreshHomes([]string{inst.Tags[computebot.TagOwner], o.User}, false)
 	if o.Channel != channel || o.ThreadTS != thread {
 		f.tell(ctx, o, msg)
 	}

@@ -71,6 +71,13 @@ func (f *Flow) Accept(ctx context.Context, env Envelope) Answer {
 	if o.Trigger == "" {
 		o.Trigger = "envelope:" + id
 	}
+	if env.Input.Source == computebot.SourceForm {
+		if errs := f.formErrors(o, env.Input); len(errs) > 0 {
+			// Nothing changes: the form stays open with its errors (a
+			// redelivery is checked again and gets the same).
+			return Answer{FieldErrors: errs, Outcome: "refused", Command: "launch"}
+		}
+	}
 	cmd, quick, outcome := f.triage(ctx, o, env.Input)
 	text := env.Input.Text
 	if outcome == "secret" {
@@ -147,6 +154,18 @@ func (f *Flow) triage(ctx context.Context, o Origin, in Input) (commands.Command
 		return cmd, nil, "accepted"
 	case computebot.SourceMention:
 		res = commands.ParseText(in.Text)
+		if _, form := res.Command.(*commands.OpenLaunchForm); form {
+			// A mention cannot open a form (no trigger to open it with).
+			m, outcome := quick(reply.LaunchUsageInMention(), "reply")
+			return nil, m, outcome
+		}
+	case computebot.SourceForm:
+		c, errs := commands.ParseLaunchForm(formValues(in.Value))
+		if len(errs) > 0 { // checked before the ack (Accept): a damaged record
+			m, outcome := quick(reply.FormNoLongerValid(), "refused")
+			return nil, m, outcome
+		}
+		res = commands.Result{Outcome: commands.Run, Command: c}
 	default:
 		res = commands.ParseSlash(in.Command, in.Text)
 	}

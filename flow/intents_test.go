@@ -42,7 +42,7 @@ func TestRedelivery(t *testing.T) {
 		{
 			name: "usage, answered in the ack", outcome: "reply",
 			deliver: func(e *env) (flow.Envelope, flow.Answer) {
-				return e.deliverNew(e.slashOrigin(ana), slashInput("/launch", ""))
+				return e.deliverNew(e.slashOrigin(ana), slashInput("/stop", ""))
 			},
 		},
 		{

@@ -19,6 +19,8 @@ import (
 type KV interface {
 	Get(ctx context.Context, bucket, key string, v any) error
 	Update(ctx context.Context, bucket, key string, v any, fn func(found bool) error) error
+	// List calls fn with every key and raw value of bucket, in key order.
+	List(ctx context.Context, bucket string, fn func(key string, raw []byte) error) error
 }
 
 // SSHKeysBucket holds each person's public keys, keyed by user ID.
@@ -93,6 +95,7 @@ func (f *Flow) sshKeyAdd(ctx context.Context, o Origin, c *commands.SSHKeyAdd) {
 		added := ring.Keys[len(ring.Keys)-1]
 		f.audit.Record(ctx, computebot.AuditEntry{Actor: o.User, Action: auditKeyAdd, Target: added.Fingerprint, Result: "ok", Detail: added.Label})
 		f.tell(ctx, o, reply.SSHKeyAdded(added, len(ring.Keys)))
+		f.refreshHomes([]string{o.User}, false)
 	}
 }
 
@@ -153,6 +156,7 @@ func (f *Flow) sshKeyRemove(ctx context.Context, o Origin, name string) {
 	default:
 		f.audit.Record(ctx, computebot.AuditEntry{Actor: o.User, Action: auditKeyRemove, Target: removed.Fingerprint, Result: "ok", Detail: removed.Label})
 		f.tell(ctx, o, reply.SSHKeyRemoved(*removed, len(ring.Keys)))
+		f.refreshHomes([]string{o.User}, false)
 	}
 }
 

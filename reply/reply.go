@@ -20,6 +20,7 @@ const (
 	Context Kind = "context" // small grey print
 	Actions Kind = "actions" // a row of buttons
 	Divider Kind = "divider"
+	Input   Kind = "input" // a form field (views only): Block.Field
 )
 
 // Style is a button's colour.
@@ -61,6 +62,7 @@ type Block struct {
 	Text    string
 	Fields  []string
 	Buttons []Button
+	Field   *Field // Kind Input
 }
 
 // Button is a clickable action. Value carries what the click acts on (a

@@ -1,0 +1,130 @@
+package flow
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/computebot/computebot"
+	"github.com/computebot/computebot/policy"
+	"github.com/computebot/computebot/reply"
+)
+
+// The App Home tab: published when a person opens it, and again when
+// something of theirs changes (a request, an instance action, a key), for
+// the people who have opened it. Approvers also see everyone's pending
+// requests, so those changes refresh the approvers' tabs too.
+
+// HomeBucket remembers who has opened the home tab (and whether they
+// approve), so changes refresh only their tabs.
+const HomeBucket = "home-tabs"
+
+type homeRecord struct {
+	Approver bool      `json:"approver,omitempty"`
+	OpenedAt time.Time `json:"opened_at"`
+}
+
+// HomeJob is the job that publishes user's home tab (the tab was opened).
+// It changes nothing, so it is not stored: a lost one is the next opening.
+func HomeJob(user string) Job { return Job{kind: jobHome, user: user} }
+
+// publishHome gathers what the person's tab shows and publishes it.
+func (f *Flow) publishHome(ctx context.Context, user string) {
+	h := reply.Home{User: user, Now: f.now()}
+	d, err := f.authz.Authorize(ctx, policy.Action{Kind: policy.ActionListAll, Actor: user})
+	h.Approver = err == nil && d.Verdict == policy.Allow
+	if f.kv != nil {
+		var rec homeRecord
+		err := f.kv.Update(ctx, HomeBucket, user, &rec, func(bool) error {
+			rec.Approver, rec.OpenedAt = h.Approver, f.now()
+			return nil
+		})
+		if err != nil {
+			f.log.Warn("home tab: remember the opening", "user", user, "err", err)
+		}
+	}
+	filter := computebot.InstanceFilter{States: liveStates}
+	if !h.Approver {
+		filter.Owner = user
+	}
+	insts, err := f.cloud.ManagedInstances(ctx, filter)
+	if err != nil {
+		f.log.Warn("home tab: list instances", "user", user, "err", err)
+	}
+	slices.SortFunc(insts, func(x, y computebot.Instance) int {
+		return cmp.Or(y.LaunchTime.Compare(x.LaunchTime), strings.Compare(x.ID, y.ID))
+	})
+	spend := map[string]float64{}
+	monthStart := time.Date(h.Now.Year(), h.Now.Month(), 1, 0, 0, 0, 0, time.UTC)
+	for _, in := range insts {
+		usd, known := f.prices.Price(ctx, in.Type)
+		owner := in.Tags[computebot.TagOwner]
+		if owner == user {
+			h.Instances = append(h.Instances, reply.InstanceRow{Instance: in, PricePerHour: usd, PriceKnown: known})
+		}
+		if h.Approver && known && in.State == computebot.InstanceRunning && !in.LaunchTime.IsZero() {
+			since := in.LaunchTime
+			if since.Before(monthStart) {
+				since = monthStart
+			}
+			spend[owner] += usd * h.Now.Sub(since).Hours()
+		}
+	}
+	for owner, usd := range spend {
+		h.Spend = append(h.Spend, reply.Spend{User: owner, USD: usd})
+	}
+	slices.SortFunc(h.Spend, func(a, b reply.Spend) int { return cmp.Or(cmp.Compare(b.USD, a.USD), strings.Compare(a.User, b.User)) })
+
+	open, err := f.store.Requests(ctx, computebot.RequestNew, computebot.RequestPending, computebot.RequestApproved,
+		computebot.RequestExecuting, computebot.RequestLaunched)
+	if err != nil {
+		f.log.Warn("home tab: list requests", "user", user, "err", err)
+	}
+	for _, r := range open {
+		if r.Requester == user {
+			h.Requests = append(h.Requests, r)
+		}
+		if h.Approver && r.State == computebot.RequestPending && r.MessageTS != "" {
+			h.Pending = append(h.Pending, r)
+		}
+	}
+	if f.kv != nil {
+		keys, err := f.keysOf(ctx, user)
+		if err != nil {
+			f.log.Warn("home tab: read ssh keys", "user", user, "err", err)
+		}
+		h.Keys = keys
+	}
+	if err := f.chat.PublishHome(ctx, user, reply.HomeTab(h)); err != nil {
+		f.log.Warn("publish the home tab", "user", user, "err", err)
+	}
+}
+
+// refreshHomes republishes, in the background, the tabs of the people
+// named who have opened theirs, and with approvers also every approver's
+// who has (pending requests changed).
+func (f *Flow) refreshHomes(users []string, approvers bool) {
+	if f.kv == nil {
+		return
+	}
+	f.background(func(ctx context.Context) {
+		want := map[string]bool{}
+		err := f.kv.List(ctx, HomeBucket, func(user string, raw []byte) error {
+			if slices.Contains(users, user) || (approvers && strings.Contains(string(raw), `"approver":true`)) {
+				want[user] = true
+			}
+			return nil
+		})
+		if err != nil && !errors.Is(err, computebot.ErrNotFound) {
+			f.log.Warn("home tabs to refresh", "err", err)
+			return
+		}
+		for _, user := range slices.Sorted(maps.Keys(want)) {
+			f.publishHome(ctx, user)
+		}
+	})
+}
