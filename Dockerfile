@@ -2,17 +2,24 @@
 #
 # computebot: a static, non-root image.
 #
-#   docker build -t computebot .
+#   docker build --build-arg VERSION="$(git describe --tags --always --dirty)" -t computebot .
 #   docker run -e SLACK_BOT_TOKEN -e SLACK_APP_TOKEN -e AWS_REGION \
 #     -v computebot-data:/data -v "$PWD/config.yaml:/etc/computebot/config.yaml:ro" computebot
 #
 # The store (store.path, default computebot.db) is relative to the working
 # directory /data: keep /data on a volume so requests survive a restart.
+#
+# It needs BuildKit (RUN --mount caches, $BUILDPLATFORM): the default builder
+# of Docker Engine 23 and later, and of `docker buildx build`; on older
+# engines, DOCKER_BUILDKIT=1 docker build ….
 
 # ---- build ----------------------------------------------------------------
 FROM --platform=$BUILDPLATFORM golang:1.26 AS build
 ARG TARGETOS
 ARG TARGETARCH
+# What `computebot version` says: .git is not in the build context (see
+# .dockerignore), so the build cannot stamp the commit itself.
+ARG VERSION=unknown
 WORKDIR /src
 
 # Dependencies first, so that a source change does not download them again.
@@ -23,7 +30,7 @@ COPY . .
 RUN --mount=type=cache,target=/go/pkg/mod \
     --mount=type=cache,target=/root/.cache/go-build \
     CGO_ENABLED=0 GOOS=${TARGETOS:-linux} GOARCH=${TARGETARCH} \
-    go build -tags nodemo -trimpath -ldflags="-s -w" -o /out/computebot ./cmd/computebot
+    go build -tags nodemo -trimpath -ldflags="-s -w -X main.version=${VERSION}" -o /out/computebot ./cmd/computebot
 
 # An empty /data owned by the runtime user: a named volume mounted there
 # starts with this ownership, so the non-root bot can create its store.

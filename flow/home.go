@@ -3,6 +3,7 @@ package flow
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"maps"
 	"slices"
@@ -114,7 +115,11 @@ func (f *Flow) refreshHomes(users []string, approvers bool) {
 	f.background(func(ctx context.Context) {
 		want := map[string]bool{}
 		err := f.kv.List(ctx, HomeBucket, func(user string, raw []byte) error {
-			if slices.Contains(users, user) || (approvers && strings.Contains(string(raw), `"approver":true`)) {
+			var rec homeRecord
+			if err := json.Unmarshal(raw, &rec); err != nil {
+				return nil // a damaged record: that tab waits for its next opening
+			}
+			if slices.Contains(users, user) || (approvers && rec.Approver) {
 				want[user] = true
 			}
 			return nil

@@ -65,11 +65,8 @@ func runAudit(args []string, stdout, stderr io.Writer, getenv func(string) strin
 		fmt.Fprint(set.Output(), auditUsage+"\n")
 		set.PrintDefaults()
 	}
-	if err := set.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+	if code, done := parseFlags(set, args, stdout); done {
+		return code
 	}
 	usage := func(format string, a ...any) int {
 		fmt.Fprintf(stderr, "computebot audit: "+format+" (see --help)\n", a...)

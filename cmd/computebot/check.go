@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"time"
 
@@ -21,14 +22,16 @@ const checkUsage = `usage: computebot check --config FILE
 
 Checks a deployment before the bot runs: the config file, the Slack tokens
 (auth.test with SLACK_BOT_TOKEN, apps.connections.open with SLACK_APP_TOKEN;
-no socket is opened), the AWS identity (STS GetCallerIdentity), that the AMI,
-instance types, key pair, security groups and subnet exist, with EC2
-DryRun that the IAM policy allows the launch, and, with store.dynamodb.table,
-the table (active, keys pk/sk, TTL on expires_at, a conditional write that
-cannot apply to prove the bot may write). Nothing is launched or changed.
-Prints one line per check (✓ passed, ✗ failed, – skipped) and exits 1 when
-any check failed. Slack checks are skipped when neither token is set, AWS
-checks when the SDK finds no credentials.
+no socket is opened), that each approver exists in the workspace
+(users.info, usergroups.users.list), the AWS identity (STS
+GetCallerIdentity), that the AMI, instance types, key pair, security groups
+and subnet exist, with EC2 DryRun that the IAM policy allows the launch,
+and, with store.dynamodb.table, the table (active, keys pk/sk, TTL on
+expires_at, a conditional write that cannot apply to prove the bot may
+write). Nothing is launched or changed. Prints one line per check
+(✓ passed, ✗ failed, – skipped) and exits 1 when any check failed. Slack
+checks are skipped when neither token is set, AWS checks when the SDK finds
+no credentials.
 `
 
 // checkStatus is a check's outcome.
@@ -115,11 +118,8 @@ func runCheck(args []string, stdout, stderr io.Writer, getenv func(string) strin
 		fmt.Fprint(fs.Output(), checkUsage+"\n")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+	if code, done := parseFlags(fs, args, stdout); done {
+		return code
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "computebot check: unexpected argument %q (see --help)\n", fs.Arg(0))
@@ -141,11 +141,33 @@ func runCheck(args []string, stdout, stderr io.Writer, getenv func(string) strin
 	}
 	r.pass("config", "%s is valid", *path)
 
-	checkSlack(ctx, r, *timeout, botToken, appToken, getenv("SLACK_API_URL"))
+	checkSlack(ctx, r, *timeout, botToken, appToken, getenv("SLACK_API_URL"), cfg.Approvers)
+	restore := quietSDK()
+	defer restore()
 	if checkAWS(ctx, r, *timeout, cfg) {
 		checkTable(ctx, r, *timeout, cfg)
 	}
 	return r.finish()
+}
+
+// quietSDK keeps the AWS SDK's own log lines (ec2imds's "WARN falling
+// back to IMDSv1", printed when the credential chain probes the instance
+// metadata service off EC2 and is refused) off the terminal: check's
+// report already says what failed, and the line only alarms. The SDK's
+// default logger writes to os.Stderr as it is when a config is loaded,
+// and the aws package gives it no other, so every config loaded until
+// restore writes to the null device instead.
+func quietSDK() (restore func()) {
+	null, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	if err != nil {
+		return func() {}
+	}
+	saved := os.Stderr
+	os.Stderr = null
+	return func() {
+		os.Stderr = saved
+		_ = null.Close()
+	}
 }
 
 // checkTable verifies the shared store's table: it exists and is active,
@@ -179,8 +201,9 @@ func (r *checkReport) finish() int {
 	return 0
 }
 
-// checkSlack proves both tokens with one harmless call each.
-func checkSlack(ctx context.Context, r *checkReport, timeout time.Duration, botToken, appToken, apiURL string) {
+// checkSlack proves both tokens with one harmless call each, then that
+// each approver exists in the workspace.
+func checkSlack(ctx context.Context, r *checkReport, timeout time.Duration, botToken, appToken, apiURL string, approvers []string) {
 	if botToken == "" && appToken == "" {
 		r.skip("slack tokens", "SLACK_BOT_TOKEN and SLACK_APP_TOKEN are not set")
 		return
@@ -207,6 +230,58 @@ func checkSlack(ctx context.Context, r *checkReport, timeout time.Duration, botT
 		r.failf("slack app token", "apps.connections.open refused SLACK_APP_TOKEN: %s", tokenDetail(err))
 	} else {
 		r.pass("slack app token", "apps.connections.open accepted it (socket mode is enabled; no socket was opened)")
+	}
+	if id.UserID != "" {
+		checkApprovers(ctx, r, timeout, chat, approvers, id.Team)
+	}
+}
+
+// checkApprovers looks each approver ID up in the workspace, so that the
+// example config's placeholders (U0APPROVER, S0PLATFORM), a mistyped ID or
+// a departed colleague are caught before a request waits for nobody.
+func checkApprovers(ctx context.Context, r *checkReport, timeout time.Duration, chat *bot.Chat, ids []string, team string) {
+	var found []string
+	failed := false
+	for _, id := range ids {
+		actx, cancel := context.WithTimeout(ctx, timeout)
+		a, err := chat.LookupApprover(actx, id)
+		cancel()
+		var te *bot.TokenError
+		switch {
+		case errors.As(err, &te) && te.Code == "missing_scope":
+			scope := te.Needed
+			if scope == "" {
+				scope = "users:read and usergroups:read"
+			}
+			r.skip("approvers", "not checked: the bot token lacks %s (slack/manifest.yaml has it; reinstall the app)", scope)
+			return
+		case errors.As(err, &te) && (te.Code == "user_not_found" || te.Code == "no_such_subteam"):
+			failed = true
+			what := "user"
+			if strings.HasPrefix(id, "S") {
+				what = "user group"
+			}
+			r.failf("approver "+id, "no such %s in workspace %s (%s): put your approvers' member IDs (U…) or user group IDs (S…) in approvers", what, team, te.Code)
+		case err != nil:
+			failed = true
+			r.failf("approver "+id, "Slack could not look it up: %s", tokenDetail(err))
+		case a.Deleted:
+			failed = true
+			r.failf("approver "+id, "@%s is deactivated: a deactivated account cannot approve", a.Name)
+		case a.Bot:
+			failed = true
+			r.failf("approver "+id, "@%s is a bot: only people click Approve", a.Name)
+		case a.Group && a.Members == 0:
+			failed = true
+			r.failf("approver "+id, "the user group has no members (or is disabled): nobody can approve through it")
+		case a.Group:
+			found = append(found, fmt.Sprintf("%s (user group, %d members)", id, a.Members))
+		default:
+			found = append(found, fmt.Sprintf("%s (@%s)", id, a.Name))
+		}
+	}
+	if !failed {
+		r.pass("approvers", "%s in workspace %s", strings.Join(found, ", "), team)
 	}
 }
 

@@ -2,6 +2,9 @@ package main
 
 import (
 	"bytes"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -45,6 +48,7 @@ func newCheckBed(t *testing.T) *checkBed {
 	b := &checkBed{t: t, slack: fakeslack.New(), aws: fakeaws.New(), dir: t.TempDir()}
 	t.Cleanup(b.slack.Close)
 	t.Cleanup(b.aws.Close)
+	b.slack.AddUser("UBO", "bo")
 	b.aws.AddKeyPair("data-science")
 	b.aws.AddSecurityGroup(checkGroup, "data-science-ssh")
 	b.aws.AddSubnet(checkSubnet)
@@ -121,6 +125,7 @@ func TestCheckAllPass(t *testing.T) {
 	wantLine(t, out, "✓", "config", "computebot.yaml is valid")
 	wantLine(t, out, "✓", "slack bot token", fakeslack.BotUserID, fakeslack.TeamID)
 	wantLine(t, out, "✓", "slack app token", "apps.connections.open")
+	wantLine(t, out, "✓", "approvers", "UBO (@bo)")
 	wantLine(t, out, "✓", "aws identity", fakeaws.OwnerID, fakeaws.DefaultCallerARN)
 	wantLine(t, out, "✓", "ami", "ami-0123456789abcdef0")
 	wantLine(t, out, "✓", "instance types", "t2.micro, t3.small")
@@ -287,4 +292,107 @@ func TestCheckSubnetList(t *testing.T) {
 	wantLine(t, out, "✓", "subnet", checkSubnet, "exists")
 	wantLine(t, out, "✗", "subnet", missing, "does not exist")
 	wantLine(t, out, "–", "permission ec2:RunInstances", "fix the network settings")
+}
+
+// TestCheckApproversExist: the example config's placeholder approvers
+// (U0APPROVER, S0PLATFORM) are flagged, not passed, as are a deactivated
+// user, a bot and an empty group; real ones pass with their names.
+func TestCheckApproversExist(t *testing.T) {
+	b := newCheckBed(t)
+	b.slack.AddUserGroup("SPLATFORM", "UBO", "UANA")
+	yaml := strings.Replace(checkConfig, "approvers: [UBO]", "approvers: [UBO, SPLATFORM]", 1)
+	yaml = strings.NewReplacer("AMI", "ami-0123456789abcdef0", "STORE", filepath.Join(b.dir, "computebot.db")).Replace(yaml)
+	if err := os.WriteFile(b.env["COMPUTEBOT_CONFIG"], []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out := b.run()
+	if code != 0 {
+		t.Fatalf("exit %d, want 0:\n%s", code, out)
+	}
+	wantLine(t, out, "✓", "approvers", "UBO (@bo)", "SPLATFORM (user group, 2 members)")
+
+	// The example config, as a newcomer runs it before editing it.
+	example, err := os.ReadFile("../../config/example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(b.dir, "example.yaml")
+	if err := os.WriteFile(path, example, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out = b.run("--config", path)
+	if code != 1 {
+		t.Errorf("example config: exit %d, want 1", code)
+	}
+	wantLine(t, out, "✗", "approver U0APPROVER", "no such user", "user_not_found")
+	wantLine(t, out, "✗", "approver S0PLATFORM", "no such user group", "no_such_subteam")
+	if strings.Contains(out, "✓ approvers") {
+		t.Errorf("placeholder approvers passed:\n%s", out)
+	}
+
+	b.slack.PutUser(fakeslack.User{ID: "UGONE", Name: "gone", Deleted: true})
+	b.slack.PutUser(fakeslack.User{ID: "UBOT", Name: "somebot", IsBot: true})
+	b.slack.AddUserGroup("SEMPTY")
+	yaml = strings.Replace(checkConfig, "approvers: [UBO]", "approvers: [UBO, UGONE, UBOT, SEMPTY]", 1)
+	yaml = strings.NewReplacer("AMI", "ami-0123456789abcdef0", "STORE", filepath.Join(b.dir, "computebot.db")).Replace(yaml)
+	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out = b.run("--config", path)
+	if code != 1 {
+		t.Errorf("exit %d, want 1", code)
+	}
+	wantLine(t, out, "✗", "approver UGONE", "deactivated")
+	wantLine(t, out, "✗", "approver UBOT", "is a bot")
+	wantLine(t, out, "✗", "approver SEMPTY", "no members")
+	if t.Failed() {
+		t.Logf("output:\n%s", out)
+	}
+
+	// A token without users:read cannot tell: skipped, saying why.
+	b.slack.SetError("users.info", fakeslack.Always, "missing_scope")
+	if code, out = b.run(); code != 0 {
+		t.Errorf("without users:read: exit %d, want 0:\n%s", code, out)
+	}
+	wantLine(t, out, "–", "approvers", "users:read")
+}
+
+// TestCheckSDKWarningsStayOff: off EC2, the SDK's credential chain asks
+// the instance metadata service, and its ec2imds client logs "WARN falling
+// back to IMDSv1" to the process's stderr when the token request is
+// refused. check's terminal shows its own lines only.
+func TestCheckSDKWarningsStayOff(t *testing.T) {
+	b := newCheckBed(t)
+	imds := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusForbidden) // the token (PUT) and the role (GET) alike
+	}))
+	defer imds.Close()
+	t.Setenv("AWS_ACCESS_KEY_ID", "")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "")
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "false")
+	t.Setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds.URL)
+
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	saved := os.Stderr
+	os.Stderr = w
+	code, out := b.run()
+	os.Stderr = saved
+	_ = w.Close()
+	leaked, _ := io.ReadAll(r)
+	if len(leaked) > 0 {
+		t.Errorf("the process's stderr got %q", leaked)
+	}
+	if code != 0 {
+		t.Errorf("exit %d, want 0", code)
+	}
+	wantLine(t, out, "–", "aws", "no AWS credentials")
+	if strings.Contains(out, "IMDS") {
+		t.Errorf("the report shows the SDK's warning:\n%s", out)
+	}
+	if t.Failed() {
+		t.Logf("output:\n%s", out)
+	}
 }

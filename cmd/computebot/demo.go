@@ -17,12 +17,16 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"github.com/computebot/computebot/commands"
 	"github.com/computebot/computebot/flow"
@@ -53,7 +57,7 @@ idle:
   schedule: "@every 5s"
   cpu_below_percent: 5
   for: 1h
-  grace: 20s
+  grace: 5m
   snooze: 4h
   metrics_delay: 0s
 store:
@@ -79,20 +83,28 @@ func runDemo(args []string, stdin io.Reader, stdout io.Writer) int {
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: computebot demo\n\nRuns the bot against an in-process fake Slack and fake AWS; the terminal is the\nSlack channel. No tokens, no network. Type /help once it runs.")
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+	if code, done := parseFlags(fs, args, stdout); done {
+		return code
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stdout, "computebot demo: unexpected argument %q\n", fs.Arg(0))
 		return 2
 	}
-	d, err := startDemo(stdout, demoInteractive(stdin))
+	interactive := demoInteractive(stdin)
+	d, err := startDemo(stdout, interactive)
 	if err != nil {
 		fmt.Fprintln(stdout, "computebot demo:", err)
 		return 1
+	}
+	d.view.width = terminalWidth(stdin, interactive)
+	if interactive {
+		if os.Getenv("NO_COLOR") == "" {
+			d.view.ansi()
+		}
+		if restore, ok := demoRawMode(stdin); ok {
+			defer restore()
+			d.edit = &lineEditor{width: d.view.width}
+		}
 	}
 	code := d.loop(stdin)
 	if err := d.close(); err != nil {
@@ -118,6 +130,13 @@ type demo struct {
 	mu   sync.Mutex // guards what follows and writes to out
 	user string     // who the terminal is
 	view *channelView
+	// edit is the line being typed, when the demo reads the terminal's
+	// keys itself (raw mode): bot output is then printed above it, and
+	// the prompt and the half-typed line are drawn again below.
+	edit *lineEditor
+	// pending is a click on a button that asks to confirm (Terminate),
+	// waiting for the next line to say yes, as Slack's dialog waits.
+	pending *pendingClick
 }
 
 // demoInteractive reports whether stdin is a person at a terminal: then the
@@ -299,29 +318,23 @@ func (d *demo) close() error {
 
 func (d *demo) loop(stdin io.Reader) int {
 	d.mu.Lock()
-	fmt.Fprintf(d.out, "computebot demo: the real bot against a fake Slack and a fake AWS (nothing leaves this machine).\n"+
+	d.showLocked(fmt.Sprintf("computebot demo: the real bot against a fake Slack and a fake AWS (nothing leaves this machine).\n"+
 		"This terminal is #%s. You are @ana; @bo is an approver; @carl is not. Type /help.\n"+
-		"An instance of ana's has been idle for 3 h: the idle check (every 5 s here) will ask about it.\n", demoChannelName)
-	d.view.render(d.out, d.slack.Messages(demoChannel), d.user)
-	d.prompt()
+		"An instance of ana's has been idle for 3 h: the idle check (every 5 s here) will ask about it,\n"+
+		"and stop it %s later unless someone answers.\n", demoChannelName, demoGraceText))
+	d.renderLocked()
+	d.promptLocked()
 	d.mu.Unlock()
 
 	lines, stop := make(chan string), make(chan struct{})
 	defer close(stop)
-	go func() {
-		defer close(lines)
-		sc := bufio.NewScanner(stdin)
-		sc.Buffer(make([]byte, 64*1024), 1024*1024)
-		for sc.Scan() {
-			select {
-			case lines <- sc.Text():
-			case <-stop:
-				return
-			}
-		}
-	}()
+	if d.edit != nil {
+		go d.readKeys(stdin, lines, stop)
+	} else {
+		go readLines(stdin, lines, stop)
+	}
 	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, os.Interrupt)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
 	defer signal.Stop(sig)
 
 	var tick <-chan time.Time
@@ -336,13 +349,19 @@ func (d *demo) loop(stdin io.Reader) int {
 			d.say("\nbye (interrupted)")
 			return 0
 		case <-tick:
-			// Something happened while the person was at the prompt: clear
-			// the prompt's line, print it, and prompt again.
+			// Something happened while the person was at the prompt.
 			d.mu.Lock()
 			var buf strings.Builder
 			if d.view.render(&buf, d.slack.Messages(demoChannel), d.user) {
-				fmt.Fprint(d.out, "\r\033[K"+buf.String())
-				d.prompt()
+				if d.edit == nil {
+					// The terminal echoes keys itself: clear the prompt's
+					// line, print, and prompt again.
+					fmt.Fprint(d.out, "\r\033[K")
+					d.showLocked(buf.String())
+					d.promptLocked()
+				} else {
+					d.showLocked(buf.String())
+				}
 			}
 			d.mu.Unlock()
 		case line, ok := <-lines:
@@ -365,23 +384,109 @@ func (d *demo) loop(stdin io.Reader) int {
 				d.waitQuiet(demoQuietCap)
 			}
 			d.mu.Lock()
-			d.view.render(d.out, d.slack.Messages(demoChannel), d.user)
-			d.prompt()
+			d.renderLocked()
+			d.promptLocked()
 			d.mu.Unlock()
 		}
 	}
 }
 
-func (d *demo) prompt() { fmt.Fprintf(d.out, "%s> ", d.names[d.user]) }
+// demoGraceText is idle.grace of demoConfig, as the intro says it.
+const demoGraceText = "5 minutes"
+
+// readLines sends stdin's lines (a script, or a terminal in its own line
+// mode) until it ends.
+func readLines(stdin io.Reader, lines chan<- string, stop <-chan struct{}) {
+	defer close(lines)
+	sc := bufio.NewScanner(stdin)
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	for sc.Scan() {
+		select {
+		case lines <- sc.Text():
+		case <-stop:
+			return
+		}
+	}
+}
+
+// readKeys feeds the terminal's keys to the line editor and sends the
+// lines it completes, until Ctrl-D on an empty line or the end of input.
+func (d *demo) readKeys(stdin io.Reader, lines chan<- string, stop <-chan struct{}) {
+	defer close(lines)
+	buf := make([]byte, 1024)
+	for {
+		n, err := stdin.Read(buf)
+		d.mu.Lock()
+		done, eof := d.edit.feed(buf[:n], d.out)
+		d.mu.Unlock()
+		for _, l := range done {
+			select {
+			case lines <- l:
+			case <-stop:
+				return
+			}
+		}
+		if eof || err != nil {
+			return
+		}
+	}
+}
+
+// renderLocked prints what changed in the channel.
+func (d *demo) renderLocked() {
+	var buf strings.Builder
+	d.view.render(&buf, d.slack.Messages(demoChannel), d.user)
+	d.showLocked(buf.String())
+}
+
+// showLocked prints s, whole lines. With the line editor they go above
+// the prompt and the half-typed line, which are drawn again below them:
+// bot output never lands in the middle of what someone is typing.
+func (d *demo) showLocked(s string) {
+	if s == "" {
+		return
+	}
+	if d.edit != nil {
+		d.edit.erase(d.out)
+		io.WriteString(d.out, s)
+		d.edit.draw(d.out)
+		return
+	}
+	io.WriteString(d.out, s)
+}
+
+func (d *demo) promptLocked() {
+	p := d.names[d.user] + "> "
+	if d.edit != nil {
+		d.edit.setPrompt(p, d.out)
+		return
+	}
+	fmt.Fprint(d.out, p)
+}
 
 func (d *demo) say(format string, args ...any) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	fmt.Fprintf(d.out, format+"\n", args...)
+	d.showLocked(d.view.wrapped(fmt.Sprintf(format, args...)) + "\n")
 }
 
 // handle runs one input line; it reports whether the demo should end.
 func (d *demo) handle(line string) (quit bool) {
+	if p := d.pending; p != nil {
+		d.pending = nil
+		switch answer := strings.ToLower(line); {
+		case answer == strings.ToLower(p.button.confirm.yes) || answer == "y" || answer == "yes":
+			d.press(p.ts, p.button)
+			return false
+		case answer == "" || answer == strings.ToLower(p.button.confirm.no) || answer == "n" || answer == "no":
+			d.say("  (%s: nothing was done)", p.button.confirm.no)
+			return false
+		default:
+			// Like a click outside Slack's dialog: it closes, and the
+			// line is taken as it is.
+			d.say("  (%s: nothing was done)", p.button.confirm.no)
+		}
+	}
 	if line == "" {
 		return false
 	}
@@ -441,43 +546,125 @@ func (d *demo) switchUser(name string) {
 	d.say("  (no user %q; try /as %s)", name, strings.Join(names, ", /as "))
 }
 
-// click presses the button labelled label (any case) on the newest message
-// that has one. Non-interactively it waits for such a button to appear.
-func (d *demo) click(label string) {
+// pendingClick is a button, on the message with ts, whose confirm dialog
+// is waiting for an answer.
+type pendingClick struct {
+	ts     string
+	button demoButton
+}
+
+// click presses the button line names: its label (any case) on the newest
+// message that has one; where a message shows several buttons of that
+// label, one of them by its number (terminate 2) or by what it acts on
+// (terminate i-0de0000000000001d, stop ana-notebook). A button that asks to
+// confirm, as Terminate does in Slack, shows its dialog and waits for the
+// next line. Non-interactively it waits for such a button to appear.
+func (d *demo) click(line string) {
 	deadline := time.Now().Add(demoButtonWait)
 	for waited := false; ; waited = true {
-		ts, text, ok := d.findButton(label)
-		if ok {
+		ts, b, problem := d.findButton(line)
+		switch {
+		case problem != "":
+			d.say("  (%s)", problem)
+			return
+		case ts != "":
 			d.mu.Lock()
-			user := d.user
 			if waited { // show the message before its button is pressed
-				d.view.render(d.out, d.slack.Messages(demoChannel), user)
+				d.renderLocked()
 			}
 			d.mu.Unlock()
-			if _, err := d.slack.Click(user, demoChannel, ts, text); err != nil {
-				d.say("  (could not click [%s]: %v)", text, err)
+			if c := b.confirm; c != nil {
+				d.pending = &pendingClick{ts: ts, button: b}
+				d.say("  ┌ %s\n  │ %s\n  └ [%s] [%s]: type %s to confirm, anything else cancels",
+					c.title, c.text, c.yes, c.no, strings.ToLower(c.yes))
+				return
 			}
+			d.press(ts, b)
 			return
-		}
-		if d.interactive || time.Now().After(deadline) {
-			d.say("  (no message has a [%s] button; type a button's label to click it, or /help)", label)
+		case d.interactive || time.Now().After(deadline):
+			d.say("  (no message has a [%s] button; type a button's label to click it, or /help)", line)
 			return
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
 }
 
-func (d *demo) findButton(label string) (ts, text string, ok bool) {
+// press clicks b on the message with ts, as the terminal's user.
+func (d *demo) press(ts string, b demoButton) {
+	d.mu.Lock()
+	user := d.user
+	d.mu.Unlock()
+	if _, err := d.slack.SendBlockAction(fakeslack.BlockAction{UserID: user, UserName: d.names[user], ChannelID: demoChannel,
+		MessageTS: ts, ActionID: b.actionID, BlockID: b.blockID, Value: b.value, Text: b.label}); err != nil {
+		d.say("  (could not click [%s]: %v)", b.label, err)
+	}
+}
+
+// findButton finds the button line names (see click), newest message
+// first. ts is "" when no message has it yet; problem says why line names
+// no single button of a message that has buttons of its label.
+func (d *demo) findButton(line string) (ts string, b demoButton, problem string) {
+	want := strings.ToLower(strings.Join(strings.Fields(line), " "))
 	msgs := d.slack.Messages(demoChannel)
 	slices.SortStableFunc(msgs, func(a, b fakeslack.Message) int { return strings.Compare(a.TS, b.TS) })
 	for i := len(msgs) - 1; i >= 0; i-- {
-		for _, b := range d.slack.Buttons(demoChannel, msgs[i].TS) {
-			if strings.EqualFold(strings.TrimSpace(b), label) {
-				return msgs[i].TS, b, true
+		buttons := d.view.buttons(msgs[i].Blocks)
+		// The longest label first: "stop now" is not "stop" + "now".
+		slices.SortStableFunc(buttons, func(a, b demoButton) int { return len(b.label) - len(a.label) })
+		for _, cand := range buttons {
+			label := strings.ToLower(strings.TrimSpace(cand.label))
+			sel, ok := strings.CutPrefix(want, label)
+			if !ok || (sel != "" && sel[0] != ' ') {
+				continue
+			}
+			b, problem, ok := pick(buttons, cand.label, strings.TrimSpace(sel))
+			if ok || problem != "" {
+				return msgs[i].TS, b, problem
 			}
 		}
 	}
-	return "", "", false
+	return "", demoButton{}, ""
+}
+
+// pick chooses among the buttons labelled label: the only one, the one
+// numbered sel (2 or #2), or the one whose value or message text has sel.
+// ok is false when sel matches none of them.
+func pick(buttons []demoButton, label, sel string) (b demoButton, problem string, ok bool) {
+	var same []demoButton
+	for _, c := range buttons {
+		if c.label == label {
+			same = append(same, c)
+		}
+	}
+	slices.SortFunc(same, func(a, b demoButton) int { return a.n - b.n })
+	if sel == "" && len(same) == 1 {
+		return same[0], "", true
+	}
+	if n, err := strconv.Atoi(strings.TrimPrefix(sel, "#")); err == nil {
+		if n < 1 || n > len(same) {
+			return demoButton{}, fmt.Sprintf("there is no [%s #%d]: the message has %d", label, n, len(same)), false
+		}
+		return same[n-1], "", true
+	}
+	var found []demoButton
+	for _, c := range same {
+		if sel != "" && (strings.Contains(strings.ToLower(c.value), sel) || strings.Contains(strings.ToLower(c.context), sel)) {
+			found = append(found, c)
+		}
+	}
+	if len(found) == 1 {
+		return found[0], "", true
+	}
+	if sel != "" && len(found) == 0 {
+		return demoButton{}, "", false
+	}
+	var choices []string
+	for _, c := range same {
+		what, _, _ := strings.Cut(c.value, "|")
+		choices = append(choices, fmt.Sprintf("%s %d (%s)", strings.ToLower(label), c.n, what))
+	}
+	return demoButton{}, fmt.Sprintf("%d [%s] buttons: type %s, or %s and an instance ID or name",
+		len(same), label, strings.Join(choices, ", "), strings.ToLower(label)), false
 }
 
 // activity counts everything the bot does that the demo can see: Slack
@@ -519,6 +706,8 @@ func demoHelp() string {
 	b.WriteString("    /help          this list\n")
 	b.WriteString("    /quit          end the demo (Ctrl-D too)\n")
 	b.WriteString("    LABEL          click the button LABEL on the newest message that has it: approve, deny, keep running, stop now\n")
+	b.WriteString("    LABEL N|ID     where a message has several: terminate 2, stop i-0de0000000000001d, extend 4 h ana-notebook\n")
+	b.WriteString("                   (Terminate asks to confirm, as in Slack: type terminate again, anything else cancels)\n")
 	b.WriteString("    @computebot …  mention the bot: @computebot status\n")
 	b.WriteString("  The bot's commands:\n")
 	for _, def := range commands.Definitions() {
@@ -526,4 +715,171 @@ func demoHelp() string {
 	}
 	b.WriteString("  /computebot help COMMAND shows a command's details.")
 	return b.String()
+}
+
+// demoRawMode puts the terminal on stdin in non-canonical mode without
+// echo, so that the demo reads each key and can draw the half-typed line
+// again below bot output, and returns what restores the terminal. It uses
+// stty (Linux, macOS, the BSDs); ok is false where that is not there, and
+// the demo then leaves the terminal its own line editing. Ctrl-C still
+// interrupts (isig stays on). Tests replace it.
+var demoRawMode = func(stdin io.Reader) (restore func(), ok bool) {
+	f, isFile := stdin.(*os.File)
+	if !isFile {
+		return nil, false
+	}
+	saved, err := stty(f, "-g")
+	if err != nil {
+		return nil, false
+	}
+	if _, err := stty(f, "-icanon", "-echo", "min", "1", "time", "0"); err != nil {
+		return nil, false
+	}
+	return func() { _, _ = stty(f, strings.TrimSpace(saved)) }, true
+}
+
+func stty(tty *os.File, args ...string) (string, error) {
+	cmd := exec.Command("stty", args...)
+	cmd.Stdin = tty
+	out, err := cmd.Output()
+	return string(out), err
+}
+
+// terminalWidth is the width lines are wrapped to: $COLUMNS, else the
+// terminal's own (stty size), else 80.
+func terminalWidth(stdin io.Reader, interactive bool) int {
+	if n, err := strconv.Atoi(os.Getenv("COLUMNS")); err == nil && n >= 20 {
+		return n
+	}
+	if f, ok := stdin.(*os.File); ok && interactive {
+		if out, err := stty(f, "size"); err == nil {
+			if _, cols, ok := strings.Cut(strings.TrimSpace(out), " "); ok {
+				if n, err := strconv.Atoi(cols); err == nil && n >= 20 {
+					return n
+				}
+			}
+		}
+	}
+	return 80
+}
+
+// lineEditor is the line being typed at the prompt, when the demo reads
+// keys itself. It knows what it drew, so it can erase it (output then goes
+// where the prompt was) and draw it again.
+type lineEditor struct {
+	prompt string
+	line   []rune
+	width  int
+	shown  bool // the prompt and line are on the screen
+	cols   int  // how many columns they took when drawn
+	utf8   []byte
+	esc    int  // 0, or within an escape sequence: 1 after ESC, 2 in CSI, 3 after ESC O
+	cr     bool // the last key was a carriage return
+}
+
+// feed takes the bytes the terminal sent: printable text is added and
+// echoed, Backspace, Ctrl-U (the line) and Ctrl-W (a word) delete, Ctrl-L
+// draws again, Enter completes a line, and Ctrl-D on an empty line ends the
+// input (eof). Arrow keys and other escape sequences are ignored.
+func (e *lineEditor) feed(p []byte, w io.Writer) (lines []string, eof bool) {
+	for _, c := range p {
+		cr := e.cr
+		e.cr = false
+		switch {
+		case e.esc == 1:
+			e.esc = map[byte]int{'[': 2, 'O': 3}[c]
+		case e.esc == 2:
+			if c >= 0x40 && c <= 0x7e {
+				e.esc = 0
+			}
+		case e.esc == 3:
+			e.esc = 0
+		case c == 0x1b:
+			e.esc = 1
+		case c == '\r' || c == '\n':
+			if c == '\n' && cr {
+				continue // CR LF is one Enter
+			}
+			e.cr = c == '\r'
+			lines = append(lines, string(e.line))
+			e.line = e.line[:0]
+			io.WriteString(w, "\n")
+			e.shown = false
+			e.draw(w)
+		case c == 0x7f || c == 0x08:
+			if len(e.line) > 0 {
+				e.edit(w, e.line[:len(e.line)-1])
+			}
+		case c == 0x15: // Ctrl-U
+			e.edit(w, e.line[:0])
+		case c == 0x17: // Ctrl-W
+			l := strings.TrimRight(string(e.line), " ")
+			l = l[:strings.LastIndex(l, " ")+1]
+			e.edit(w, []rune(l))
+		case c == 0x0c: // Ctrl-L
+			e.edit(w, e.line)
+		case c == 0x04: // Ctrl-D
+			if len(e.line) == 0 {
+				return lines, true
+			}
+		case c == '\t':
+			e.add(w, ' ')
+		case c < 0x20:
+		default:
+			e.utf8 = append(e.utf8, c)
+			if utf8.FullRune(e.utf8) {
+				r, _ := utf8.DecodeRune(e.utf8)
+				e.utf8 = e.utf8[:0]
+				e.add(w, r)
+			}
+		}
+	}
+	return lines, false
+}
+
+func (e *lineEditor) add(w io.Writer, r rune) {
+	e.line = append(e.line, r)
+	if e.shown {
+		io.WriteString(w, string(r))
+		e.cols += textWidth(string(r))
+	}
+}
+
+// edit replaces the line and draws it again.
+func (e *lineEditor) edit(w io.Writer, line []rune) {
+	e.erase(w)
+	e.line = line
+	e.draw(w)
+}
+
+func (e *lineEditor) setPrompt(p string, w io.Writer) {
+	if e.shown && p == e.prompt {
+		return
+	}
+	e.erase(w)
+	e.prompt = p
+	e.draw(w)
+}
+
+func (e *lineEditor) draw(w io.Writer) {
+	if e.shown {
+		return
+	}
+	s := e.prompt + string(e.line)
+	io.WriteString(w, s)
+	e.cols, e.shown = textWidth(s), true
+}
+
+// erase moves to where the prompt starts and clears to the end of the
+// screen: the prompt may have wrapped onto several rows.
+func (e *lineEditor) erase(w io.Writer) {
+	if !e.shown {
+		return
+	}
+	io.WriteString(w, "\r")
+	if rows := (e.cols - 1) / max(e.width, 1); e.cols > 0 && rows > 0 {
+		fmt.Fprintf(w, "\033[%dA", rows)
+	}
+	io.WriteString(w, "\033[J")
+	e.shown = false
 }

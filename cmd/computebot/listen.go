@@ -156,13 +156,22 @@ func (m *Main) ListenAddr() string { return m.ops.addr() }
 // Ready reports whether /readyz answers 200: Slack connected and store open.
 func (m *Main) Ready() bool { return m.ops != nil && m.ops.ready() == nil }
 
-// newLogger logs JSON, or text when w is a terminal.
+// newLogger logs JSON, or text when w is a terminal. Durations are
+// written as Go durations ("1h0m0s", "1.5ms"): JSON would otherwise print
+// them as integer nanoseconds, which nobody reads right.
 func newLogger(w io.Writer, level slog.Level) *slog.Logger {
-	opts := &slog.HandlerOptions{Level: level}
+	opts := &slog.HandlerOptions{Level: level, ReplaceAttr: durationsAsText}
 	if f, ok := w.(*os.File); ok {
 		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
 			return slog.New(slog.NewTextHandler(w, opts))
 		}
 	}
 	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+func durationsAsText(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		a.Value = slog.StringValue(a.Value.Duration().String())
+	}
+	return a
 }

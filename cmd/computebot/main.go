@@ -1,5 +1,5 @@
 // Command computebot runs the Slack bot. main only wires: everything it
-// starts is built by Main, so tests run the real wiring (see main_test.go).
+// starts is built by Main, so tests run the real wiring (see harness_test.go).
 package main
 
 import (
@@ -26,28 +26,11 @@ import (
 )
 
 func main() {
-	if len(os.Args) > 1 {
-		switch os.Args[1] {
-		case "version":
-			printVersion(os.Stdout)
-			return
-		case "demo":
-			os.Exit(runDemo(os.Args[2:], os.Stdin, os.Stdout))
-		case "check":
-			os.Exit(runCheck(os.Args[2:], os.Stdout, os.Stderr, os.Getenv))
-		case "audit":
-			os.Exit(runAudit(os.Args[2:], os.Stdout, os.Stderr, os.Getenv))
-		case "health":
-			os.Exit(runHealth(os.Args[2:], os.Stdout, os.Getenv))
-		case "store":
-			os.Exit(runStore(os.Args[2:], os.Stdout, os.Stderr))
-		}
+	if code, handled := subcommand(os.Args[1:], os.Stdin, os.Stdout, os.Stderr, os.Getenv); handled {
+		os.Exit(code)
 	}
 	m := NewMain()
 	if err := m.ParseFlags(os.Args[1:]); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			os.Exit(0)
-		}
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
@@ -70,6 +53,113 @@ func main() {
 		fmt.Fprintln(os.Stderr, "computebot:", err)
 		os.Exit(1)
 	}
+}
+
+// subcommand runs what args name other than the bot itself (demo, check,
+// help, version, …) and returns its exit code; handled is false when args
+// are the bot's own flags.
+func subcommand(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) (code int, handled bool) {
+	if len(args) == 0 {
+		return 0, false
+	}
+	rest := args[1:]
+	switch args[0] {
+	case "version", "--version", "-version":
+		printVersion(stdout)
+	case "help", "--help", "-help", "-h":
+		if len(rest) > 0 && rest[0] != "help" {
+			// `computebot help check` is `computebot check --help`.
+			return subcommand([]string{rest[0], "--help"}, stdin, stdout, stderr, getenv)
+		}
+		printUsage(stdout, getenv)
+	case "demo":
+		code = runDemo(rest, stdin, stdout)
+	case "check":
+		code = runCheck(rest, stdout, stderr, getenv)
+	case "audit":
+		code = runAudit(rest, stdout, stderr, getenv)
+	case "health":
+		code = runHealth(rest, stdout, getenv)
+	case "store":
+		code = runStore(rest, stdout, stderr)
+	default:
+		if wantsHelp(args) {
+			printUsage(stdout, getenv)
+			return 0, true
+		}
+		return 0, false
+	}
+	return code, true
+}
+
+// usageText is `computebot help`. Every subcommand is here, so that the
+// first thing a newcomer types shows all of them.
+const usageText = `usage: computebot [--config FILE] [--listen ADDR] [--log-level LEVEL]
+           run the bot (Slack tokens from the environment, see below)
+       computebot demo
+           the whole product in this terminal: no Slack app, no AWS account
+       computebot check --config FILE
+           check a deployment: config, Slack tokens and approvers, AWS identity,
+           image, types, network and launch permission; changes nothing
+       computebot health [ADDR]
+           ask a running bot's /healthz (default ADDR: --listen's); exit 0 when
+           healthy (the container's health check: the image has no curl)
+       computebot audit --config FILE [--since 7d|all] [--instance i-…] [--user U…] [--json]
+           print the audit log (with store.path, the bot must be stopped)
+       computebot store init --config FILE
+           create the DynamoDB table of store.dynamodb.table
+       computebot store migrate --from computebot.db --to TABLE
+           copy the embedded store into the table
+       computebot version       (or --version)
+       computebot help [COMMAND] (or --help; computebot help check = computebot check --help)
+
+Example:
+  SLACK_BOT_TOKEN=xoxb-… SLACK_APP_TOKEN=xapp-… computebot --config config/example.yaml
+
+Secrets come from the environment: SLACK_BOT_TOKEN, SLACK_APP_TOKEN.
+SLACK_API_URL overrides the Slack Web API base URL; AWS uses the SDK's default
+chain (AWS_REGION, AWS_PROFILE, AWS_ENDPOINT_URL, …).
+
+Flags of the bot:
+`
+
+// printUsage prints usageText and the bot's flags with their defaults.
+func printUsage(w io.Writer, getenv func(string) string) {
+	m := &Main{Getenv: getenv}
+	fs, _ := m.flags()
+	fmt.Fprint(w, usageText)
+	fs.SetOutput(w)
+	fs.PrintDefaults()
+}
+
+// wantsHelp reports whether args ask for help (-h, -help, --help) before
+// any "--": such a request prints the usage on stdout and exits 0, as a
+// person asking for help expects, instead of the flag package's stderr.
+func wantsHelp(args []string) bool {
+	for _, a := range args {
+		switch a {
+		case "--":
+			return false
+		case "-h", "-help", "--help":
+			return true
+		}
+	}
+	return false
+}
+
+// parseFlags parses a subcommand's flags: help goes to stdout (code 0),
+// a bad flag's message and the usage to fs's output (code 2). done means
+// the caller returns code.
+func parseFlags(fs *flag.FlagSet, args []string, stdout io.Writer) (code int, done bool) {
+	if wantsHelp(args) {
+		fs.SetOutput(stdout)
+		fs.Usage()
+		return 0, true
+	}
+	if err := fs.Parse(args); err != nil {
+		return 2, true
+	}
+	return 0, false
 }
 
 // Main is the program: flags and environment in, a running bot out.
@@ -119,9 +209,29 @@ func NewMain() *Main {
 }
 
 // ParseFlags reads command-line flags; --config falls back to COMPUTEBOT_CONFIG.
+// Help (-h, --help) is handled before, by subcommand; here it is an error.
 func (m *Main) ParseFlags(args []string) error {
-	fs := flag.NewFlagSet("computebot", flag.ContinueOnError)
+	fs, level := m.flags()
 	fs.SetOutput(m.Stderr)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unknown command or argument %q: computebot help lists them", fs.Arg(0))
+	}
+	if err := m.LogLevel.UnmarshalText([]byte(*level)); err != nil {
+		return fmt.Errorf("--log-level: %w", err)
+	}
+	if m.ConfigPath == "" {
+		return errors.New("no config: pass --config FILE or set COMPUTEBOT_CONFIG (see config/example.yaml)")
+	}
+	return nil
+}
+
+// flags defines the bot's flags on a new set: --config, --listen (their
+// defaults from the environment) and --log-level, whose value it returns.
+func (m *Main) flags() (*flag.FlagSet, *string) {
+	fs := flag.NewFlagSet("computebot", flag.ContinueOnError)
 	fs.StringVar(&m.ConfigPath, "config", m.Getenv("COMPUTEBOT_CONFIG"), "config file (YAML); env COMPUTEBOT_CONFIG")
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	listen := m.Listen
@@ -133,22 +243,10 @@ func (m *Main) ParseFlags(args []string) error {
 	}
 	fs.StringVar(&m.Listen, "listen", listen, `address of /healthz, /readyz and /metrics ("" to disable); env COMPUTEBOT_LISTEN`)
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: computebot [--listen ADDR] [--log-level LEVEL] --config FILE\n       computebot demo            (the whole product in this terminal: no Slack app, no AWS account)\n       computebot check --config FILE\n       computebot audit --config FILE [--since 7d] [--json]   (read the audit log; with store.path, the bot must be stopped)\n       computebot store init --config FILE          (create the DynamoDB table of store.dynamodb.table)\n       computebot store migrate --from computebot.db --to TABLE\n       computebot version\n\nSecrets come from the environment: SLACK_BOT_TOKEN, SLACK_APP_TOKEN.\nSLACK_API_URL overrides the Slack Web API base URL; AWS uses the SDK's default chain (AWS_REGION, AWS_ENDPOINT_URL, …).")
+		fmt.Fprint(fs.Output(), usageText)
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected argument %q (see --help)", fs.Arg(0))
-	}
-	if err := m.LogLevel.UnmarshalText([]byte(*level)); err != nil {
-		return fmt.Errorf("--log-level: %w", err)
-	}
-	if m.ConfigPath == "" {
-		return errors.New("no config: pass --config FILE or set COMPUTEBOT_CONFIG (see config/example.yaml)")
-	}
-	return nil
+	return fs, level
 }
 
 // Run loads the config, opens the store, connects AWS and starts the bot in

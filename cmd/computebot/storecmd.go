@@ -20,12 +20,9 @@ import (
 // shared table's one-off set-up, by an admin (the bot never creates
 // tables).
 func runStore(args []string, stdout, stderr io.Writer) int {
-	usage := func() int {
-		fmt.Fprintln(stderr, "usage: computebot store init --config FILE\n       computebot store migrate --from computebot.db --to TABLE [--region REGION]")
-		return 2
-	}
 	if len(args) == 0 {
-		return usage()
+		fmt.Fprintln(stderr, storeUsage)
+		return 2
 	}
 	switch args[0] {
 	case "init":
@@ -33,8 +30,16 @@ func runStore(args []string, stdout, stderr io.Writer) int {
 	case "migrate":
 		return runStoreMigrate(args[1:], stdout, stderr)
 	}
-	return usage()
+	if wantsHelp(args) {
+		fmt.Fprintln(stdout, storeUsage)
+		return 0
+	}
+	fmt.Fprintln(stderr, storeUsage)
+	return 2
 }
+
+// storeUsage is `computebot store --help`.
+const storeUsage = "usage: computebot store init --config FILE\n       computebot store migrate --from computebot.db --to TABLE [--region REGION]"
 
 // storeCommandTimeout bounds a whole init or migrate.
 const storeCommandTimeout = 10 * time.Minute
@@ -43,8 +48,8 @@ func runStoreInit(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("computebot store init", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	path := fs.String("config", os.Getenv("COMPUTEBOT_CONFIG"), "config file naming store.dynamodb.table; env COMPUTEBOT_CONFIG")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if code, done := parseFlags(fs, args, stdout); done {
+		return code
 	}
 	fail := func(format string, a ...any) int {
 		fmt.Fprintf(stderr, "computebot store init: "+format+"\n", a...)
@@ -86,8 +91,8 @@ func runStoreMigrate(args []string, stdout, stderr io.Writer) int {
 	from := fl.String("from", "", "the embedded store file (store.path), e.g. computebot.db")
 	to := fl.String("to", "", "the DynamoDB table (store.dynamodb.table), created by computebot store init")
 	region := fl.String("region", "", "AWS region of the table (default: the SDK's, AWS_REGION)")
-	if err := fl.Parse(args); err != nil {
-		return 2
+	if code, done := parseFlags(fl, args, stdout); done {
+		return code
 	}
 	fail := func(format string, a ...any) int {
 		fmt.Fprintf(stderr, "computebot store migrate: "+format+"\n", a...)

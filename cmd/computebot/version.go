@@ -5,17 +5,27 @@ import (
 	"io"
 	"runtime"
 	"runtime/debug"
+	"strings"
 )
 
-// version is set at build time: go build -ldflags "-X main.version=v1.2.3".
-// Without it the module version and VCS revision from the build info are
-// used.
+// version is set at build time: go build -ldflags "-X main.version=v1.2.3"
+// (the Dockerfile passes its VERSION build argument so). Without it the
+// module version and VCS revision from the build info are used.
 var version string
 
 // versionString is what `computebot version` prints.
 func versionString() string {
-	v, rev, dirty := version, "", false
-	if info, ok := debug.ReadBuildInfo(); ok {
+	info, _ := debug.ReadBuildInfo()
+	return versionOf(version, info)
+}
+
+// versionOf is the version set at build time (else the module's) with the
+// VCS revision, each said once: since Go 1.24 a build in a checkout is
+// stamped with a pseudo-version that already ends in the revision
+// (v0.0.0-20261201150121-df7c8604fd5b+dirty).
+func versionOf(set string, info *debug.BuildInfo) string {
+	v, rev, dirty := set, "", false
+	if info != nil {
 		if v == "" {
 			v = info.Main.Version
 		}
@@ -31,16 +41,18 @@ func versionString() string {
 	if v == "" {
 		v = "(devel)"
 	}
-	if rev != "" {
-		if len(rev) > 12 {
-			rev = rev[:12]
-		}
-		if dirty {
-			rev += "-dirty"
-		}
-		v += " " + rev
+	if len(rev) > 12 {
+		rev = rev[:12]
 	}
-	return v
+	// A version given as `git describe` output names the commit by its
+	// first 7 digits.
+	if rev == "" || strings.Contains(v, rev[:min(7, len(rev))]) {
+		return v
+	}
+	if dirty {
+		rev += "-dirty"
+	}
+	return v + " " + rev
 }
 
 func printVersion(w io.Writer) {
