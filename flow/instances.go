@@ -291,32 +291,48 @@ func (f *Flow) resolveTarget(ctx context.Context, o Origin, target string) (comp
 	return refuse(reply.AmbiguousName(target, ids))
 }
 
+// liveTarget resolves a command's target, refusing one that is terminated
+// (or going); false when the person was told why.
+func (f *Flow) liveTarget(ctx context.Context, o Origin, target string) (computebot.Instance, bool) {
+	inst, refusal := f.resolveTarget(ctx, o, target)
+	switch {
+	case refusal != nil:
+		f.tell(ctx, o, *refusal)
+		return inst, false
+	case inst.State == computebot.InstanceTerminated || inst.State == computebot.InstanceShuttingDown:
+		f.tell(ctx, o, reply.ConnectNotRunning(inst.ID, inst.State))
+		return inst, false
+	}
+	return inst, true
+}
+
+// permitted asks policy about an action on an instance; false when the
+// person was told the refusal.
+func (f *Flow) permitted(ctx context.Context, o Origin, act policy.Action) bool {
+	d, err := f.authz.Authorize(ctx, act)
+	if d.Verdict == policy.Allow {
+		return true
+	}
+	if err != nil {
+		f.log.Error("authorize", "action", act.Kind, "user", o.User, "err", err)
+	}
+	f.tell(ctx, o, reply.Refusal(d.Refusal))
+	return false
+}
+
 // setSchedule runs /schedule INSTANCE HOURS|off: the tag
 // computebot:schedule, which the idle scheduler follows. Tagging the same
 // value again changes nothing, so a rerun after a restart needs no step.
 func (f *Flow) setSchedule(ctx context.Context, o Origin, c *commands.SetSchedule) {
-	inst, refusal := f.resolveTarget(ctx, o, c.Target)
-	if refusal != nil {
-		f.tell(ctx, o, *refusal)
-		return
-	}
-	if inst.State == computebot.InstanceTerminated || inst.State == computebot.InstanceShuttingDown {
-		f.tell(ctx, o, reply.ConnectNotRunning(inst.ID, inst.State))
-		return
-	}
-	d, err := f.authz.Authorize(ctx, policy.Action{Kind: policy.ActionSchedule, Actor: o.User, Instance: &inst})
-	if d.Verdict != policy.Allow {
-		if err != nil {
-			f.log.Error("authorize schedule", "instance", inst.ID, "err", err)
-		}
-		f.tell(ctx, o, reply.Refusal(d.Refusal))
+	inst, ok := f.liveTarget(ctx, o, c.Target)
+	if !ok || !f.permitted(ctx, o, policy.Action{Kind: policy.ActionSchedule, Actor: o.User, Instance: &inst}) {
 		return
 	}
 	value := schedule.Off
 	if !c.Off {
 		value = c.Hours.String()
 	}
-	err = f.cloud.Tag(ctx, inst.ID, map[string]string{computebot.TagSchedule: value})
+	err := f.cloud.Tag(ctx, inst.ID, map[string]string{computebot.TagSchedule: value})
 	f.audit.Record(ctx, computebot.AuditEntry{Actor: o.User, Action: string(policy.ActionSchedule), RequestID: inst.Tags[computebot.TagRequest],
 		Target: inst.ID, Result: computebot.AuditResult(err), Detail: value})
 	if err != nil {
@@ -338,13 +354,8 @@ const stepKeepUntil = "keep-until:"
 // keep runs /keep INSTANCE DURATION: the tag computebot:keep-until, which
 // the idle scheduler honours; owners within idle.max_keep (policy).
 func (f *Flow) keep(ctx context.Context, in *computebot.Intent, o Origin, c *commands.Keep) {
-	inst, refusal := f.resolveTarget(ctx, o, c.Target)
-	if refusal != nil {
-		f.tell(ctx, o, *refusal)
-		return
-	}
-	if inst.State == computebot.InstanceTerminated || inst.State == computebot.InstanceShuttingDown {
-		f.tell(ctx, o, reply.ConnectNotRunning(inst.ID, inst.State))
+	inst, ok := f.liveTarget(ctx, o, c.Target)
+	if !ok {
 		return
 	}
 	until := f.now().Add(c.For).UTC().Truncate(time.Second)
@@ -353,12 +364,7 @@ func (f *Flow) keep(ctx context.Context, in *computebot.Intent, o Origin, c *com
 			until = t
 		}
 	}
-	d, err := f.authz.Authorize(ctx, policy.Action{Kind: policy.ActionKeepUntil, Actor: o.User, Instance: &inst, ExtendTo: until})
-	if d.Verdict != policy.Allow {
-		if err != nil {
-			f.log.Error("authorize keep", "instance", inst.ID, "err", err)
-		}
-		f.tell(ctx, o, reply.Refusal(d.Refusal))
+	if !f.permitted(ctx, o, policy.Action{Kind: policy.ActionKeepUntil, Actor: o.User, Instance: &inst, ExtendTo: until}) {
 		return
 	}
 	stamp := until.Format(time.RFC3339)
@@ -366,7 +372,7 @@ func (f *Flow) keep(ctx context.Context, in *computebot.Intent, o Origin, c *com
 		f.tell(ctx, o, reply.ActionFailed(policy.ActionKeepUntil, inst.ID, reply.InternalError()))
 		return
 	}
-	err = f.cloud.Tag(ctx, inst.ID, map[string]string{computebot.TagKeepUntil: stamp})
+	err := f.cloud.Tag(ctx, inst.ID, map[string]string{computebot.TagKeepUntil: stamp})
 	f.audit.Record(ctx, computebot.AuditEntry{Actor: o.User, Action: string(policy.ActionKeepUntil), RequestID: inst.Tags[computebot.TagRequest],
 		Target: inst.ID, Result: computebot.AuditResult(err), Detail: "keep-until " + stamp})
 	if err != nil {

@@ -180,12 +180,7 @@ func (f *Flow) connect(ctx context.Context, o Origin, target string) {
 		f.tell(ctx, o, *refusal)
 		return
 	}
-	d, err := f.authz.Authorize(ctx, policy.Action{Kind: policy.ActionConnect, Actor: o.User, Instance: &inst})
-	if d.Verdict != policy.Allow {
-		if err != nil {
-			f.log.Error("authorize connect", "instance", inst.ID, "err", err)
-		}
-		f.tell(ctx, o, reply.Refusal(d.Refusal))
+	if !f.permitted(ctx, o, policy.Action{Kind: policy.ActionConnect, Actor: o.User, Instance: &inst}) {
 		return
 	}
 	if inst.State != computebot.InstanceRunning {

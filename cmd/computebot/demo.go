@@ -41,6 +41,13 @@ const (
 	demoIdleID      = "i-0de0000000000001d"
 )
 
+// demoDLAMIParam is a public parameter of the Deep Learning AMI, the
+// demo's dlami preset; the fake resolves it to demoDLAMI.
+const (
+	demoDLAMIParam = "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-amazon-linux-2023/latest/ami-id"
+	demoDLAMI      = "ami-0d1a0000000000d1a"
+)
+
 // demoUsers are the people the terminal can be (/as NAME); bo approves.
 var demoUsers = []struct{ id, name string }{{"UANA", "ana"}, {"UBO", "bo"}, {"UCARL", "carl"}}
 
@@ -48,8 +55,11 @@ const demoConfig = `
 approvers: [UBO]
 approval_ttl: 24h
 launch:
-  allowed_types: [t2.micro, t3.small, t3.medium]
+  # Every type and preset the help's examples use, so that each works here.
+  allowed_types: [t2.micro, t3.small, t3.medium, g4dn.xlarge, g5.xlarge]
   ami: ami-0123456789abcdef0
+  images:
+    dlami: "resolve:ssm:` + demoDLAMIParam + `"
   key_name: demo
   max_running_per_user: 3
   default_ttl: 8h
@@ -171,6 +181,12 @@ func startDemo(out io.Writer, interactive bool) (d *demo, err error) {
 	d.slack.AddChannel(demoChannel, demoChannelName)
 	d.aws.SetRunningDelay(1500 * time.Millisecond) // long enough to see "pending"
 	d.aws.AddFunction(fakeaws.Function{Name: "demo-hello", Description: "echoes its payload"})
+	d.aws.AddImage(fakeaws.Image{ID: demoDLAMI, Name: "Deep Learning Base OSS Nvidia Driver GPU AMI (Amazon Linux 2023) 20261120",
+		RootVolumeGiB: 75})
+	d.aws.SetSSMParameter(demoDLAMIParam, demoDLAMI)
+	for typ, price := range map[string]float64{"t3.medium": 0.0416, "g4dn.xlarge": 0.526, "g5.xlarge": 1.006} {
+		d.aws.SetPrice(typ, price)
+	}
 	d.view = newChannelView(d.names)
 
 	// The AWS SDK reads its configuration from the process environment.
@@ -318,10 +334,10 @@ func (d *demo) close() error {
 
 func (d *demo) loop(stdin io.Reader) int {
 	d.mu.Lock()
-	d.showLocked(fmt.Sprintf("computebot demo: the real bot against a fake Slack and a fake AWS (nothing leaves this machine).\n"+
+	d.showLocked(d.view.wrapped(fmt.Sprintf("computebot demo: the real bot against a fake Slack and a fake AWS (nothing leaves this machine).\n"+
 		"This terminal is #%s. You are @ana; @bo is an approver; @carl is not. Type /help.\n"+
-		"An instance of ana's has been idle for 3 h: the idle check (every 5 s here) will ask about it,\n"+
-		"and stop it %s later unless someone answers.\n", demoChannelName, demoGraceText))
+		"An instance of ana's has been idle for 3 h: the idle check (every 5 s here) will ask about it, "+
+		"and stop it %s later unless someone answers.", demoChannelName, demoGraceText)) + "\n")
 	d.renderLocked()
 	d.promptLocked()
 	d.mu.Unlock()

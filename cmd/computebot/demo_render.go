@@ -55,26 +55,33 @@ func demoDate(now func() time.Time) func(time.Time, string) string {
 	}
 }
 
+// untilText says how far away d is: "in 4 min 59 s", "in 8 h", "2 min
+// ago". Its spaces are no-break spaces, so that wrapping keeps it whole.
 func untilText(d time.Duration) string {
 	past := d < 0
 	if past {
 		d = -d
 	}
+	m := int(d.Minutes()) % 60
 	var s string
 	switch {
 	case d < time.Minute:
 		s = fmt.Sprintf("%d s", int(d.Seconds()))
 	case d < 10*time.Minute:
-		s = fmt.Sprintf("%d min %d s", int(d.Minutes()), int(d.Seconds())%60)
+		s = fmt.Sprintf("%d min %d s", m, int(d.Seconds())%60)
 	case d < time.Hour:
-		s = fmt.Sprintf("%d min", int(d.Minutes()))
+		s = fmt.Sprintf("%d min", m)
+	case m == 0:
+		s = fmt.Sprintf("%d h", int(d.Hours()))
 	default:
-		s = fmt.Sprintf("%d h %d min", int(d.Hours()), int(d.Minutes())%60)
+		s = fmt.Sprintf("%d h %d min", int(d.Hours()), m)
 	}
 	if past {
-		return s + " ago"
+		s += " ago"
+	} else {
+		s = "in " + s
 	}
-	return "in " + s
+	return strings.ReplaceAll(s, " ", "\u00a0")
 }
 
 const (
@@ -143,21 +150,24 @@ func (v *channelView) render(w io.Writer, msgs []fakeslack.Message, me string) b
 // print writes line after indent, wrapped to the view's width, each
 // further line under the first.
 func (v *channelView) print(w io.Writer, indent, line string) {
-	for _, l := range wrap(line, v.width-textWidth(indent)) {
+	for i, l := range wrap(line, v.width-textWidth(indent)) {
+		if i == 1 && strings.HasPrefix(line, "• ") {
+			indent += "  " // a list item goes on under its text
+		}
 		fmt.Fprintln(w, strings.TrimRight(indent+l, " "))
 	}
 }
 
 // wrapped is the demo's own text wrapped to the view's width, each line
-// continuing under its first word.
+// continuing under its first character.
 func (v *channelView) wrapped(text string) string {
 	var b strings.Builder
 	for _, line := range strings.Split(text, "\n") {
 		body := strings.TrimLeft(line, " ┌│└")
 		indent := line[:len(line)-len(body)]
 		for i, l := range wrap(body, v.width-textWidth(indent)) {
-			if i == 1 {
-				indent = strings.Repeat(" ", textWidth(indent))
+			if i == 1 { // under the text; a box's side goes on
+				indent = strings.NewReplacer("┌", "│", "└", " ").Replace(indent)
 			}
 			b.WriteString(strings.TrimRight(indent+l, " ") + "\n")
 		}
