@@ -12,14 +12,17 @@ import (
 // Views: the launch form (a modal) and the App Home tab, rendered from
 // reply.View, opened, updated and published with slack-go.
 
+// plainOrNil is s as plain text cut to limit, or nil for "".
+func plainOrNil(s string, limit int) *slack.TextBlockObject {
+	if s == "" {
+		return nil
+	}
+	return slack.NewTextBlockObject(slack.PlainTextType, reply.Clip(reply.PlainText(s), limit), false, false)
+}
+
 // ModalView renders a modal.
 func ModalView(v reply.View) slack.ModalViewRequest {
-	plain := func(s string, limit int) *slack.TextBlockObject {
-		if s == "" {
-			return nil
-		}
-		return slack.NewTextBlockObject(slack.PlainTextType, reply.Clip(reply.PlainText(s), limit), false, false)
-	}
+	plain := plainOrNil
 	return slack.ModalViewRequest{
 		Type: slack.VTModal, Title: plain(v.Title, 24), Submit: plain(v.Submit, 24), Close: plain(v.Close, 24),
 		CallbackID: v.CallbackID, PrivateMetadata: v.Metadata, Blocks: slack.Blocks{BlockSet: viewBlocks(v)},
@@ -57,12 +60,7 @@ func viewBlocks(v reply.View) []slack.Block {
 // inputBlock renders one form field; its block ID and action ID are the
 // field's ID, so a submission's values and errors are keyed by it.
 func inputBlock(f reply.Field) *slack.InputBlock {
-	plain := func(s string, limit int) *slack.TextBlockObject {
-		if s == "" {
-			return nil
-		}
-		return slack.NewTextBlockObject(slack.PlainTextType, reply.Clip(reply.PlainText(s), limit), false, false)
-	}
+	plain := plainOrNil
 	var elem slack.BlockElement
 	switch f.Kind {
 	case reply.FieldSelect:
@@ -79,7 +77,7 @@ func inputBlock(f reply.Field) *slack.InputBlock {
 				initial = opt
 			}
 		}
-		sel := slack.NewOptionsSelectBlockElement(slack.OptTypeStatic, plain("Choose", 150), f.ID, opts...)
+		sel := slack.NewOptionsSelectBlockElement(slack.OptTypeStatic, plain(f.Placeholder, 150), f.ID, opts...)
 		sel.InitialOption = initial
 		elem = sel
 	case reply.FieldText, reply.FieldLongText:
@@ -96,7 +94,7 @@ func inputBlock(f reply.Field) *slack.InputBlock {
 		}
 		elem = n
 	case reply.FieldChannel:
-		sel := slack.NewOptionsSelectBlockElement(slack.OptTypeConversations, plain("Choose a channel", 150), f.ID)
+		sel := slack.NewOptionsSelectBlockElement(slack.OptTypeConversations, plain(f.Placeholder, 150), f.ID)
 		sel.InitialConversation = f.Initial
 		sel.Filter = &slack.SelectBlockElementFilter{Include: []string{"public", "private"}, ExcludeBotUsers: true}
 		elem = sel

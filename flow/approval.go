@@ -384,8 +384,12 @@ func (f *Flow) decide(ctx context.Context, in *computebot.Intent, o Origin, c de
 		onItsMessage = f.findPosted(ctx, r.ChannelID, "", reply.RequestKey(r.ID), r.CreatedAt)
 	}
 	if c.fromHome {
-		if r.MessageTS == "" || r.State != computebot.RequestPending {
-			f.tell(ctx, o, reply.HomeDecisionRefused(r))
+		// No message to check against; a request still being posted is
+		// not decided from the tab (its thread does not exist yet). Its
+		// state is judged below, as for a click in the thread (a rerun
+		// recognises its own decision).
+		if r.MessageTS == "" {
+			f.tell(ctx, o, reply.HomeDecisionTooEarly(r))
 			return
 		}
 	} else if r.ChannelID != o.Channel || onItsMessage == "" || onItsMessage != c.messageTS {

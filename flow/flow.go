@@ -133,7 +133,7 @@ type Job struct {
 	kind      jobKind
 	intentID  string
 	requestID string
-	user      string // jobHome
+	origin    Origin // jobHome (its User), jobForm
 }
 
 type jobKind int
@@ -142,6 +142,7 @@ const (
 	jobIntent  jobKind = iota // carry out an intent
 	jobProceed                // take an approved or executing request further (resume)
 	jobHome                   // publish a person's home tab (not stored: it changes nothing)
+	jobForm                   // open the launch form (not stored: its trigger lasts 3 s)
 )
 
 // Options are the workflows' timings. Zero values take the defaults noted.
@@ -250,7 +251,8 @@ type Flow struct {
 	cluster Cluster
 	kv      KV
 
-	types    typeInfos   // the launch form's specs and prices, cached
+	types    typeInfos // the launch form's specs and prices, cached
+	homes    homeQueue // home tabs waiting to be republished
 	jobs     chan Job
 	locks    keyedLocks  // per request or instance: the order of a thread
 	busy     busySet     // the work this process has queued or under way
@@ -393,14 +395,23 @@ func (f *Flow) pruneIntents(ctx context.Context) bool {
 
 // Submit queues a job for the workers.
 func (f *Flow) Submit(j Job) {
+	if j.kind == jobForm {
+		// The form must open within the trigger's 3 seconds: not behind
+		// the queue.
+		f.background(func(ctx context.Context) { f.Run(ctx, j) })
+		return
+	}
 	f.busy.enter(j.key()) // left by the worker that runs it
 	f.jobs <- j
 }
 
 // key names the work a job does, for busySet.
 func (j Job) key() string {
-	if j.kind == jobIntent {
+	switch j.kind {
+	case jobIntent:
 		return "intent:" + j.intentID
+	case jobHome, jobForm:
+		return "view:" + j.origin.User
 	}
 	return "launch:" + j.requestID
 }
@@ -485,7 +496,9 @@ func (f *Flow) Run(ctx context.Context, j Job) {
 		defer f.locks.lock(j.requestID)()
 		f.proceed(ctx, j.requestID, true)
 	case jobHome:
-		f.publishHome(ctx, j.user)
+		f.publishHome(ctx, j.origin.User, true)
+	case jobForm:
+		f.openLaunchForm(ctx, j.origin)
 	}
 }
 
@@ -675,8 +688,6 @@ func (f *Flow) runCommand(ctx context.Context, in *computebot.Intent, o Origin, 
 		f.sshKeyRemove(ctx, o, c.Name)
 	case *commands.Connect:
 		f.connect(ctx, o, c.Target)
-	case *commands.OpenLaunchForm:
-		f.openLaunchForm(ctx, o)
 	case *commands.Keep:
 		f.keep(ctx, in, o, c)
 	case *commands.SetSchedule:
@@ -716,6 +727,11 @@ func (f *Flow) tell(ctx context.Context, o Origin, m reply.Message) {
 		return
 	}
 	err = f.chat.Ephemeral(ctx, o.Channel, o.User, o.ThreadTS, m)
+	if errors.Is(err, ErrNotInChannel) {
+		// A channel the bot is not in (a form's pick): still privately.
+		f.dm(ctx, o.User, m)
+		return
+	}
 	if err != nil {
 		f.log.Error("private reply failed", "user", o.User, "channel", o.Channel, "err", err)
 	}

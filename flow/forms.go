@@ -150,7 +150,7 @@ func (f *Flow) launchForm(o Origin) reply.View {
 	return reply.LaunchForm(reply.LaunchFormSpec{
 		Types:        choices,
 		Images:       slices.Sorted(maps.Keys(f.cfg.Launch.Images)),
-		DefaultHours: int(f.cfg.Launch.DefaultTTL.Duration() / time.Hour),
+		DefaultLease: reply.Hours(f.cfg.Launch.DefaultTTL.Duration()),
 		MaxHours:     int(f.cfg.Launch.MaxLease.Duration() / time.Hour),
 		Channel:      o.Channel,
 		AskChannel:   o.Channel == "",

@@ -8,6 +8,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/computebot/computebot"
@@ -31,14 +32,15 @@ type homeRecord struct {
 
 // HomeJob is the job that publishes user's home tab (the tab was opened).
 // It changes nothing, so it is not stored: a lost one is the next opening.
-func HomeJob(user string) Job { return Job{kind: jobHome, user: user} }
+func HomeJob(user string) Job { return Job{kind: jobHome, origin: Origin{User: user}} }
 
-// publishHome gathers what the person's tab shows and publishes it.
-func (f *Flow) publishHome(ctx context.Context, user string) {
+// publishHome gathers what the person's tab shows and publishes it;
+// opened: they opened it (remembered, so that changes refresh it).
+func (f *Flow) publishHome(ctx context.Context, user string, opened bool) {
 	h := reply.Home{User: user, Now: f.now()}
 	d, err := f.authz.Authorize(ctx, policy.Action{Kind: policy.ActionListAll, Actor: user})
 	h.Approver = err == nil && d.Verdict == policy.Allow
-	if f.kv != nil {
+	if f.kv != nil && opened {
 		var rec homeRecord
 		err := f.kv.Update(ctx, HomeBucket, user, &rec, func(bool) error {
 			rec.Approver, rec.OpenedAt = h.Approver, f.now()
@@ -105,9 +107,20 @@ func (f *Flow) publishHome(ctx context.Context, user string) {
 	}
 }
 
-// refreshHomes republishes, in the background, the tabs of the people
-// named who have opened theirs, and with approvers also every approver's
-// who has (pending requests changed).
+// homeSettle is how long a tab's refresh waits for more changes, so that
+// a burst (a launch's several steps, a retried update) publishes once.
+const homeSettle = time.Second
+
+// homeQueue is the tabs waiting to be republished.
+type homeQueue struct {
+	mu      sync.Mutex
+	pending map[string]bool
+}
+
+// refreshHomes republishes, once the changes settle, the tabs of the
+// people named who have opened theirs, and with approvers also every
+// approver's who has (pending requests changed). A tab already waiting is
+// not queued again; one publisher per person, so the last state wins.
 func (f *Flow) refreshHomes(users []string, approvers bool) {
 	if f.kv == nil {
 		return
@@ -128,8 +141,32 @@ func (f *Flow) refreshHomes(users []string, approvers bool) {
 			f.log.Warn("home tabs to refresh", "err", err)
 			return
 		}
+		q := &f.homes
+		q.mu.Lock()
+		var mine []string
 		for _, user := range slices.Sorted(maps.Keys(want)) {
-			f.publishHome(ctx, user)
+			if !q.pending[user] {
+				if q.pending == nil {
+					q.pending = map[string]bool{}
+				}
+				q.pending[user] = true
+				mine = append(mine, user)
+			}
+		}
+		q.mu.Unlock()
+		if len(mine) == 0 {
+			return
+		}
+		select {
+		case <-time.After(homeSettle):
+		case <-ctx.Done():
+			return
+		}
+		for _, user := range mine {
+			q.mu.Lock()
+			delete(q.pending, user) // changes from now on queue a new refresh
+			q.mu.Unlock()
+			f.publishHome(ctx, user, false)
 		}
 	})
 }

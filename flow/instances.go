@@ -300,7 +300,7 @@ func (f *Flow) liveTarget(ctx context.Context, o Origin, target string) (compute
 		f.tell(ctx, o, *refusal)
 		return inst, false
 	case inst.State == computebot.InstanceTerminated || inst.State == computebot.InstanceShuttingDown:
-		f.tell(ctx, o, reply.ConnectNotRunning(inst.ID, inst.State))
+		f.tell(ctx, o, reply.InstanceGone(inst.ID, inst.State))
 		return inst, false
 	}
 	return inst, true

@@ -79,6 +79,11 @@ func (f *Flow) Accept(ctx context.Context, env Envelope) Answer {
 		}
 	}
 	cmd, quick, outcome := f.triage(ctx, o, env.Input)
+	if _, form := cmd.(*commands.OpenLaunchForm); form && outcome == "accepted" {
+		// Opening a form changes nothing, and its trigger is dead in 3 s:
+		// not stored, not resumed; a redelivery opens it again, or fails.
+		return Answer{Outcome: "accepted", Command: "launch", Job: &Job{kind: jobForm, origin: o}}
+	}
 	text := env.Input.Text
 	if outcome == "secret" {
 		// A private key was typed: it is stored nowhere, not even in the
@@ -120,6 +125,10 @@ func (f *Flow) Accept(ctx context.Context, env Envelope) Answer {
 		return ans
 	case err != nil:
 		f.log.Error("persist intent", "envelope_id", id, "err", err)
+		if env.Input.Source == computebot.SourceForm {
+			// On the form, which stays open: nothing typed is lost.
+			return Answer{FieldErrors: map[string]string{commands.FieldType: reply.FormNotSaved()}, Outcome: "refused", Command: name}
+		}
 		m := reply.SaveFailed()
 		if !o.ReplyInAck {
 			// No ack shows it (a mention): say it after the ack instead.

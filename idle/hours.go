@@ -100,7 +100,10 @@ func (s *Scheduler) hoursOf(ctx context.Context, inst computebot.Instance, hours
 		rec.StopDue, rec.Episode, rec.Announce = !within, "", false
 	}
 	if rec.Announce && inst.State == computebot.InstanceRunning {
-		if err := s.notify.HoursStarted(ctx, inst, text); err != nil {
+		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), postTimeout)
+		err := s.notify.HoursStarted(pctx, inst, text)
+		cancel()
+		if err != nil {
 			s.log.Warn("idle: office hours: could not post the started instance's address", "instance", inst.ID, "err", err)
 		}
 		rec.Announce = false // posted, or given up: the thread is not worth a retry loop
@@ -116,10 +119,13 @@ func (s *Scheduler) hoursOf(ctx context.Context, inst computebot.Instance, hours
 			n := s.newNotice(inst, ReasonHours, now)
 			n.Hours, n.HoursEnded = text, lastEnd(hours, now)
 			n.CostPerHour, n.PriceKnown = s.prices(ctx, inst.Type)
-			if _, err := s.post(ctx, n); err != nil {
+			posted, err := s.post(ctx, n)
+			if err != nil {
 				return err
 			}
-			rec.Episode = n.Episode
+			if posted {
+				rec.Episode = n.Episode
+			}
 		}
 	}
 	rec.Checked = now
@@ -139,6 +145,12 @@ func (s *Scheduler) hoursOf(ctx context.Context, inst computebot.Instance, hours
 // once it runs. A failure is logged and audited: the instance stays
 // stopped until someone starts it.
 func (s *Scheduler) startForHours(ctx context.Context, inst computebot.Instance, hours string) bool {
+	if exp, ok := leaseEnd(inst); ok && !exp.After(s.now()) {
+		// Its lease is over: starting it would only lead to a lease stop,
+		// each morning again. /extend gives it a lease to start with.
+		s.log.Info("idle: office hours began, but the lease has ended: not started", "instance", inst.ID, "lease_ended", exp)
+		return false
+	}
 	d, err := s.authz.Authorize(ctx, policy.Action{Kind: policy.ActionAutoStart, Actor: computebot.SystemActor, Instance: &inst})
 	if err != nil || d.Verdict != policy.Allow {
 		s.log.Warn("idle: office hours: the start is refused", "instance", inst.ID, "refusal", d.Refusal.Code, "err", err)

@@ -170,3 +170,19 @@ func TestOfficeHoursDaylightSaving(t *testing.T) {
 		})
 	}
 }
+
+// TestOfficeHoursLeaseEnded: an instance whose lease has ended is not
+// started for its hours (it would only be stopped for its lease).
+func TestOfficeHoursLeaseEnded(t *testing.T) {
+	loc := berlin(t)
+	r := newRig(t, testConfig())
+	r.clock.Set(time.Date(2026, 6, 1, 7, 59, 0, 0, loc))
+	r.scheduled("i-1", "weekdays 08:00-19:00 Europe/Berlin")
+	r.cloud.setTag("i-1", computebot.TagExpiresAt, time.Date(2026, 5, 31, 0, 0, 0, 0, time.UTC).Format(time.RFC3339))
+	r.hours(t)
+	r.clock.Set(time.Date(2026, 6, 1, 8, 1, 0, 0, loc))
+	r.hours(t)
+	if n := r.cloud.count("start"); n != 0 {
+		t.Errorf("started an instance whose lease ended: %v", r.cloud.Calls())
+	}
+}

@@ -2,7 +2,6 @@ package reply
 
 import (
 	"fmt"
-	"strconv"
 	"strings"
 
 	"github.com/computebot/computebot/commands"
@@ -47,7 +46,7 @@ func (c TypeChoice) label() string {
 type LaunchFormSpec struct {
 	Types        []TypeChoice
 	Images       []string // preset names; none: the field is left out
-	DefaultHours int
+	DefaultLease string // the lease when the field is left empty ("8 h")
 	MaxHours     int
 	// Channel is where the request will be posted (the channel /launch
 	// was typed in); AskChannel asks for one instead, NotifyIn first.
@@ -62,7 +61,15 @@ func LaunchForm(s LaunchFormSpec) View {
 	for i, t := range s.Types {
 		types[i] = Option{Value: t.Name, Text: t.label()}
 	}
-	field := func(f Field) Block { return Block{Kind: Input, ID: f.ID, Field: &f} }
+	field := func(f Field) Block {
+		if f.Kind == FieldSelect {
+			f.Placeholder = "Choose"
+		}
+		if f.Kind == FieldChannel {
+			f.Placeholder = "Choose a channel"
+		}
+		return Block{Kind: Input, ID: f.ID, Field: &f}
+	}
 	blocks := []Block{
 		field(Field{ID: commands.FieldType, Kind: FieldSelect, Label: "Instance type", Options: types,
 			Hint: "The allowed types, with their size and on-demand price."}),
@@ -75,9 +82,9 @@ func LaunchForm(s LaunchFormSpec) View {
 		blocks = append(blocks, field(Field{ID: commands.FieldImage, Kind: FieldSelect, Label: "Image", Options: images, Optional: true}))
 	}
 	blocks = append(blocks,
-		field(Field{ID: commands.FieldHours, Kind: FieldNumber, Label: "Lease (hours)", Initial: strconv.Itoa(s.DefaultHours),
+		field(Field{ID: commands.FieldHours, Kind: FieldNumber, Label: "Lease (hours)", Optional: true,
 			Min: commands.MinHours, Max: min(max(s.MaxHours, commands.MinHours), commands.MaxHours),
-			Hint: fmt.Sprintf("How long you need it, at most %d hours.", s.MaxHours)}),
+			Hint: fmt.Sprintf("How long you need it, at most %d hours; empty: %s.", s.MaxHours, s.DefaultLease)}),
 		field(Field{ID: commands.FieldName, Kind: FieldText, Label: "Name", Optional: true, MaxLen: commands.MaxNameLen,
 			Hint: "The instance's Name tag, for /stop NAME and the console."}),
 		field(Field{ID: commands.FieldReason, Kind: FieldLongText, Label: "Reason", Optional: true, MaxLen: commands.MaxReasonLen,
@@ -109,8 +116,14 @@ func FormUnknown() string { return "This form is not one of mine any more; close
 // FormNeedsChannel is the error on a launch form without a channel.
 func FormNeedsChannel() string { return "Pick the channel where the request is posted." }
 
-// FormCannotOpen: the form could not be opened (too late: Slack allows 3
-// seconds).
+// FormCannotOpen: the form could not be opened (Slack refused, or its 3
+// seconds to open one passed).
 func FormCannotOpen() Message {
-	return Plain("I could not open the launch form (Slack gives me 3 seconds and they passed). Please try again, or type `/launch TYPE`.")
+	return Plain("I could not open the launch form. Please try again, or type `/launch TYPE` (`/computebot help launch` shows the options).")
+}
+
+// FormNotSaved is the error shown on the form when the request could not
+// be saved: the form stays open, so nothing typed is lost.
+func FormNotSaved() string {
+	return "I could not save your request just now (my store did not answer). Nothing was launched; submit again in a moment."
 }

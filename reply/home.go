@@ -129,8 +129,8 @@ func statusWords(r *computebot.Request) string {
 	return text
 }
 
-// HomeDecisionRefused answers an Approve or Deny on the home tab for a
-// request that is no longer pending.
-func HomeDecisionRefused(r *computebot.Request) Message {
-	return Plain(fmt.Sprintf("Request `%s` is no longer waiting for an approver: %s", r.ID, statusWords(r)))
+// HomeDecisionTooEarly answers an Approve or Deny on the home tab for a
+// request whose message is not posted yet.
+func HomeDecisionTooEarly(r *computebot.Request) Message {
+	return Plain(fmt.Sprintf("Request `%s` is still being posted; decide it in a moment, from its thread or here.", r.ID))
 }

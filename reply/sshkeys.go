@@ -65,6 +65,12 @@ func SSHKeyNoSuchKey(name string, keys []sshkeys.Key) Message {
 }
 
 // Connect's refusals by the instance's state.
+// InstanceGone answers a command on an instance that is terminated (or
+// going).
+func InstanceGone(id, state string) Message {
+	return Plain(fmt.Sprintf("`%s` is %s: there is nothing left to act on.", id, state))
+}
+
 func ConnectNotRunning(id, state string) Message {
 	switch state {
 	case "terminated", "shutting-down":

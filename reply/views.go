@@ -32,15 +32,17 @@ const (
 // Field is one input of a form. Its ID keys both its value in the
 // submission and the error shown on it.
 type Field struct {
-	ID       string
-	Kind     FieldKind
-	Label    string
-	Hint     string
-	Options  []Option // FieldSelect
-	Initial  string   // the initial value (an option's Value, a channel ID…)
-	Optional bool
-	MaxLen   int // text fields; 0: the platform's limit
-	Min, Max int // FieldNumber
+	ID      string
+	Kind    FieldKind
+	Label   string
+	Hint    string
+	Options []Option // FieldSelect
+	Initial string   // the initial value (an option's Value, a channel ID…)
+	// Placeholder is the grey text of an empty select.
+	Placeholder string
+	Optional    bool
+	MaxLen      int // text fields; 0: the platform's limit
+	Min, Max    int // FieldNumber
 }
 
 // Option is one choice of a select.

@@ -211,15 +211,34 @@ func wall(t, day time.Time) Clock {
 	return c
 }
 
-// hours are the start and end of one day's hours.
+// hours are the start and end of one day's hours. The end stays after the
+// start even when the start moved forward with the clocks (hours within
+// the skipped hour keep their length).
 func (s Schedule) hours(day time.Time) (start, end time.Time) {
 	start = s.at(day, s.Start)
 	endDay := day
 	if s.overnight() {
-		endDay = day.AddDate(0, 0, 1)
+		endDay = nextDay(day)
 	}
-	return start, s.at(endDay, s.End)
+	end = s.at(endDay, s.End)
+	if !end.After(start) {
+		length := s.End - s.Start
+		if s.overnight() {
+			length += 24 * 60
+		}
+		end = start.Add(time.Duration(length) * time.Minute)
+	}
+	return start, end
 }
+
+// noon is a calendar day as an instant: noon exists on every day in every
+// zone (midnight does not where clocks change at 00:00), so stepping from
+// one day to the next by date never stands still.
+func noon(y int, m time.Month, d int, loc *time.Location) time.Time {
+	return time.Date(y, m, d, 12, 0, 0, 0, loc)
+}
+
+func nextDay(day time.Time) time.Time { return noon(day.Year(), day.Month(), day.Day()+1, day.Location()) }
 
 // Events are the starts and ends in (after, upTo], in order.
 func (s Schedule) Events(after, upTo time.Time) []Event {
@@ -227,9 +246,10 @@ func (s Schedule) Events(after, upTo time.Time) []Event {
 	// From two days before (an overnight end belongs to the day before)
 	// to the last day; days are stepped as calendar dates, never as 24 h.
 	first := after.In(s.Zone)
-	first = time.Date(first.Year(), first.Month(), first.Day()-2, 0, 0, 0, 0, s.Zone)
+	first = noon(first.Year(), first.Month(), first.Day()-2, s.Zone)
 	last := upTo.In(s.Zone)
-	for day := first; !day.After(last); day = time.Date(day.Year(), day.Month(), day.Day()+1, 0, 0, 0, 0, s.Zone) {
+	last = noon(last.Year(), last.Month(), last.Day(), s.Zone)
+	for day := first; !day.After(last); day = nextDay(day) {
 		if !s.Days[day.Weekday()] {
 			continue
 		}
@@ -248,7 +268,7 @@ func (s Schedule) Events(after, upTo time.Time) []Event {
 func (s Schedule) Within(t time.Time) bool {
 	local := t.In(s.Zone)
 	for _, back := range []int{0, 1} {
-		day := time.Date(local.Year(), local.Month(), local.Day()-back, 0, 0, 0, 0, s.Zone)
+		day := noon(local.Year(), local.Month(), local.Day()-back, s.Zone)
 		if !s.Days[day.Weekday()] {
 			continue
 		}

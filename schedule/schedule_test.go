@@ -152,3 +152,52 @@ func TestDaylightSaving(t *testing.T) {
 		}
 	}
 }
+
+// TestMidnightChanges: where clocks change at midnight (the day begins at
+// 01:00), days still step one by one and hours are found.
+func TestMidnightChanges(t *testing.T) {
+	for _, tc := range []struct {
+		zone string
+		day  time.Time
+	}{
+		{"America/Santiago", time.Date(2026, 9, 6, 0, 0, 0, 0, time.UTC)},
+		{"America/Havana", time.Date(2026, 3, 8, 0, 0, 0, 0, time.UTC)},
+		{"Atlantic/Azores", time.Date(2026, 3, 29, 0, 0, 0, 0, time.UTC)},
+	} {
+		loc := mustZone(t, tc.zone)
+		s, err := Parse("daily 08:00-19:00 "+tc.zone, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		from := time.Date(tc.day.Year(), tc.day.Month(), tc.day.Day()-2, 12, 0, 0, 0, loc)
+		done := make(chan []Event, 1)
+		go func() { done <- s.Events(from, from.AddDate(0, 0, 4)) }()
+		select {
+		case ev := <-done:
+			if len(ev) != 8 {
+				t.Errorf("%s: %d events over 4 days, want 8: %v", tc.zone, len(ev), ev)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s: Events does not return", tc.zone)
+		}
+		noonThen := time.Date(tc.day.Year(), tc.day.Month(), tc.day.Day(), 10, 0, 0, 0, loc)
+		if !s.Within(noonThen) {
+			t.Errorf("%s: 10:00 on the change day is not within 08:00-19:00", tc.zone)
+		}
+	}
+}
+
+// TestSkippedHourKeepsTheDay: hours wholly inside the skipped hour still
+// happen (moved forward, with their length).
+func TestSkippedHourKeepsTheDay(t *testing.T) {
+	loc := mustZone(t, "Europe/Berlin")
+	s, err := Parse("daily 02:30-03:15 Europe/Berlin", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	day := time.Date(2026, 3, 29, 0, 0, 0, 0, loc)
+	ev := s.Events(day, day.Add(24*time.Hour))
+	if len(ev) != 2 || !ev[0].Start || !ev[1].At.After(ev[0].At) || ev[1].At.Sub(ev[0].At) != 45*time.Minute {
+		t.Errorf("events on the spring change: %v", ev)
+	}
+}
