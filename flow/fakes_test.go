@@ -64,8 +64,8 @@ type chatCall struct {
 	// OpenView (Trigger), UpdateView (TS: the view ID), PublishHome (User).
 	Trigger string
 	View    reply.View
-	At    time.Time // when the call was made, on the chat's clock
-	Err   error     // what the call returned
+	At      time.Time // when the call was made, on the chat's clock
+	Err     error     // what the call returned
 }
 
 // fakeChat is an in-memory Chat that records every call. Safe for

@@ -46,7 +46,7 @@ func (c TypeChoice) label() string {
 type LaunchFormSpec struct {
 	Types        []TypeChoice
 	Images       []string // preset names; none: the field is left out
-	DefaultLease string // the lease when the field is left empty ("8 h")
+	DefaultLease string   // the lease when the field is left empty ("8 h")
 	MaxHours     int
 	// Channel is where the request will be posted (the channel /launch
 	// was typed in); AskChannel asks for one instead, NotifyIn first.
@@ -111,7 +111,9 @@ func FormNoLongerValid() Message {
 }
 
 // FormUnknown is the error on a submission of a form the bot does not know.
-func FormUnknown() string { return "This form is not one of mine any more; close it and open /launch again." }
+func FormUnknown() string {
+	return "This form is not one of mine any more; close it and open /launch again."
+}
 
 // FormNeedsChannel is the error on a launch form without a channel.
 func FormNeedsChannel() string { return "Pick the channel where the request is posted." }

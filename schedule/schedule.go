@@ -238,7 +238,9 @@ func noon(y int, m time.Month, d int, loc *time.Location) time.Time {
 	return time.Date(y, m, d, 12, 0, 0, 0, loc)
 }
 
-func nextDay(day time.Time) time.Time { return noon(day.Year(), day.Month(), day.Day()+1, day.Location()) }
+func nextDay(day time.Time) time.Time {
+	return noon(day.Year(), day.Month(), day.Day()+1, day.Location())
+}
 
 // Events are the starts and ends in (after, upTo], in order.
 func (s Schedule) Events(after, upTo time.Time) []Event {
