@@ -147,6 +147,7 @@ type demo struct {
 	// pending is a click on a button that asks to confirm (Terminate),
 	// waiting for the next line to say yes, as Slack's dialog waits.
 	pending *pendingClick
+	forms   int // views.open calls already told about
 }
 
 // demoInteractive reports whether stdin is a person at a terminal: then the
@@ -350,7 +351,8 @@ func (d *demo) loop(stdin io.Reader) int {
 		go readLines(stdin, lines, stop)
 	}
 	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	// A closed terminal (SIGHUP) too: the demo still removes its files.
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(sig)
 
 	var tick <-chan time.Time
@@ -399,6 +401,7 @@ func (d *demo) loop(stdin io.Reader) int {
 			} else {
 				d.waitQuiet(demoQuietCap)
 			}
+			d.tellForms()
 			d.mu.Lock()
 			d.renderLocked()
 			d.promptLocked()
@@ -446,6 +449,19 @@ func (d *demo) readKeys(stdin io.Reader, lines chan<- string, stop <-chan struct
 			return
 		}
 	}
+}
+
+// tellForms says so when the bot opened a form (/launch alone): Slack
+// shows it as a dialog, which this terminal does not draw, and silence
+// would look like a command lost.
+func (d *demo) tellForms() {
+	n := len(d.slack.Calls("views.open"))
+	if n == d.forms {
+		return
+	}
+	d.forms = n
+	d.say("  (the bot opened its launch form, which Slack shows as a dialog; the demo does not show forms: " +
+		"type the command with its type instead, e.g. /launch t2.micro --hours 4)")
 }
 
 // renderLocked prints what changed in the channel.

@@ -144,7 +144,7 @@ func TestDemoTerminateConfirmsAndChooses(t *testing.T) {
 	for _, want := range []string{
 		"[Terminate #1]", "[Terminate #2]", // both listed, numbered
 		"2 [Terminate] buttons: type terminate 1 (", // a bare label asks which
-		"┌ Terminate i-", "└ [Terminate] [Cancel]", // the dialog
+		"┌ Terminate i-", "└ [Terminate] [Cancel]",  // the dialog
 		"(Cancel: nothing was done)",
 		"┌ Terminate " + demoIdleID + "?",
 		demoIdleID + " terminated by @ana",
@@ -333,5 +333,15 @@ func TestDemoHelpExamplesWork(t *testing.T) {
 		if strings.Contains(out, refusal) {
 			t.Errorf("an example was refused (%q)", refusal)
 		}
+	}
+}
+
+// TestDemoSaysFormsAreNotShown: /launch alone opens the launch form, a
+// dialog in Slack that the terminal does not draw; the demo says so
+// instead of staying silent.
+func TestDemoSaysFormsAreNotShown(t *testing.T) {
+	out := strings.Join(strings.Fields(runDemoScript(t, "/launch\n")), " ")
+	if !strings.Contains(out, "the demo does not show forms: type the command with its type instead, e.g. /launch t2.micro") {
+		t.Errorf("transcript:\n%s", out)
 	}
 }
