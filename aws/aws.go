@@ -36,6 +36,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/servicequotas"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
+	"github.com/aws/smithy-go/logging"
 
 	"github.com/computebot/computebot"
 )
@@ -127,7 +128,7 @@ var _ computebot.Cloud = (*Client)(nil)
 // shape the retries of the mutating calls only; reads follow
 // Options.ReadAttempts (see the package doc).
 func New(ctx context.Context, opts Options) (*Client, error) {
-	var loadOpts []func(*config.LoadOptions) error
+	loadOpts := []func(*config.LoadOptions) error{config.WithLogger(SDKLogger(opts.Logger))}
 	if opts.Region != "" {
 		loadOpts = append(loadOpts, config.WithRegion(opts.Region))
 	}
@@ -140,6 +141,18 @@ func New(ctx context.Context, opts Options) (*Client, error) {
 		}
 	}
 	return NewFromConfig(cfg, opts), nil
+}
+
+// SDKLogger sends the SDK's own log lines to log (nil: nowhere), at debug
+// level: by default the SDK writes them raw to stderr, and its one common
+// line, ec2imds's "falling back to IMDSv1" off EC2, only alarms people.
+func SDKLogger(log *slog.Logger) logging.Logger {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return logging.LoggerFunc(func(c logging.Classification, format string, v ...any) {
+		log.Debug("aws sdk: "+fmt.Sprintf(format, v...), "component", "aws-sdk", "class", string(c))
+	})
 }
 
 // NewFromConfig returns a Client using cfg (tests point cfg.BaseEndpoint at a

@@ -73,8 +73,8 @@ func Definitions() []Definition {
 			Examples: []string{
 				`/launch t2.micro`,
 				`/launch t3.small --hours 4 --reason "feature engineering"`,
-				`/launch g5.xlarge --image dlami --hibernate`,
-				`/launch g4dn.xlarge --hours 8 --name training-box --ami resolve:ssm:/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64`,
+				`/launch t3.small --image dlami --hibernate`,
+				`/launch t3.small --hours 8 --name training-box --ami resolve:ssm:/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64`,
 			},
 			Notes:     "`/launch` alone opens a form with the same fields.",
 			extraHint: `put a reason in quotes: --reason "feature engineering"`,

@@ -24,7 +24,7 @@
 // Update does the same on one key, comparing the stored value itself. No method relies on a lock held
 // by this process for its correctness (bbolt's transactions and the checks
 // inside them provide it), so the contracts are ones a shared store, such
-// as DynamoDB with conditional writes (a later step), can satisfy too.
+// as DynamoDB with conditional writes (aws/dynamostore), satisfies too.
 //
 // # Format
 //

@@ -3,10 +3,13 @@ package dynamostore
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+
+	"github.com/computebot/computebot/aws"
 )
 
 // defaultRegion is the region when neither the config nor the SDK's chain
@@ -18,7 +21,7 @@ const defaultRegion = "us-east-1"
 // AWS_ENDPOINT_URL_DYNAMODB or AWS_ENDPOINT_URL override the endpoint).
 // region, when set, is the config's aws.region.
 func Client(ctx context.Context, region string) (*dynamodb.Client, error) {
-	var opts []func(*config.LoadOptions) error
+	opts := []func(*config.LoadOptions) error{config.WithLogger(aws.SDKLogger(slog.Default()))}
 	if region != "" {
 		opts = append(opts, config.WithRegion(region))
 	}

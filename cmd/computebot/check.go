@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"time"
 
@@ -142,32 +141,10 @@ func runCheck(args []string, stdout, stderr io.Writer, getenv func(string) strin
 	r.pass("config", "%s is valid", *path)
 
 	checkSlack(ctx, r, *timeout, botToken, appToken, getenv("SLACK_API_URL"), cfg.Approvers)
-	restore := quietSDK()
-	defer restore()
 	if checkAWS(ctx, r, *timeout, cfg) {
 		checkTable(ctx, r, *timeout, cfg)
 	}
 	return r.finish()
-}
-
-// quietSDK keeps the AWS SDK's own log lines (ec2imds's "WARN falling
-// back to IMDSv1", printed when the credential chain probes the instance
-// metadata service off EC2 and is refused) off the terminal: check's
-// report already says what failed, and the line only alarms. The SDK's
-// default logger writes to os.Stderr as it is when a config is loaded,
-// and the aws package gives it no other, so every config loaded until
-// restore writes to the null device instead.
-func quietSDK() (restore func()) {
-	null, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
-	if err != nil {
-		return func() {}
-	}
-	saved := os.Stderr
-	os.Stderr = null
-	return func() {
-		os.Stderr = saved
-		_ = null.Close()
-	}
 }
 
 // checkTable verifies the shared store's table: it exists and is active,
