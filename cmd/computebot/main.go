@@ -179,6 +179,9 @@ type Main struct {
 	Timings        flow.Options
 	AWS            aws.Options
 	IdleCheckEvery time.Duration
+	// Now, when set, is the clock of the idle scheduler and the workflows
+	// (tests of office hours across a daylight-saving change).
+	Now func() time.Time
 	// WrapObserver, when set, wraps what observes the Slack adapter
 	// (metrics and readiness), for tests that want to see it too.
 	WrapObserver func(bot.Observer) bot.Observer
@@ -317,13 +320,13 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	sched, err := idle.New(cfg.Idle, idle.Deps{
 		Cloud: cloud, Notifier: flow.NewNotices(chat, cfg.NotifyChannel, t.NoticeInterval, m.log), Authorizer: authz,
 		Audit: audit.Record, KV: db, Prices: prices.Price, Observer: m.ops.metrics,
-		Logger: m.log, CheckEvery: m.IdleCheckEvery, Leader: peers,
+		Logger: m.log, CheckEvery: m.IdleCheckEvery, Leader: peers, Now: m.Now,
 	})
 	if err != nil {
 		return err
 	}
 	f, err := flow.New(flow.Deps{Config: cfg, Cloud: cloud, Store: db, Chat: chat, Authz: authz, Idle: sched,
-		Prices: prices, Audit: audit, Logger: m.log, Cluster: peers, KV: db}, t)
+		Prices: prices, Audit: audit, Logger: m.log, Cluster: peers, KV: db, Now: m.Now}, t)
 	if err != nil {
 		return err
 	}
