@@ -189,9 +189,9 @@ func TestAuditCLIUsageAndErrors(t *testing.T) {
 		{[]string{"--nope"}, 2, "flag provided but not defined"},
 		{[]string{"--help"}, 0, "usage: computebot audit --config FILE"},
 	} {
-		code, _, errOut := d.run(t, tc.args...)
-		if code != tc.code || !strings.Contains(errOut, tc.want) {
-			t.Errorf("%v: exit %d, %q; want %d and %q", tc.args, code, errOut, tc.code, tc.want)
+		code, out, errOut := d.run(t, tc.args...)
+		if code != tc.code || !strings.Contains(out+errOut, tc.want) {
+			t.Errorf("%v: exit %d, %q; want %d and %q", tc.args, code, out+errOut, tc.code, tc.want)
 		}
 	}
 	var errOut bytes.Buffer

@@ -40,7 +40,7 @@ func TestChaosSocketEveryAnswerOnce(t *testing.T) {
 	want := map[string]string{}
 	for _, c := range []struct{ kind, cmd, text string }{
 		{"help", "/computebot", "help"},
-		{"usage", "/launch", ""},
+		{"usage", "/stop", ""},
 		{"refusal", "/launch", "p5.48xlarge"},
 	} {
 		txt := ackText(t, b.slash(ana, c.cmd, c.text))
@@ -72,7 +72,7 @@ func TestChaosSocketEveryAnswerOnce(t *testing.T) {
 		case i%4 == 0:
 			kind, cmd, text = "help", "/computebot", "help"
 		case i%4 == 1:
-			kind, cmd, text = "usage", "/launch", ""
+			kind, cmd, text = "usage", "/stop", ""
 		case i%4 == 2:
 			kind, cmd, text = "refusal", "/launch", "p5.48xlarge"
 		default:

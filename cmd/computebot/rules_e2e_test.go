@@ -45,7 +45,7 @@ func TestRefusalsInTheAck(t *testing.T) {
 		{"t2.micro --hours", "--hours"},
 		{"t2.micro --hours 0", "--hours"},
 		{`t2.micro --reason "unterminated`, "unterminated quote"},
-		{"", "/launch"},
+		{"--hours", "--hours needs a value"},
 		{"p5.48xlarge", "`p5.48xlarge` is not an allowed instance type. Allowed types: `t2.micro`, `t3.small`, `t3.medium`."},
 		{"t2.micro --hours 100", "longer than the maximum of 72 h"},
 		{"not_a_type", "not_a_type"},
