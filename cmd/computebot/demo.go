@@ -147,7 +147,9 @@ type demo struct {
 	// pending is a click on a button that asks to confirm (Terminate),
 	// waiting for the next line to say yes, as Slack's dialog waits.
 	pending *pendingClick
-	forms   int // views.open calls already told about
+	forms   int       // views.open calls already seen
+	form    *demoForm // the form being filled in, if any
+	home    string    // the Home tab last shown (its view ID)
 }
 
 // demoInteractive reports whether stdin is a person at a terminal: then the
@@ -451,19 +453,6 @@ func (d *demo) readKeys(stdin io.Reader, lines chan<- string, stop <-chan struct
 	}
 }
 
-// tellForms says so when the bot opened a form (/launch alone): Slack
-// shows it as a dialog, which this terminal does not draw, and silence
-// would look like a command lost.
-func (d *demo) tellForms() {
-	n := len(d.slack.Calls("views.open"))
-	if n == d.forms {
-		return
-	}
-	d.forms = n
-	d.say("  (the bot opened its launch form, which Slack shows as a dialog; the demo does not show forms: " +
-		"type the command with its type instead, e.g. /launch t2.micro --hours 4)")
-}
-
 // renderLocked prints what changed in the channel.
 func (d *demo) renderLocked() {
 	var buf strings.Builder
@@ -519,6 +508,13 @@ func (d *demo) handle(line string) (quit bool) {
 			d.say("  (%s: nothing was done)", p.button.confirm.no)
 		}
 	}
+	d.mu.Lock()
+	filling := d.form != nil
+	d.mu.Unlock()
+	if filling {
+		d.answerField(line)
+		return false
+	}
 	if line == "" {
 		return false
 	}
@@ -531,6 +527,10 @@ func (d *demo) handle(line string) (quit bool) {
 		d.say("%s", demoHelp())
 	case verb == "/as":
 		d.switchUser(rest)
+	case verb == "/home":
+		d.showHome()
+	case strings.EqualFold(verb, "home") && rest != "":
+		d.clickHome(rest)
 	case strings.HasPrefix(verb, "/"):
 		if !isBotCommand(verb) {
 			d.say("  %s is not a command here. Type /help.", verb)
@@ -736,6 +736,9 @@ func demoHelp() string {
 	b.WriteString("  The demo's own commands:\n")
 	b.WriteString("    /as NAME       be someone else: ana, bo (an approver) or carl\n")
 	b.WriteString("    /help          this list\n")
+	b.WriteString("    /home          your Home tab in the app (Launch…, your instances and requests; approvers: pending ones)\n")
+	b.WriteString("    home LABEL     click a button of the Home tab: home launch…, home approve\n")
+	b.WriteString("    /launch        alone: the launch form, asked field by field\n")
 	b.WriteString("    /quit          end the demo (Ctrl-D too)\n")
 	b.WriteString("    LABEL          click the button LABEL on the newest message that has it: approve, deny, keep running, stop now\n")
 	b.WriteString("    LABEL N|ID     where a message has several: terminate 2, stop i-0de0000000000001d, extend 4 h ana-notebook\n")

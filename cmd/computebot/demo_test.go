@@ -336,12 +336,24 @@ func TestDemoHelpExamplesWork(t *testing.T) {
 	}
 }
 
-// TestDemoSaysFormsAreNotShown: /launch alone opens the launch form, a
-// dialog in Slack that the terminal does not draw; the demo says so
-// instead of staying silent.
-func TestDemoSaysFormsAreNotShown(t *testing.T) {
-	out := strings.Join(strings.Fields(runDemoScript(t, "/launch\n")), " ")
-	if !strings.Contains(out, "the demo does not show forms: type the command with its type instead, e.g. /launch t2.micro") {
-		t.Errorf("transcript:\n%s", out)
+// TestDemoForm: /launch alone asks the launch form's fields one by one,
+// asks again for a field the bot refused, and the request is posted.
+func TestDemoForm(t *testing.T) {
+	out := strings.Join(strings.Fields(runDemoScript(t, "/launch\n2\n\nsix\n6\nbad\x07name\nfrom the form\nlab-box\n")), " ")
+	for _, want := range []string{"Launch an instance", "2. t3.small · 2 vCPU, 2 GiB", "(a whole number)", "Name: The name contains control characters", "(sent)",
+		"@ana requests 1 × t3.small", "from the form"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("transcript lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+// TestDemoHome: /home shows the Home tab; home launch… opens the form.
+func TestDemoHome(t *testing.T) {
+	out := strings.Join(strings.Fields(runDemoScript(t, "/home\nhome launch…\ncancel\n")), " ")
+	for _, want := range []string{"Home tab", "[Launch…]", "Your instances", "Launch an instance", "form closed"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("transcript lacks %q:\n%s", want, out)
+		}
 	}
 }
