@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/computebot/computebot"
 	"github.com/computebot/computebot/commands"
@@ -153,7 +154,7 @@ func TestHomeTab(t *testing.T) {
 
 	e.f.Run(e.ctx, flow.HomeJob(bo))
 	boTab := words(reply.Message{Blocks: e.chat.views(mHome)[1].View.Blocks})
-	if !strings.Contains(boTab, "Waiting for an approver* (1)") || !strings.Contains(boTab, "[Approve]") || !strings.Contains(boTab, "Running costs this month") {
+	if !strings.Contains(boTab, "Waiting for an approver* (1)") || !strings.Contains(boTab, "[Approve]") || !strings.Contains(boTab, "Spend this month") {
 		t.Errorf("bo's tab:\n%s", boTab)
 	}
 	// Bo approves from his tab: no channel, no message.
@@ -171,5 +172,40 @@ func TestHomeTab(t *testing.T) {
 	waitFor(t, "the refusal by DM", func() bool { return len(e.chat.posts("D"+bo, "")) == 1 })
 	if got := texts(e.chat.posts("D"+bo, "")); !strings.Contains(got[0], "already") {
 		t.Errorf("refusal %q", got)
+	}
+}
+
+// TestMonthSpend: an approver's tab adds up each person's running time this
+// month from the audit log (launch, stop, start) at the request's price,
+// and counts an instance without news this month that runs now from the 1st.
+func TestMonthSpend(t *testing.T) {
+	e := newEnv(t, withKV(t))
+	day := func(d, h int) time.Time { return time.Date(2026, 11, d, h, 0, 0, 0, time.UTC) }
+	e.store.put(&computebot.Request{ID: "R-A", Requester: ana, State: sDone, Launch: &computebot.LaunchRequest{InstanceType: "t2.micro", InstanceID: "i-0000000000000000a"}})
+	for _, a := range []computebot.AuditEntry{
+		{Time: day(2, 0), Actor: bo, Action: "launch", RequestID: "R-A", Target: "i-0000000000000000a", Result: "ok"},
+		{Time: day(3, 0), Actor: ana, Action: "stop", RequestID: "R-A", Target: "i-0000000000000000a", Result: "ok"}, // 24 h
+		{Time: day(10, 0), Actor: ana, Action: "start", RequestID: "R-A", Target: "i-0000000000000000a", Result: "ok"},
+		{Time: day(11, 0), Actor: "computebot", Action: "idle-stop", RequestID: "R-A", Target: "i-0000000000000000a", Result: "ok"}, // 24 h
+		{Time: day(12, 0), Actor: ana, Action: "start", RequestID: "R-A", Target: "i-0000000000000000a", Result: "InsufficientInstanceCapacity"},
+	} {
+		if err := e.store.Audit(e.ctx, a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Carl's box has run since October without news: all of November.
+	old := managed("i-0000000000000000c", carl, "old", computebot.InstanceRunning, time.Date(2026, 10, 20, 0, 0, 0, 0, time.UTC), "R-OLD")
+	old.Type = "t3.medium"
+	e.cloud.add(old)
+	e.f.Run(e.ctx, flow.HomeJob(bo))
+	tab := words(reply.Message{Blocks: e.chat.views(mHome)[0].View.Blocks})
+	// ana: 48 h × $0.0116 = $0.56; carl: (27 d + 9 h) × $0.0416 = 657 h × 0.0416 = $27.33.
+	for _, want := range []string{"@UCARL ≈ $27.33", "@UANA ≈ $0.56"} {
+		if !strings.Contains(tab, want) {
+			t.Errorf("tab lacks %q:\n%s", want, tab)
+		}
+	}
+	if strings.Index(tab, "UCARL") > strings.Index(tab, "@UANA ≈") {
+		t.Errorf("not highest first:\n%s", tab)
 	}
 }

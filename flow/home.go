@@ -61,26 +61,15 @@ func (f *Flow) publishHome(ctx context.Context, user string, opened bool) {
 	slices.SortFunc(insts, func(x, y computebot.Instance) int {
 		return cmp.Or(y.LaunchTime.Compare(x.LaunchTime), strings.Compare(x.ID, y.ID))
 	})
-	spend := map[string]float64{}
-	monthStart := time.Date(h.Now.Year(), h.Now.Month(), 1, 0, 0, 0, 0, time.UTC)
 	for _, in := range insts {
-		usd, known := f.prices.Price(ctx, in.Type)
-		owner := in.Tags[computebot.TagOwner]
-		if owner == user {
+		if in.Tags[computebot.TagOwner] == user {
+			usd, known := f.prices.Price(ctx, in.Type)
 			h.Instances = append(h.Instances, reply.InstanceRow{Instance: in, PricePerHour: usd, PriceKnown: known})
 		}
-		if h.Approver && known && in.State == computebot.InstanceRunning && !in.LaunchTime.IsZero() {
-			since := in.LaunchTime
-			if since.Before(monthStart) {
-				since = monthStart
-			}
-			spend[owner] += usd * h.Now.Sub(since).Hours()
-		}
 	}
-	for owner, usd := range spend {
-		h.Spend = append(h.Spend, reply.Spend{User: owner, USD: usd})
+	if h.Approver {
+		h.Spend = f.monthSpend(ctx, insts, h.Now)
 	}
-	slices.SortFunc(h.Spend, func(a, b reply.Spend) int { return cmp.Or(cmp.Compare(b.USD, a.USD), strings.Compare(a.User, b.User)) })
 
 	open, err := f.store.Requests(ctx, computebot.RequestNew, computebot.RequestPending, computebot.RequestApproved,
 		computebot.RequestExecuting, computebot.RequestLaunched)
