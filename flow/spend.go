@@ -38,9 +38,9 @@ func (f *Flow) monthSpend(ctx context.Context, running []computebot.Instance, no
 
 	type run struct {
 		owner, typ, request string
-		since           time.Time // running since; zero: not running
-		hours           float64
-		seen            bool // an entry this month
+		since               time.Time // running since; zero: not running
+		hours               float64
+		seen                bool // an entry this month
 	}
 	runs := map[string]*run{}
 	get := func(id string) *run {
