@@ -209,3 +209,22 @@ func TestMonthSpend(t *testing.T) {
 		t.Errorf("not highest first:\n%s", tab)
 	}
 }
+
+// TestFormRedeliveryAfterConfigChange: a submission delivered again after
+// the rules changed is recognised as the same delivery, not judged anew.
+func TestFormRedeliveryAfterConfigChange(t *testing.T) {
+	e := newEnv(t)
+	env := flow.Envelope{ID: "sub-1", Origin: flow.Origin{User: ana, Channel: channel, Trigger: "trig-1"},
+		Input: flow.FormInput(reply.LaunchFormCallback, map[string]string{commands.FieldType: "t2.micro"})}
+	if ans := e.deliver(env); ans.Outcome != "accepted" {
+		t.Fatalf("first delivery: %+v", ans)
+	}
+	e.cfg.Launch.AllowedTypes = []string{"t3.small"}
+	ans := e.f.Accept(e.ctx, env)
+	if ans.Outcome != "duplicate" || len(ans.FieldErrors) > 0 || ans.Job != nil {
+		t.Errorf("redelivery: %+v, want a duplicate without field errors", ans)
+	}
+	if n := e.store.count(); n != 1 {
+		t.Errorf("%d requests, want 1", n)
+	}
+}

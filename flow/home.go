@@ -96,6 +96,11 @@ func (f *Flow) publishHome(ctx context.Context, user string, opened bool) {
 	}
 }
 
+// HomeChanged republishes the home tab of an instance's owner (who has
+// opened theirs) after someone else changed it: the idle scheduler's
+// stops and starts.
+func (f *Flow) HomeChanged(owner string) { f.refreshHomes([]string{owner}, false) }
+
 // homeSettle is how long a tab's refresh waits for more changes, so that
 // a burst (a launch's several steps, a retried update) publishes once.
 const homeSettle = time.Second

@@ -72,7 +72,10 @@ func (f *Flow) Accept(ctx context.Context, env Envelope) Answer {
 		o.Trigger = "envelope:" + id
 	}
 	if env.Input.Source == computebot.SourceForm {
-		if errs := f.formErrors(o, env.Input); len(errs) > 0 {
+		if _, err := f.store.Intent(ctx, id); err == nil {
+			// Delivered and accepted before: recognised below as such, not
+			// judged again under rules that may have changed since.
+		} else if errs := f.formErrors(o, env.Input); len(errs) > 0 {
 			// Nothing changes: the form stays open with its errors (a
 			// redelivery is checked again and gets the same).
 			return Answer{FieldErrors: errs, Outcome: "refused", Command: "launch"}

@@ -194,6 +194,7 @@ func (s *Scheduler) stopClaimed(ctx context.Context, n Notice, requestID string)
 	if rec.State == StateStopped {
 		s.obs.IdleStopped()
 		s.log.Info("idle: "+string(rec.How)+" instance", "instance", n.InstanceID, "reason", n.Reason, "by", c.By)
+		s.tellChanged(n.Owner)
 	}
 	return stopResult{n: rec, callErr: callErr}
 }
@@ -547,4 +548,12 @@ func (s *Scheduler) Report(ctx context.Context) (Report, error) {
 		}
 	}
 	return r, nil
+}
+
+// tellChanged tells whoever asked (Deps.Changed) that an owner's instance
+// changed.
+func (s *Scheduler) tellChanged(owner string) {
+	if s.changed != nil && owner != "" {
+		s.changed(owner)
+	}
 }

@@ -573,6 +573,26 @@ type rig struct {
 	prices atomic.Int32 // price look-ups
 	// stopWait is the scheduler's StopWait (0: the default).
 	stopWait time.Duration
+	// changed records Deps.Changed's calls (owners).
+	changed owners
+}
+
+// owners records owners, safe for concurrent use.
+type owners struct {
+	mu   sync.Mutex
+	list []string
+}
+
+func (o *owners) add(owner string) {
+	o.mu.Lock()
+	o.list = append(o.list, owner)
+	o.mu.Unlock()
+}
+
+func (o *owners) all() []string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return slices.Clone(o.list)
 }
 
 type auditLog struct {
@@ -627,6 +647,7 @@ func (r *rig) build(t testing.TB, cfg config.Idle) *Scheduler {
 		Now:      r.clock.Now,
 		Observer: r.obs,
 		StopWait: r.stopWait,
+		Changed:  r.changed.add,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -166,6 +166,7 @@ func (s *Scheduler) startForHours(ctx context.Context, inst computebot.Instance,
 		return false
 	}
 	s.log.Info("idle: office hours began: started", "instance", inst.ID, "schedule", hours)
+	s.tellChanged(inst.Tags[computebot.TagOwner])
 	return true
 }
 

@@ -81,6 +81,10 @@ func TestOfficeHours(t *testing.T) {
 	if n := r.cloud.count("stop i-1"); n != 1 {
 		t.Fatalf("stop calls %d after the grace, want 1: %v", n, r.cloud.Calls())
 	}
+	// The owner heard of both: the start and the stop (their Home tab).
+	if got := r.changed.all(); len(got) != 2 || got[0] != "Ui-1" || got[1] != "Ui-1" {
+		t.Errorf("changes told %q, want the owner twice", got)
+	}
 	if n := r.mem.notice(t, "i-1"); n.State != StateStopped || n.How != SettledStopped {
 		t.Errorf("notice %+v, want stopped", n)
 	}

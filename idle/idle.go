@@ -220,6 +220,9 @@ type Deps struct {
 	// this bound the process stops anyway, and the next start finds the
 	// post by its key.
 	StopWait time.Duration
+	// Changed, when set, is told the owner of an instance the scheduler
+	// stopped, terminated or started (their Home tab shows it).
+	Changed func(owner string)
 	// Leader is the leader lease (package cluster): scans and checks run
 	// only while this replica holds it, each bounded by the lease's end
 	// and fenced by its token. Nil: this process is the only scheduler.
@@ -258,6 +261,7 @@ type Scheduler struct {
 	// stopWait bounds Stop's wait for a running job.
 	stopWait time.Duration
 	leader   Leader // nil: always runs, unfenced
+	changed  func(owner string)
 	// gpuTypes remembers each instance type's GPU count (int32).
 	gpuTypes sync.Map
 
@@ -308,7 +312,7 @@ func New(cfg config.Idle, d Deps) (*Scheduler, error) {
 		cfg: cfg, sched: sched, every: cron.Every(d.CheckEvery),
 		window: cfg.For.Duration(), grace: cfg.Grace.Duration(), snooze: cfg.Snooze.Duration(), delay: cfg.MetricsDelay.Duration(),
 		cloud: d.Cloud, notify: d.Notifier, authz: d.Authorizer, audit: d.Audit, kv: d.KV,
-		prices: d.Prices, log: d.Logger, now: d.Now, obs: d.Observer, stopWait: d.StopWait, leader: d.Leader,
+		prices: d.Prices, log: d.Logger, now: d.Now, obs: d.Observer, stopWait: d.StopWait, leader: d.Leader, changed: d.Changed,
 	}
 	if sc.audit == nil {
 		sc.audit = func(context.Context, computebot.AuditEntry) {}

@@ -317,15 +317,24 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	authz := policy.New(cfg, policy.Options{Groups: chat, Usage: flow.NewUsage(cloud, db), Logger: m.log})
 	prices := flow.NewPrices(cloud, cfg.Launch.Prices, m.log)
 	audit := flow.NewAuditor(db, m.log)
+	// The workflows are built after the scheduler (they use it); the
+	// scheduler's news of an instance reaches them through this closure,
+	// set before anything runs.
+	var f *flow.Flow
+	homeChanged := func(owner string) {
+		if f != nil {
+			f.HomeChanged(owner)
+		}
+	}
 	sched, err := idle.New(cfg.Idle, idle.Deps{
 		Cloud: cloud, Notifier: flow.NewNotices(chat, cfg.NotifyChannel, t.NoticeInterval, m.log), Authorizer: authz,
 		Audit: audit.Record, KV: db, Prices: prices.Price, Observer: m.ops.metrics,
-		Logger: m.log, CheckEvery: m.IdleCheckEvery, Leader: peers, Now: m.Now,
+		Logger: m.log, CheckEvery: m.IdleCheckEvery, Leader: peers, Now: m.Now, Changed: homeChanged,
 	})
 	if err != nil {
 		return err
 	}
-	f, err := flow.New(flow.Deps{Config: cfg, Cloud: cloud, Store: db, Chat: chat, Authz: authz, Idle: sched,
+	f, err = flow.New(flow.Deps{Config: cfg, Cloud: cloud, Store: db, Chat: chat, Authz: authz, Idle: sched,
 		Prices: prices, Audit: audit, Logger: m.log, Cluster: peers, KV: db, Now: m.Now}, t)
 	if err != nil {
 		return err
