@@ -193,6 +193,14 @@ func TestMonthSpend(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// An extension is no news of running: Carl's box has run since October.
+	if err := e.store.Audit(e.ctx, computebot.AuditEntry{Time: day(5, 0), Actor: carl, Action: "extend", Target: "i-0000000000000000c", Result: "ok"}); err != nil {
+		t.Fatal(err)
+	}
+	// A box stopped since October and terminated this month cost nothing.
+	if err := e.store.Audit(e.ctx, computebot.AuditEntry{Time: day(20, 0), Actor: eve, Action: "terminate", Target: "i-0000000000000000e", Result: "ok"}); err != nil {
+		t.Fatal(err)
+	}
 	// Carl's box has run since October without news: all of November.
 	old := managed("i-0000000000000000c", carl, "old", computebot.InstanceRunning, time.Date(2026, 10, 20, 0, 0, 0, 0, time.UTC), "R-OLD")
 	old.Type = "t3.medium"
@@ -200,6 +208,9 @@ func TestMonthSpend(t *testing.T) {
 	e.f.Run(e.ctx, flow.HomeJob(bo))
 	tab := words(reply.Message{Blocks: e.chat.views(mHome)[0].View.Blocks})
 	// ana: 48 h × $0.0116 = $0.56; carl: (27 d + 9 h) × $0.0416 = 657 h × 0.0416 = $27.33.
+	if strings.Contains(tab, "UEVE") {
+		t.Errorf("a terminate of a stopped box counted:\n%s", tab)
+	}
 	for _, want := range []string{"@UCARL ≈ $27.33", "@UANA ≈ $0.56"} {
 		if !strings.Contains(tab, want) {
 			t.Errorf("tab lacks %q:\n%s", want, tab)

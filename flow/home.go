@@ -37,6 +37,9 @@ func HomeJob(user string) Job { return Job{kind: jobHome, origin: Origin{User: u
 // publishHome gathers what the person's tab shows and publishes it;
 // opened: they opened it (remembered, so that changes refresh it).
 func (f *Flow) publishHome(ctx context.Context, user string, opened bool) {
+	// One publish per person at a time: a slow one must not land after a
+	// newer one and leave the older state showing.
+	defer f.locks.lock("home:" + user)()
 	h := reply.Home{User: user, Now: f.now()}
 	d, err := f.authz.Authorize(ctx, policy.Action{Kind: policy.ActionListAll, Actor: user})
 	h.Approver = err == nil && d.Verdict == policy.Allow

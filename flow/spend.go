@@ -33,6 +33,7 @@ func (f *Flow) monthSpend(ctx context.Context, running []computebot.Instance, no
 	entries, err := f.store.AuditSince(ctx, monthStart)
 	if err != nil {
 		f.log.Warn("home tab: read the audit log for the spend", "err", err)
+		return nil // no figures rather than wrong ones
 	}
 	slices.SortStableFunc(entries, func(a, b computebot.AuditEntry) int { return a.Time.Compare(b.Time) })
 
@@ -40,7 +41,8 @@ func (f *Flow) monthSpend(ctx context.Context, running []computebot.Instance, no
 		owner, typ, request string
 		since               time.Time // running since; zero: not running
 		hours               float64
-		seen                bool // an entry this month
+		seen                bool      // a start or stop this month
+		lastStart           time.Time // EC2's launch time (its last start), when listed
 	}
 	runs := map[string]*run{}
 	get := func(id string) *run {
@@ -51,7 +53,15 @@ func (f *Flow) monthSpend(ctx context.Context, running []computebot.Instance, no
 	}
 	for _, in := range running {
 		r := get(in.ID)
-		r.owner, r.typ = in.Tags[computebot.TagOwner], in.Type
+		r.owner, r.typ, r.lastStart = in.Tags[computebot.TagOwner], in.Type, in.LaunchTime
+	}
+	// fromThe1st is when an instance whose first news this month is a stop
+	// started running: the 1st, or its last start when that is later.
+	fromThe1st := func(r *run) time.Time {
+		if r.lastStart.After(monthStart) {
+			return r.lastStart
+		}
+		return monthStart
 	}
 	for _, e := range entries {
 		if e.Result != "ok" || e.Target == "" || !strings.HasPrefix(e.Target, "i-") {
@@ -66,23 +76,29 @@ func (f *Flow) monthSpend(ctx context.Context, running []computebot.Instance, no
 			if r.since.IsZero() {
 				r.since = e.Time
 			}
+			r.seen = true
 		case runStops[e.Action]:
-			if !r.seen && r.since.IsZero() {
-				r.since = monthStart // its first news this month is a stop: it ran from the 1st
+			// A first stop this month means it ran from the 1st; a first
+			// terminate says nothing (a stopped instance can be terminated).
+			if !r.seen && r.since.IsZero() && !strings.HasSuffix(e.Action, "terminate") {
+				r.since = fromThe1st(r)
+				if r.since.After(e.Time) {
+					r.since = e.Time
+				}
 			}
 			if !r.since.IsZero() {
 				r.hours += e.Time.Sub(r.since).Hours()
 				r.since = time.Time{}
 			}
+			r.seen = true
 		}
-		r.seen = true
 	}
 	byOwner := map[string]float64{}
 	for id, r := range runs {
 		if !r.seen && slices.ContainsFunc(running, func(in computebot.Instance) bool {
 			return in.ID == id && in.State == computebot.InstanceRunning
 		}) {
-			r.since = monthStart // ran all month without news
+			r.since = fromThe1st(r) // running, with no start or stop this month
 		}
 		if !r.since.IsZero() {
 			r.hours += now.Sub(r.since).Hours()

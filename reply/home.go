@@ -106,7 +106,7 @@ func HomeTab(h Home) View {
 			for _, s := range h.Spend[:min(len(h.Spend), homeMaxSpenders)] {
 				fmt.Fprintf(&b, "• %s ≈ $%.2f\n", User(s.User), s.USD)
 			}
-			blocks = append(blocks, Block{Kind: Section, Text: "*Spend this month*, by person (running time from the audit log's launches, stops and starts, at on-demand prices)\n" + strings.TrimRight(b.String(), "\n")})
+			blocks = append(blocks, Block{Kind: Section, Text: "*Spend this month*, by person (the hours their instances ran since the 1st, at on-demand prices)\n" + strings.TrimRight(b.String(), "\n")})
 		}
 	}
 	return View{CallbackID: "home", Blocks: blocks}

@@ -223,6 +223,9 @@ func (d *demo) answerField(line string) {
 		d.askField()
 		return
 	}
+	if line == "" {
+		delete(f.values, field.id) // skipped: also an earlier, refused value
+	}
 	if line != "" {
 		value, ok := demoFieldValue(field, line)
 		if !ok {
@@ -260,12 +263,16 @@ func (d *demo) answerField(line string) {
 					f.ask = append(f.ask, i)
 				}
 			}
+			if len(f.ask) == 0 { // errors on no field the demo knows
+				d.closeForm("└ (the bot refused the form: %v)", errs)
+				return
+			}
 			d.askField()
 			return
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	d.say("└ (no answer from the bot)")
+	d.closeForm("└ (no answer from the bot)")
 }
 
 // demoFieldValue is a typed answer as Slack's element would send it.
@@ -298,4 +305,12 @@ func demoFieldHint(f demoField) string {
 		return "a whole number"
 	}
 	return "pick one of the numbers or names above"
+}
+
+// closeForm ends the form being filled in, saying why.
+func (d *demo) closeForm(format string, args ...any) {
+	d.mu.Lock()
+	d.form = nil
+	d.mu.Unlock()
+	d.say(format, args...)
 }
