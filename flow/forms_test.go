@@ -135,7 +135,9 @@ func TestLaunchFormSubmit(t *testing.T) {
 // with Approve / Deny, which decide them from there.
 func TestHomeTab(t *testing.T) {
 	e := newEnv(t, withKV(t))
-	e.cloud.add(managed(boxID, ana, "box", computebot.InstanceRunning, epoch.Add(-2*60*60*1e9), "R-BOX"))
+	box := managed(boxID, ana, "box", computebot.InstanceRunning, epoch.Add(-2*60*60*1e9), "R-BOX")
+	box.Tags[computebot.TagSchedule] = "weekdays 08:00-19:00 Europe/Berlin"
+	e.cloud.add(box)
 	r, _ := e.request(ana, "t2.micro --reason home")
 	e.f.Run(e.ctx, flow.HomeJob(ana))
 	homes := e.chat.views(mHome)
@@ -143,7 +145,7 @@ func TestHomeTab(t *testing.T) {
 		t.Fatalf("publishes %+v", homes)
 	}
 	tab := words(reply.Message{Blocks: homes[0].View.Blocks})
-	for _, want := range []string{"[Launch…]", "box", boxID, "[Stop]", r.ID, "waiting for an approver", "Your SSH keys"} {
+	for _, want := range []string{"[Launch…]", "box", boxID, "[Stop]", "office hours weekdays 08:00-19:00 Europe/Berlin", r.ID, "waiting for an approver", "Your SSH keys"} {
 		if !strings.Contains(tab, want) {
 			t.Errorf("ana's tab lacks %q:\n%s", want, tab)
 		}

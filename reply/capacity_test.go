@@ -1,9 +1,12 @@
 package reply
 
 import (
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/computebot/computebot"
+	"github.com/computebot/computebot/commands"
 	"github.com/computebot/computebot/idle"
 )
 
@@ -49,5 +52,44 @@ func TestRequestFieldsWithinSlackLimit(t *testing.T) {
 		Plan: []computebot.LaunchTry{{InstanceType: "g5.xlarge"}, {InstanceType: "g6.xlarge"}}}
 	if n := len(requestFields("R-1", l)); n > 10 {
 		t.Errorf("%d fields, Slack takes at most 10", n)
+	}
+}
+
+// TestScheduleShown: /instances (and the Home tab, which shows the same
+// rows) says an instance's office hours; "off" says nothing.
+func TestScheduleShown(t *testing.T) {
+	in := computebot.Instance{ID: "i-1", Type: "t3.small", State: computebot.InstanceRunning,
+		Tags: map[string]string{computebot.TagSchedule: "weekdays 08:00-19:00 Europe/Berlin"}}
+	if got := InstanceList([]InstanceRow{{Instance: in}}, 0, false, time.Now()).Blocks[1].Text; !strings.Contains(got, "office hours weekdays 08:00-19:00 Europe/Berlin") {
+		t.Errorf("row %q", got)
+	}
+	in.Tags[computebot.TagSchedule] = "off"
+	if got := InstanceList([]InstanceRow{{Instance: in}}, 0, false, time.Now()).Blocks[1].Text; strings.Contains(got, "office hours") {
+		t.Errorf("row %q shows hours that are off", got)
+	}
+}
+
+// TestLaunchFormChannel: opened from a channel the form posts there (no
+// channel field); from the Home tab it asks, notify_channel first.
+func TestLaunchFormChannel(t *testing.T) {
+	spec := LaunchFormSpec{Types: []TypeChoice{{Name: "t3.small"}}, DefaultLease: "8 h", MaxHours: 72, Channel: "C1"}
+	v := LaunchForm(spec)
+	if v.Metadata != "C1" {
+		t.Errorf("metadata %q", v.Metadata)
+	}
+	for _, b := range v.Blocks {
+		if b.Field != nil && b.Field.ID == commands.FieldChannel {
+			t.Error("a form opened from a channel asks for one")
+		}
+	}
+	spec.Channel, spec.AskChannel, spec.NotifyIn = "", true, "COPS"
+	var asked *Field
+	for _, b := range LaunchForm(spec).Blocks {
+		if b.Field != nil && b.Field.ID == commands.FieldChannel {
+			asked = b.Field
+		}
+	}
+	if asked == nil || asked.Kind != FieldChannel || asked.Initial != "COPS" {
+		t.Errorf("channel field %+v, want one starting at notify_channel", asked)
 	}
 }
