@@ -631,18 +631,27 @@ func blocksArray(blocks []json.RawMessage) json.RawMessage {
 	return b
 }
 
+// viewTriggerLocked checks the trigger_id of a views.open or views.push.
+func (s *Server) viewTriggerLocked(p map[string]string) (*Trigger, apiResult, bool) {
+	tid := p["trigger_id"]
+	if tid == "" {
+		return nil, invalidArgs("invalid `trigger_id`"), false
+	}
+	t, code := s.usableTriggerLocked(tid)
+	if code != "" {
+		return nil, fail(code), false
+	}
+	return t, apiResult{}, true
+}
+
 func (s *Server) viewsOpen(p map[string]string) apiResult {
 	pv, res, valid := parseViewParam(p, viewTypeModal)
 	if !valid {
 		return res
 	}
-	tid := p["trigger_id"]
-	if tid == "" {
-		return invalidArgs("invalid `trigger_id`")
-	}
-	t, code := s.usableTriggerLocked(tid)
-	if code != "" {
-		return fail(code)
+	t, res, valid := s.viewTriggerLocked(p)
+	if !valid {
+		return res
 	}
 	if s.externalIDTakenLocked(pv.externalID, nil) {
 		return fail("duplicate_external_id")
@@ -657,13 +666,9 @@ func (s *Server) viewsPush(p map[string]string) apiResult {
 	if !valid {
 		return res
 	}
-	tid := p["trigger_id"]
-	if tid == "" {
-		return invalidArgs("invalid `trigger_id`")
-	}
-	t, code := s.usableTriggerLocked(tid)
-	if code != "" {
-		return fail(code)
+	t, res, valid := s.viewTriggerLocked(p)
+	if !valid {
+		return res
 	}
 	// The trigger must come from an interaction in an open modal: that
 	// modal's stack is the one pushed onto.
