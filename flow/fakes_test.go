@@ -1507,21 +1507,3 @@ func (g *fakeGroups) UserGroupMembers(_ context.Context, group string) ([]string
 	}
 	return slices.Clone(g.members[group]), nil
 }
-
-// fakeClock is the workflows' clock; it moves only when told.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}

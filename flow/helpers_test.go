@@ -15,6 +15,7 @@ import (
 	"github.com/computebot/computebot"
 	"github.com/computebot/computebot/config"
 	"github.com/computebot/computebot/flow"
+	"github.com/computebot/computebot/internal/testclock"
 	"github.com/computebot/computebot/policy"
 	"github.com/computebot/computebot/reply"
 )
@@ -60,7 +61,7 @@ type env struct {
 	t      *testing.T
 	ctx    context.Context
 	cfg    *config.Config
-	clock  *fakeClock
+	clock  *testclock.Clock
 	chat   *fakeChat
 	cloud  *fakeCloud
 	store  *fakeStore
@@ -87,7 +88,7 @@ func withoutIdle() envOption { return func(e *env) { e.idle = nil } }
 
 func newEnv(t *testing.T, opts ...envOption) *env {
 	t.Helper()
-	clock := &fakeClock{t: epoch}
+	clock := testclock.New(epoch)
 	down := new(atomic.Bool)
 	e := &env{
 		t: t, ctx: context.Background(), cfg: testConfig(), clock: clock,

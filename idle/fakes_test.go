@@ -18,29 +18,12 @@ import (
 	"github.com/computebot/computebot"
 	"github.com/computebot/computebot/config"
 	"github.com/computebot/computebot/internal/syncbuf"
+	"github.com/computebot/computebot/internal/testclock"
 	"github.com/computebot/computebot/policy"
 )
 
 // t0 is the tests' "now" at the start: a period boundary plus a bit.
 var t0 = time.Date(2026, 3, 2, 10, 2, 30, 0, time.UTC)
-
-// clock is a controllable time source.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
 
 // fakeCloud is a recording fake of Cloud. Metrics are stored per instance
 // as datapoints and returned for [Start, End), as CloudWatch does.
@@ -567,7 +550,7 @@ type rig struct {
 	obs    *fakeObserver
 	mem    *memKV
 	kv     KV // the scheduler's KV when not mem
-	clock  *clock
+	clock  *testclock.Clock
 	logs   *syncbuf.Buffer
 	audits *auditLog
 	prices atomic.Int32 // price look-ups
@@ -624,7 +607,7 @@ func testConfig() config.Idle {
 func newRig(t testing.TB, cfg config.Idle) *rig {
 	t.Helper()
 	r := &rig{cloud: newCloud(), notes: &fakeNotifier{}, authz: &fakeAuthz{}, obs: &fakeObserver{}, mem: newMemKV(),
-		clock: &clock{t: t0}, logs: &syncbuf.Buffer{}, audits: &auditLog{}}
+		clock: testclock.New(t0), logs: &syncbuf.Buffer{}, audits: &auditLog{}}
 	r.Scheduler = r.build(t, cfg)
 	return r
 }

@@ -8,12 +8,6 @@ import (
 	"github.com/computebot/computebot"
 )
 
-func (c *clock) Set(t time.Time) {
-	c.mu.Lock()
-	c.t = t
-	c.mu.Unlock()
-}
-
 func (r *rig) hours(t testing.TB) {
 	t.Helper()
 	if err := r.Hours(context.Background()); err != nil {

@@ -2,31 +2,13 @@ package main
 
 import (
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/computebot/computebot/flow"
 	"github.com/computebot/computebot/internal/fakeaws"
+	"github.com/computebot/computebot/internal/testclock"
 )
-
-// testClock is a settable clock for the bot (Main.Now).
-type testClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *testClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *testClock) Set(t time.Time) {
-	c.mu.Lock()
-	c.t = t
-	c.mu.Unlock()
-}
 
 // TestOfficeHoursEndToEnd drives office hours through the real binary's
 // wiring with an injected clock, over the spring daylight-saving change in
@@ -39,7 +21,7 @@ func TestOfficeHoursEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	clock := &testClock{t: time.Date(2026, 3, 28, 12, 0, 0, 0, loc)}
+	clock := testclock.New(time.Date(2026, 3, 28, 12, 0, 0, 0, loc))
 	b := newBedWith(t, func(m *Main) { m.IdleCheckEvery = 100 * time.Millisecond; m.Now = clock.Now },
 		withConfig(idleConfig), withTimings(func(o *flow.Options) { o.NoticeInterval = 5 * time.Millisecond }))
 	id := "i-0aaaa0000000000f1"

@@ -117,9 +117,6 @@ func TestVersionOnce(t *testing.T) {
 // (-tags nodemo, the version from -ldflags -X main.version) and checks
 // what it says: its version, not (devel); help on stdout; no demo.
 func TestBinaryVersionBuildArg(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the binary")
-	}
 	dockerfile, err := os.ReadFile("../../Dockerfile")
 	if err != nil {
 		t.Fatal(err)
