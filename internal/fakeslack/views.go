@@ -79,23 +79,17 @@ type View struct {
 
 // viewRec is a stored view.
 type viewRec struct {
-	id, typ, user string
+	id, user string
+	// parsedView is the view as last set (opened, updated, published);
 	// title, submit and close are the raw text objects, nil when absent.
-	title, submit, close json.RawMessage
-	blocks               []json.RawMessage
-	privateMetadata      string
-	callbackID           string
-	externalID           string
-	clearOnClose         bool
-	notifyOnClose        bool
-	submitDisabled       bool
-	hash                 string
-	root, previous       string
-	state                map[string]map[string]any // state.values
-	errors               map[string]string         // from an errors ack
-	closed               bool
-	updated              int
-	via                  string
+	parsedView
+	hash           string
+	root, previous string
+	state          map[string]map[string]any // state.values
+	errors         map[string]string         // from an errors ack
+	closed         bool
+	updated        int
+	via            string
 }
 
 // parsedView is a view object from a request, validated.
@@ -359,14 +353,11 @@ func (s *Server) newViewIDLocked() string {
 // applyLocked sets v's content from p and gives it a new hash. State
 // values of elements no longer in the view are dropped; shown errors go.
 func (s *Server) applyLocked(v *viewRec, p *parsedView) {
-	v.typ = p.typ
-	v.title, v.submit, v.close = p.title, p.submit, p.close
-	v.blocks = p.blocks
-	v.privateMetadata, v.callbackID = p.privateMetadata, p.callbackID
-	if p.externalID != "" {
-		v.externalID = p.externalID
+	ext := v.externalID
+	v.parsedView = *p
+	if p.externalID == "" {
+		v.externalID = ext // an update without one keeps the view's
 	}
-	v.clearOnClose, v.notifyOnClose, v.submitDisabled = p.clearOnClose, p.notifyOnClose, p.submitDisabled
 	v.hash = newViewHash()
 	v.errors = nil
 	if v.state != nil {
