@@ -604,13 +604,7 @@ func TestViewSubmission(t *testing.T) {
 		}
 		return nil
 	})
-	if err := h.s.WaitConnected(ctx); err != nil {
-		t.Fatal(err)
-	}
-	opened, err := h.api.OpenView(slashTrigger(t, h, "U0ANA"), launchModal())
-	if err != nil {
-		t.Fatal(err)
-	}
+	opened := openLaunchModal(t, h)
 	vid := opened.View.ID
 	values := map[string]map[string]any{
 		"name":  {"name_in": TextValue("notebook")},
@@ -724,13 +718,7 @@ func TestViewSubmission(t *testing.T) {
 func TestViewSubmissionRefusals(t *testing.T) {
 	h := newHarness(t)
 	ctx := testCtx(t)
-	if err := h.s.WaitConnected(ctx); err != nil {
-		t.Fatal(err)
-	}
-	opened, err := h.api.OpenView(slashTrigger(t, h, "U0ANA"), launchModal())
-	if err != nil {
-		t.Fatal(err)
-	}
+	opened := openLaunchModal(t, h)
 	vid := opened.View.ID
 	ok := map[string]map[string]any{
 		"name":  {"name_in": TextValue("nb")},
@@ -873,4 +861,17 @@ func TestViewsFaultsAndScopes(t *testing.T) {
 	if c := s.Calls("views.open"); len(c) != 1 || c[0].Status != http.StatusTooManyRequests {
 		t.Errorf("views.open calls = %+v", c)
 	}
+}
+
+// openLaunchModal opens launchModal for U0ANA, once connected.
+func openLaunchModal(t *testing.T, h *harness) *slack.ViewResponse {
+	t.Helper()
+	if err := h.s.WaitConnected(testCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	opened, err := h.api.OpenView(slashTrigger(t, h, "U0ANA"), launchModal())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return opened
 }
