@@ -94,16 +94,7 @@ func TestDemoInteractive(t *testing.T) {
 	var out syncbuf.Buffer
 	done := make(chan int)
 	go func() { done <- runDemo(nil, r, &out) }()
-	waitOut := func(substr string) {
-		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for !strings.Contains(stripANSI(out.String()), substr) {
-			if time.Now().After(deadline) {
-				t.Fatalf("output never showed %q:\n%s", substr, out.String())
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
+	waitOut := func(substr string) { t.Helper(); waitDemoOutput(t, &out, substr) }
 	type_ := func(line string) {
 		if _, err := io.WriteString(w, line+"\n"); err != nil {
 			t.Fatal(err)
@@ -199,16 +190,7 @@ func TestDemoKeepsHalfTypedLine(t *testing.T) {
 	var out syncbuf.Buffer
 	done := make(chan int)
 	go func() { done <- runDemo(nil, r, &out) }()
-	waitOut := func(substr string) {
-		t.Helper()
-		deadline := time.Now().Add(15 * time.Second)
-		for !strings.Contains(stripANSI(out.String()), substr) {
-			if time.Now().After(deadline) {
-				t.Fatalf("output never showed %q:\n%q", substr, out.String())
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
+	waitOut := func(substr string) { t.Helper(); waitDemoOutput(t, &out, substr) }
 	type_ := func(keys string) {
 		t.Helper()
 		if _, err := io.WriteString(w, keys); err != nil {
@@ -355,5 +337,17 @@ func TestDemoHome(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("transcript lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+// waitDemoOutput waits until the demo's output (colours aside) shows substr.
+func waitDemoOutput(t *testing.T, out *syncbuf.Buffer, substr string) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !strings.Contains(stripANSI(out.String()), substr) {
+		if time.Now().After(deadline) {
+			t.Fatalf("output never showed %q:\n%q", substr, out.String())
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
